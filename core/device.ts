@@ -1,0 +1,114 @@
+/**
+ * Opening the GPU: the adapter's own limits are requested (not WebGPU's 128 MiB / 256 MiB defaults),
+ * and the `shader-f16` and `timestamp-query` features where the adapter has them.
+ * @module
+ */
+
+/** What the engine asked of the adapter, and what it got. */
+export interface DeviceInfo {
+  /** The adapter's description (e.g. "NVIDIA H100", "llvmpipe (LLVM 15.0.6, 256 bits)"). */
+  description: string;
+  /** Vendor and architecture strings, as the adapter reports them. */
+  vendor: string;
+  architecture: string;
+  /** True for a software (CPU) adapter such as Mesa's lavapipe. */
+  isFallbackAdapter: boolean;
+  /** Features the adapter offers. */
+  adapterFeatures: string[];
+  /** Features the engine requested and was granted. */
+  requestedFeatures: string[];
+  /** The limits the device was created with (the adapter's own maxima for the ones we raise). */
+  limits: Record<string, number>;
+}
+
+/** Thrown when no WebGPU adapter is present; its message says how to get one. */
+export class NoAdapterError extends Error {
+  constructor(detail = "") {
+    super(
+      "No WebGPU adapter found" + (detail ? ` (${detail})` : "") + ". asvr trains through Deno's WebGPU:\n" +
+        "  - on a machine with a GPU, install its Vulkan driver (NVIDIA, AMD, Intel) or use Metal on macOS;\n" +
+        "  - without a GPU, install Mesa's software Vulkan driver: `apt-get install mesa-vulkan-drivers`\n" +
+        "    (correct but slow; fine for tests and the tiny default);\n" +
+        "  - set DENO_WEBGPU_BACKEND=vulkan (or metal, dx12) to choose a backend explicitly.",
+    );
+    this.name = "NoAdapterError";
+  }
+}
+
+/** Limits raised to the adapter's maximum instead of WebGPU's defaults. */
+const RAISED_LIMITS = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupSizeZ",
+  "maxComputeWorkgroupsPerDimension",
+  "maxStorageBuffersPerShaderStage",
+  "maxUniformBufferBindingSize",
+  "maxBindGroups",
+] as const;
+
+/** Features requested when the adapter offers them. */
+const WANTED_FEATURES = ["shader-f16", "timestamp-query"] as const;
+
+/** Options of {@linkcode openDevice}. */
+export interface OpenDeviceOptions {
+  /** "high-performance" (default) or "low-power". */
+  powerPreference?: GPUPowerPreference;
+  /**
+   * Lower some limits below the adapter's (e.g. `{ maxStorageBufferBindingSize: 1 << 20 }`), to test
+   * code paths that split large tensors on an adapter with large limits.
+   */
+  limitOverrides?: Partial<Record<(typeof RAISED_LIMITS)[number], number>>;
+  /** Do not request `shader-f16` even when offered. */
+  disableF16?: boolean;
+}
+
+/** Opens the adapter and a device with its own limits; throws {@linkcode NoAdapterError} if none. */
+export async function openDevice(
+  options: OpenDeviceOptions = {},
+): Promise<{ device: GPUDevice; info: DeviceInfo }> {
+  if (typeof navigator === "undefined" || !("gpu" in navigator)) {
+    throw new NoAdapterError("navigator.gpu is missing in this runtime");
+  }
+  const adapter = await navigator.gpu.requestAdapter({
+    powerPreference: options.powerPreference ?? "high-performance",
+  });
+  if (!adapter) throw new NoAdapterError();
+  const requiredLimits: Record<string, number> = {};
+  for (const name of RAISED_LIMITS) {
+    const max = (adapter.limits as unknown as Record<string, number>)[name];
+    if (typeof max !== "number") continue;
+    const want = options.limitOverrides?.[name];
+    requiredLimits[name] = want === undefined ? max : Math.min(max, want);
+  }
+  const requestedFeatures = WANTED_FEATURES.filter((f) =>
+    adapter.features.has(f) && !(f === "shader-f16" && options.disableF16)
+  );
+  const device = await adapter.requestDevice({
+    requiredFeatures: requestedFeatures as GPUFeatureName[],
+    requiredLimits,
+  });
+  const limits: Record<string, number> = {};
+  for (const key in device.limits) {
+    const v = (device.limits as unknown as Record<string, number>)[key];
+    if (typeof v === "number") limits[key] = v;
+  }
+  // Overrides lower what kernels may assume even where the adapter grants more.
+  for (const [k, v] of Object.entries(options.limitOverrides ?? {})) limits[k] = Math.min(limits[k] ?? v, v);
+  const ai = adapter.info;
+  return {
+    device,
+    info: {
+      description: ai.description || ai.device || "unknown",
+      vendor: ai.vendor,
+      architecture: ai.architecture,
+      isFallbackAdapter: (ai as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+      adapterFeatures: [...adapter.features].sort(),
+      requestedFeatures: [...requestedFeatures],
+      limits,
+    },
+  };
+}

@@ -1,0 +1,400 @@
+/**
+ * The engine: one GPU device, its buffer pool and pipeline cache, the command encoder that ops
+ * record into, the tidy scopes that free a step's intermediates, and the autograd tape.
+ *
+ * Nothing waits on the GPU until a value is read: ops encode compute passes into one command
+ * encoder, which is submitted when a tensor is read (or every {@linkcode Engine.maxPendingDispatches}).
+ * @module
+ */
+
+import { bytesPerElement, type DType, f16BitsToF32, f32ToF16Bits, type HostArray } from "./dtype.ts";
+import { type DeviceInfo, openDevice, type OpenDeviceOptions } from "./device.ts";
+import { BufferPool } from "./pool.ts";
+import { Tensor } from "./tensor.ts";
+
+/** One recorded op of the autograd tape. */
+export interface TapeNode {
+  /** The op's inputs, in the order its backward returns their gradients. */
+  inputs: Tensor[];
+  /** Which inputs need a gradient. */
+  needs: boolean[];
+  /** The op's output. */
+  output: Tensor;
+  /** Given the gradient of the output, the gradients of the inputs (null where not needed). */
+  backward: (grad: Tensor) => (Tensor | null)[];
+}
+
+/** A compute dispatch: a WGSL program, its storage bindings, its parameters and its grid. */
+export interface KernelCall {
+  /** A name for error messages and profiles. */
+  label: string;
+  /** WGSL source with entry point `main`. Pipelines are cached by this text. */
+  code: string;
+  /** Storage buffers bound at @binding(0..n-1) of @group(0), in order. */
+  bindings: Tensor[];
+  /**
+   * u32 words of a uniform block bound at @binding(n) (n = bindings.length); pass floats through
+   * `f32Bits`. Omit when the kernel has no parameters.
+   */
+  params?: number[];
+  /** Workgroup counts [x, y, z]. */
+  workgroups: readonly [number, number?, number?];
+}
+
+/** Options of {@linkcode Engine.create}. */
+export interface EngineOptions extends OpenDeviceOptions {}
+
+/** Initial values or shape-only description of a new tensor. */
+export type TensorData = ArrayLike<number> | HostArray;
+
+/** The GPU engine. Create one with {@linkcode Engine.create}. */
+export class Engine {
+  /** The WebGPU device. */
+  readonly device: GPUDevice;
+  /** What was asked of the adapter and granted. */
+  readonly info: DeviceInfo;
+  /** The buffer pool. */
+  readonly pool: BufferPool;
+  /** True when f16 tensors can be used (the device has `shader-f16`). */
+  readonly hasF16: boolean;
+  /** Submit automatically after this many dispatches, so one encoder never grows without bound. */
+  maxPendingDispatches = 2000;
+
+  #pipelines = new Map<string, GPUComputePipeline>();
+  #encoder: GPUCommandEncoder | null = null;
+  #pending = 0;
+  #transient: GPUBuffer[] = [];
+  #scopes: Set<Tensor>[] = [];
+  #errors: string[] = [];
+  #submits = 0;
+  #dispatches = 0;
+
+  /** The current autograd tape (ops append while gradients are enabled). */
+  tape: TapeNode[] = [];
+  /** Whether ops record onto the tape. */
+  gradEnabled = true;
+  /** Set when an op saw an input needing a gradient while recording was off (used by checkpoint). */
+  sawGradInput = false;
+
+  private constructor(device: GPUDevice, info: DeviceInfo) {
+    this.device = device;
+    this.info = info;
+    this.pool = new BufferPool(device);
+    this.hasF16 = info.requestedFeatures.includes("shader-f16");
+    device.addEventListener("uncapturederror", (ev) => {
+      const msg = (ev as GPUUncapturedErrorEvent).error.message;
+      this.#errors.push(msg);
+    });
+  }
+
+  /** Opens the GPU adapter and creates an engine; throws `NoAdapterError` with the fix when none. */
+  static async create(options: EngineOptions = {}): Promise<Engine> {
+    const { device, info } = await openDevice(options);
+    return new Engine(device, info);
+  }
+
+  /** Counters: queue submits and dispatches since creation, pipelines compiled. */
+  get stats(): { submits: number; dispatches: number; pipelines: number } {
+    return { submits: this.#submits, dispatches: this.#dispatches, pipelines: this.#pipelines.size };
+  }
+
+  /** The device limit `name` (as granted, after overrides). */
+  limit(name: string): number {
+    return this.info.limits[name];
+  }
+
+  // ---------------------------------------------------------------- tensors
+
+  /** A new tensor holding `data` (converted to `dtype`). */
+  tensor(data: TensorData, shape: readonly number[], dtype: DType = "f32"): Tensor {
+    const t = this.empty(shape, dtype);
+    if (data.length !== t.size) {
+      throw new Error(`tensor: ${data.length} values given for shape [${shape}] (${t.size} elements)`);
+    }
+    this.write(t, data);
+    return t;
+  }
+
+  /** A new tensor whose contents are undefined (for kernel outputs). */
+  empty(shape: readonly number[], dtype: DType = "f32"): Tensor {
+    this.#checkDtype(dtype);
+    const size = shape.reduce((a, b) => a * b, 1);
+    const bytes = Math.max(4, Math.ceil((size * bytesPerElement(dtype)) / 4) * 4);
+    const t = new Tensor(this, shape, dtype, this.pool.acquire(bytes));
+    this.#track(t);
+    return t;
+  }
+
+  /** A new tensor of zeros. */
+  zeros(shape: readonly number[], dtype: DType = "f32"): Tensor {
+    const t = this.empty(shape, dtype);
+    this.encoder.clearBuffer(t.buffer, 0, t.bindSize);
+    return t;
+  }
+
+  /** A new tensor with every element `value`. */
+  full(shape: readonly number[], value: number, dtype: DType = "f32"): Tensor {
+    const size = shape.reduce((a, b) => a * b, 1);
+    return this.tensor(new Float32Array(size).fill(value), shape, dtype);
+  }
+
+  /**
+   * A trainable parameter: long-lived (never freed by a tidy scope), with `requiresGrad` set.
+   * Its gradient accumulates into `param.grad` on {@linkcode backward}.
+   */
+  param(data: TensorData, shape: readonly number[], options: { dtype?: DType; name?: string } = {}): Tensor {
+    const t = this.tensor(data, shape, options.dtype ?? "f32");
+    this.untrack(t);
+    t.isParam = true;
+    t.requiresGrad = true;
+    t.name = options.name;
+    return t;
+  }
+
+  /** Writes host values into a tensor (ordered after all work recorded so far). */
+  write(t: Tensor, data: TensorData): void {
+    const bytes = t.bindSize;
+    const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
+    const range = staging.getMappedRange();
+    switch (t.dtype) {
+      case "f32":
+        new Float32Array(range).set(data);
+        break;
+      case "i32":
+        new Int32Array(range).set(data);
+        break;
+      case "u32":
+        new Uint32Array(range).set(data);
+        break;
+      case "f16": {
+        const h = new Uint16Array(range);
+        for (let i = 0; i < data.length; i++) h[i] = f32ToF16Bits(data[i]);
+        break;
+      }
+    }
+    staging.unmap();
+    this.encoder.copyBufferToBuffer(staging, 0, t.buffer, 0, bytes);
+    this.#transient.push(staging);
+  }
+
+  /** Reads a tensor back to the host (f16 widens to f32). Submits pending work and waits for it. */
+  async read(t: Tensor): Promise<HostArray> {
+    const bytes = t.bindSize;
+    const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.encoder.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
+    this.flush();
+    await staging.mapAsync(GPUMapMode.READ);
+    this.#throwErrors();
+    const range = staging.getMappedRange();
+    let out: HostArray;
+    switch (t.dtype) {
+      case "f32":
+        out = new Float32Array(range.slice(0, t.size * 4));
+        break;
+      case "i32":
+        out = new Int32Array(range.slice(0, t.size * 4));
+        break;
+      case "u32":
+        out = new Uint32Array(range.slice(0, t.size * 4));
+        break;
+      case "f16": {
+        const h = new Uint16Array(range, 0, t.size);
+        out = new Float32Array(t.size);
+        for (let i = 0; i < t.size; i++) out[i] = f16BitsToF32(h[i]);
+        break;
+      }
+    }
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
+  /** Copies `src` into `dst` (same byte size). */
+  copy(src: Tensor, dst: Tensor): void {
+    if (src.bindSize !== dst.bindSize) throw new Error(`copy: ${src} into ${dst}: sizes differ`);
+    this.encoder.copyBufferToBuffer(src.buffer, 0, dst.buffer, 0, src.bindSize);
+  }
+
+  // ---------------------------------------------------------------- execution
+
+  /** The command encoder that ops record into (created on demand). */
+  get encoder(): GPUCommandEncoder {
+    return this.#encoder ??= this.device.createCommandEncoder();
+  }
+
+  /** Records one compute dispatch. */
+  run(call: KernelCall): void {
+    let pipeline = this.#pipelines.get(call.code);
+    if (!pipeline) {
+      const module = this.device.createShaderModule({ label: call.label, code: call.code });
+      pipeline = this.device.createComputePipeline({
+        label: call.label,
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+      });
+      this.#pipelines.set(call.code, pipeline);
+    }
+    const entries: GPUBindGroupEntry[] = call.bindings.map((t, i) => ({
+      binding: i,
+      resource: { buffer: t.buffer, offset: 0, size: t.bindSize },
+    }));
+    if (call.params) {
+      const size = Math.max(16, Math.ceil(call.params.length / 4) * 16);
+      const ub = this.device.createBuffer({ size, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
+      new Uint32Array(ub.getMappedRange()).set(call.params);
+      ub.unmap();
+      this.#transient.push(ub);
+      entries.push({ binding: call.bindings.length, resource: { buffer: ub } });
+    }
+    const bindGroup = this.device.createBindGroup({
+      label: call.label,
+      layout: pipeline.getBindGroupLayout(0),
+      entries,
+    });
+    const pass = this.encoder.beginComputePass({ label: call.label });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(call.workgroups[0], call.workgroups[1] ?? 1, call.workgroups[2] ?? 1);
+    pass.end();
+    this.#dispatches++;
+    if (++this.#pending >= this.maxPendingDispatches) this.flush();
+  }
+
+  /** Submits everything recorded so far (does not wait). */
+  flush(): void {
+    if (!this.#encoder) return;
+    this.device.queue.submit([this.#encoder.finish()]);
+    this.#submits++;
+    this.#encoder = null;
+    this.#pending = 0;
+    for (const b of this.#transient) b.destroy();
+    this.#transient = [];
+  }
+
+  /** Submits pending work and waits until the GPU has finished it. Throws recorded GPU errors. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.#throwErrors();
+  }
+
+  #throwErrors(): void {
+    if (this.#errors.length) {
+      const msgs = this.#errors.splice(0);
+      throw new Error(`WebGPU error: ${msgs.join("\n")}`);
+    }
+  }
+
+  #checkDtype(dtype: DType): void {
+    if (dtype === "f16" && !this.hasF16) {
+      throw new Error(`f16 tensors need the adapter feature "shader-f16", which ${this.info.description} lacks`);
+    }
+  }
+
+  // ---------------------------------------------------------------- scopes
+
+  #track(t: Tensor): void {
+    this.#scopes.at(-1)?.add(t);
+  }
+
+  /** Removes a tensor from the tidy scopes, so it outlives them (e.g. parameters, optimizer state). */
+  untrack(t: Tensor): void {
+    for (const s of this.#scopes) s.delete(t);
+  }
+
+  /**
+   * Runs `fn`, then frees every tensor created inside it except those it returns (a tensor, or an
+   * array or object of tensors) and those {@linkcode untrack}ed. Returned tensors move to the
+   * enclosing scope. An async `fn` frees when its promise settles.
+   */
+  tidy<T>(fn: () => T): T {
+    const scope = new Set<Tensor>();
+    this.#scopes.push(scope);
+    let result: T;
+    try {
+      result = fn();
+    } catch (e) {
+      this.#endScope(scope, undefined);
+      throw e;
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        (v) => {
+          this.#endScope(scope, v);
+          return v;
+        },
+        (e) => {
+          this.#endScope(scope, undefined);
+          throw e;
+        },
+      ) as T;
+    }
+    this.#endScope(scope, result);
+    return result;
+  }
+
+  #endScope(scope: Set<Tensor>, result: unknown): void {
+    const i = this.#scopes.lastIndexOf(scope);
+    if (i >= 0) this.#scopes.splice(i, 1);
+    const kept = new Set<Tensor>();
+    collectTensors(result, kept);
+    const parent = this.#scopes.at(-1);
+    for (const t of scope) {
+      if (kept.has(t)) parent?.add(t);
+      else t.dispose();
+    }
+    if (this.#scopes.length === 0 && this.tape.length) {
+      this.tape = this.tape.filter((n) => !n.output.disposed);
+    }
+  }
+
+  /** Runs `fn` without recording gradients (evaluation, frozen encoders). */
+  noGrad<T>(fn: () => T): T {
+    const prev = this.gradEnabled;
+    this.gradEnabled = false;
+    try {
+      return fn();
+    } finally {
+      this.gradEnabled = prev;
+    }
+  }
+
+  /** Runs `fn` recording onto `tape` with gradients enabled, then restores the previous tape. */
+  withTape<T>(tape: TapeNode[], fn: () => T): T {
+    const prevTape = this.tape, prevGrad = this.gradEnabled;
+    this.tape = tape;
+    this.gradEnabled = true;
+    try {
+      return fn();
+    } finally {
+      this.tape = prevTape;
+      this.gradEnabled = prevGrad;
+    }
+  }
+
+  /** Frees pooled buffers not in use and destroys the device. */
+  destroy(): void {
+    this.flush();
+    this.pool.trim();
+    this.device.destroy();
+  }
+}
+
+function collectTensors(v: unknown, out: Set<Tensor>): void {
+  if (v instanceof Tensor) {
+    out.add(v);
+    if (v.base) out.add(v.base);
+  }
+  else if (Array.isArray(v)) for (const x of v) collectTensors(x, out);
+  else if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    for (const x of Object.values(v)) collectTensors(x, out);
+  }
+}
+
+/** Workgroup counts covering `n` invocations with `wg` threads per group, spread over x and y. */
+export function grid1d(n: number, wg: number): [number, number] {
+  const groups = Math.max(1, Math.ceil(n / wg));
+  if (groups <= 65535) return [groups, 1];
+  const y = Math.ceil(groups / 65535);
+  return [Math.ceil(groups / y), y];
+}

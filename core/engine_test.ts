@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { assertClose, gpuTest } from "./testing.ts";
+import { addInPlace, backward, checkpoint, record, reshape, zeroGrad } from "./autograd.ts";
+import { sizeClass } from "./pool.ts";
+import type { Tensor } from "./tensor.ts";
+
+gpuTest("tensor: write and read back f32, i32, u32, f16", async (e) => {
+  const a = e.tensor([1, -2.5, 3e6, 0.1], [2, 2]);
+  assertClose(await a.read(), [1, -2.5, 3e6, 0.1]);
+  assert.deepEqual([...await e.tensor([-1, 2, 3], [3], "i32").read()], [-1, 2, 3]);
+  assert.deepEqual([...await e.tensor([7, 8, 9], [3], "u32").read()], [7, 8, 9]);
+  if (e.hasF16) {
+    const h = await e.tensor([1, 0.333333, 65504, -2], [4], "f16").read();
+    assertClose(h, [1, 0.333251953125, 65504, -2], { atol: 0 });
+  }
+  assertClose(await e.zeros([5]).read(), [0, 0, 0, 0, 0], { atol: 0 });
+  for (const t of [a]) t.dispose();
+});
+
+gpuTest("pool: size classes waste at most half and are reused", (e) => {
+  for (const b of [1, 17, 300, 1000, 4097, 1 << 20, 3 << 19]) {
+    const c = sizeClass(b);
+    assert.ok(c >= b && (c <= 256 || c <= b * 1.5), `${b} -> ${c}`);
+  }
+  const t = e.empty([1000]);
+  const buf = t.buffer;
+  t.dispose();
+  const u = e.empty([999]);
+  assert.equal(u.buffer, buf);
+  u.dispose();
+  assert.throws(() => u.buffer, /disposed/);
+});
+
+gpuTest("tidy frees intermediates, keeps results and parameters", (e) => {
+  const p = e.param([1, 2], [2]);
+  const before = e.pool.bytesInUse;
+  const r = e.tidy(() => {
+    e.empty([100]);
+    const keep = e.empty([10]);
+    return { keep, view: e.empty([4]).view([2, 2]) };
+  });
+  assert.ok(!r.keep.disposed && !r.view.disposed && !p.disposed);
+  r.keep.dispose();
+  r.view.base!.dispose();
+  assert.equal(e.pool.bytesInUse, before);
+  p.dispose();
+});
+
+gpuTest("autograd: shared inputs sum, params accumulate, frozen params get none", async (e) => {
+  const w = e.param([1, 2, 3], [3]);
+  const frozen = e.param([5, 5, 5], [3]);
+  frozen.requiresGrad = false;
+  // y = w + w + frozen through a toy op whose backward passes the gradient on unchanged.
+  const addOp = (a: Tensor, b: Tensor) => {
+    const out = e.empty(a.shape);
+    e.copy(a, out);
+    addInPlace(out, b);
+    return record(out, [a, b], (g) => [g, g]);
+  };
+  e.tidy(() => {
+    const y = addOp(addOp(w, w), frozen);
+    backward(reshape(y, [3, 1]), e.tensor([1, 10, 100], [3, 1]));
+  });
+  assertClose(await w.grad!.read(), [2, 20, 200]);
+  assert.equal(frozen.grad, null);
+  e.tidy(() => backward(addOp(w, frozen), e.tensor([1, 1, 1], [3])));
+  assertClose(await w.grad!.read(), [3, 21, 201]);
+  zeroGrad([w]);
+  assertClose(await w.grad!.read(), [0, 0, 0]);
+  assert.equal(e.tape.length, 0);
+  w.dispose();
+  frozen.dispose();
+});
+
+gpuTest("checkpoint: same gradients as without, intermediates not kept", async (e) => {
+  const w = e.param([1, 2, 3], [3]);
+  const addOp = (a: Tensor, b: Tensor) => {
+    const out = e.empty(a.shape);
+    e.copy(a, out);
+    addInPlace(out, b);
+    return record(out, [a, b], (g) => [g, g]);
+  };
+  const block = (x: Tensor) => addOp(addOp(x, w), w);
+  const x = e.tensor([0, 0, 0], [3]);
+  e.tidy(() => backward(checkpoint(block, x), e.tensor([1, 2, 3], [3])));
+  assertClose(await w.grad!.read(), [2, 4, 6]);
+  w.dispose();
+  x.dispose();
+});

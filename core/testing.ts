@@ -1,0 +1,116 @@
+/**
+ * Helpers for kernel tests: a shared engine, seeded random data, closeness checks and finite
+ * differences for checking CPU references' gradients.
+ * @module
+ */
+
+import { Engine } from "./engine.ts";
+
+let shared: Promise<Engine> | null = null;
+
+/** The engine tests share (one per test worker). Fails, never skips, when no adapter exists. */
+export function testEngine(): Promise<Engine> {
+  return shared ??= Engine.create();
+}
+
+/** Registers a GPU test (resource/op sanitizers off: the device lives across tests). */
+export function gpuTest(name: string, fn: (e: Engine) => Promise<void> | void): void {
+  Deno.test({
+    name,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => await fn(await testEngine()),
+  });
+}
+
+/** A seeded uniform generator on [0, 1) (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `n` standard-normal values times `scale`, from `seed`. */
+export function randn(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = Math.max(r(), 1e-12), v = r();
+    out[i] = scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  return out;
+}
+
+/** `n` uniform integers in [0, hi), from `seed`. */
+export function randInt(n: number, hi: number, seed: number): Int32Array {
+  const r = rng(seed);
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.floor(r() * hi);
+  return out;
+}
+
+/** Largest |a - b| over two arrays. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/**
+ * Asserts |actual - expected| <= atol + rtol * |expected| elementwise; the message names the first
+ * offending index and the largest error.
+ */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  opts: { atol?: number; rtol?: number; label?: string } = {},
+): void {
+  const atol = opts.atol ?? 1e-5, rtol = opts.rtol ?? 1e-4;
+  const label = opts.label ? `${opts.label}: ` : "";
+  if (actual.length !== expected.length) {
+    throw new Error(`${label}length ${actual.length} != expected ${expected.length}`);
+  }
+  let bad = -1, worst = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const d = Math.abs(actual[i] - expected[i]);
+    if (!(d <= atol + rtol * Math.abs(expected[i]))) {
+      if (bad < 0) bad = i;
+    }
+    if (!(d <= worst)) worst = d;
+  }
+  if (bad >= 0) {
+    throw new Error(
+      `${label}mismatch at index ${bad}: got ${actual[bad]}, expected ${expected[bad]} ` +
+        `(max abs err ${worst}, atol ${atol}, rtol ${rtol}, n ${actual.length})`,
+    );
+  }
+}
+
+/**
+ * Central finite-difference gradient of a scalar function `f` at `x` (f64 arithmetic expected inside
+ * `f`); returns d f / d x.
+ */
+export function finiteDiff(f: (x: Float64Array) => number, x: ArrayLike<number>, eps = 1e-5): Float64Array {
+  const xx = Float64Array.from(x);
+  const g = new Float64Array(xx.length);
+  for (let i = 0; i < xx.length; i++) {
+    const v = xx[i];
+    xx[i] = v + eps;
+    const fp = f(xx);
+    xx[i] = v - eps;
+    const fm = f(xx);
+    xx[i] = v;
+    g[i] = (fp - fm) / (2 * eps);
+  }
+  return g;
+}
+
+/** A weighted sum of an array with fixed pseudo-random weights: turns any output into a scalar loss. */
+export function probe(n: number, seed = 99): Float32Array {
+  return randn(n, seed);
+}
