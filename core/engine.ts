@@ -154,7 +154,11 @@ export class Engine {
   /** Writes host values into a tensor (ordered after all work recorded so far). */
   write(t: Tensor, data: TensorData): void {
     const bytes = t.bindSize;
-    const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
+    const staging = this.device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.COPY_SRC,
+      mappedAtCreation: true,
+    });
     const range = staging.getMappedRange();
     switch (t.dtype) {
       case "f32":
@@ -180,7 +184,10 @@ export class Engine {
   /** Reads a tensor back to the host (f16 widens to f32). Submits pending work and waits for it. */
   async read(t: Tensor): Promise<HostArray> {
     const bytes = t.bindSize;
-    const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     this.encoder.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
     this.flush();
     await staging.mapAsync(GPUMapMode.READ);
@@ -287,7 +294,9 @@ export class Engine {
 
   #checkDtype(dtype: DType): void {
     if (dtype === "f16" && !this.hasF16) {
-      throw new Error(`f16 tensors need the adapter feature "shader-f16", which ${this.info.description} lacks`);
+      throw new Error(
+        `f16 tensors need the adapter feature "shader-f16", which ${this.info.description} lacks`,
+      );
     }
   }
 
@@ -384,8 +393,7 @@ function collectTensors(v: unknown, out: Set<Tensor>): void {
   if (v instanceof Tensor) {
     out.add(v);
     if (v.base) out.add(v.base);
-  }
-  else if (Array.isArray(v)) for (const x of v) collectTensors(x, out);
+  } else if (Array.isArray(v)) { for (const x of v) collectTensors(x, out); }
   else if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
     for (const x of Object.values(v)) collectTensors(x, out);
   }

@@ -35,7 +35,9 @@ export class Tensor {
   /** @internal Use the engine's factories (`tensor`, `empty`, `zeros`, `param`). */
   constructor(engine: Engine, shape: readonly number[], dtype: DType, buffer: GPUBuffer, owner = true) {
     for (const d of shape) {
-      if (!Number.isInteger(d) || d < 0) throw new Error(`tensor shape [${shape}]: dims must be integers >= 0`);
+      if (!Number.isInteger(d) || d < 0) {
+        throw new Error(`tensor shape [${shape}]: dims must be integers >= 0`);
+      }
     }
     this.engine = engine;
     this.shape = Object.freeze([...shape]);
