@@ -6,6 +6,10 @@
 
 import { Engine } from "./engine.ts";
 
+import { randn } from "./random.ts";
+
+export { randInt, randn, rng } from "./random.ts";
+
 let shared: Promise<Engine> | null = null;
 
 /** The engine tests share (one per test worker). Fails, never skips, when no adapter exists. */
@@ -21,37 +25,6 @@ export function gpuTest(name: string, fn: (e: Engine) => Promise<void> | void): 
     sanitizeOps: false,
     fn: async () => await fn(await testEngine()),
   });
-}
-
-/** A seeded uniform generator on [0, 1) (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** `n` standard-normal values times `scale`, from `seed`. */
-export function randn(n: number, seed: number, scale = 1): Float32Array {
-  const r = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = Math.max(r(), 1e-12), v = r();
-    out[i] = scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  }
-  return out;
-}
-
-/** `n` uniform integers in [0, hi), from `seed`. */
-export function randInt(n: number, hi: number, seed: number): Int32Array {
-  const r = rng(seed);
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(r() * hi);
-  return out;
 }
 
 /** Largest |a - b| over two arrays. */
