@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { backward } from "../../autograd.ts";
+import { type DType, roundToF16 } from "../../dtype.ts";
+import type { Engine } from "../../engine.ts";
+import { assertClose, finiteDiff, gpuTest, probe, randn } from "../../testing.ts";
+import { rmsNorm } from "./rmsnorm.ts";
+import { rmsNormBackwardCpu, rmsNormForwardCpu } from "./rmsnorm_cpu.ts";
+
+const ROWS = [1, 7, 33];
+const WIDTHS = [1, 7, 129, 1000];
+const EPS = 1e-6;
+
+// f16 storage: inputs are rounded to f16 before the CPU reference runs; outputs are f16-rounded too.
+const TOL: Record<string, { atol: number; rtol: number }> = {
+  f32: { atol: 1e-4, rtol: 1e-4 },
+  f16: { atol: 4e-3, rtol: 1e-2 },
+};
+
+interface Case {
+  R: number;
+  C: number;
+  xt: DType;
+  wt: DType;
+  frozenWeight?: boolean;
+  seed: number;
+}
+
+async function checkRmsNorm(e: Engine, k: Case): Promise<void> {
+  const { R, C, xt, wt } = k;
+  const r16 = (a: Float32Array, t: DType) => t === "f16" ? roundToF16(a) : a;
+  const xs = r16(randn(R * C, k.seed, 2).map((v, i) => v + (i % 3)), xt);
+  const ws = r16(randn(C, k.seed + 1, 0.3).map((v) => v + 1), wt);
+  const gs = r16(probe(R * C, k.seed + 2), xt);
+  const x = e.param(xs, [R, C], { dtype: xt });
+  const w = e.param(ws, [C], { dtype: wt });
+  if (k.frozenWeight) w.requiresGrad = false;
+  const y = (await e.tidy(async () => {
+    const out = rmsNorm(x, w, EPS);
+    backward(out, e.tensor(gs, [R, C], xt));
+    return await out.read();
+  })) as Float32Array;
+  const label = `x ${xt}, w ${wt}, [${R}, ${C}]`;
+  const tol = TOL[xt === "f16" || wt === "f16" ? "f16" : "f32"];
+  assertClose(y, rmsNormForwardCpu(xs, ws, C, EPS).y, { ...tol, label: `y ${label}` });
+  const ref = rmsNormBackwardCpu(xs, ws, gs, C, EPS);
+  assertClose(await x.grad!.read(), ref.dx, { ...tol, label: `dx ${label}` });
+  // The weight gradient sums R rows: the tolerance grows with the row count.
+  if (k.frozenWeight) assert.equal(w.grad, null);
+  else {
+    assertClose(await w.grad!.read(), ref.dw, {
+      atol: tol.atol * Math.sqrt(R),
+      rtol: tol.rtol,
+      label: `dw ${label}`,
+    });
+  }
+  x.dispose();
+  w.dispose();
+}
+
+for (const dtype of ["f32", "f16"] as const) {
+  gpuTest(`rmsNorm ${dtype}: forward and backward vs CPU`, async (e) => {
+    if (dtype === "f16" && !e.hasF16) return;
+    let seed = 1;
+    for (const R of ROWS) {
+      for (const C of WIDTHS) await checkRmsNorm(e, { R, C, xt: dtype, wt: dtype, seed: seed += 10 });
+    }
+  });
+}
+
+gpuTest("rmsNorm: many rows (several column chunks), frozen weight, mixed dtypes", async (e) => {
+  await checkRmsNorm(e, { R: 300, C: 7, xt: "f32", wt: "f32", seed: 4 });
+  await checkRmsNorm(e, { R: 7, C: 33, xt: "f32", wt: "f32", frozenWeight: true, seed: 5 });
+  if (!e.hasF16) return;
+  await checkRmsNorm(e, { R: 33, C: 129, xt: "f16", wt: "f32", seed: 6 });
+});
+
+gpuTest("rmsNorm: leading dims; without gradients no tape entry and no leftover buffers", async (e) => {
+  const xs = randn(2 * 3 * 5, 8), ws = randn(5, 9);
+  const w = e.tensor(ws, [5]);
+  w.requiresGrad = true;
+  const before = e.pool.bytesInUse;
+  // Outside a tidy scope: only the saved 1/rms could leak.
+  const x = e.tensor(xs, [2, 3, 5]);
+  const y = e.noGrad(() => rmsNorm(x, w));
+  assert.deepEqual(y.shape, [2, 3, 5]);
+  assertClose(await y.read(), rmsNormForwardCpu(xs, ws, 5, EPS).y, TOL.f32);
+  assert.equal(e.tape.length, 0);
+  x.dispose();
+  y.dispose();
+  assert.equal(e.pool.bytesInUse, before);
+  w.dispose();
+});
+
+Deno.test("rmsNorm CPU backward matches finite differences", () => {
+  const R = 3, C = 7;
+  const x = randn(R * C, 21, 2), w = randn(C, 22);
+  const p = probe(R * C, 24);
+  const loss = (xx: Float64Array | Float32Array, ww: Float64Array | Float32Array) =>
+    rmsNormForwardCpu(xx, ww, C, EPS).y.reduce((a, v, i) => a + v * p[i], 0);
+  const ref = rmsNormBackwardCpu(x, w, p, C, EPS);
+  const tol = { atol: 1e-6, rtol: 1e-5 };
+  assertClose(ref.dx, finiteDiff((xx) => loss(xx, w), x), { ...tol, label: "dx" });
+  assertClose(ref.dw, finiteDiff((ww) => loss(x, ww), w), { ...tol, label: "dw" });
+});
