@@ -1,4 +1,4 @@
-"""CPU reference timings (PyTorch, else numpy) for the ops bench/ops.ts measures on the GPU.
+"""CPU reference timings (PyTorch) for the ops bench/ops.ts measures on the GPU (matmul: matmul_ref.py).
 
 Prints one JSON object per line: {"op", "shape", "median_ms", "impl"}. Run by bench/ops.ts in the same
 session, so that GPU figures are stated as ratios against a reference measured on the same machine.
@@ -29,12 +29,6 @@ def main():
     torch.set_num_threads(max(1, torch.get_num_interop_threads(), 2))
     torch.manual_seed(0)
     out = []
-
-    for n in (256, 512, 1024):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        out.append({"op": "matmul", "shape": [n, n, n], "median_ms": median_ms(lambda: a @ b)})
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    out.append({"op": "matmul_transB", "shape": [1024, 1024, 1024], "median_ms": median_ms(lambda: a @ b.t())})
 
     # attention forward + backward, B=1, NH=8, T=256, HS=64, causal
     q, k, v = (torch.randn(1, 8, 256, 64, requires_grad=True) for _ in range(3))

@@ -6,18 +6,20 @@
 
 import type { Engine } from "../core/engine.ts";
 
-/** Median milliseconds per call of `fn` (run inside a tidy scope so intermediates are freed). */
-export async function medianMs(
-  e: Engine,
-  fn: () => unknown,
-  opts: { reps?: number; trials?: number } = {},
-): Promise<number> {
-  const reps = opts.reps ?? 5, trials = opts.trials ?? 5;
-  e.tidy(fn); // warm-up: compiles pipelines, fills the pool
+/**
+ * Median milliseconds per call of `fn` (run inside a tidy scope so intermediates are freed): a warm-up
+ * (compiles pipelines, fills the pool), then 5 trials of enough calls to last ~0.3 s each.
+ */
+export async function medianMs(e: Engine, fn: () => unknown, trials = 5): Promise<number> {
+  e.tidy(fn);
   await e.sync();
+  let t0 = performance.now();
+  e.tidy(fn);
+  await e.sync();
+  const reps = Math.max(2, Math.ceil(300 / (performance.now() - t0)));
   const times: number[] = [];
   for (let t = 0; t < trials; t++) {
-    const t0 = performance.now();
+    t0 = performance.now();
     for (let r = 0; r < reps; r++) e.tidy(fn);
     await e.sync();
     times.push((performance.now() - t0) / reps);

@@ -8,8 +8,9 @@
 export interface DeviceInfo {
   /** The adapter's description (e.g. "NVIDIA H100", "llvmpipe (LLVM 15.0.6, 256 bits)"). */
   description: string;
-  /** Vendor and architecture strings, as the adapter reports them. */
+  /** The vendor string, as the adapter reports it. */
   vendor: string;
+  /** The architecture string, as the adapter reports it. */
   architecture: string;
   /** True for a software (CPU) adapter such as Mesa's lavapipe. */
   isFallbackAdapter: boolean;
@@ -23,6 +24,7 @@ export interface DeviceInfo {
 
 /** Thrown when no WebGPU adapter is present; its message says how to get one. */
 export class NoAdapterError extends Error {
+  /** An error whose message names the fix; `detail` says what was missing. */
   constructor(detail = "") {
     super(
       "No WebGPU adapter found" + (detail ? ` (${detail})` : "") + ". asvr trains through Deno's WebGPU:\n" +
@@ -36,7 +38,7 @@ export class NoAdapterError extends Error {
 }
 
 /** Limits raised to the adapter's maximum instead of WebGPU's defaults. */
-const RAISED_LIMITS = [
+export const RAISED_LIMITS = [
   "maxStorageBufferBindingSize",
   "maxBufferSize",
   "maxComputeWorkgroupStorageSize",
@@ -50,6 +52,9 @@ const RAISED_LIMITS = [
   "maxBindGroups",
 ] as const;
 
+/** The name of a limit the engine raises to the adapter's maximum. */
+export type RaisedLimit = (typeof RAISED_LIMITS)[number];
+
 /** Features requested when the adapter offers them. */
 const WANTED_FEATURES = ["shader-f16", "timestamp-query"] as const;
 
@@ -61,7 +66,7 @@ export interface OpenDeviceOptions {
    * Lower some limits below the adapter's (e.g. `{ maxStorageBufferBindingSize: 1 << 20 }`), to test
    * code paths that split large tensors on an adapter with large limits.
    */
-  limitOverrides?: Partial<Record<(typeof RAISED_LIMITS)[number], number>>;
+  limitOverrides?: Partial<Record<RaisedLimit, number>>;
   /** Do not request `shader-f16` even when offered. */
   disableF16?: boolean;
 }

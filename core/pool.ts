@@ -24,6 +24,7 @@ export class BufferPool {
   #reserved = 0;
   #peak = 0;
 
+  /** An empty pool allocating from `device`. */
   constructor(device: GPUDevice) {
     this.#device = device;
   }

@@ -1,0 +1,491 @@
+/**
+ * Fused causal attention with grouped-query heads (flash-attention style): online softmax over tiles
+ * of keys held in workgroup memory, so no T x T matrix is ever stored. Backward recomputes the
+ * softmax from the saved per-row logsumexp (flash-attention 2): one kernel computes dq looping over
+ * key tiles, another dk/dv looping over query tiles of every query head of the kv group; no float
+ * atomics. f32 or f16 storage; all math in f32.
+ *
+ * Kernel layout: one thread per query row (forward, dq) or key row (dk/dv), 64 rows per workgroup
+ * (fewer for short sequences). A thread keeps its own row and accumulators as `array<vec4f, HV>` in
+ * registers and reads the other side's rows from the shared tile, 4 rows at a time. Pipelines are
+ * specialized on dtype, head size, rows per workgroup and tile height; sizes and masking are
+ * parameters.
+ * @module
+ */
+
+import { record } from "../../autograd.ts";
+import { f32Bits } from "../../dtype.ts";
+import { type Engine, grid1d } from "../../engine.ts";
+import type { Tensor } from "../../tensor.ts";
+
+/** Options of {@linkcode attention}. */
+export interface AttentionOptions {
+  /** Mask keys after the query (default true). */
+  causal?: boolean;
+  /** Multiplies q . k (default 1 / sqrt(HS)). */
+  scale?: number;
+  /** Sliding window (Mistral): query i attends to keys j with i - j < window. Default: no window. */
+  window?: number;
+}
+
+/** Largest supported head size. */
+export const MAX_HEAD_SIZE = 128;
+
+/** Sizes of a call, read off the tensors and checked. */
+interface Dims {
+  B: number;
+  NH: number;
+  NKV: number;
+  T: number;
+  HS: number;
+}
+
+function dimsOf(q: Tensor, k: Tensor, v: Tensor): Dims {
+  const fail = (why: string) => new Error(`attention(q ${q}, k ${k}, v ${v}): ${why}`);
+  if (q.shape.length !== 4 || k.shape.length !== 4) throw fail("q, k, v must be [B, heads, T, HS]");
+  const [B, NH, T, HS] = q.shape;
+  const NKV = k.shape[1];
+  if (k.shape.join() !== v.shape.join()) throw fail("k and v shapes differ");
+  if (k.shape[0] !== B || k.shape[2] !== T || k.shape[3] !== HS) throw fail("B, T or HS differ");
+  if (NKV === 0 || NH % NKV !== 0) throw fail("NH must be a multiple of NKV");
+  if (HS < 1 || HS > MAX_HEAD_SIZE) throw fail(`head size must be 1..${MAX_HEAD_SIZE}`);
+  if (q.dtype !== k.dtype || q.dtype !== v.dtype) throw fail("dtypes differ");
+  if (q.dtype !== "f32" && q.dtype !== "f16") throw fail("dtype must be f32 or f16");
+  return { B, NH, NKV, T, HS };
+}
+
+/** The uniform block of the tiled kernels: the layout of `struct P` in {@linkcode header}. */
+function params(d: Dims, nb: number, ngroups: number, opts: AttentionOptions): number[] {
+  const window = opts.window ?? 0;
+  if (opts.window !== undefined && !(Number.isInteger(window) && window >= 1)) {
+    throw new Error(`attention: window must be an integer >= 1, got ${opts.window}`);
+  }
+  return [
+    d.T,
+    d.NH,
+    d.NH / d.NKV,
+    nb,
+    ngroups,
+    (opts.causal ?? true) ? 1 : 0,
+    window >= d.T ? 0 : window, // a window of T or more masks nothing
+    f32Bits(opts.scale ?? 1 / Math.sqrt(d.HS)),
+  ];
+}
+
+/** What a pipeline is specialized on. */
+interface Spec {
+  /** Storage type. */
+  dtype: string;
+  /** Head size. */
+  HS: number;
+  /** Own rows (queries or keys) per workgroup, one per thread. */
+  rows: number;
+  /** Rows of the other side per shared tile (a multiple of 4). */
+  tile: number;
+  /** Whether loops over the chunks of a row are unrolled (see {@linkcode eachChunk}). */
+  unroll: boolean;
+}
+
+/**
+ * The specialization of a call. Workgroups own 64 rows, or 32 or 16 for short sequences (T = 8 in
+ * the ASVR depth transformer). The tile is the largest of 32, 16, 8 rows whose two f32 tiles (plus
+ * 2 f32 per row) fit in workgroup memory. Loops over a row are unrolled except on CPU adapters above
+ * HS 64, where LLVM takes over 10 s per unrolled kernel.
+ */
+function specOf(e: Engine, dtype: string, d: Dims): Spec {
+  const limit = e.limit("maxComputeWorkgroupStorageSize");
+  const HV = Math.ceil(d.HS / 4);
+  const tile = [32, 16, 8].find((rows) => rows * (2 * HV * 16 + 8) <= limit) ?? 4;
+  const rows = d.T <= 16 ? 16 : d.T <= 32 ? 32 : 64;
+  return { dtype, HS: d.HS, rows, tile, unroll: !e.info.isFallbackAdapter || d.HS <= 64 };
+}
+
+/** WGSL shared by the tiled kernels: types, sizes, parameters, the masking rule, row loads and stores. */
+function header(s: Spec, load: string[], store: string[]): string {
+  // chunk c of row `row` of a [rows, HS] buffer: elements 4c..4c+3, zero past HS
+  const ld = (buf: string) =>
+    s.HS % 4 === 0
+      ? `fn ld_${buf}(row: u32, c: u32) -> vec4f {
+  let i = row * HS + 4u * c;
+  return vec4f(f32(${buf}[i]), f32(${buf}[i + 1u]), f32(${buf}[i + 2u]), f32(${buf}[i + 3u]));
+}`
+      : `fn ld_${buf}(row: u32, c: u32) -> vec4f {
+  var x = vec4f(0.0);
+  for (var e = 0u; e < 4u && 4u * c + e < HS; e++) { x[e] = f32(${buf}[row * HS + 4u * c + e]); }
+  return x;
+}`;
+  const st = (buf: string) =>
+    s.HS % 4 === 0
+      ? `fn st_${buf}(row: u32, c: u32, x: vec4f) {
+  let i = row * HS + 4u * c;
+  ${buf}[i] = E(x.x); ${buf}[i + 1u] = E(x.y); ${buf}[i + 2u] = E(x.z); ${buf}[i + 3u] = E(x.w);
+}`
+      : `fn st_${buf}(row: u32, c: u32, x: vec4f) {
+  for (var e = 0u; e < 4u && 4u * c + e < HS; e++) { ${buf}[row * HS + 4u * c + e] = E(x[e]); }
+}`;
+  return `${s.dtype === "f16" ? "enable f16;" : ""}
+alias E = ${s.dtype};         // storage type; math is f32
+const HS = ${s.HS}u;          // head size
+const HV = ${Math.ceil(s.HS / 4)}u;  // vec4 chunks per row (zero-padded past HS)
+const WG = ${s.rows}u;        // own rows per workgroup, one per thread
+const TILE = ${s.tile}u;      // rows of the other side per shared tile
+struct P {
+  T: u32,
+  NH: u32,
+  G: u32,        // query heads per kv head (NH / NKV)
+  nb: u32,       // workgroups along T
+  ngroups: u32,  // workgroups in all
+  causal: u32,
+  window: u32,   // 0: none
+  scale: f32,
+}
+// Query i attends to key j iff jlo(i) <= j <= jhi(i), or equivalently ilo(j) <= i <= ihi(j).
+fn jlo(i: u32) -> u32 { if (p.window > 0u && i >= p.window) { return i + 1u - p.window; } return 0u; }
+fn jhi(i: u32) -> u32 { if (p.causal != 0u) { return i; } return p.T - 1u; }
+fn ilo(j: u32) -> u32 { if (p.causal != 0u) { return j; } return 0u; }
+fn ihi(j: u32) -> u32 { if (p.window > 0u) { return min(p.T - 1u, j + p.window - 1u); } return p.T - 1u; }
+// Whether query i attends to keys j..j+3, and whether queries i..i+3 attend to key j (rows past T: no).
+fn keys4(i: u32, j: u32) -> vec4<bool> {
+  let x = vec4u(j) + vec4u(0u, 1u, 2u, 3u);
+  return x >= vec4u(jlo(i)) & x <= vec4u(jhi(i)) & vec4<bool>(i < p.T);
+}
+fn queries4(i: u32, j: u32) -> vec4<bool> {
+  let x = vec4u(i) + vec4u(0u, 1u, 2u, 3u);
+  return x >= vec4u(ilo(j)) & x <= vec4u(ihi(j)) & vec4<bool>(j < p.T);
+}
+// The 4-row groups [first, end) of the tile starting at row t0 that hold rows lo..hi.
+fn groupRange(t0: u32, lo: u32, hi: u32) -> vec2u {
+  if (hi < t0 || lo >= t0 + TILE) { return vec2u(0u, 0u); }
+  return vec2u(select(0u, (lo - t0) & ~3u, lo > t0), min(TILE, hi - t0 + 1u));
+}
+${load.map(ld).join("\n")}
+${store.map(st).join("\n")}
+`;
+}
+
+/**
+ * `body(c)` for each vec4 chunk c of a row: unrolled (c = 0u, 1u, ...), so that the private row
+ * arrays are indexed by constants and stay in registers (2x faster backward on lavapipe, and no
+ * reliance on the driver unrolling), or as a WGSL loop over `c`.
+ */
+function eachChunk(s: Spec, body: (c: string) => string): string {
+  if (!s.unroll) return `for (var c = 0u; c < HV; c++) {\n        ${body("c")}\n      }`;
+  return Array.from({ length: Math.ceil(s.HS / 4) }, (_, c) => body(`${c}u`)).join("\n      ");
+}
+
+/** WGSL: the 4 dot products of `x` with chunk c of tile rows r..r+3. */
+function dot4(x: string, tile: string, c: string): string {
+  const row = (k: number) => `${tile}[(r + ${k}u) * HV + ${c}]`;
+  return `vec4f(dot(${x}, ${row(0)}), dot(${x}, ${row(1)}), dot(${x}, ${row(2)}), dot(${x}, ${row(3)}))`;
+}
+
+/** WGSL: w.x * (chunk c of tile row r) + ... + w.w * (chunk c of tile row r+3). */
+function axpy4(w: string, tile: string, c: string): string {
+  const row = (k: number) => `${tile}[(r + ${k}u) * HV + ${c}]`;
+  return `${w}.x * ${row(0)} + ${w}.y * ${row(1)} + ${w}.z * ${row(2)} + ${w}.w * ${row(3)}`;
+}
+
+const MAIN = `@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) t: u32) {
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= p.ngroups) { return; }`;
+
+/**
+ * The start of the forward and dq kernels: the workgroup owns query rows i0..i0+WG-1 of head bh and
+ * needs keys wlo..whi of its kv head, whose rows start at row kv0; this thread owns query i.
+ */
+const QUERY_BLOCK = `${MAIN}
+  let i0 = (w % p.nb) * WG;
+  let bh = w / p.nb;                                  // b * NH + h
+  let nkv = p.NH / p.G;
+  let kv0 = ((bh / p.NH) * nkv + (bh % p.NH) / p.G) * p.T;
+  let wlo = jlo(i0);
+  let whi = jhi(min(i0 + WG, p.T) - 1u);
+  let i = i0 + t;
+  let row = bh * p.T + min(i, p.T - 1u);              // rows past T: any data, masked`;
+
+/** Loads the tile of keys and values starting at key t0. */
+const LOAD_KV_TILE = `
+    workgroupBarrier();
+    for (var x = t; x < TILE * HV; x += WG) {
+      let j = kv0 + min(t0 + x / HV, p.T - 1u);
+      kt[x] = ld_k(j, x % HV);
+      vt[x] = ld_v(j, x % HV);
+    }
+    workgroupBarrier();`;
+
+function forwardCode(s: Spec): string {
+  return `${header(s, ["q", "k", "v"], ["o"])}
+@group(0) @binding(0) var<storage, read> q: array<E>;           // [B, NH, T, HS]
+@group(0) @binding(1) var<storage, read> k: array<E>;           // [B, NKV, T, HS]
+@group(0) @binding(2) var<storage, read> v: array<E>;           // [B, NKV, T, HS]
+@group(0) @binding(3) var<storage, read_write> o: array<E>;     // [B, NH, T, HS]
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>; // [B, NH, T]
+@group(0) @binding(5) var<uniform> p: P;
+var<workgroup> kt: array<vec4f, TILE * HV>;  // [TILE, HV] keys
+var<workgroup> vt: array<vec4f, TILE * HV>;  // [TILE, HV] values
+var<private> qr: array<vec4f, HV>;   // own query row, times scale
+var<private> acc: array<vec4f, HV>;  // sum_j exp(s_j - m) v_j
+
+${QUERY_BLOCK}
+  for (var c = 0u; c < HV; c++) { qr[c] = ld_q(row, c) * p.scale; }
+  var m = -3.0e38;  // running max of the scores
+  var l = 0.0;      // running sum of exp(s_j - m)
+  for (var t0 = wlo / TILE * TILE; t0 <= whi; t0 += TILE) {
+    ${LOAD_KV_TILE}
+    let rg = groupRange(t0, wlo, whi);  // the same for all threads
+    for (var r = rg.x; r < rg.y; r += 4u) {
+      let ok = keys4(i, t0 + r);
+      var s = vec4f(0.0);
+      ${eachChunk(s, (c) => `s += ${dot4(`qr[${c}]`, "kt", c)};`)}
+      s = select(vec4f(-3.0e38), s, ok);
+      let mNew = max(m, max(max(s.x, s.y), max(s.z, s.w)));
+      let pr = select(vec4f(0.0), exp(s - mNew), ok);
+      let a = exp(m - mNew);
+      l = l * a + pr.x + pr.y + pr.z + pr.w;
+      ${eachChunk(s, (c) => `acc[${c}] = acc[${c}] * a + ${axpy4("pr", "vt", c)};`)}
+      m = mNew;
+    }
+  }
+  if (i < p.T) {
+    for (var c = 0u; c < HV; c++) { st_o(row, c, acc[c] / l); }
+    lse[row] = m + log(l);
+  }
+}`;
+}
+
+function rowDotCode(dtype: string, HS: number): string {
+  return `${dtype === "f16" ? "enable f16;" : ""}
+@group(0) @binding(0) var<storage, read> g: array<${dtype}>;   // [B, NH, T, HS]
+@group(0) @binding(1) var<storage, read> o: array<${dtype}>;   // [B, NH, T, HS]
+@group(0) @binding(2) var<storage, read_write> D: array<f32>;  // [B, NH, T]
+struct P { rows: u32 }
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let row = gid.x + gid.y * nwg.x * 64u;
+  if (row >= p.rows) { return; }
+  var s = 0.0;
+  for (var d = 0u; d < ${HS}u; d++) { s += f32(g[row * ${HS}u + d]) * f32(o[row * ${HS}u + d]); }
+  D[row] = s;
+}`;
+}
+
+function dqCode(s: Spec): string {
+  return `${header(s, ["q", "k", "v", "g"], ["dq"])}
+@group(0) @binding(0) var<storage, read> q: array<E>;          // [B, NH, T, HS]
+@group(0) @binding(1) var<storage, read> k: array<E>;          // [B, NKV, T, HS]
+@group(0) @binding(2) var<storage, read> v: array<E>;          // [B, NKV, T, HS]
+@group(0) @binding(3) var<storage, read> g: array<E>;          // [B, NH, T, HS] d out
+@group(0) @binding(4) var<storage, read> lse: array<f32>;      // [B, NH, T]
+@group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T] rowsum(g * out)
+@group(0) @binding(6) var<storage, read_write> dq: array<E>;   // [B, NH, T, HS]
+@group(0) @binding(7) var<uniform> p: P;
+var<workgroup> kt: array<vec4f, TILE * HV>;
+var<workgroup> vt: array<vec4f, TILE * HV>;
+var<private> qr: array<vec4f, HV>;   // own query row, times scale
+var<private> gr: array<vec4f, HV>;   // its d out
+var<private> acc: array<vec4f, HV>;  // sum_j ds_j k_j
+
+${QUERY_BLOCK}
+  for (var c = 0u; c < HV; c++) {
+    qr[c] = ld_q(row, c) * p.scale;
+    gr[c] = ld_g(row, c);
+  }
+  let L = lse[row];
+  let Di = D[row];
+  for (var t0 = wlo / TILE * TILE; t0 <= whi; t0 += TILE) {
+    ${LOAD_KV_TILE}
+    let rg = groupRange(t0, wlo, whi);  // the same for all threads
+    for (var r = rg.x; r < rg.y; r += 4u) {
+      var s = vec4f(0.0);   // scores with keys t0+r..t0+r+3
+      var dp = vec4f(0.0);  // d out . their values
+      ${eachChunk(s, (c) => `s += ${dot4(`qr[${c}]`, "kt", c)};\n      dp += ${dot4(`gr[${c}]`, "vt", c)};`)}
+      let ds = select(vec4f(0.0), exp(s - L), keys4(i, t0 + r)) * (dp - Di);
+      ${eachChunk(s, (c) => `acc[${c}] += ${axpy4("ds", "kt", c)};`)}
+    }
+  }
+  if (i < p.T) {
+    for (var c = 0u; c < HV; c++) { st_dq(row, c, acc[c] * p.scale); }
+  }
+}`;
+}
+
+function dkdvCode(s: Spec): string {
+  return `${header(s, ["q", "k", "v", "g"], ["dk", "dv"])}
+@group(0) @binding(0) var<storage, read> q: array<E>;          // [B, NH, T, HS]
+@group(0) @binding(1) var<storage, read> k: array<E>;          // [B, NKV, T, HS]
+@group(0) @binding(2) var<storage, read> v: array<E>;          // [B, NKV, T, HS]
+@group(0) @binding(3) var<storage, read> g: array<E>;          // [B, NH, T, HS] d out
+@group(0) @binding(4) var<storage, read> lse: array<f32>;      // [B, NH, T]
+@group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T]
+@group(0) @binding(6) var<storage, read_write> dk: array<E>;   // [B, NKV, T, HS]
+@group(0) @binding(7) var<storage, read_write> dv: array<E>;   // [B, NKV, T, HS]
+@group(0) @binding(8) var<uniform> p: P;
+var<workgroup> qt: array<vec4f, TILE * HV>;  // [TILE, HV] queries
+var<workgroup> gt: array<vec4f, TILE * HV>;  // [TILE, HV] their d out
+var<workgroup> lt: array<f32, TILE>;         // their lse
+var<workgroup> dt: array<f32, TILE>;         // their D
+var<private> kr: array<vec4f, HV>;   // own key row, times scale
+var<private> vr: array<vec4f, HV>;   // its value row
+var<private> dka: array<vec4f, HV>;  // sum_i ds_i q_i
+var<private> dva: array<vec4f, HV>;  // sum_i p_i g_i
+
+${MAIN}
+  let j0 = (w % p.nb) * WG;   // the workgroup owns key rows j0..j0+WG-1 of kv head bkv
+  let bkv = w / p.nb;         // b * NKV + kv head
+  let nkv = p.NH / p.G;
+  let wlo = ilo(j0);          // and needs queries wlo..whi of each query head of the group
+  let whi = ihi(min(j0 + WG, p.T) - 1u);
+  let j = j0 + t;
+  let row = bkv * p.T + min(j, p.T - 1u);
+  for (var c = 0u; c < HV; c++) {
+    kr[c] = ld_k(row, c) * p.scale;
+    vr[c] = ld_v(row, c);
+  }
+  for (var h = 0u; h < p.G; h++) {
+    let q0 = ((bkv / nkv) * p.NH + (bkv % nkv) * p.G + h) * p.T;  // the query head's row 0
+    for (var t0 = wlo / TILE * TILE; t0 <= whi; t0 += TILE) {
+      workgroupBarrier();
+      for (var x = t; x < TILE * HV; x += WG) {
+        let i = q0 + min(t0 + x / HV, p.T - 1u);  // rows past T: any data, masked
+        qt[x] = ld_q(i, x % HV);
+        gt[x] = ld_g(i, x % HV);
+      }
+      for (var x = t; x < TILE; x += WG) {
+        let i = q0 + min(t0 + x, p.T - 1u);
+        lt[x] = lse[i];
+        dt[x] = D[i];
+      }
+      workgroupBarrier();
+      let rg = groupRange(t0, wlo, whi);  // the same for all threads
+      for (var r = rg.x; r < rg.y; r += 4u) {
+        var s = vec4f(0.0);   // scores of queries t0+r..t0+r+3 with the own key
+        var dp = vec4f(0.0);  // their d out . the own value
+        ${
+    eachChunk(s, (c) => `s += ${dot4(`kr[${c}]`, "qt", c)};\n      dp += ${dot4(`vr[${c}]`, "gt", c)};`)
+  }
+        let pr = select(vec4f(0.0), exp(s - vec4f(lt[r], lt[r + 1u], lt[r + 2u], lt[r + 3u])), queries4(t0 + r, j));
+        let ds = pr * (dp - vec4f(dt[r], dt[r + 1u], dt[r + 2u], dt[r + 3u]));
+        ${
+    eachChunk(s, (c) => `dva[${c}] += ${axpy4("pr", "gt", c)};\n      dka[${c}] += ${axpy4("ds", "qt", c)};`)
+  }
+      }
+    }
+  }
+  if (j < p.T) {
+    for (var c = 0u; c < HV; c++) {
+      st_dk(row, c, dka[c] * p.scale);
+      st_dv(row, c, dva[c]);
+    }
+  }
+}`;
+}
+
+/**
+ * The forward kernel alone: out [B, NH, T, HS] and the per-row logsumexp of the scaled scores
+ * lse [B, NH, T] (f32), from q [B, NH, T, HS], k and v [B, NKV, T, HS]. No autograd.
+ */
+export function attentionForward(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: AttentionOptions = {},
+): { out: Tensor; lse: Tensor } {
+  const d = dimsOf(q, k, v);
+  const e = q.engine;
+  const out = e.empty(q.shape, q.dtype);
+  const lse = e.empty([d.B, d.NH, d.T], "f32");
+  if (d.T * d.B * d.NH === 0) return { out, lse };
+  const spec = specOf(e, q.dtype, d);
+  const nb = Math.ceil(d.T / spec.rows), ngroups = nb * d.B * d.NH;
+  e.run({
+    label: "attention_fwd",
+    code: forwardCode(spec),
+    bindings: [q, k, v, out, lse],
+    params: params(d, nb, ngroups, opts),
+    workgroups: grid1d(ngroups, 1),
+  });
+  return { out, lse };
+}
+
+/**
+ * The backward kernels alone: given the forward's inputs, its out and lse and the gradient dout
+ * [B, NH, T, HS], returns dq [B, NH, T, HS] and dk, dv [B, NKV, T, HS] (dk/dv summed over the query
+ * heads of each kv group). `needs` = [q, k, v] skips the dq kernel, or the dk/dv kernel, when unneeded.
+ */
+export function attentionBackward(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Tensor,
+  lse: Tensor,
+  dout: Tensor,
+  opts: AttentionOptions = {},
+  needs: readonly boolean[] = [true, true, true],
+): { dq: Tensor | null; dk: Tensor | null; dv: Tensor | null } {
+  const d = dimsOf(q, k, v);
+  const e = q.engine;
+  if (dout.dtype !== q.dtype || dout.size !== q.size) {
+    throw new Error(`attention backward: dout ${dout} for q ${q}`);
+  }
+  const rows = d.B * d.NH * d.T;
+  const D = e.empty([d.B, d.NH, d.T], "f32");
+  const dq = needs[0] ? e.empty(q.shape, q.dtype) : null;
+  const dkv = needs[1] || needs[2];
+  const dk = dkv ? e.empty(k.shape, k.dtype) : null;
+  const dv = dkv ? e.empty(v.shape, v.dtype) : null;
+  if (rows > 0) {
+    e.run({
+      label: "attention_bwd_rowdot",
+      code: rowDotCode(q.dtype, d.HS),
+      bindings: [dout, out, D],
+      params: [rows],
+      workgroups: grid1d(rows, 64),
+    });
+    const spec = specOf(e, q.dtype, d);
+    const nb = Math.ceil(d.T / spec.rows);
+    if (dq) {
+      const ngroups = nb * d.B * d.NH;
+      e.run({
+        label: "attention_bwd_dq",
+        code: dqCode(spec),
+        bindings: [q, k, v, dout, lse, D, dq],
+        params: params(d, nb, ngroups, opts),
+        workgroups: grid1d(ngroups, 1),
+      });
+    }
+    if (dk && dv) {
+      const ngroups = nb * d.B * d.NKV;
+      e.run({
+        label: "attention_bwd_dkdv",
+        code: dkdvCode(spec),
+        bindings: [q, k, v, dout, lse, D, dk, dv],
+        params: params(d, nb, ngroups, opts),
+        workgroups: grid1d(ngroups, 1),
+      });
+    }
+  }
+  D.dispose();
+  if (!needs[1]) dk?.dispose();
+  if (!needs[2]) dv?.dispose();
+  return { dq, dk: needs[1] ? dk : null, dv: needs[2] ? dv : null };
+}
+
+/**
+ * Fused scaled-dot-product attention, differentiable: softmax(scale q k^T, masked) v with
+ * q [B, NH, T, HS] and k, v [B, NKV, T, HS], NH % NKV == 0 (grouped-query attention: query head h
+ * uses kv head floor(h / (NH / NKV))); HS <= 128. Returns out [B, NH, T, HS] in q's dtype.
+ * Memory is O(T) beyond the inputs: the per-row logsumexp [B, NH, T] is saved for backward, which
+ * must run in the same tidy scope as the forward.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  const { out, lse } = attentionForward(q, k, v, opts);
+  record(out, [q, k, v], (g, needs) => {
+    const { dq, dk, dv } = attentionBackward(q, k, v, out, lse, g, opts, needs);
+    return [dq, dk, dv];
+  });
+  if (!out.requiresGrad) lse.dispose(); // not recorded: nothing will need it
+  return out;
+}

@@ -1,0 +1,506 @@
+/**
+ * Matrix multiplication with autograd: out = op(a) @ op(b) + bias, batched, where op() is an
+ * optional transpose read straight from storage (no copies, also in backward).
+ *
+ * Two kernels compute every matmul (and its gradients):
+ * - `tiled`, the portable one used on every GPU and as the fallback: 64x64 output tiles staged
+ *   through workgroup memory, 16 x 16 threads with 4 x 4 outputs each, reading storage buffers.
+ * - `texture`, for software adapters (Mesa's lavapipe, `isFallbackAdapter`). lavapipe runs 8
+ *   invocations as the 8 lanes of a CPU vector; its storage-buffer and workgroup-memory loads go
+ *   through a per-lane scalar loop, and loads from read-only storage textures are much cheaper
+ *   (the same kernel ran ~3x faster than on vec4 storage buffers, ~2x faster than on sampled
+ *   textures). So the operands are copied into rgba textures (4 elements per texel, the
+ *   tensor's elements in order over a {@linkcode TEX_WIDTH}-texel-wide texture), and each
+ *   invocation accumulates a 16 x 16 block in registers with no workgroup memory. Measured on 2
+ *   cores at 1024^3: tiled ~1-2 GFLOP/s, texture ~20-40 GFLOP/s (the copies into textures included;
+ *   the range is other processes' load). It needs the texel-grouped dims to be multiples of 4 (K,
+ *   and M with transA, N without transB); other shapes use `tiled`.
+ * @module
+ */
+
+import { record } from "../../autograd.ts";
+import { type DType, isFloat } from "../../dtype.ts";
+import { type Engine, grid1d } from "../../engine.ts";
+import type { Tensor } from "../../tensor.ts";
+
+/** Options of {@linkcode matmul}. */
+export interface MatmulOptions {
+  /** `a` is stored [..., K, M] and used transposed. */
+  transA?: boolean;
+  /** `b` is stored [..., N, K] and used transposed (e.g. a [C_out, C] weight). */
+  transB?: boolean;
+  /** [N], added to every output row. */
+  bias?: Tensor;
+  /**
+   * The kernel to use (default "auto": `texture` on software adapters when the shapes allow it,
+   * else `tiled`); "tiled" or "texture" force one (tests, benchmarks), and "texture" throws when the
+   * shapes do not allow it.
+   */
+  kernel?: "auto" | "tiled" | "texture";
+}
+
+/** Which kernel computes a matmul (see {@linkcode MatmulOptions.kernel}). */
+export type MatmulKernel = NonNullable<MatmulOptions["kernel"]>;
+
+/** Width in texels of the textures that hold `texture`-kernel operands (a power of two). */
+export const TEX_WIDTH = 4096;
+
+/**
+ * out = op(a) @ op(b) (+ bias), f32 or f16 (f16 storage, f32 accumulation).
+ *
+ * a: [..., M, K] ([..., K, M] with transA); b: [..., K, N] ([..., N, K] with transB), with the same
+ * leading dims as `a`, or 2-D and then shared by every matrix of the batch; bias: [N].
+ * Returns [..., M, N]. Backward gives dA, dB (summed over the batch when `b` was shared) and
+ * dbias (column sums of the output gradient), each only where needed.
+ *
+ * @example
+ * ```ts
+ * const y = matmul(x, w, { transB: true, bias }); // x [B, T, C], w [C_out, C] -> y [B, T, C_out]
+ * ```
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const { transA = false, transB = false, bias, kernel = "auto" } = opts;
+  const e = a.engine;
+  const ra = a.shape.length, rb = b.shape.length;
+  if (ra < 2 || rb < 2) throw new Error(`matmul: ${a} @ ${b}: operands need at least 2 dims`);
+  if (a.dtype !== b.dtype || !isFloat(a.dtype)) {
+    throw new Error(`matmul: ${a} @ ${b}: dtypes must be equal floats`);
+  }
+  const M = a.shape[ra - (transA ? 1 : 2)], K = a.shape[ra - (transA ? 2 : 1)];
+  const Kb = b.shape[rb - (transB ? 1 : 2)], N = b.shape[rb - (transB ? 2 : 1)];
+  if (K !== Kb) throw new Error(`matmul: ${a} @ ${b} (transA ${transA}, transB ${transB}): K ${K} != ${Kb}`);
+  const lead = a.shape.slice(0, -2);
+  const shared = rb === 2;
+  if (!shared && (rb !== ra || b.shape.slice(0, -2).some((d, i) => d !== lead[i]))) {
+    throw new Error(`matmul: ${a} @ ${b}: b must be 2-D or have a's leading dims`);
+  }
+  if (bias && (bias.dtype !== a.dtype || bias.shape.length !== 1 || bias.shape[0] !== N)) {
+    throw new Error(`matmul: bias ${bias} must be ${a.dtype}[${N}]`);
+  }
+  const batch = lead.reduce((x, y) => x * y, 1);
+  const out = e.empty([...lead, M, N], a.dtype);
+  // dst [m, n] = op(x) [m, k] @ op(y) [k, n] for each matrix of the batch (with `sum`, summed over it).
+  const product = (dst: Tensor, x: Operand, y: Operand, m: number, n: number, k: number, sum = false) => {
+    const [nb, ns] = sum ? [1, batch] : [batch, 1];
+    gemm({ a: x, b: y, out: dst, bias: null, M: m, N: n, K: k, batch: nb, nsum: ns, kernel });
+  };
+  const A: Operand = { t: a, trans: transA, stride: M * K };
+  const B: Operand = { t: b, trans: transB, stride: shared ? 0 : K * N };
+  gemm({ a: A, b: B, out, bias: bias ?? null, M, N, K, batch, nsum: 1, kernel });
+
+  const inputs = bias ? [a, b, bias] : [a, b];
+  return record(out, inputs, (g, needs) => {
+    const grads: (Tensor | null)[] = inputs.map(() => null);
+    const G: Operand = { t: g, trans: false, stride: M * N }, GT = { ...G, trans: true };
+    // An operand read with its flag flipped is its transpose: op(B)^T = { ...B, trans: !transB }.
+    if (needs[0]) {
+      const da = grads[0] = e.empty(a.shape, a.dtype);
+      if (!transA) product(da, G, { ...B, trans: !transB }, M, K, N); // dA [M, K] = g @ op(B)^T
+      else product(da, B, GT, K, M, N); // dA stored [K, M] = op(B) @ g^T
+    }
+    if (needs[1]) {
+      // A shared b's gradient sums over the batch.
+      const db = grads[1] = e.empty(b.shape, b.dtype);
+      if (!transB) product(db, { ...A, trans: !transA }, G, K, N, M, shared); // dB [K, N] = op(A)^T @ g
+      else product(db, GT, A, N, K, M, shared); // dB stored [N, K] = g^T @ op(A)
+    }
+    if (bias && needs[2]) grads[2] = columnSums(g, N);
+    return grads;
+  });
+}
+
+/** A matmul operand: matrices of `t`, stored transposed when `trans`, `stride` elements apart (0: one shared). */
+interface Operand {
+  t: Tensor;
+  trans: boolean;
+  stride: number;
+}
+
+/**
+ * One (batched) product: out[z] = bias + sum over s < nsum of op(a[z * nsum + s]) @ op(b[z * nsum + s]),
+ * where op(a) is M x K (a stored K x M when transposed) and op(b) is K x N.
+ */
+interface Gemm {
+  a: Operand;
+  b: Operand;
+  /** [batch, M, N] */
+  out: Tensor;
+  /** [N] or null */
+  bias: Tensor | null;
+  M: number;
+  N: number;
+  K: number;
+  /** Output matrices. */
+  batch: number;
+  /** Products summed into each output matrix (1 for a plain batched matmul). */
+  nsum: number;
+  kernel: MatmulKernel;
+}
+
+/** Max workgroups per grid dimension (WebGPU's minimum limit, which every adapter grants). */
+const MAX_GROUPS = 65535;
+/** Rows of a product one grid covers: each workgroup row takes at least 16 (texture kernel at 8 x 8). */
+const MAX_ROWS = MAX_GROUPS * 16;
+
+function gemm(g: Gemm): void {
+  g = flatten(g);
+  if (g.batch * g.M * g.N === 0) return;
+  if (g.M > MAX_ROWS) throw new Error(`matmul: ${describe(g)}: more rows than one dispatch grid covers`);
+  const e = g.out.engine;
+  const useTexture = g.kernel === "texture" || (g.kernel === "auto" && e.info.isFallbackAdapter);
+  const fits = textureFits(e, g);
+  if (g.kernel === "texture" && !fits) {
+    throw new Error(`matmul: shapes ${describe(g)} do not fit the texture kernel`);
+  }
+  if (useTexture && fits) runTexture(e, g);
+  else runTiled(e, g);
+}
+
+/** Merges batches into matrix dims where storage allows: fewer, larger products. */
+function flatten(g: Gemm): Gemm {
+  const { a, b, M, N, K } = g;
+  // A shared b: consecutive matrices of a are consecutive rows (and so are the outputs).
+  if (b.stride === 0 && !a.trans && g.nsum === 1 && a.stride === M * K && g.batch * M <= MAX_ROWS) {
+    return { ...g, M: g.batch * M, batch: 1 };
+  }
+  // A sum over the batch whose contracted dim is outermost in both operands is one longer contraction.
+  if (g.batch === 1 && g.nsum > 1 && a.trans && !b.trans && a.stride === K * M && b.stride === K * N) {
+    return { ...g, K: g.nsum * K, nsum: 1 };
+  }
+  return g;
+}
+
+function describe(g: Gemm): string {
+  return `${g.batch}x(${g.nsum}) M ${g.M} N ${g.N} K ${g.K} transA ${g.a.trans} transB ${g.b.trans}`;
+}
+
+/** The 8 u32 parameters both kernels read. */
+function gemmParams(g: Gemm, zBase: number): number[] {
+  return [g.M, g.N, g.K, g.a.stride, g.b.stride, g.nsum, zBase, g.bias ? 1 : 0];
+}
+
+const PARAMS_STRUCT = `struct P {
+  M: u32, N: u32, K: u32,
+  strideA: u32, strideB: u32, // elements between consecutive matrices of a, b (0: one shared)
+  nsum: u32,                  // products summed into each output matrix
+  zBase: u32,                 // output matrix of workgroup z = 0
+  hasBias: u32,
+}`;
+
+// ---------------------------------------------------------------- tiled kernel (every adapter)
+
+/** WGSL of the portable kernel: 64x64 tiles, BK = 16, 16 x 16 threads with 4 x 4 outputs each. */
+export function tiledCode(dtype: DType, transA: boolean, transB: boolean): string {
+  const T = dtype;
+  // Tile loads: consecutive threads read consecutive addresses of each layout.
+  const aLoad = transA ? ["e % 64u", "e / 64u"] : ["e / 16u", "e % 16u"]; // [m, k] within the tile
+  const bLoad = transB ? ["e / 16u", "e % 16u"] : ["e % 64u", "e / 64u"]; // [n, k] within the tile
+  return `${T === "f16" ? "enable f16;" : ""}
+@group(0) @binding(0) var<storage, read> a: array<${T}>;      // [batch, M, K] or [batch, K, M] (transA)
+@group(0) @binding(1) var<storage, read> b: array<${T}>;      // [batch, K, N] or [batch, N, K] (transB)
+@group(0) @binding(2) var<storage, read> bias: array<${T}>;   // [N] (read only when p.hasBias)
+@group(0) @binding(3) var<storage, read_write> c: array<${T}>; // [batch, M, N]
+${PARAMS_STRUCT}
+@group(0) @binding(4) var<uniform> p: P;
+
+// Tiles [16 k][64 m or n], rows padded to 65 so that column-wise stores hit distinct banks.
+var<workgroup> As: array<f32, 1040>;
+var<workgroup> Bs: array<f32, 1040>;
+
+fn loadA(base: u32, m: u32, k: u32) -> f32 {
+  if (m >= p.M || k >= p.K) { return 0.0; }
+  return f32(a[base + ${transA ? "k * p.M + m" : "m * p.K + k"}]);
+}
+
+fn loadB(base: u32, k: u32, n: u32) -> f32 {
+  if (n >= p.N || k >= p.K) { return 0.0; }
+  return f32(b[base + ${transB ? "n * p.K + k" : "k * p.N + n"}]);
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let z = wid.z + p.zBase;
+  let m0 = wid.y * 64u;
+  let n0 = wid.x * 64u;
+  let t = lid.y * 16u + lid.x;
+  // acc[i * 4 + j]: output row m0 + lid.y + 16 i, column n0 + lid.x + 16 j.
+  var acc: array<f32, 16>;
+  for (var s = 0u; s < p.nsum; s++) {
+    let baseA = (z * p.nsum + s) * p.strideA;
+    let baseB = (z * p.nsum + s) * p.strideB;
+    for (var k0 = 0u; k0 < p.K; k0 += 16u) {
+      for (var r = 0u; r < 4u; r++) {
+        let e = t + r * 256u;
+        let am = ${aLoad[0]};
+        let ak = ${aLoad[1]};
+        As[ak * 65u + am] = loadA(baseA, m0 + am, k0 + ak);
+        let bn = ${bLoad[0]};
+        let bk = ${bLoad[1]};
+        Bs[bk * 65u + bn] = loadB(baseB, k0 + bk, n0 + bn);
+      }
+      workgroupBarrier();
+      for (var k = 0u; k < 16u; k++) {
+        var av: array<f32, 4>;
+        var bv: array<f32, 4>;
+        for (var i = 0u; i < 4u; i++) {
+          av[i] = As[k * 65u + lid.y + 16u * i];
+          bv[i] = Bs[k * 65u + lid.x + 16u * i];
+        }
+        for (var i = 0u; i < 4u; i++) {
+          for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]); }
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y + 16u * i;
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + lid.x + 16u * j;
+      if (m < p.M && n < p.N) {
+        var v = acc[i * 4u + j];
+        if (p.hasBias != 0u) { v += f32(bias[n]); }
+        c[(z * p.M + m) * p.N + n] = ${T}(v);
+      }
+    }
+  }
+}`;
+}
+
+function runTiled(e: Engine, g: Gemm): void {
+  const code = tiledCode(g.out.dtype, g.a.trans, g.b.trans);
+  for (let z = 0; z < g.batch; z += MAX_GROUPS) {
+    e.run({
+      label: "matmul_tiled",
+      code,
+      bindings: [g.a.t, g.b.t, g.bias ?? g.a.t, g.out],
+      params: gemmParams(g, z),
+      workgroups: [Math.ceil(g.N / 64), Math.ceil(g.M / 64), Math.min(MAX_GROUPS, g.batch - z)],
+    });
+  }
+}
+
+// ---------------------------------------------------------------- texture kernel (software adapters)
+
+/** Threads per workgroup of the texture kernel: 8 along N (one CPU vector of lanes) x TEX_WG_Y. */
+const TEX_WG_Y = 2;
+
+/**
+ * Outputs per thread along a dim of size `d`: 16 for large dims, else 8 (a 16 x 16 kernel runs
+ * ~1.4x faster than 8 x 8 but takes ~1.3 s to compile on lavapipe, 8 x 8 ~0.3 s).
+ */
+function texTile(d: number): number {
+  return d >= 64 ? 16 : 8;
+}
+
+function textureFits(e: Engine, g: Gemm): boolean {
+  const maxRows = e.limit("maxTextureDimension2D");
+  const rows = (t: Tensor) => Math.ceil(t.size / 4 / TEX_WIDTH);
+  return g.K % 4 === 0 && g.K > 0 && (!g.a.trans || g.M % 4 === 0) && (g.b.trans || g.N % 4 === 0) &&
+    rows(g.a.t) <= maxRows && rows(g.b.t) <= maxRows;
+}
+
+/**
+ * WGSL of the texture kernel: each thread computes a TM x TN block of outputs in registers; a
+ * step loads one texel (4 k) per row of A and per column of B (or 4 texels of 4 rows/columns when
+ * that operand's texels run along M or N), then does TM * TN * 4 FMAs, each accumulator's 4 FMAs
+ * in a row (fewer register spills than k-major order).
+ */
+export function textureCode(dtype: DType, transA: boolean, transB: boolean, TM: number, TN: number): string {
+  const T = dtype;
+  const fmt = dtype === "f16" ? "rgba16float" : "rgba32float";
+  const xyzw = "xyzw";
+  const L: string[] = [];
+  const range = (n: number) => [...Array(n).keys()];
+  const rows = range(TM), cols = range(TN), ks = range(4);
+  // A(m0 + i, 4 kc + kk) and B(4 kc + kk, n0 + j) among the texels loaded in a step.
+  const av = (i: number, kk: number) => transA ? `a${kk}_${i >> 2}.${xyzw[i & 3]}` : `a${i}.${xyzw[kk]}`;
+  const bv = (kk: number, j: number) => transB ? `b${j}.${xyzw[kk]}` : `b${kk}_${j >> 2}.${xyzw[j & 3]}`;
+  L.push(`${T === "f16" ? "enable f16;" : ""}
+// a, b: the tensors' elements in order, 4 per texel, ${TEX_WIDTH} texels per texture row.
+@group(0) @binding(0) var ta: texture_storage_2d<${fmt}, read>; // [batch, M, K] or [batch, K, M] (transA)
+@group(0) @binding(1) var tb: texture_storage_2d<${fmt}, read>; // [batch, K, N] or [batch, N, K] (transB)
+@group(0) @binding(2) var<storage, read> bias: array<${T}>;      // [N] (read only when p.hasBias)
+@group(0) @binding(3) var<storage, read_write> c: array<${T}>;   // [batch, M, N]
+${PARAMS_STRUCT}
+@group(0) @binding(4) var<storage, read> p: P;
+
+fn lda(i: u32) -> vec4f { return textureLoad(ta, vec2u(i % ${TEX_WIDTH}u, i / ${TEX_WIDTH}u)); }
+fn ldb(i: u32) -> vec4f { return textureLoad(tb, vec2u(i % ${TEX_WIDTH}u, i / ${TEX_WIDTH}u)); }
+
+@compute @workgroup_size(8, ${TEX_WG_Y})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let M = p.M; let N = p.N; let K4 = p.K / 4u; let M4 = M / 4u; let N4 = N / 4u; let nsum = p.nsum;
+  let hasBias = p.hasBias != 0u;
+  let z = gid.z + p.zBase;
+  let m0 = gid.y * ${TM}u;
+  let n0 = gid.x * ${TN}u;`);
+  // Texel offsets within a matrix of this thread's rows / columns, clamped inside the matrix
+  // (clamped rows and columns compute values that are never stored).
+  if (transA) L.push(...range(TM / 4).map((q) => `  let ca${q} = min(m0 / 4u + ${q}u, M4 - 1u);`));
+  else L.push(...rows.map((i) => `  let ra${i} = min(m0 + ${i}u, M - 1u) * K4;`));
+  if (transB) L.push(...cols.map((j) => `  let rb${j} = min(n0 + ${j}u, N - 1u) * K4;`));
+  else L.push(...range(TN / 4).map((q) => `  let cb${q} = min(n0 / 4u + ${q}u, N4 - 1u);`));
+  L.push(...rows.map((i) => "  " + cols.map((j) => `var c${i}_${j} = 0.0;`).join(" ")));
+  L.push(`  for (var s = 0u; s < nsum; s++) {
+    let baseA = (z * nsum + s) * (p.strideA / 4u);
+    let baseB = (z * nsum + s) * (p.strideB / 4u);
+    for (var kc = 0u; kc < K4; kc++) {`);
+  if (transA) {
+    for (const kk of ks) {
+      L.push(
+        ...range(TM / 4).map((q) => `      let a${kk}_${q} = lda(baseA + (kc * 4u + ${kk}u) * M4 + ca${q});`),
+      );
+    }
+  } else L.push(...rows.map((i) => `      let a${i} = lda(baseA + ra${i} + kc);`));
+  if (transB) L.push(...cols.map((j) => `      let b${j} = ldb(baseB + rb${j} + kc);`));
+  else {
+    for (const kk of ks) {
+      L.push(
+        ...range(TN / 4).map((q) => `      let b${kk}_${q} = ldb(baseB + (kc * 4u + ${kk}u) * N4 + cb${q});`),
+      );
+    }
+  }
+  for (const i of rows) {
+    for (const j of cols) {
+      const sum = ks.reduce((acc, kk) => `fma(${av(i, kk)}, ${bv(kk, j)}, ${acc})`, `c${i}_${j}`);
+      L.push(`      c${i}_${j} = ${sum};`);
+    }
+  }
+  L.push(`    }
+  }`);
+  L.push(...cols.map((j) => `  var bias${j} = 0.0;`));
+  L.push(`  if (hasBias) {`);
+  L.push(...cols.map((j) => `    bias${j} = f32(bias[min(n0 + ${j}u, N - 1u)]);`));
+  L.push(`  }`);
+  for (const i of rows) {
+    L.push(`  let o${i} = (z * M + m0 + ${i}u) * N + n0;`);
+    for (const j of cols) {
+      L.push(`  if (m0 + ${i}u < M && n0 + ${j}u < N) { c[o${i} + ${j}u] = ${T}(c${i}_${j} + bias${j}); }`);
+    }
+  }
+  L.push(`}`);
+  return L.join("\n");
+}
+
+/** Per engine: compiled texture-kernel pipelines by code, and operand textures by format, height and slot. */
+const texState = new WeakMap<
+  Engine,
+  { pipelines: Map<string, GPUComputePipeline>; textures: Map<string, GPUTexture> }
+>();
+
+function stateOf(e: Engine) {
+  let s = texState.get(e);
+  if (!s) texState.set(e, s = { pipelines: new Map(), textures: new Map() });
+  return s;
+}
+
+/**
+ * Copies a tensor into the operand texture `slot` (0: a, 1: b), 4 elements per texel. Textures
+ * are kept per engine by height (rounded up to a power of two) and reused by later matmuls: work
+ * is recorded in order, so a later copy lands after the earlier dispatch has read the texture.
+ */
+function upload(e: Engine, t: Tensor, slot: number): GPUTexture {
+  const format: GPUTextureFormat = t.dtype === "f16" ? "rgba16float" : "rgba32float";
+  const texelBytes = t.dtype === "f16" ? 8 : 16;
+  const texels = t.size / 4;
+  const full = Math.floor(texels / TEX_WIDTH), rest = texels - full * TEX_WIDTH;
+  const height = 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(texels / TEX_WIDTH))));
+  const textures = stateOf(e).textures;
+  const key = `${format}:${height}:${slot}`;
+  let tex = textures.get(key);
+  if (!tex) {
+    tex = e.device.createTexture({
+      label: `matmul operand ${key}`,
+      size: [TEX_WIDTH, height],
+      format,
+      usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
+    });
+    textures.set(key, tex);
+  }
+  const rowBytes = TEX_WIDTH * texelBytes, buffer = t.buffer;
+  if (full) {
+    e.encoder.copyBufferToTexture({ buffer, bytesPerRow: rowBytes }, { texture: tex }, [TEX_WIDTH, full]);
+  }
+  if (rest) {
+    const lastRow = { texture: tex, origin: [0, full] };
+    e.encoder.copyBufferToTexture({ buffer, offset: full * rowBytes }, lastRow, [rest, 1]);
+  }
+  return tex;
+}
+
+function runTexture(e: Engine, g: Gemm): void {
+  const TM = texTile(g.M), TN = texTile(g.N);
+  const code = textureCode(g.out.dtype, g.a.trans, g.b.trans, TM, TN);
+  const { pipelines } = stateOf(e);
+  let pipeline = pipelines.get(code);
+  if (!pipeline) {
+    const module = e.device.createShaderModule({ label: "matmul_texture", code });
+    pipeline = e.device.createComputePipeline({
+      label: "matmul_texture",
+      layout: "auto",
+      compute: { module, entryPoint: "main" },
+    });
+    pipelines.set(code, pipeline);
+  }
+  const ta = upload(e, g.a.t, 0).createView(), tb = upload(e, g.b.t, 1).createView();
+  const bias = g.bias ?? g.a.t; // a dummy when there is no bias (a itself is read through its texture)
+  for (let z = 0; z < g.batch; z += MAX_GROUPS) {
+    // Parameters live in a small storage tensor; freeing it right after recording is safe, as
+    // any later reuse of its buffer is recorded (and so runs) after this dispatch.
+    const params = e.tensor(gemmParams(g, z), [8], "u32");
+    const bindGroup = e.device.createBindGroup({
+      label: "matmul_texture",
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: ta },
+        { binding: 1, resource: tb },
+        { binding: 2, resource: { buffer: bias.buffer, size: bias.bindSize } },
+        { binding: 3, resource: { buffer: g.out.buffer, size: g.out.bindSize } },
+        { binding: 4, resource: { buffer: params.buffer, size: params.bindSize } },
+      ],
+    });
+    const pass = e.encoder.beginComputePass({ label: "matmul_texture" });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(
+      Math.ceil(g.N / (8 * TN)),
+      Math.ceil(g.M / (TEX_WG_Y * TM)),
+      Math.min(MAX_GROUPS, g.batch - z),
+    );
+    pass.end();
+    params.dispose();
+  }
+}
+
+// ---------------------------------------------------------------- bias gradient
+
+function columnSumsCode(dtype: DType): string {
+  return `${dtype === "f16" ? "enable f16;" : ""}
+@group(0) @binding(0) var<storage, read> g: array<${dtype}>;         // [R, N]
+@group(0) @binding(1) var<storage, read_write> out: array<${dtype}>; // [N]
+struct P { R: u32, N: u32 }
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let n = gid.x + gid.y * nwg.x * 64u;
+  if (n >= p.N) { return; }
+  var s = 0.0;
+  for (var r = 0u; r < p.R; r++) { s += f32(g[r * p.N + n]); }
+  out[n] = ${dtype}(s);
+}`;
+}
+
+/** Sums of the columns of `g` viewed as [rows, N]: the bias gradient. */
+function columnSums(g: Tensor, N: number): Tensor {
+  const e = g.engine;
+  const out = e.empty([N], g.dtype);
+  e.run({
+    label: "matmul_bias_grad",
+    code: columnSumsCode(g.dtype),
+    bindings: [g, out],
+    params: [g.size / N, N],
+    workgroups: grid1d(N, 64),
+  });
+  return out;
+}

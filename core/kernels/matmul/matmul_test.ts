@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import { backward } from "../../autograd.ts";
+import { type DType, roundToF16 } from "../../dtype.ts";
+import type { Engine } from "../../engine.ts";
+import { assertClose, finiteDiff, gpuTest, probe, randn } from "../../testing.ts";
+import { matmul, type MatmulKernel } from "./matmul.ts";
+import { matmulBackwardCpu, matmulCpu, type MatmulDims } from "./matmul_cpu.ts";
+
+const COMBOS = [[false, false], [true, false], [false, true], [true, true]] as const;
+
+// ---------------------------------------------------------------- CPU reference
+
+Deno.test("matmulCpu: a 2x2 product worked by hand, and its transposed layouts", () => {
+  // [[1, 2], [3, 4]] @ [[5, 6], [7, 8]] = [[19, 22], [43, 50]], + bias [1, -1]
+  const d = { M: 2, N: 2, K: 2 };
+  assert.deepEqual([...matmulCpu([1, 2, 3, 4], [5, 6, 7, 8], d, [1, -1])], [20, 21, 44, 49]);
+  assert.deepEqual([...matmulCpu([1, 3, 2, 4], [5, 7, 6, 8], { ...d, transA: true, transB: true })], [
+    19,
+    22,
+    43,
+    50,
+  ]);
+});
+
+Deno.test("matmulBackwardCpu matches finite differences (every layout, shared b)", () => {
+  for (const [transA, transB] of COMBOS) {
+    const d: MatmulDims = { batch: 2, M: 3, N: 4, K: 5, transA, transB, broadcastB: true };
+    const a = randn(2 * 3 * 5, 1), b = randn(5 * 4, 2), bias = randn(4, 3), w = probe(2 * 3 * 4);
+    // loss = sum(out * w), so d loss / d out = w.
+    const loss = (x: ArrayLike<number>, y: ArrayLike<number>, z: ArrayLike<number>) =>
+      matmulCpu(x, y, d, z).reduce((s, v, i) => s + v * w[i], 0);
+    const { da, db, dbias } = matmulBackwardCpu(a, b, w, d);
+    const tol = { atol: 1e-6, rtol: 1e-6, label: `transA ${transA} transB ${transB}` };
+    assertClose(da, finiteDiff((x) => loss(x, b, bias), a), tol);
+    assertClose(db, finiteDiff((y) => loss(a, y, bias), b), tol);
+    assertClose(dbias, finiteDiff((z) => loss(a, b, z), bias), tol);
+  }
+});
+
+// ---------------------------------------------------------------- GPU vs CPU reference
+
+/** A case beside its dims M, N, K; every field has a default. */
+interface Case {
+  /** Leading (batch) dims of a and of the output (default none). */
+  lead?: number[];
+  transA?: boolean;
+  transB?: boolean;
+  /** b is 2-D, shared by the batch (default true). */
+  shared?: boolean;
+  /** With a bias (default true). */
+  bias?: boolean;
+  dtype?: DType;
+  kernel?: MatmulKernel;
+  /** Which inputs are trainable (default both). */
+  trainA?: boolean;
+  trainB?: boolean;
+}
+
+/** Forward and backward of one case against the CPU reference on the same (f16-rounded) values. */
+async function check(e: Engine, M: number, N: number, K: number, c: Case = {}): Promise<void> {
+  const { lead = [], transA = false, transB = false, shared = true, dtype = "f32", kernel = "auto" } = c;
+  const { bias: withBias = true, trainA = true, trainB = true } = c;
+  const batch = lead.reduce((x, y) => x * y, 1);
+  const host = (x: Float32Array) => dtype === "f16" ? roundToF16(x) : x;
+  const as = host(randn(batch * M * K, 1)), bs = host(randn((shared ? 1 : batch) * K * N, 2));
+  const biasv = host(randn(N, 3)), gs = host(randn(batch * M * N, 4));
+  const a = e.param(as, [...lead, ...(transA ? [K, M] : [M, K])], { dtype });
+  const b = e.param(bs, [...(shared ? [] : lead), ...(transB ? [N, K] : [K, N])], { dtype });
+  const bias = e.param(biasv, [N], { dtype });
+  a.requiresGrad = trainA;
+  b.requiresGrad = trainB;
+  const d: MatmulDims = { batch, M, N, K, transA, transB, broadcastB: shared };
+  const label = `${dtype} ${kernel} [${lead}] M ${M} N ${N} K ${K} transA ${transA} transB ${transB}` +
+    ` shared ${shared} bias ${withBias}`;
+  // f16: one rounding of each f32-accumulated output, up to an ulp apart from the f64 reference.
+  const tol = dtype === "f16" ? { atol: 2e-3, rtol: 2e-3 } : { atol: 1e-4, rtol: 1e-4 };
+
+  const out = e.tidy(() => {
+    const y = matmul(a, b, { transA, transB, bias: withBias ? bias : undefined, kernel });
+    assert.deepEqual(y.shape, [...lead, M, N]);
+    backward(y, e.tensor(gs, y.shape, dtype));
+    return y;
+  });
+  assertClose(await out.read(), matmulCpu(as, bs, d, withBias ? biasv : null), {
+    ...tol,
+    label: `out ${label}`,
+  });
+  const want = matmulBackwardCpu(as, bs, gs, d);
+  if (trainA) assertClose(await a.grad!.read(), want.da, { ...tol, label: `dA ${label}` });
+  else assert.equal(a.grad, null);
+  if (trainB) assertClose(await b.grad!.read(), want.db, { ...tol, label: `dB ${label}` });
+  else assert.equal(b.grad, null);
+  if (withBias) assertClose(await bias.grad!.read(), want.dbias, { ...tol, label: `dbias ${label}` });
+  else assert.equal(bias.grad, null);
+  for (const t of [out, a, b, bias]) t.dispose();
+}
+
+function dtypes(e: Engine): DType[] {
+  return e.hasF16 ? ["f32", "f16"] : ["f32"];
+}
+
+gpuTest("matmul: odd shapes, every layout (forward, dA, dB, dbias)", async (e) => {
+  for (const dtype of dtypes(e)) {
+    for (const [transA, transB] of COMBOS) {
+      for (const [M, N, K] of [[1, 1, 1], [7, 33, 129], [33, 7, 65]]) {
+        await check(e, M, N, K, { transA, transB, dtype });
+      }
+    }
+  }
+});
+
+gpuTest("matmul: batched, with a shared 2-D b (dB summed over the batch) and a batched b", async (e) => {
+  for (const dtype of dtypes(e)) {
+    for (const [transA, transB] of COMBOS) {
+      await check(e, 7, 9, 5, { lead: [3], transA, transB, dtype });
+      await check(e, 7, 9, 5, { lead: [2, 3], transA, transB, shared: false, bias: false, dtype });
+    }
+  }
+});
+
+gpuTest("matmul: both kernels on every layout, shapes the texture kernel takes", async (e) => {
+  for (const kernel of ["tiled", "texture"] as const) {
+    for (const dtype of dtypes(e)) {
+      for (const [transA, transB] of COMBOS) {
+        await check(e, 36, 20, 44, { lead: [3], transA, transB, dtype, kernel });
+      }
+    }
+  }
+  // Large enough for 16 x 16 outputs per thread (and a batched b), with clamped edge tiles.
+  await check(e, 68, 100, 12, { lead: [2], transA: true, shared: false, kernel: "texture" });
+  await check(e, 100, 68, 132, { transB: true, kernel: "texture" });
+});
+
+gpuTest("matmul: a frozen weight gets no gradient, the activation gradient still flows", async (e) => {
+  await check(e, 5, 8, 12, { lead: [2], transB: true, trainB: false });
+  await check(e, 5, 8, 12, { bias: false, trainA: false });
+});
+
+gpuTest("matmul: rejects mismatched shapes and dtypes", (e) => {
+  const a = e.zeros([2, 3]), b = e.zeros([4, 5]), i = e.zeros([3, 2], "i32");
+  assert.throws(() => matmul(a, b), /K 3 != 4/);
+  assert.throws(() => matmul(a, i), /dtypes/);
+  assert.throws(() => matmul(a, e.zeros([3, 5]), { bias: e.zeros([4]) }), /bias/);
+  assert.throws(() => matmul(e.zeros([2, 2, 3]), e.zeros([3, 3, 5])), /leading dims/);
+  assert.throws(() => matmul(a, e.zeros([3, 5]), { kernel: "texture" }), /texture kernel/);
+});

@@ -1,0 +1,83 @@
+/**
+ * The engine: WebGPU device, tensors, autograd and the differentiable ops every model is built from.
+ *
+ * ```ts ignore
+ * import { backward, Engine, matmul, mean, mul } from "@asvr/asvr/core";
+ * const e = await Engine.create();
+ * const w = e.param(new Float32Array(12).fill(0.1), [4, 3]);
+ * const loss = e.tidy(() => {
+ *   const y = matmul(e.tensor([1, 2, 3], [1, 3]), w, { transB: true }); // [1, 4]
+ *   const l = mean(mul(y, y));
+ *   backward(l); // w.grad now holds d l / d w
+ *   return l;
+ * });
+ * console.log(await loss.read());
+ * ```
+ * @module
+ */
+
+export {
+  Engine,
+  type EngineOptions,
+  grid1d,
+  type KernelCall,
+  type TapeNode,
+  type TensorData,
+} from "./engine.ts";
+export { Tensor } from "./tensor.ts";
+export {
+  type DeviceInfo,
+  NoAdapterError,
+  openDevice,
+  type OpenDeviceOptions,
+  RAISED_LIMITS,
+  type RaisedLimit,
+} from "./device.ts";
+export { BufferPool, sizeClass } from "./pool.ts";
+export {
+  bytesPerElement,
+  type DType,
+  f16BitsToF32,
+  f32Bits,
+  f32ToF16Bits,
+  type HostArray,
+  isFloat,
+} from "./dtype.ts";
+export { randInt, randn, rng } from "./random.ts";
+export {
+  accumulateGrad,
+  addInPlace,
+  backward,
+  checkpoint,
+  detach,
+  record,
+  reshape,
+  runTape,
+  zeroGrad,
+} from "./autograd.ts";
+
+export { matmul, type MatmulOptions } from "./kernels/matmul/matmul.ts";
+export {
+  add,
+  addScalar,
+  cast,
+  gelu,
+  mul,
+  quickGelu,
+  scale,
+  silu,
+  sub,
+  swiglu,
+} from "./kernels/elementwise/elementwise.ts";
+export { broadcastTo, mean, sum, sumTo } from "./kernels/reduce/reduce.ts";
+export { softmax } from "./kernels/softmax/softmax.ts";
+export { layerNorm } from "./kernels/layernorm/layernorm.ts";
+export { rmsNorm } from "./kernels/rmsnorm/rmsnorm.ts";
+export { crossEntropy, type CrossEntropyOptions } from "./kernels/cross_entropy/cross_entropy.ts";
+export { attention, type AttentionOptions } from "./kernels/attention/attention.ts";
+export { rope, type RopeOptions } from "./kernels/rope/rope.ts";
+export { embedding } from "./kernels/embedding/embedding.ts";
+export { concat, gatherRows, scatterRows, slice } from "./kernels/rows/rows.ts";
+export { permute } from "./kernels/permute/permute.ts";
+export { AdamW, type AdamWOptions, type AdamWParamState, type AdamWState } from "./kernels/adamw/adamw.ts";
+export { clipGradNorm, globalNorm } from "./kernels/clip/clip.ts";
