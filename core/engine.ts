@@ -30,8 +30,11 @@ export interface KernelCall {
   label: string;
   /** WGSL source with entry point `main`. Pipelines are cached by this text. */
   code: string;
-  /** Storage buffers bound at @binding(0..n-1) of @group(0), in order. */
-  bindings: Tensor[];
+  /**
+   * Resources bound at @binding(0..n-1) of @group(0), in order: tensors bind as storage buffers;
+   * other resources (e.g. a texture view) bind as they are.
+   */
+  bindings: (Tensor | GPUBindingResource)[];
   /**
    * u32 words of a uniform block bound at @binding(n) (n = bindings.length); pass floats through
    * `f32Bits`. Omit when the kernel has no parameters.
@@ -243,7 +246,7 @@ export class Engine {
     }
     const entries: GPUBindGroupEntry[] = call.bindings.map((t, i) => ({
       binding: i,
-      resource: { buffer: t.buffer, offset: 0, size: t.bindSize },
+      resource: t instanceof Tensor ? { buffer: t.buffer, offset: 0, size: t.bindSize } : t,
     }));
     if (call.params) {
       const size = Math.max(16, Math.ceil(call.params.length / 4) * 16);

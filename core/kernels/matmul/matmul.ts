@@ -19,8 +19,9 @@
  */
 
 import { record } from "../../autograd.ts";
+import { sumTo } from "../reduce/reduce.ts";
 import { type DType, isFloat } from "../../dtype.ts";
-import { type Engine, grid1d } from "../../engine.ts";
+import type { Engine } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 
 /** Options of {@linkcode matmul}. */
@@ -104,7 +105,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       if (!transB) product(db, { ...A, trans: !transA }, G, K, N, M, shared); // dB [K, N] = op(A)^T @ g
       else product(db, GT, A, N, K, M, shared); // dB stored [N, K] = g^T @ op(A)
     }
-    if (bias && needs[2]) grads[2] = columnSums(g, N);
+    if (bias && needs[2]) grads[2] = sumTo(g, [N]); // dbias [N]: column sums of g
     return grads;
   });
 }
@@ -323,7 +324,7 @@ export function textureCode(dtype: DType, transA: boolean, transB: boolean, TM: 
 @group(0) @binding(2) var<storage, read> bias: array<${T}>;      // [N] (read only when p.hasBias)
 @group(0) @binding(3) var<storage, read_write> c: array<${T}>;   // [batch, M, N]
 ${PARAMS_STRUCT}
-@group(0) @binding(4) var<storage, read> p: P;
+@group(0) @binding(4) var<uniform> p: P;
 
 fn lda(i: u32) -> vec4f { return textureLoad(ta, vec2u(i % ${TEX_WIDTH}u, i / ${TEX_WIDTH}u)); }
 fn ldb(i: u32) -> vec4f { return textureLoad(tb, vec2u(i % ${TEX_WIDTH}u, i / ${TEX_WIDTH}u)); }
@@ -383,17 +384,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   return L.join("\n");
 }
 
-/** Per engine: compiled texture-kernel pipelines by code, and operand textures by format, height and slot. */
-const texState = new WeakMap<
-  Engine,
-  { pipelines: Map<string, GPUComputePipeline>; textures: Map<string, GPUTexture> }
->();
-
-function stateOf(e: Engine) {
-  let s = texState.get(e);
-  if (!s) texState.set(e, s = { pipelines: new Map(), textures: new Map() });
-  return s;
-}
+/** Per engine: operand textures by format, height and slot. */
+const operandTextures = new WeakMap<Engine, Map<string, GPUTexture>>();
 
 /**
  * Copies a tensor into the operand texture `slot` (0: a, 1: b), 4 elements per texel. Textures
@@ -406,7 +398,8 @@ function upload(e: Engine, t: Tensor, slot: number): GPUTexture {
   const texels = t.size / 4;
   const full = Math.floor(texels / TEX_WIDTH), rest = texels - full * TEX_WIDTH;
   const height = 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(texels / TEX_WIDTH))));
-  const textures = stateOf(e).textures;
+  let textures = operandTextures.get(e);
+  if (!textures) operandTextures.set(e, textures = new Map());
   const key = `${format}:${height}:${slot}`;
   let tex = textures.get(key);
   if (!tex) {
@@ -432,75 +425,19 @@ function upload(e: Engine, t: Tensor, slot: number): GPUTexture {
 function runTexture(e: Engine, g: Gemm): void {
   const TM = texTile(g.M), TN = texTile(g.N);
   const code = textureCode(g.out.dtype, g.a.trans, g.b.trans, TM, TN);
-  const { pipelines } = stateOf(e);
-  let pipeline = pipelines.get(code);
-  if (!pipeline) {
-    const module = e.device.createShaderModule({ label: "matmul_texture", code });
-    pipeline = e.device.createComputePipeline({
-      label: "matmul_texture",
-      layout: "auto",
-      compute: { module, entryPoint: "main" },
-    });
-    pipelines.set(code, pipeline);
-  }
   const ta = upload(e, g.a.t, 0).createView(), tb = upload(e, g.b.t, 1).createView();
-  const bias = g.bias ?? g.a.t; // a dummy when there is no bias (a itself is read through its texture)
   for (let z = 0; z < g.batch; z += MAX_GROUPS) {
-    // Parameters live in a small storage tensor; freeing it right after recording is safe, as
-    // any later reuse of its buffer is recorded (and so runs) after this dispatch.
-    const params = e.tensor(gemmParams(g, z), [8], "u32");
-    const bindGroup = e.device.createBindGroup({
+    e.run({
       label: "matmul_texture",
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: ta },
-        { binding: 1, resource: tb },
-        { binding: 2, resource: { buffer: bias.buffer, size: bias.bindSize } },
-        { binding: 3, resource: { buffer: g.out.buffer, size: g.out.bindSize } },
-        { binding: 4, resource: { buffer: params.buffer, size: params.bindSize } },
+      code,
+      // Without a bias, a dummy buffer fills its binding (a itself is read through its texture).
+      bindings: [ta, tb, g.bias ?? g.a.t, g.out],
+      params: gemmParams(g, z),
+      workgroups: [
+        Math.ceil(g.N / (8 * TN)),
+        Math.ceil(g.M / (TEX_WG_Y * TM)),
+        Math.min(MAX_GROUPS, g.batch - z),
       ],
     });
-    const pass = e.encoder.beginComputePass({ label: "matmul_texture" });
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(
-      Math.ceil(g.N / (8 * TN)),
-      Math.ceil(g.M / (TEX_WG_Y * TM)),
-      Math.min(MAX_GROUPS, g.batch - z),
-    );
-    pass.end();
-    params.dispose();
   }
-}
-
-// ---------------------------------------------------------------- bias gradient
-
-function columnSumsCode(dtype: DType): string {
-  return `${dtype === "f16" ? "enable f16;" : ""}
-@group(0) @binding(0) var<storage, read> g: array<${dtype}>;         // [R, N]
-@group(0) @binding(1) var<storage, read_write> out: array<${dtype}>; // [N]
-struct P { R: u32, N: u32 }
-@group(0) @binding(2) var<uniform> p: P;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let n = gid.x + gid.y * nwg.x * 64u;
-  if (n >= p.N) { return; }
-  var s = 0.0;
-  for (var r = 0u; r < p.R; r++) { s += f32(g[r * p.N + n]); }
-  out[n] = ${dtype}(s);
-}`;
-}
-
-/** Sums of the columns of `g` viewed as [rows, N]: the bias gradient. */
-function columnSums(g: Tensor, N: number): Tensor {
-  const e = g.engine;
-  const out = e.empty([N], g.dtype);
-  e.run({
-    label: "matmul_bias_grad",
-    code: columnSumsCode(g.dtype),
-    bindings: [g, out],
-    params: [g.size / N, N],
-    workgroups: grid1d(N, 64),
-  });
-  return out;
 }
