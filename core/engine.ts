@@ -123,6 +123,12 @@ export class Engine {
     this.#checkDtype(dtype);
     const size = shape.reduce((a, b) => a * b, 1);
     const bytes = Math.max(4, Math.ceil((size * bytesPerElement(dtype)) / 4) * 4);
+    if (bytes > this.info.limits.maxBufferSize) {
+      throw new Error(
+        `tensor ${dtype}[${shape}] needs ${bytes} bytes, over this adapter's maxBufferSize ` +
+          `(${this.info.limits.maxBufferSize}); split it into smaller tensors`,
+      );
+    }
     const t = new Tensor(this, shape, dtype, this.pool.acquire(bytes));
     this.#track(t);
     return t;
@@ -243,6 +249,15 @@ export class Engine {
         compute: { module, entryPoint: "main" },
       });
       this.#pipelines.set(call.code, pipeline);
+    }
+    const maxBinding = this.info.limits.maxStorageBufferBindingSize;
+    for (const t of call.bindings) {
+      if (t instanceof Tensor && t.bindSize > maxBinding) {
+        throw new Error(
+          `${call.label}: ${t} is ${t.bindSize} bytes, over this adapter's maxStorageBufferBindingSize ` +
+            `(${maxBinding}); kernels cannot bind it whole`,
+        );
+      }
     }
     const entries: GPUBindGroupEntry[] = call.bindings.map((t, i) => ({
       binding: i,

@@ -87,3 +87,14 @@ gpuTest("checkpoint: same gradients as without, intermediates not kept", async (
   w.dispose();
   x.dispose();
 });
+
+gpuTest("limits: a tensor over the binding limit is refused by name, not by a GPU validation error", (e) => {
+  const max = e.info.limits.maxStorageBufferBindingSize;
+  const big = e.empty([max / 4 + 1]);
+  assert.throws(
+    () => addInPlace(big, big),
+    /add_inplace: f32\[\d+\] is \d+ bytes, over this adapter's maxStorageBufferBindingSize/,
+  );
+  big.dispose();
+  assert.throws(() => e.empty([e.info.limits.maxBufferSize]), /over this adapter's maxBufferSize/);
+});
