@@ -7,8 +7,8 @@
  * Cases: M = N = K = 256, 512, 1024, and 1024 with b transposed, in f32 and (where the adapter has
  * shader-f16) f16. Timing: encode `reps` matmuls, wait once, divide; `reps` makes a trial last
  * ~0.3 s (one wait costs ~11 ms); the median of 5 trials. With `--json`, one object per case:
- * {op, shape: [M, N, K], transB, dtype, kernel, median_ms, gflops, max_abs_err, ref_gflops,
- * ref_impl, ratio}, where ratio = median_ms / the reference's median_ms (above 1: slower than it).
+ * {op, shape: [M, N, K], transB, dtype, kernel, median_ms, gflops, max_abs_err, ref_ms, ref_gflops,
+ * ref_impl, ratio_vs_ref}, where ratio_vs_ref = median_ms / ref_ms (above 1: slower than the reference).
  * @module
  */
 
@@ -37,7 +37,8 @@ interface RefResult {
 }
 
 const { values: args } = parseArgs({
-  args: Deno.args,
+  // `deno task bench -- --json` passes the "--" through.
+  args: Deno.args.filter((a) => a !== "--"),
   options: {
     json: { type: "boolean", default: false },
     "no-ref": { type: "boolean", default: false },
@@ -110,13 +111,16 @@ for (const [i, c] of cases.entries()) {
     median_ms: ms,
     gflops,
     max_abs_err: maxAbsDiff(got, want),
+    ref_ms: r?.median_ms ?? null,
     ref_gflops: r?.gflops ?? null,
     ref_impl: ref?.impl ?? null,
-    ratio: r ? ms / r.median_ms : null,
+    ratio_vs_ref: r ? ms / r.median_ms : null,
   };
   if (args.json) console.log(JSON.stringify(rec));
   else {
-    const vs = r ? `  ref ${r.gflops.toFixed(1).padStart(6)} GFLOP/s  ratio ${rec.ratio!.toFixed(2)}` : "";
+    const vs = r
+      ? `  ref ${r.gflops.toFixed(1).padStart(6)} GFLOP/s  ratio ${rec.ratio_vs_ref!.toFixed(2)}`
+      : "";
     console.log(
       `${(M + "x" + N + "x" + K + (transB ? " transB" : "")).padEnd(21)} ${dtype}  ${
         ms.toFixed(2).padStart(8)

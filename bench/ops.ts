@@ -22,7 +22,8 @@ import { crossEntropyForwardCpu } from "../core/kernels/cross_entropy/cross_entr
 import { type BenchRecord, medianMs, referenceTimings } from "./timing.ts";
 
 const { values: args } = parseArgs({
-  args: Deno.args,
+  // `deno task bench -- --json` passes the "--" through.
+  args: Deno.args.filter((a) => a !== "--"),
   options: { json: { type: "boolean", default: false }, "no-ref": { type: "boolean", default: false } },
 });
 
