@@ -16,7 +16,7 @@ import {
   rowGrid,
   rowsOf,
   workgroupReduceWgsl,
-} from "../softmax/softmax.ts";
+} from "../rowwise.ts";
 
 /** Options of {@linkcode crossEntropy}. */
 export interface CrossEntropyOptions {

@@ -1,7 +1,7 @@
 /**
  * Layer norm over the last axis: one workgroup per row (two-pass mean and variance in f32), saving
  * the per-row mean and 1/std for backward. The weight and bias gradients are summed over rows
- * without float atomics: per-chunk column partials, then {@linkcode columnSum}.
+ * without float atomics: per-chunk column partials, then a column sum.
  * @module
  */
 
@@ -10,16 +10,17 @@ import { type DType, f32Bits } from "../../dtype.ts";
 import type { Tensor } from "../../tensor.ts";
 import {
   checkGrad,
+  COL_WG,
+  columnGrid,
+  columnSum,
   enableF16,
   ROW_MAIN_WGSL,
   ROW_WG,
+  rowChunks,
   rowGrid,
   rowsOf,
   workgroupReduceWgsl,
-} from "../softmax/softmax.ts";
-
-/** Threads per workgroup of the column kernels (one thread per column, launched on {@linkcode columnGrid}). */
-export const COL_WG = 64;
+} from "../rowwise.ts";
 
 function forwardCode(xt: DType, wt: DType, bt: DType | null): string {
   return `${enableF16(xt, wt, bt ?? wt)}
@@ -104,53 +105,6 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   pw[k * p.C + c] = sw;
   pb[k * p.C + c] = sb;
 }`;
-}
-
-function columnSumCode(t: DType): string {
-  return `${enableF16(t)}
-@group(0) @binding(0) var<storage, read> partial: array<f32>;   // [P, C]
-@group(0) @binding(1) var<storage, read_write> out: array<${t}>; // [C]
-struct P { P: u32, C: u32 }
-@group(0) @binding(2) var<uniform> p: P;
-@compute @workgroup_size(${COL_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
-  if (c >= p.C) { return; }
-  var s = 0.0;
-  for (var k = 0u; k < p.P; k++) { s += partial[k * p.C + c]; }
-  out[c] = ${t}(s);
-}`;
-}
-
-/**
- * How the rows of a column reduction are split: `chunks` partial sums (at most 256) of `rowsPer`
- * rows each, so the partial kernels have chunks x C threads and {@linkcode columnSum} loops `chunks`.
- */
-export function rowChunks(R: number): { chunks: number; rowsPer: number } {
-  const chunks = Math.max(1, Math.min(256, Math.ceil(R / 32)));
-  return { chunks, rowsPer: Math.max(1, Math.ceil(R / chunks)) };
-}
-
-/** Workgroups of the column kernels: [ceil(C / 64), chunks]. */
-export function columnGrid(C: number, chunks: number): [number, number] {
-  const x = Math.max(1, Math.ceil(C / COL_WG));
-  if (x > 65535) throw new Error(`column reduction: C = ${C} is over ${65535 * COL_WG} columns`);
-  return [x, chunks];
-}
-
-/** Sums the rows of `partial` (f32 [P, C]) into a new [C] tensor of `dtype` (a weight gradient). */
-export function columnSum(partial: Tensor, shape: readonly number[], dtype: DType): Tensor {
-  const e = partial.engine;
-  const [P, C] = partial.shape;
-  const out = e.empty(shape, dtype);
-  e.run({
-    label: "column_sum",
-    code: columnSumCode(dtype),
-    bindings: [partial, out],
-    params: [P, C],
-    workgroups: columnGrid(C, 1),
-  });
-  return out;
 }
 
 /**

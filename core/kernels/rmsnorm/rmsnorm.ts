@@ -8,16 +8,19 @@
 import { record } from "../../autograd.ts";
 import { type DType, f32Bits } from "../../dtype.ts";
 import type { Tensor } from "../../tensor.ts";
-import { COL_WG, columnGrid, columnSum, rowChunks } from "../layernorm/layernorm.ts";
 import {
   checkGrad,
+  COL_WG,
+  columnGrid,
+  columnSum,
   enableF16,
   ROW_MAIN_WGSL,
   ROW_WG,
+  rowChunks,
   rowGrid,
   rowsOf,
   workgroupReduceWgsl,
-} from "../softmax/softmax.ts";
+} from "../rowwise.ts";
 
 function forwardCode(xt: DType, wt: DType): string {
   return `${enableF16(xt, wt)}

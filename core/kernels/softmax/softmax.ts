@@ -1,69 +1,20 @@
 /**
- * Softmax over the last axis, one workgroup per row with tree reductions. Also exports the WGSL
- * row-reduction helpers and the row grid that the other row-wise kernels (layer norm, RMS norm,
- * cross-entropy) share.
+ * Softmax over the last axis, one workgroup per row with tree reductions.
  * @module
  */
 
 import { record } from "../../autograd.ts";
 import type { DType } from "../../dtype.ts";
-import { grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
-
-/** Threads per workgroup of the row-wise kernels (a power of two). */
-export const ROW_WG = 256;
-
-/** `enable f16;` when any of `dtypes` is f16 (it must come first in the WGSL source). */
-export function enableF16(...dtypes: DType[]): string {
-  return dtypes.includes("f16") ? "enable f16;\n" : "";
-}
-
-/**
- * WGSL of workgroup tree reductions over {@linkcode ROW_WG} threads: `reduceSum(lid, v)` and
- * `reduceMax(lid, v)` return the reduction of every thread's `v` to every thread. Call them from
- * uniform control flow (they hold barriers).
- */
-export function workgroupReduceWgsl(): string {
-  const reduce = (name: string, op: string) => `
-fn ${name}(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${ROW_WG / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = ${op}; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}`;
-  return `var<workgroup> red: array<f32, ${ROW_WG}>;` +
-    reduce("reduceSum", "red[lid] + red[lid + s]") + reduce("reduceMax", "max(red[lid], red[lid + s])");
-}
-
-/** Workgroup counts for one workgroup per row; kernels index `row = wid.x + wid.y * nwg.x`. */
-export function rowGrid(rows: number): [number, number] {
-  return grid1d(rows, 1);
-}
-
-/** The last dimension C of `x` and the number of rows R = size / C; throws for a scalar. */
-export function rowsOf(x: Tensor, op: string): { R: number; C: number } {
-  if (x.shape.length === 0) throw new Error(`${op}: needs at least one dimension, got ${x}`);
-  if (x.dtype !== "f32" && x.dtype !== "f16") throw new Error(`${op}: needs f32 or f16, got ${x}`);
-  const C = x.shape[x.shape.length - 1];
-  return { R: C === 0 ? 0 : x.size / C, C };
-}
-
-/**
- * The WGSL head of a row kernel (one workgroup of {@linkcode ROW_WG} threads per row of a [R, C]
- * tensor, launched on {@linkcode rowGrid}): opens `main`, defines `lid`, `row` and `base` (the row's
- * first element) and returns past the last row. Needs a uniform `p` with fields `R` and `C`.
- */
-export const ROW_MAIN_WGSL = `@compute @workgroup_size(${ROW_WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= p.R) { return; }
-  let base = row * p.C;`;
+import {
+  checkGrad,
+  enableF16,
+  ROW_MAIN_WGSL,
+  ROW_WG,
+  rowGrid,
+  rowsOf,
+  workgroupReduceWgsl,
+} from "../rowwise.ts";
 
 function forwardCode(t: DType): string {
   return `${enableF16(t)}
@@ -129,11 +80,4 @@ export function softmax(x: Tensor): Tensor {
     });
     return [dx];
   });
-}
-
-/** Throws unless the incoming gradient `g` has the size and dtype of the op's output `out`. */
-export function checkGrad(g: Tensor, out: Tensor, op: string): void {
-  if (g.size !== out.size || g.dtype !== out.dtype) {
-    throw new Error(`${op} backward: gradient ${g} does not match the output ${out}`);
-  }
 }

@@ -1,0 +1,122 @@
+/**
+ * Helpers shared by the row-wise kernels (softmax, layer norm, RMS norm, cross-entropy): one
+ * workgroup per row with WGSL tree reductions, and column sums of per-chunk partials for the
+ * gradients of per-column weights (no float atomics).
+ * @module
+ */
+
+import type { DType } from "../dtype.ts";
+import { grid1d } from "../engine.ts";
+import type { Tensor } from "../tensor.ts";
+
+/** Threads per workgroup of the row-wise kernels (a power of two). */
+export const ROW_WG = 256;
+
+/** `enable f16;` when any of `dtypes` is f16 (it must come first in the WGSL source). */
+export function enableF16(...dtypes: DType[]): string {
+  return dtypes.includes("f16") ? "enable f16;\n" : "";
+}
+
+/**
+ * WGSL of workgroup tree reductions over {@linkcode ROW_WG} threads: `reduceSum(lid, v)` and
+ * `reduceMax(lid, v)` return the reduction of every thread's `v` to every thread. Call them from
+ * uniform control flow (they hold barriers).
+ */
+export function workgroupReduceWgsl(): string {
+  const reduce = (name: string, op: string) => `
+fn ${name}(lid: u32, v: f32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${ROW_WG / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] = ${op}; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}`;
+  return `var<workgroup> red: array<f32, ${ROW_WG}>;` +
+    reduce("reduceSum", "red[lid] + red[lid + s]") + reduce("reduceMax", "max(red[lid], red[lid + s])");
+}
+
+/** Workgroup counts for one workgroup per row; kernels index `row = wid.x + wid.y * nwg.x`. */
+export function rowGrid(rows: number): [number, number] {
+  return grid1d(rows, 1);
+}
+
+/** The last dimension C of `x` and the number of rows R = size / C; throws for a scalar. */
+export function rowsOf(x: Tensor, op: string): { R: number; C: number } {
+  if (x.shape.length === 0) throw new Error(`${op}: needs at least one dimension, got ${x}`);
+  if (x.dtype !== "f32" && x.dtype !== "f16") throw new Error(`${op}: needs f32 or f16, got ${x}`);
+  const C = x.shape[x.shape.length - 1];
+  return { R: C === 0 ? 0 : x.size / C, C };
+}
+
+/**
+ * The WGSL head of a row kernel (one workgroup of {@linkcode ROW_WG} threads per row of a [R, C]
+ * tensor, launched on {@linkcode rowGrid}): opens `main`, defines `lid`, `row` and `base` (the row's
+ * first element) and returns past the last row. Needs a uniform `p` with fields `R` and `C`.
+ */
+export const ROW_MAIN_WGSL = `@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.R) { return; }
+  let base = row * p.C;`;
+
+/** Throws unless the incoming gradient `g` has the size and dtype of the op's output `out`. */
+export function checkGrad(g: Tensor, out: Tensor, op: string): void {
+  if (g.size !== out.size || g.dtype !== out.dtype) {
+    throw new Error(`${op} backward: gradient ${g} does not match the output ${out}`);
+  }
+}
+
+/** Threads per workgroup of the column kernels (one thread per column, launched on {@linkcode columnGrid}). */
+export const COL_WG = 64;
+
+function columnSumCode(t: DType): string {
+  return `${enableF16(t)}
+@group(0) @binding(0) var<storage, read> partial: array<f32>;   // [P, C]
+@group(0) @binding(1) var<storage, read_write> out: array<${t}>; // [C]
+struct P { P: u32, C: u32 }
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(${COL_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x;
+  if (c >= p.C) { return; }
+  var s = 0.0;
+  for (var k = 0u; k < p.P; k++) { s += partial[k * p.C + c]; }
+  out[c] = ${t}(s);
+}`;
+}
+
+/**
+ * How the rows of a column reduction are split: `chunks` partial sums (at most 256) of `rowsPer`
+ * rows each, so the partial kernels have chunks x C threads and {@linkcode columnSum} loops `chunks`.
+ */
+export function rowChunks(R: number): { chunks: number; rowsPer: number } {
+  const chunks = Math.max(1, Math.min(256, Math.ceil(R / 32)));
+  return { chunks, rowsPer: Math.max(1, Math.ceil(R / chunks)) };
+}
+
+/** Workgroups of the column kernels: [ceil(C / 64), chunks]. */
+export function columnGrid(C: number, chunks: number): [number, number] {
+  const x = Math.max(1, Math.ceil(C / COL_WG));
+  if (x > 65535) throw new Error(`column reduction: C = ${C} is over ${65535 * COL_WG} columns`);
+  return [x, chunks];
+}
+
+/** Sums the rows of `partial` (f32 [P, C]) into a new [C] tensor of `dtype` (a weight gradient). */
+export function columnSum(partial: Tensor, shape: readonly number[], dtype: DType): Tensor {
+  const e = partial.engine;
+  const [P, C] = partial.shape;
+  const out = e.empty(shape, dtype);
+  e.run({
+    label: "column_sum",
+    code: columnSumCode(dtype),
+    bindings: [partial, out],
+    params: [P, C],
+    workgroups: columnGrid(C, 1),
+  });
+  return out;
+}
