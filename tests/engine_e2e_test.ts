@@ -3,7 +3,7 @@
  * can reach), GPU memory stays flat across steps, and a step is one submit.
  */
 import assert from "node:assert/strict";
-import { gpuTest } from "../core/testing.ts";
+import { assertClose, gpuTest } from "../core/testing.ts";
 import { randn, rng } from "../core/random.ts";
 import { backward, zeroGrad } from "../core/autograd.ts";
 import { matmul } from "../core/kernels/matmul/matmul.ts";
@@ -100,4 +100,17 @@ gpuTest("e2e: memory is flat across steps and a step is one submit (with checkpo
   assert.ok(submits.every((s) => s === 1), `submits per step: ${submits}`);
   assert.equal(e.tape.length, 0);
   for (const p of model.params()) p.dispose();
+});
+
+gpuTest("e2e: gradient checkpointing gives the same gradients as keeping activations", async (e) => {
+  const { ids, targets } = sumRuleBatch(3, 9, TINY_LM.vocab, 11);
+  const grads: Float32Array[][] = [];
+  for (const checkpointBlocks of [false, true]) {
+    const model = new TinyLM(e, { ...TINY_LM, layers: 2, checkpointBlocks }, 5);
+    e.tidy(() => backward(model.loss(e.tensor(ids, [3, 9], "i32"), e.tensor(targets, [27], "i32"))));
+    grads.push(await Promise.all(model.params().map(async (p) => Float32Array.from(await p.grad!.read()))));
+    for (const p of model.params()) p.dispose();
+  }
+  assert.equal(grads[0].length, grads[1].length);
+  grads[0].forEach((g, i) => assertClose(grads[1][i], g, { atol: 1e-6, rtol: 1e-5, label: `param ${i}` }));
 });
