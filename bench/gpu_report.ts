@@ -1,0 +1,141 @@
+/**
+ * `deno task bench:gpu [--json] [--small]`: the measurements to take on a real GPU, in one run: the
+ * adapter's limits and features (and whether `subgroups` is grantable), the latency of an empty
+ * readback, f32 and f16 matmul at 4096^3 (against the card's non-tensor-core peak when known), and
+ * attention forward+backward; then PyTorch on the same GPU (bench/gpu_ref.py) as the anchor when it
+ * imports with CUDA. `--small` shrinks every shape so the script can be checked on a software adapter.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { Engine } from "../core/engine.ts";
+import { randn } from "../core/random.ts";
+import { backward } from "../core/autograd.ts";
+import { maxAbsDiff } from "../core/testing.ts";
+import { matmul } from "../core/kernels/matmul/matmul.ts";
+import { matmulCpu } from "../core/kernels/matmul/matmul_cpu.ts";
+import { attention } from "../core/kernels/attention/attention.ts";
+import { medianMs } from "./timing.ts";
+
+const { values: args } = parseArgs({
+  args: Deno.args.filter((a) => a !== "--"),
+  options: { json: { type: "boolean", default: false }, small: { type: "boolean", default: false } },
+});
+
+/** Non-tensor-core peaks in TFLOP/s (dense f32 FMA, f16 FMA without tensor cores), by adapter name. */
+const PEAKS: [RegExp, { f32: number; f16: number }][] = [
+  [/H100/i, { f32: 67, f16: 134 }],
+  [/H200/i, { f32: 67, f16: 134 }],
+  [/A100/i, { f32: 19.5, f16: 78 }],
+];
+
+const out: Record<string, unknown>[] = [];
+function emit(r: Record<string, unknown>): void {
+  out.push(r);
+  console.log(args.json ? JSON.stringify(r) : Object.entries(r).map(([k, v]) => `${k}=${fmt(v)}`).join("  "));
+}
+function fmt(v: unknown): string {
+  return typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : JSON.stringify(v);
+}
+
+// Adapter, limits, features; is `subgroups` grantable when requested?
+const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+let subgroups = "not offered";
+if (adapter?.features.has("subgroups" as GPUFeatureName)) {
+  try {
+    const d = await adapter.requestDevice({ requiredFeatures: ["subgroups" as GPUFeatureName] });
+    subgroups = "granted";
+    d.destroy();
+  } catch (err) {
+    subgroups = `refused: ${(err as Error).message}`;
+  }
+}
+const e = await Engine.create();
+const peak = PEAKS.find(([re]) => re.test(e.info.description))?.[1];
+emit({
+  what: "adapter",
+  description: e.info.description,
+  features: e.info.adapterFeatures,
+  subgroups,
+  maxStorageBufferBindingSize: e.info.limits.maxStorageBufferBindingSize,
+  maxBufferSize: e.info.limits.maxBufferSize,
+  maxComputeWorkgroupStorageSize: e.info.limits.maxComputeWorkgroupStorageSize,
+  maxComputeInvocationsPerWorkgroup: e.info.limits.maxComputeInvocationsPerWorkgroup,
+});
+
+// Latency of an empty submit + wait, and of a 4-byte readback.
+{
+  const t = e.zeros([1]);
+  await t.read();
+  const waits: number[] = [], reads: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    let t0 = performance.now();
+    await e.sync();
+    waits.push(performance.now() - t0);
+    t0 = performance.now();
+    await t.read();
+    reads.push(performance.now() - t0);
+  }
+  const med = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1];
+  emit({ what: "latency", empty_wait_ms: med(waits), readback_4B_ms: med(reads) });
+  t.dispose();
+}
+
+// Matmul n^3, f32 and f16.
+const n = args.small ? 256 : 4096;
+for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
+  const as = randn(n * n, 1), bs = randn(n * n, 2);
+  const a = e.tensor(as, [n, n], dtype), b = e.tensor(bs, [n, n], dtype);
+  const ms = await medianMs(e, () => matmul(a, b));
+  const got = (await e.tidy(() => matmul(a, b)).read()).subarray(0, 4 * n);
+  const want = matmulCpu(as.subarray(0, 4 * n), bs, { M: 4, N: n, K: n });
+  const tflops = 2 * n ** 3 / ms / 1e9;
+  emit({
+    what: "matmul",
+    shape: [n, n, n],
+    dtype,
+    median_ms: ms,
+    tflops,
+    fraction_of_peak: peak ? tflops / peak[dtype] : null,
+    max_abs_err: maxAbsDiff(got, want),
+  });
+  a.dispose();
+  b.dispose();
+}
+
+// Attention forward + backward, causal.
+{
+  const [B, NH, T, HS] = args.small ? [1, 4, 128, 64] : [4, 32, 2048, 128];
+  for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
+    const size = B * NH * T * HS;
+    const [q, k, v] = [3, 4, 5].map((s) => e.tensor(randn(size, s, 0.5), [B, NH, T, HS], dtype));
+    for (const t of [q, k, v]) t.requiresGrad = true;
+    const ms = await medianMs(e, () => {
+      const o = attention(q, k, v);
+      backward(o, e.full(o.shape, 1, dtype));
+    });
+    const flops = B * NH * 4 * T * T * HS * 3.5 / 2;
+    emit({
+      what: "attention_fwd_bwd",
+      shape: [B, NH, T, HS],
+      dtype,
+      median_ms: ms,
+      tflops: flops / ms / 1e9,
+    });
+    for (const t of [q, k, v]) t.dispose();
+  }
+}
+
+// PyTorch on the same GPU, when present.
+try {
+  const script = new URL("./gpu_ref.py", import.meta.url).pathname;
+  const r = await new Deno.Command("python3", {
+    args: [script, args.small ? "small" : "full"],
+    stderr: "inherit",
+  })
+    .output();
+  for (const line of new TextDecoder().decode(r.stdout).split("\n")) if (line.trim()) emit(JSON.parse(line));
+} catch (err) {
+  emit({ what: "torch_reference", error: (err as Error).message });
+}
+e.destroy();
