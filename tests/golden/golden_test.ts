@@ -1,0 +1,265 @@
+/**
+ * Checks that the PyTorch golden fixtures (written by make_golden.py) are present and
+ * self-consistent: the parameters are exactly the HF names and shapes that config.json implies,
+ * every parameter has a `grad.<name>` of the same shape, and the stored losses follow from the
+ * stored outputs. Needs no GPU and no Python; it parses safetensors with a few lines of its own.
+ * @module
+ */
+import assert from "node:assert/strict";
+
+const FIXTURES = new URL("./fixtures/", import.meta.url);
+const LLMS = ["llama", "mistral", "qwen2"] as const;
+const VISIONS = ["siglip", "clip"] as const;
+
+/** One tensor of a safetensors file, decoded to numbers. */
+interface StTensor {
+  dtype: "F32" | "I64";
+  shape: number[];
+  data: Float32Array | BigInt64Array;
+}
+
+/** Parses a safetensors file: u64 LE header length, JSON header, raw little-endian data. */
+function parseSafetensors(bytes: Uint8Array, file: string): Map<string, StTensor> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = Number(view.getBigUint64(0, true));
+  assert.ok(8 + n <= bytes.length, `${file}: header length ${n} runs past the file end`);
+  assert.equal(n % 8, 0, `${file}: header length ${n} is not padded to a multiple of 8`);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+  const base = 8 + n, out = new Map<string, StTensor>();
+  const spans: [number, number][] = [];
+  for (const [name, info] of Object.entries(header) as [string, Record<string, unknown>][]) {
+    if (name === "__metadata__") continue;
+    const dtype = info.dtype as string, shape = info.shape as number[];
+    const [b, e] = info.data_offsets as [number, number];
+    assert.ok(dtype === "F32" || dtype === "I64", `${file}: ${name} has dtype ${dtype}, want F32 or I64`);
+    const size = dtype === "F32" ? 4 : 8;
+    assert.equal(e - b, shape.reduce((a, s) => a * s, 1) * size, `${file}: ${name} byte span != shape`);
+    assert.ok(base + e <= bytes.length, `${file}: ${name} runs past the file end`);
+    spans.push([b, e]);
+    const raw = bytes.slice(base + b, base + e).buffer;
+    out.set(name, { dtype, shape, data: dtype === "F32" ? new Float32Array(raw) : new BigInt64Array(raw) });
+  }
+  spans.sort((x, y) => x[0] - y[0]);
+  let at = 0;
+  for (const [b, e] of spans) {
+    assert.equal(b, at, `${file}: data spans leave a gap or overlap at byte ${at}`);
+    at = e;
+  }
+  assert.equal(base + at, bytes.length, `${file}: trailing bytes after the last tensor`);
+  return out;
+}
+
+/** A fixture folder: its config.json and both safetensors files. */
+interface Fixture {
+  config: Record<string, unknown>;
+  model: Map<string, StTensor>;
+  golden: Map<string, StTensor>;
+  bytes: number;
+}
+
+async function loadFixture(name: string): Promise<Fixture> {
+  const dir = new URL(`${name}/`, FIXTURES);
+  const read = async (f: string) => {
+    try {
+      return await Deno.readFile(new URL(f, dir));
+    } catch (err) {
+      throw new Error(
+        `tests/golden/fixtures/${name}/${f} is missing (${err}); regenerate with ` +
+          "`/usr/bin/python3 tests/golden/make_golden.py`",
+      );
+    }
+  };
+  const cfgBytes = await read("config.json");
+  const model = await read("model.safetensors"), golden = await read("golden.safetensors");
+  return {
+    config: JSON.parse(new TextDecoder().decode(cfgBytes)),
+    model: parseSafetensors(model, `${name}/model.safetensors`),
+    golden: parseSafetensors(golden, `${name}/golden.safetensors`),
+    bytes: cfgBytes.length + model.length + golden.length,
+  };
+}
+
+function num(cfg: Record<string, unknown>, key: string): number {
+  const v = cfg[key];
+  assert.equal(typeof v, "number", `config.json: ${key} must be a number, got ${JSON.stringify(v)}`);
+  return v as number;
+}
+
+/** HF parameter names and shapes of a Llama / Mistral / Qwen2 decoder, from its config. */
+function llmShapes(cfg: Record<string, unknown>): Map<string, number[]> {
+  const C = num(cfg, "hidden_size"), I = num(cfg, "intermediate_size"), V = num(cfg, "vocab_size");
+  const NH = num(cfg, "num_attention_heads"), NKV = num(cfg, "num_key_value_heads"), HS = C / NH;
+  const bias = cfg.model_type === "qwen2";
+  const m = new Map<string, number[]>([["model.embed_tokens.weight", [V, C]], ["model.norm.weight", [C]]]);
+  for (let i = 0; i < num(cfg, "num_hidden_layers"); i++) {
+    const p = `model.layers.${i}.`;
+    m.set(p + "input_layernorm.weight", [C]);
+    m.set(p + "post_attention_layernorm.weight", [C]);
+    for (const [proj, rows] of [["q_proj", NH * HS], ["k_proj", NKV * HS], ["v_proj", NKV * HS]] as const) {
+      m.set(p + `self_attn.${proj}.weight`, [rows, C]);
+      if (bias) m.set(p + `self_attn.${proj}.bias`, [rows]);
+    }
+    m.set(p + "self_attn.o_proj.weight", [C, NH * HS]);
+    m.set(p + "mlp.gate_proj.weight", [I, C]);
+    m.set(p + "mlp.up_proj.weight", [I, C]);
+    m.set(p + "mlp.down_proj.weight", [C, I]);
+  }
+  if (!cfg.tie_word_embeddings) m.set("lm_head.weight", [V, C]);
+  return m;
+}
+
+/** HF parameter names and shapes of a SigLIP / CLIP vision tower, from its config. */
+function visionShapes(cfg: Record<string, unknown>): Map<string, number[]> {
+  const C = num(cfg, "hidden_size"), I = num(cfg, "intermediate_size"), p = num(cfg, "patch_size");
+  const N = (num(cfg, "image_size") / p) ** 2, clip = cfg.model_type === "clip_vision_model";
+  const e = "vision_model.embeddings.";
+  const m = new Map<string, number[]>([
+    [e + "patch_embedding.weight", [C, num(cfg, "num_channels"), p, p]],
+    [e + "position_embedding.weight", [clip ? N + 1 : N, C]],
+    ["vision_model.post_layernorm.weight", [C]],
+    ["vision_model.post_layernorm.bias", [C]],
+  ]);
+  if (clip) {
+    m.set(e + "class_embedding", [C]);
+    m.set("vision_model.pre_layrnorm.weight", [C]);
+    m.set("vision_model.pre_layrnorm.bias", [C]);
+  } else {
+    m.set(e + "patch_embedding.bias", [C]);
+  }
+  for (let i = 0; i < num(cfg, "num_hidden_layers"); i++) {
+    const l = `vision_model.encoder.layers.${i}.`;
+    for (const ln of ["layer_norm1", "layer_norm2"]) {
+      m.set(l + `${ln}.weight`, [C]);
+      m.set(l + `${ln}.bias`, [C]);
+    }
+    for (const proj of ["q_proj", "k_proj", "v_proj", "out_proj"]) {
+      m.set(l + `self_attn.${proj}.weight`, [C, C]);
+      m.set(l + `self_attn.${proj}.bias`, [C]);
+    }
+    m.set(l + "mlp.fc1.weight", [I, C]);
+    m.set(l + "mlp.fc1.bias", [I]);
+    m.set(l + "mlp.fc2.weight", [C, I]);
+    m.set(l + "mlp.fc2.bias", [C]);
+  }
+  return m;
+}
+
+function get(t: Map<string, StTensor>, name: string, dtype: "F32" | "I64", shape: number[]): StTensor {
+  const x = t.get(name);
+  assert.ok(x, `golden.safetensors lacks ${name}`);
+  assert.equal(x.dtype, dtype, `${name}: dtype`);
+  assert.deepEqual(x.shape, shape, `${name}: shape`);
+  return x;
+}
+
+/** Model params are exactly `expected`; golden has grad.<name> of the same shape for each, all finite. */
+function checkParamsAndGrads(f: Fixture, expected: Map<string, number[]>): void {
+  assert.deepEqual([...f.model.keys()].sort(), [...expected.keys()].sort(), "model.safetensors names");
+  for (const [name, shape] of expected) {
+    const p = f.model.get(name)!;
+    assert.equal(p.dtype, "F32", `${name}: dtype`);
+    assert.deepEqual(p.shape, shape, `${name}: shape vs config.json`);
+    assert.ok((p.data as Float32Array).every(Number.isFinite), `${name}: non-finite value`);
+    const g = get(f.golden, `grad.${name}`, "F32", shape);
+    assert.ok((g.data as Float32Array).every(Number.isFinite), `grad.${name}: non-finite value`);
+  }
+  const grads = [...f.golden.keys()].filter((k) => k.startsWith("grad."));
+  assert.equal(grads.length, expected.size, "golden.safetensors has a grad.* with no parameter");
+}
+
+const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+
+for (const name of LLMS) {
+  Deno.test(`golden ${name}: params match config.json, grads match params, loss follows logits`, async () => {
+    const f = await loadFixture(name), cfg = f.config;
+    assert.equal(cfg.model_type, name);
+    assert.equal(num(cfg, "hidden_size") / num(cfg, "num_attention_heads"), num(cfg, "head_dim"));
+    checkParamsAndGrads(f, llmShapes(cfg));
+    assert.ok(f.bytes < 1 << 20, `${name}: ${f.bytes} bytes, want < 1 MiB`);
+    const V = num(cfg, "vocab_size");
+    const ids = get(f.golden, "input_ids", "I64", f.golden.get("input_ids")?.shape ?? []);
+    const [B, T] = ids.shape;
+    assert.equal(ids.shape.length, 2, "input_ids is [B, T]");
+    const labels = get(f.golden, "labels", "I64", [B, T]).data as BigInt64Array;
+    const logits = get(f.golden, "logits", "F32", [B, T, V]).data as Float32Array;
+    const loss = get(f.golden, "loss", "F32", [1]).data[0] as number;
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const id = Number((ids.data as BigInt64Array)[b * T + t]), y = Number(labels[b * T + t]);
+        assert.ok(id >= 0 && id < V, `input_ids[${b},${t}] = ${id} outside the vocabulary`);
+        assert.equal(y, t < 3 ? -100 : id, `labels[${b},${t}]`);
+      }
+    }
+    // HF causal-LM loss: logits[:, :-1] against labels[:, 1:], mean over supervised positions.
+    let total = 0, count = 0;
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t + 1 < T; t++) {
+        const y = Number(labels[b * T + t + 1]);
+        if (y === -100) continue;
+        const row = logits.subarray((b * T + t) * V, (b * T + t + 1) * V);
+        const m = row.reduce((a, v) => Math.max(a, v), -Infinity);
+        const lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+        total += lse - row[y];
+        count++;
+      }
+    }
+    assert.ok(Math.abs(total / count - loss) <= 1e-5 * Math.abs(loss), `loss ${loss} vs ${total / count}`);
+    assert.ok(maxAbs(f.golden.get("grad.model.embed_tokens.weight")!.data as Float32Array) > 0);
+    switch (name) {
+      case "llama":
+        assert.equal(cfg.tie_word_embeddings, false);
+        break;
+      case "mistral":
+        assert.ok(num(cfg, "sliding_window") < T, "mistral: sliding_window must be < T to be tested");
+        break;
+      case "qwen2":
+        assert.equal(cfg.tie_word_embeddings, true);
+        assert.equal(cfg.use_sliding_window, false);
+        break;
+      default: {
+        const never: never = name;
+        throw new Error(`unknown LLM fixture ${never}`);
+      }
+    }
+  });
+}
+
+for (const name of VISIONS) {
+  Deno.test(`golden ${name}: params match config.json, grads match params, loss = sum(features.-2 * probe)`, async () => {
+    const f = await loadFixture(name), cfg = f.config;
+    const clip = name === "clip";
+    assert.equal(cfg.model_type, clip ? "clip_vision_model" : "siglip_vision_model");
+    checkParamsAndGrads(f, visionShapes(cfg));
+    assert.ok(f.bytes < 1 << 20, `${name}: ${f.bytes} bytes, want < 1 MiB`);
+    const S = num(cfg, "image_size"), C = num(cfg, "hidden_size"), L = num(cfg, "num_hidden_layers");
+    const N = (S / num(cfg, "patch_size")) ** 2 + (clip ? 1 : 0);
+    const px = get(f.golden, "pixel_values", "F32", f.golden.get("pixel_values")?.shape ?? []);
+    const B = px.shape[0];
+    assert.deepEqual(px.shape, [B, num(cfg, "num_channels"), S, S], "pixel_values shape");
+    assert.ok((px.data as Float32Array).every((v) => v >= -1 && v <= 1), "pixel_values outside [-1, 1]");
+    for (const k of ["features.0", "features.-1", "features.-2", "post_layernorm", "probe"]) {
+      get(f.golden, k, "F32", [B, N, C]);
+    }
+    const feat = f.golden.get("features.-2")!.data as Float32Array;
+    const probe = f.golden.get("probe")!.data as Float32Array;
+    const loss = get(f.golden, "loss", "F32", [1]).data[0] as number;
+    let dot = 0;
+    for (let i = 0; i < feat.length; i++) dot += feat[i] * probe[i];
+    assert.ok(Math.abs(dot - loss) <= 1e-5 * (1 + Math.abs(loss)), `loss ${loss} vs ${dot}`);
+    // Nothing after layer L-2 reaches hidden_states[-2]: those gradients are stored, and zero.
+    for (const [k, g] of f.golden) {
+      if (!k.startsWith("grad.")) continue;
+      const after = k.startsWith(`grad.vision_model.encoder.layers.${L - 1}.`) ||
+        k.startsWith("grad.vision_model.post_layernorm.");
+      const m = maxAbs(g.data as Float32Array);
+      if (after) assert.equal(m, 0, `${k} should be zero`);
+      else if (!k.endsWith("self_attn.k_proj.bias")) assert.ok(m > 0, `${k} should be nonzero`);
+    }
+  });
+}
+
+Deno.test("golden: all fixtures together stay under 4 MiB", async () => {
+  let total = 0;
+  for (const name of [...LLMS, ...VISIONS]) total += (await loadFixture(name)).bytes;
+  assert.ok(total < 4 << 20, `fixtures hold ${total} bytes, want < 4 MiB`);
+});

@@ -1,0 +1,633 @@
+"""PyTorch golden fixtures for asvr's model tests.
+
+Run by hand with Debian's PyTorch (1.13, CPU):
+
+    /usr/bin/python3 tests/golden/make_golden.py [--out tests/golden/fixtures] [--only llama,clip]
+
+Writes tests/golden/fixtures/<name>/{config.json, model.safetensors, golden.safetensors} for
+<name> in llama, mistral, qwen2, siglip, clip. The models are written in plain torch from the Hugging
+Face definitions (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, SiglipVisionModel,
+CLIPVisionModel); there is no `transformers` or `safetensors` package here, so the safetensors
+files are written by hand. Parameters and inputs are drawn seeded, rounded to f32 (what the files
+store), and all math runs in f64 from those f32 values; results are stored as f32, so every
+stored output is the exact answer (to f32 rounding) for the stored inputs. See README.md.
+"""
+
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+import torch
+import torch.nn.functional as F
+
+F64 = torch.float64
+
+# ---------------------------------------------------------------------------------------------
+# safetensors (hand-written)
+# ---------------------------------------------------------------------------------------------
+
+_ST_DTYPES = {torch.float32: "F32", torch.int64: "I64"}
+
+
+def write_safetensors(path, tensors, metadata):
+    """Writes {name: tensor} (f32 or i64) as safetensors: u64 LE header length, JSON header padded
+    with spaces to a multiple of 8, then the raw little-endian bytes in sorted name order."""
+    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        if t.dtype not in _ST_DTYPES:
+            raise ValueError(f"{path}: tensor {name} has dtype {t.dtype}; store f32 or i64")
+        raw = t.numpy().astype(t.numpy().dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {
+            "dtype": _ST_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for raw in blobs:
+            f.write(raw)
+
+
+def read_safetensors(path):
+    """Reads a file written by write_safetensors back (used for the round-trip self-check)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = info["data_offsets"]
+        dtype = {"F32": torch.float32, "I64": torch.int64}[info["dtype"]]
+        buf = bytearray(data[base + b : base + e])
+        out[name] = torch.frombuffer(buf, dtype=dtype).reshape(info["shape"]).clone()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# seeded parameters: drawn, rounded to f32, then used in f64
+# ---------------------------------------------------------------------------------------------
+
+
+class Params:
+    """An ordered dict of HF-named f64 leaves whose values are exactly representable in f32."""
+
+    def __init__(self):
+        self.p = {}
+
+    def _add(self, name, t):
+        t = t.to(torch.float32).to(F64).requires_grad_(True)
+        self.p[name] = t
+        return t
+
+    def normal(self, name, shape, std, mean=0.0):
+        return self._add(name, torch.randn(*shape, dtype=F64) * std + mean)
+
+    def norm_weight(self, name, n):
+        """Norm weights near 1 but not exactly 1."""
+        return self.normal(name, (n,), 0.1, 1.0)
+
+    def __getitem__(self, name):
+        return self.p[name]
+
+    def get(self, name):
+        return self.p.get(name)
+
+
+def f32_exact(t):
+    """Rounds a tensor to f32 and back to f64 (inputs the fixture stores)."""
+    return t.to(torch.float32).to(F64)
+
+
+# ---------------------------------------------------------------------------------------------
+# LLM decoders (Llama / Mistral / Qwen2), after HF's modeling_{llama,mistral,qwen2}.py
+# ---------------------------------------------------------------------------------------------
+
+
+def rms_norm(x, w, eps):
+    """HF LlamaRMSNorm: x * rsqrt(mean(x^2, -1) + eps) * weight (here in f64)."""
+    var = x.pow(2).mean(-1, keepdim=True)
+    return w * (x * torch.rsqrt(var + eps))
+
+
+def rotate_half(x):
+    """HF rotate_half: cat(-x2, x1) over the two halves of the last dim."""
+    h = x.shape[-1] // 2
+    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+
+def rope_cos_sin(T, HS, theta):
+    """cos, sin [T, HS]: inv_freq_i = theta^(-2i/HS), angle = pos * inv_freq, duplicated halves."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, HS, 2, dtype=F64) / HS))
+    pos = torch.arange(T, dtype=F64)
+    freqs = torch.outer(pos, inv_freq)  # [T, HS/2]
+    emb = torch.cat((freqs, freqs), dim=-1)  # [T, HS]
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x, cos, sin):
+    """x [B, NH, T, HS] -> x * cos + rotate_half(x) * sin."""
+    return x * cos + rotate_half(x) * sin
+
+
+def repeat_kv(x, n_rep):
+    """[B, NKV, T, HS] -> [B, NKV * n_rep, T, HS]; query head h uses kv head h // n_rep."""
+    B, NKV, T, HS = x.shape
+    if n_rep == 1:
+        return x
+    return x[:, :, None, :, :].expand(B, NKV, n_rep, T, HS).reshape(B, NKV * n_rep, T, HS)
+
+
+def causal_mask(T, window):
+    """Bool [T, T], True where key j is visible to query i: j <= i, and i - window < j if window."""
+    i = torch.arange(T)[:, None]
+    j = torch.arange(T)[None, :]
+    visible = j <= i
+    if window is not None:
+        visible = visible & (j > i - window)
+    return visible
+
+
+def llm_forward(cfg, P, input_ids):
+    """Returns logits [B, T, V] (f64)."""
+    B, T = input_ids.shape
+    C = cfg["hidden_size"]
+    NH = cfg["num_attention_heads"]
+    NKV = cfg["num_key_value_heads"]
+    HS = C // NH
+    eps = cfg["rms_norm_eps"]
+    window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" else None
+    if cfg["model_type"] == "qwen2" and cfg.get("use_sliding_window"):
+        raise ValueError("qwen2 fixture: use_sliding_window must be false")
+    cos, sin = rope_cos_sin(T, HS, cfg["rope_theta"])
+    mask = causal_mask(T, window)
+    x = P["model.embed_tokens.weight"][input_ids]  # [B, T, C]
+    for i in range(cfg["num_hidden_layers"]):
+        pre = f"model.layers.{i}."
+        h = rms_norm(x, P[pre + "input_layernorm.weight"], eps)
+
+        def proj(name, heads):
+            y = F.linear(h, P[pre + f"self_attn.{name}.weight"], P.get(pre + f"self_attn.{name}.bias"))
+            return y.view(B, T, heads, HS).transpose(1, 2)  # [B, heads, T, HS]
+
+        q = apply_rope(proj("q_proj", NH), cos, sin)
+        k = apply_rope(proj("k_proj", NKV), cos, sin)
+        v = proj("v_proj", NKV)
+        k = repeat_kv(k, NH // NKV)
+        v = repeat_kv(v, NH // NKV)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(HS)  # [B, NH, T, T]
+        att = att.masked_fill(~mask, float("-inf")).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, C)
+        x = x + F.linear(y, P[pre + "self_attn.o_proj.weight"])
+        h = rms_norm(x, P[pre + "post_attention_layernorm.weight"], eps)
+        g = F.silu(F.linear(h, P[pre + "mlp.gate_proj.weight"]))
+        u = F.linear(h, P[pre + "mlp.up_proj.weight"])
+        x = x + F.linear(g * u, P[pre + "mlp.down_proj.weight"])
+    x = rms_norm(x, P["model.norm.weight"], eps)
+    head = P["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else P["lm_head.weight"]
+    return F.linear(x, head)
+
+
+def causal_lm_loss(logits, labels):
+    """HF ForCausalLM loss: CE(logits[:, :-1], labels[:, 1:]), mean over labels != -100."""
+    V = logits.shape[-1]
+    return F.cross_entropy(
+        logits[:, :-1, :].reshape(-1, V), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="mean"
+    )
+
+
+def llm_params(cfg):
+    C, V, I = cfg["hidden_size"], cfg["vocab_size"], cfg["intermediate_size"]
+    NH, NKV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    HS = C // NH
+    bias = cfg["model_type"] == "qwen2"
+    P = Params()
+    # A tied embedding is also the output head: smaller, so that logits stay spread but not peaked.
+    P.normal("model.embed_tokens.weight", (V, C), 0.2 if cfg["tie_word_embeddings"] else 1.0)
+    std = 0.15  # ~ 1.2 / sqrt(C): residual updates of the same order as the stream
+    for i in range(cfg["num_hidden_layers"]):
+        pre = f"model.layers.{i}."
+        P.norm_weight(pre + "input_layernorm.weight", C)
+        P.normal(pre + "self_attn.q_proj.weight", (NH * HS, C), std)
+        if bias:
+            P.normal(pre + "self_attn.q_proj.bias", (NH * HS,), 0.1)
+        P.normal(pre + "self_attn.k_proj.weight", (NKV * HS, C), std)
+        if bias:
+            P.normal(pre + "self_attn.k_proj.bias", (NKV * HS,), 0.1)
+        P.normal(pre + "self_attn.v_proj.weight", (NKV * HS, C), std)
+        if bias:
+            P.normal(pre + "self_attn.v_proj.bias", (NKV * HS,), 0.1)
+        P.normal(pre + "self_attn.o_proj.weight", (C, NH * HS), std)
+        P.norm_weight(pre + "post_attention_layernorm.weight", C)
+        P.normal(pre + "mlp.gate_proj.weight", (I, C), std)
+        P.normal(pre + "mlp.up_proj.weight", (I, C), std)
+        P.normal(pre + "mlp.down_proj.weight", (C, I), 0.12)
+    P.norm_weight("model.norm.weight", C)
+    if not cfg["tie_word_embeddings"]:
+        P.normal("lm_head.weight", (V, C), 0.15)
+    return P
+
+
+def llm_config(kind):
+    base = {
+        "hidden_size": 64,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "vocab_size": 128,
+        "max_position_embeddings": 64,
+        "hidden_act": "silu",
+        "initializer_range": 0.02,
+        "attention_dropout": 0.0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "torch_dtype": "float32",
+        "use_cache": True,
+        "rope_scaling": None,
+    }
+    if kind == "llama":
+        return {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            **base,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "attention_bias": False,
+            "mlp_bias": False,
+            "pretraining_tp": 1,
+            "tie_word_embeddings": False,
+        }
+    if kind == "mistral":
+        return {
+            "architectures": ["MistralForCausalLM"],
+            "model_type": "mistral",
+            **base,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 10000.0,
+            "sliding_window": 5,
+            "tie_word_embeddings": False,
+        }
+    if kind == "qwen2":
+        return {
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            **base,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0,
+            # As in real Qwen2 configs: a window is named but switched off (and far above T).
+            "use_sliding_window": False,
+            "sliding_window": 32768,
+            "max_window_layers": 2,
+            "tie_word_embeddings": True,
+        }
+    raise ValueError(f"unknown LLM fixture {kind}")
+
+
+def make_llm(kind, seed):
+    cfg = llm_config(kind)
+    torch.manual_seed(seed)
+    P = llm_params(cfg)
+    B, T, V = 2, 12, cfg["vocab_size"]
+    input_ids = torch.randint(0, V, (B, T), dtype=torch.int64)
+    labels = input_ids.clone()
+    labels[:, :3] = -100
+    logits = llm_forward(cfg, P.p, input_ids)
+    loss = causal_lm_loss(logits, labels)
+    loss.backward()
+    golden = {
+        "input_ids": input_ids,
+        "labels": labels,
+        "logits": logits.detach().float(),
+        "loss": loss.detach().float().reshape(1),
+    }
+    for name, t in P.p.items():
+        golden["grad." + name] = t.grad.float()
+    if kind == "mistral":
+        # The window must matter: without it the logits differ.
+        plain = llm_forward({**cfg, "sliding_window": None}, P.p, input_ids)
+        assert float((plain - logits).abs().max()) > 1e-3, "mistral: sliding window has no effect"
+    stats = {
+        "loss": float(loss),
+        "logit_std": float(logits.std()),
+        "ln_V": math.log(V),
+    }
+    return cfg, P, golden, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Vision encoders (SigLIP / CLIP), after HF's modeling_siglip.py / modeling_clip.py
+# ---------------------------------------------------------------------------------------------
+
+
+def quick_gelu(x):
+    return x * torch.sigmoid(1.702 * x)
+
+
+def vision_act(name, x):
+    if name == "gelu_pytorch_tanh":
+        return F.gelu(x, approximate="tanh")
+    if name == "quick_gelu":
+        return quick_gelu(x)
+    raise ValueError(f"unknown hidden_act {name}")
+
+
+def vit_layer(cfg, P, pre, x):
+    """One pre-LN encoder layer: x + attn(ln1(x)), then x + mlp(ln2(x)); x [B, N, C]."""
+    B, N, C = x.shape
+    NH = cfg["num_attention_heads"]
+    HS = C // NH
+    eps = cfg["layer_norm_eps"]
+    h = F.layer_norm(x, (C,), P[pre + "layer_norm1.weight"], P[pre + "layer_norm1.bias"], eps)
+
+    def proj(name):
+        y = F.linear(h, P[pre + f"self_attn.{name}.weight"], P[pre + f"self_attn.{name}.bias"])
+        return y.view(B, N, NH, HS).transpose(1, 2)  # [B, NH, N, HS]
+
+    q, k, v = proj("q_proj"), proj("k_proj"), proj("v_proj")
+    att = ((q @ k.transpose(-1, -2)) * HS**-0.5).softmax(-1)  # [B, NH, N, N], no mask
+    y = (att @ v).transpose(1, 2).reshape(B, N, C)
+    x = x + F.linear(y, P[pre + "self_attn.out_proj.weight"], P[pre + "self_attn.out_proj.bias"])
+    h = F.layer_norm(x, (C,), P[pre + "layer_norm2.weight"], P[pre + "layer_norm2.bias"], eps)
+    h = vision_act(cfg["hidden_act"], F.linear(h, P[pre + "mlp.fc1.weight"], P[pre + "mlp.fc1.bias"]))
+    return x + F.linear(h, P[pre + "mlp.fc2.weight"], P[pre + "mlp.fc2.bias"])
+
+
+def vision_forward(cfg, P, pixel_values):
+    """Returns (hidden_states list as HF's output_hidden_states, post_layernorm output)."""
+    clip = cfg["model_type"] == "clip_vision_model"
+    p = cfg["patch_size"]
+    C = cfg["hidden_size"]
+    eps = cfg["layer_norm_eps"]
+    pe = "vision_model.embeddings."
+    x = F.conv2d(pixel_values, P[pe + "patch_embedding.weight"], P.get(pe + "patch_embedding.bias"), stride=p)
+    x = x.flatten(2).transpose(1, 2)  # [B, N, C], patches in row-major (y, x) order
+    if clip:
+        cls = P[pe + "class_embedding"].expand(x.shape[0], 1, C)
+        x = torch.cat([cls, x], dim=1)  # [B, N + 1, C]
+    x = x + P[pe + "position_embedding.weight"]
+    if clip:
+        pre = "vision_model.pre_layrnorm."
+        x = F.layer_norm(x, (C,), P[pre + "weight"], P[pre + "bias"], eps)
+    hidden = [x]
+    for i in range(cfg["num_hidden_layers"]):
+        x = vit_layer(cfg, P, f"vision_model.encoder.layers.{i}.", x)
+        hidden.append(x)
+    post_ln = "vision_model.post_layernorm."
+    post = F.layer_norm(x, (C,), P[post_ln + "weight"], P[post_ln + "bias"], eps)
+    return hidden, post
+
+
+def vision_params(cfg):
+    clip = cfg["model_type"] == "clip_vision_model"
+    C, I, p = cfg["hidden_size"], cfg["intermediate_size"], cfg["patch_size"]
+    N = (cfg["image_size"] // p) ** 2
+    P = Params()
+    pe = "vision_model.embeddings."
+    if clip:
+        P.normal(pe + "class_embedding", (C,), 0.5)
+    P.normal(pe + "patch_embedding.weight", (C, cfg["num_channels"], p, p), 0.15)
+    if not clip:
+        P.normal(pe + "patch_embedding.bias", (C,), 0.1)
+    P.normal(pe + "position_embedding.weight", (N + 1 if clip else N, C), 0.2)
+    if clip:
+        P.norm_weight("vision_model.pre_layrnorm.weight", C)
+        P.normal("vision_model.pre_layrnorm.bias", (C,), 0.1)
+    std = 0.2  # ~ 1.1 / sqrt(C)
+    for i in range(cfg["num_hidden_layers"]):
+        pre = f"vision_model.encoder.layers.{i}."
+        P.norm_weight(pre + "layer_norm1.weight", C)
+        P.normal(pre + "layer_norm1.bias", (C,), 0.1)
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            P.normal(pre + f"self_attn.{name}.weight", (C, C), std)
+            P.normal(pre + f"self_attn.{name}.bias", (C,), 0.1)
+        P.norm_weight(pre + "layer_norm2.weight", C)
+        P.normal(pre + "layer_norm2.bias", (C,), 0.1)
+        P.normal(pre + "mlp.fc1.weight", (I, C), std)
+        P.normal(pre + "mlp.fc1.bias", (I,), 0.1)
+        P.normal(pre + "mlp.fc2.weight", (C, I), 0.15)
+        P.normal(pre + "mlp.fc2.bias", (C,), 0.1)
+    P.norm_weight("vision_model.post_layernorm.weight", C)
+    P.normal("vision_model.post_layernorm.bias", (C,), 0.1)
+    return P
+
+
+def vision_config(kind):
+    base = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_channels": 3,
+        "patch_size": 4,
+        "attention_dropout": 0.0,
+        "torch_dtype": "float32",
+    }
+    if kind == "siglip":
+        return {
+            "architectures": ["SiglipVisionModel"],
+            "model_type": "siglip_vision_model",
+            **base,
+            "image_size": 28,
+            "layer_norm_eps": 1e-6,
+            "hidden_act": "gelu_pytorch_tanh",
+            # No attention-pooling head: the fixture covers the encoder that VLMs use.
+            "vision_use_head": False,
+        }
+    if kind == "clip":
+        return {
+            "architectures": ["CLIPVisionModel"],
+            "model_type": "clip_vision_model",
+            **base,
+            "image_size": 32,
+            "layer_norm_eps": 1e-5,
+            "hidden_act": "quick_gelu",
+            "projection_dim": 32,
+            "initializer_range": 0.02,
+            "initializer_factor": 1.0,
+        }
+    raise ValueError(f"unknown vision fixture {kind}")
+
+
+def make_vision(kind, seed):
+    cfg = vision_config(kind)
+    torch.manual_seed(seed)
+    P = vision_params(cfg)
+    B, S = 2, cfg["image_size"]
+    pixel_values = f32_exact(torch.rand(B, cfg["num_channels"], S, S, dtype=F64) * 2 - 1)
+    hidden, post = vision_forward(cfg, P.p, pixel_values)
+    probe = f32_exact(torch.randn(*hidden[-2].shape, dtype=F64))
+    loss = (hidden[-2] * probe).sum()
+    loss.backward()
+    golden = {
+        "pixel_values": pixel_values.float(),
+        "features.-1": hidden[-1].detach().float(),
+        "features.-2": hidden[-2].detach().float(),
+        "features.0": hidden[0].detach().float(),
+        "post_layernorm": post.detach().float(),
+        "probe": probe.float(),
+        "loss": loss.detach().float().reshape(1),
+    }
+    for name, t in P.p.items():
+        g = t.grad if t.grad is not None else torch.zeros_like(t)
+        golden["grad." + name] = g.float()
+    stats = {
+        "loss": float(loss),
+        "feat-2_std": float(hidden[-2].std()),
+        "feat-1_std": float(hidden[-1].std()),
+    }
+    return cfg, P, golden, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# self-checks of the definitions above against independent formulations
+# ---------------------------------------------------------------------------------------------
+
+
+def self_checks():
+    torch.manual_seed(123)
+    # RMSNorm against the literal formula.
+    x = torch.randn(3, 8, dtype=F64)
+    w = torch.randn(8, dtype=F64)
+    ref = x / torch.sqrt((x * x).sum(-1, keepdim=True) / 8 + 1e-6) * w
+    assert torch.allclose(rms_norm(x, w, 1e-6), ref)
+    # Rotate-half RoPE: pairs (d, d + HS/2) rotate by angle pos * theta^(-2d/HS).
+    B, NH, T, HS = 1, 2, 5, 8
+    q = torch.randn(B, NH, T, HS, dtype=F64)
+    cos, sin = rope_cos_sin(T, HS, 10000.0)
+    r = apply_rope(q, cos, sin)
+    for t in range(T):
+        for d in range(HS // 2):
+            a = t * 10000.0 ** (-2 * d / HS)
+            x1, x2 = q[..., t, d], q[..., t, d + HS // 2]
+            assert torch.allclose(r[..., t, d], x1 * math.cos(a) - x2 * math.sin(a))
+            assert torch.allclose(r[..., t, d + HS // 2], x2 * math.cos(a) + x1 * math.sin(a))
+    # Window mask: key j visible to query i iff i - w < j <= i.
+    m = causal_mask(7, 3)
+    for i in range(7):
+        for j in range(7):
+            assert bool(m[i, j]) == (i - 3 < j <= i)
+    # GQA: query head h reads kv head h // (NH / NKV).
+    kv = torch.randn(1, 2, 3, 4, dtype=F64)
+    rep = repeat_kv(kv, 2)
+    for h in range(4):
+        assert torch.equal(rep[:, h], kv[:, h // 2])
+    # quick_gelu / gelu tanh against their formulas.
+    z = torch.linspace(-4, 4, 17, dtype=F64)
+    assert torch.allclose(quick_gelu(z), z / (1 + torch.exp(-1.702 * z)))
+    tanh_ref = 0.5 * z * (1 + torch.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3)))
+    assert torch.allclose(F.gelu(z, approximate="tanh"), tanh_ref)
+    # Patch conv == unfold + matmul over (channel, dy, dx) in row-major patch order.
+    img = torch.randn(2, 3, 8, 8, dtype=F64)
+    wt = torch.randn(5, 3, 4, 4, dtype=F64)
+    conv = F.conv2d(img, wt, stride=4).flatten(2).transpose(1, 2)
+    patches = img.reshape(2, 3, 2, 4, 2, 4).permute(0, 2, 4, 1, 3, 5).reshape(2, 4, 48)
+    assert torch.allclose(conv, patches @ wt.reshape(5, 48).T)
+    # The vision layer against torch's own pre-LN nn.TransformerEncoderLayer (packed q/k/v).
+    for act in ("gelu_pytorch_tanh", "quick_gelu"):
+        C, NH, I = 8, 2, 12
+        cfg = {"num_attention_heads": NH, "layer_norm_eps": 1e-5, "hidden_act": act}
+        ref = torch.nn.TransformerEncoderLayer(
+            C, NH, I, dropout=0.0, activation=lambda t, a=act: vision_act(a, t),
+            layer_norm_eps=1e-5, batch_first=True, norm_first=True, dtype=F64,
+        )
+        for prm in ref.parameters():
+            torch.nn.init.normal_(prm, 0.0, 0.3)
+        pre = "l."
+        P = {
+            pre + "layer_norm1.weight": ref.norm1.weight, pre + "layer_norm1.bias": ref.norm1.bias,
+            pre + "layer_norm2.weight": ref.norm2.weight, pre + "layer_norm2.bias": ref.norm2.bias,
+            pre + "self_attn.out_proj.weight": ref.self_attn.out_proj.weight,
+            pre + "self_attn.out_proj.bias": ref.self_attn.out_proj.bias,
+            pre + "mlp.fc1.weight": ref.linear1.weight, pre + "mlp.fc1.bias": ref.linear1.bias,
+            pre + "mlp.fc2.weight": ref.linear2.weight, pre + "mlp.fc2.bias": ref.linear2.bias,
+        }
+        for n, w, b in zip(
+            ("q_proj", "k_proj", "v_proj"),
+            ref.self_attn.in_proj_weight.chunk(3),
+            ref.self_attn.in_proj_bias.chunk(3),
+        ):
+            P[pre + f"self_attn.{n}.weight"], P[pre + f"self_attn.{n}.bias"] = w, b
+        xin = torch.randn(2, 5, C, dtype=F64)
+        ref.eval()
+        with torch.no_grad():
+            assert torch.allclose(vit_layer(cfg, P, pre, xin), ref(xin), atol=1e-10), act
+    # Causal LM loss against a manual shifted CE.
+    logits = torch.randn(2, 4, 6, dtype=F64)
+    labels = torch.tensor([[-100, 1, 2, 3], [-100, -100, 5, 0]])
+    tot, n = 0.0, 0
+    for b in range(2):
+        for t in range(3):
+            y = int(labels[b, t + 1])
+            if y != -100:
+                tot += float(torch.logsumexp(logits[b, t], 0) - logits[b, t, y])
+                n += 1
+    assert abs(float(causal_lm_loss(logits, labels)) - tot / n) < 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+FIXTURES = {
+    "llama": (make_llm, 1001),
+    "mistral": (make_llm, 1002),
+    "qwen2": (make_llm, 1003),
+    "siglip": (make_vision, 2001),
+    "clip": (make_vision, 2002),
+}
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(here, "fixtures"))
+    ap.add_argument("--only", default=",".join(FIXTURES), help="comma-separated fixture names")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    self_checks()
+    for name in args.only.split(","):
+        if name not in FIXTURES:
+            sys.exit(f"make_golden.py: unknown fixture '{name}'; choose from {', '.join(FIXTURES)}")
+        make, seed = FIXTURES[name]
+        out_dir = os.path.join(args.out, name)
+        os.makedirs(out_dir, exist_ok=True)
+        cfg, P, golden, stats = make(name, seed)
+        meta = {
+            "format": "pt",
+            "generator": "tests/golden/make_golden.py",
+            "torch": torch.__version__,
+            "seed": seed,
+        }
+        model = {k: v.detach().float() for k, v in P.p.items()}
+        with open(os.path.join(out_dir, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+            f.write("\n")
+        write_safetensors(os.path.join(out_dir, "model.safetensors"), model, meta)
+        write_safetensors(os.path.join(out_dir, "golden.safetensors"), golden, meta)
+        # Round trip: what the files hold is what was computed.
+        for fname, want in (("model.safetensors", model), ("golden.safetensors", golden)):
+            got = read_safetensors(os.path.join(out_dir, fname))
+            assert set(got) == set(want), fname
+            for k in want:
+                assert torch.equal(got[k], want[k].to(got[k].dtype)), f"{name}/{fname}: {k}"
+        size = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir))
+        desc = ", ".join(f"{k} {v:.4g}" for k, v in stats.items())
+        print(f"{name}: {len(model)} params, {size / 1024:.0f} KiB; {desc}")
+
+
+if __name__ == "__main__":
+    main()
