@@ -1,0 +1,153 @@
+/**
+ * Projectors map vision features to the LLM's width, as in LLaVA's `mm_projector`:
+ * - `linear`: one Linear inDim -> outDim;
+ * - `mlp2x_gelu`: Linear inDim -> outDim, exact (erf) GELU, Linear outDim -> outDim;
+ * - `identity`: features pass through (inDim must equal outDim).
+ *
+ * Parameter names follow LLaVA's `nn.Sequential` indices: `0.weight`, `0.bias` (and `2.weight`,
+ * `2.bias` for the second Linear of mlp2x_gelu); prefix them (`model.mm_projector.`) when loading.
+ * @module
+ */
+
+import { z } from "zod";
+import type { DType } from "../core/dtype.ts";
+import type { Engine } from "../core/engine.ts";
+import { gelu } from "../core/kernels/elementwise/elementwise.ts";
+import { matmul } from "../core/kernels/matmul/matmul.ts";
+import { rng } from "../core/random.ts";
+import type { Tensor } from "../core/tensor.ts";
+
+/** The projector kinds (LLaVA's `mm_projector_type`). */
+export type ProjectorKind = "linear" | "mlp2x_gelu" | "identity";
+
+/** Every {@linkcode ProjectorKind}. */
+export const PROJECTOR_KINDS: readonly ProjectorKind[] = ["linear", "mlp2x_gelu", "identity"];
+
+/** A projector's kind and widths. */
+export interface ProjectorConfig {
+  /** Which projector. */
+  kind: ProjectorKind;
+  /** Width of the vision features (e.g. 1152 for SigLIP-SO400M). */
+  inDim: number;
+  /** Width of the LLM (e.g. 4096). */
+  outDim: number;
+}
+
+/** Options of {@linkcode Projector.create}. */
+export interface ProjectorCreateOptions {
+  /** Storage dtype of the parameters (default "f32"). */
+  dtype?: DType;
+  /** Seed of the random initialization (default 0). */
+  seed?: number;
+}
+
+const projectorSchema = z.object({
+  kind: z.enum(["linear", "mlp2x_gelu", "identity"]),
+  inDim: z.number().int().positive(),
+  outDim: z.number().int().positive(),
+});
+
+/**
+ * Validates a projector config given as data; `source` names where it came from in errors, which
+ * name the field and what it must be.
+ */
+export function parseProjectorConfig(value: unknown, source: string): ProjectorConfig {
+  const r = projectorSchema.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const field = issue.path.join(".") || "(config)";
+    const want = field === "kind" ? `one of ${PROJECTOR_KINDS.join(", ")}` : "a positive integer";
+    const got = typeof value === "object" && value !== null
+      ? JSON.stringify((value as Record<string, unknown>)[String(issue.path[0])])
+      : JSON.stringify(value);
+    throw new Error(`${source}: projector ${field} is ${got}; it must be ${want}`);
+  }
+  const cfg = r.data;
+  checkProjectorConfig(cfg, source);
+  return cfg;
+}
+
+function checkProjectorConfig(cfg: ProjectorConfig, source: string): void {
+  if (cfg.kind === "identity" && cfg.inDim !== cfg.outDim) {
+    throw new Error(
+      `${source}: an identity projector needs inDim == outDim (got ${cfg.inDim} and ${cfg.outDim}); ` +
+        `use kind "linear" or "mlp2x_gelu" to change the width`,
+    );
+  }
+}
+
+/** A vision-to-LLM projector. Build with {@linkcode Projector.create}. */
+export class Projector {
+  /** The configuration. */
+  readonly cfg: ProjectorConfig;
+  #params = new Map<string, Tensor>();
+
+  private constructor(e: Engine, cfg: ProjectorConfig, dtype: DType, seed: number) {
+    checkProjectorConfig(cfg, "Projector config");
+    this.cfg = cfg;
+    const r = rng(seed * 7919 + 1);
+    // PyTorch's nn.Linear default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
+    const linear = (i: number, inDim: number, outDim: number) => {
+      const bound = 1 / Math.sqrt(inDim);
+      const u = (n: number) => Float32Array.from({ length: n }, () => (2 * r() - 1) * bound);
+      this.#params.set(
+        `${i}.weight`,
+        e.param(u(outDim * inDim), [outDim, inDim], { dtype, name: `${i}.weight` }),
+      );
+      this.#params.set(`${i}.bias`, e.param(u(outDim), [outDim], { dtype, name: `${i}.bias` }));
+    };
+    const kind = cfg.kind;
+    switch (kind) {
+      case "linear":
+        linear(0, cfg.inDim, cfg.outDim);
+        break;
+      case "mlp2x_gelu":
+        linear(0, cfg.inDim, cfg.outDim);
+        linear(2, cfg.outDim, cfg.outDim);
+        break;
+      case "identity":
+        break;
+      default: {
+        const never: never = kind;
+        throw new Error(`Projector: unhandled kind ${never}`);
+      }
+    }
+  }
+
+  /** A projector with PyTorch's default Linear initialization. */
+  static create(e: Engine, cfg: ProjectorConfig, opts: ProjectorCreateOptions = {}): Projector {
+    return new Projector(e, cfg, opts.dtype ?? "f32", opts.seed ?? 0);
+  }
+
+  /** The parameters under LLaVA's names (`0.weight`, `0.bias`, `2.weight`, `2.bias`); none for identity. */
+  params(): Map<string, Tensor> {
+    return new Map(this.#params);
+  }
+
+  /** Marks every parameter frozen. */
+  freeze(): void {
+    for (const p of this.#params.values()) p.requiresGrad = false;
+  }
+
+  /** x [..., inDim] (at least 2 dims, e.g. [B, N, inDim]) -> [..., outDim]. */
+  forward(x: Tensor): Tensor {
+    if (x.shape.length < 2 || x.shape.at(-1) !== this.cfg.inDim) {
+      throw new Error(`Projector.forward: x ${x} must be [..., ${this.cfg.inDim}] with at least 2 dims`);
+    }
+    const lin = (t: Tensor, i: number) =>
+      matmul(t, this.#params.get(`${i}.weight`)!, { transB: true, bias: this.#params.get(`${i}.bias`)! });
+    const kind = this.cfg.kind;
+    switch (kind) {
+      case "linear":
+        return lin(x, 0);
+      case "mlp2x_gelu":
+        return lin(gelu(lin(x, 0), "none"), 2);
+      case "identity":
+        return x;
+      default: {
+        const never: never = kind;
+        throw new Error(`Projector: unhandled kind ${never}`);
+      }
+    }
+  }
+}
