@@ -4,8 +4,9 @@
  * - `mlp2x_gelu`: Linear inDim -> outDim, exact (erf) GELU, Linear outDim -> outDim;
  * - `identity`: features pass through (inDim must equal outDim).
  *
- * Parameter names follow LLaVA's `nn.Sequential` indices: `0.weight`, `0.bias` (and `2.weight`,
- * `2.bias` for the second Linear of mlp2x_gelu); prefix them (`model.mm_projector.`) when loading.
+ * Parameter names follow LLaVA's modules: `weight`, `bias` for `linear` (a bare `nn.Linear`), and the
+ * `nn.Sequential` indices `0.weight`, `0.bias`, `2.weight`, `2.bias` for mlp2x_gelu; prefix them
+ * (`model.mm_projector.`) when loading.
  * @module
  */
 
@@ -87,23 +88,24 @@ export class Projector {
     this.cfg = cfg;
     const r = rng(seed * 7919 + 1);
     // PyTorch's nn.Linear default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
-    const linear = (i: number, inDim: number, outDim: number) => {
+    // `pre`: "" for the bare Linear of `linear`, "0." / "2." inside mlp2x_gelu's Sequential.
+    const linear = (pre: string, inDim: number, outDim: number) => {
       const bound = 1 / Math.sqrt(inDim);
       const u = (n: number) => Float32Array.from({ length: n }, () => (2 * r() - 1) * bound);
       this.#params.set(
-        `${i}.weight`,
-        e.param(u(outDim * inDim), [outDim, inDim], { dtype, name: `${i}.weight` }),
+        `${pre}weight`,
+        e.param(u(outDim * inDim), [outDim, inDim], { dtype, name: `${pre}weight` }),
       );
-      this.#params.set(`${i}.bias`, e.param(u(outDim), [outDim], { dtype, name: `${i}.bias` }));
+      this.#params.set(`${pre}bias`, e.param(u(outDim), [outDim], { dtype, name: `${pre}bias` }));
     };
     const kind = cfg.kind;
     switch (kind) {
       case "linear":
-        linear(0, cfg.inDim, cfg.outDim);
+        linear("", cfg.inDim, cfg.outDim);
         break;
       case "mlp2x_gelu":
-        linear(0, cfg.inDim, cfg.outDim);
-        linear(2, cfg.outDim, cfg.outDim);
+        linear("0.", cfg.inDim, cfg.outDim);
+        linear("2.", cfg.outDim, cfg.outDim);
         break;
       case "identity":
         break;
@@ -119,7 +121,7 @@ export class Projector {
     return new Projector(e, cfg, opts.dtype ?? "f32", opts.seed ?? 0);
   }
 
-  /** The parameters under LLaVA's names (`0.weight`, `0.bias`, `2.weight`, `2.bias`); none for identity. */
+  /** The parameters under LLaVA's names (see the module doc); none for identity. */
   params(): Map<string, Tensor> {
     return new Map(this.#params);
   }
@@ -134,14 +136,14 @@ export class Projector {
     if (x.shape.length < 2 || x.shape.at(-1) !== this.cfg.inDim) {
       throw new Error(`Projector.forward: x ${x} must be [..., ${this.cfg.inDim}] with at least 2 dims`);
     }
-    const lin = (t: Tensor, i: number) =>
-      matmul(t, this.#params.get(`${i}.weight`)!, { transB: true, bias: this.#params.get(`${i}.bias`)! });
+    const lin = (t: Tensor, pre: string) =>
+      matmul(t, this.#params.get(`${pre}weight`)!, { transB: true, bias: this.#params.get(`${pre}bias`)! });
     const kind = this.cfg.kind;
     switch (kind) {
       case "linear":
-        return lin(x, 0);
+        return lin(x, "");
       case "mlp2x_gelu":
-        return lin(gelu(lin(x, 0), "none"), 2);
+        return lin(gelu(lin(x, "0."), "none"), "2.");
       case "identity":
         return x;
       default: {

@@ -67,9 +67,9 @@ function projectorCpu(
       grads.set("x", g);
       return { y: x, grads };
     case "linear": {
-      const y = linearCpu(x, p.get("0.weight")!, p.get("0.bias")!, R, I, O);
-      const b = linearBackCpu(x, p.get("0.weight")!, g, R, I, O);
-      grads.set("x", b.dx).set("0.weight", b.dw).set("0.bias", b.db);
+      const y = linearCpu(x, p.get("weight")!, p.get("bias")!, R, I, O);
+      const b = linearBackCpu(x, p.get("weight")!, g, R, I, O);
+      grads.set("x", b.dx).set("weight", b.dw).set("bias", b.db);
       return { y, grads };
     }
     case "mlp2x_gelu": {
@@ -87,7 +87,7 @@ function projectorCpu(
 }
 
 const NAMES: Record<ProjectorKind, string[]> = {
-  linear: ["0.weight", "0.bias"],
+  linear: ["weight", "bias"],
   mlp2x_gelu: ["0.weight", "0.bias", "2.weight", "2.bias"],
   identity: [],
 };
