@@ -1,0 +1,348 @@
+/**
+ * The LLM decoder backbone: LLaMA / Vicuna, Mistral (sliding-window attention) and Qwen2 (q/k/v
+ * biases), built from the engine's ops, with Hugging Face parameter names, loading and saving HF
+ * model folders.
+ *
+ * Each layer: RMSNorm -> q/k/v projections (+ biases) -> RoPE -> grouped-query causal attention
+ * (sliding window for Mistral) -> o_proj -> residual -> RMSNorm -> SwiGLU MLP (gate, up, down) ->
+ * residual. After the layers: the final RMSNorm, then the LM head (tied to the embedding or not).
+ * @module
+ */
+
+import { join } from "node:path";
+import type { Engine } from "../core/engine.ts";
+import type { Tensor } from "../core/tensor.ts";
+import { checkpoint, reshape } from "../core/autograd.ts";
+import { randn } from "../core/random.ts";
+import { add, swiglu } from "../core/kernels/elementwise/elementwise.ts";
+import { matmul } from "../core/kernels/matmul/matmul.ts";
+import { rmsNorm } from "../core/kernels/rmsnorm/rmsnorm.ts";
+import { attention } from "../core/kernels/attention/attention.ts";
+import { rope } from "../core/kernels/rope/rope.ts";
+import { permute } from "../core/kernels/permute/permute.ts";
+import { embedding } from "../core/kernels/embedding/embedding.ts";
+import { Checkpoint } from "../io/safetensors.ts";
+import { loadParams, writeHfFolder } from "../io/params.ts";
+import { readJsonFile } from "../io/json.ts";
+import { checkLlmConfig, type LlmConfig, llmConfigFromHf, llmConfigToHf } from "./config.ts";
+import {
+  hasLayerParam,
+  LAYER_PARAM_KEYS,
+  type LayerParamKey,
+  layerParamName,
+  type ModelParamKey,
+  nameTable,
+} from "./names.ts";
+import { causalLmLoss } from "./causal_lm_loss.ts";
+
+/** The storage dtype of a decoder's parameters and activations (math is f32 either way). */
+export type DecoderDType = "f32" | "f16";
+
+/** Options of {@linkcode Decoder.create}. */
+export interface DecoderCreateOptions {
+  /** Parameter dtype (default "f32"; "f16" needs `e.hasF16`). */
+  dtype?: DecoderDType;
+  /** Seed of the random initialization (default 0). */
+  seed?: number;
+}
+
+/** Options of {@linkcode Decoder.load}. */
+export interface DecoderLoadOptions {
+  /** Parameter dtype; the checkpoint's values are converted on upload (default "f32"). */
+  dtype?: DecoderDType;
+}
+
+/** Options of {@linkcode Decoder.save}. */
+export interface DecoderSaveOptions {
+  /** Stored dtype of the weights (default: F32 for f32 parameters, F16 for f16). */
+  dtype?: "F32" | "F16" | "BF16";
+  /** Split the weights into shards of at most this many bytes (default: one model.safetensors). */
+  maxShardBytes?: number;
+}
+
+/** Options of {@linkcode Decoder.forward}. */
+export interface DecoderForwardOptions {
+  /** Re-run each layer's forward in backward instead of keeping its activations (default false). */
+  checkpointLayers?: boolean;
+  /** RoPE position of the first row (default 0). */
+  positionOffset?: number;
+}
+
+/** Standard deviation of the random initialization (HF's `initializer_range` default). */
+export const INIT_STD = 0.02;
+
+/** The bias keys of a layer (only some architectures and configs have them). */
+type BiasKey = "bq" | "bk" | "bv" | "bo";
+
+/** The parameters of one layer (biases null where the model has none). */
+type Layer = Record<Exclude<LayerParamKey, BiasKey>, Tensor> & Record<BiasKey, Tensor | null>;
+
+/** Shape of a model-level parameter. */
+function modelParamShape(cfg: LlmConfig, key: ModelParamKey): number[] {
+  switch (key) {
+    case "embed":
+    case "head":
+      return [cfg.vocabSize, cfg.hiddenSize]; // [V, C]
+    case "norm":
+      return [cfg.hiddenSize]; // [C]
+    default: {
+      const never: never = key;
+      throw new Error(`unknown parameter ${never}`);
+    }
+  }
+}
+
+/** Shape of a layer parameter (weights are [out, in], as in HF's nn.Linear). */
+export function layerParamShape(cfg: LlmConfig, key: LayerParamKey): number[] {
+  const C = cfg.hiddenSize, F = cfg.intermediateSize;
+  const Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
+  switch (key) {
+    case "attnNorm":
+    case "mlpNorm":
+    case "bo":
+      return [C];
+    case "wq":
+      return [Q, C];
+    case "bq":
+      return [Q];
+    case "wk":
+    case "wv":
+      return [KV, C];
+    case "bk":
+    case "bv":
+      return [KV];
+    case "wo":
+      return [C, Q];
+    case "wGate":
+    case "wUp":
+      return [F, C];
+    case "wDown":
+      return [C, F];
+    default: {
+      const never: never = key;
+      throw new Error(`unknown layer parameter ${never}`);
+    }
+  }
+}
+
+/** How a parameter starts: ones for norm weights, zeros for biases, N(0, INIT_STD) for the rest. */
+type InitKind = "ones" | "zeros" | "normal";
+
+function layerInit(key: LayerParamKey): InitKind {
+  switch (key) {
+    case "attnNorm":
+    case "mlpNorm":
+      return "ones";
+    case "bq":
+    case "bk":
+    case "bv":
+    case "bo":
+      return "zeros";
+    case "wq":
+    case "wk":
+    case "wv":
+    case "wo":
+    case "wGate":
+    case "wUp":
+    case "wDown":
+      return "normal";
+    default: {
+      const never: never = key;
+      throw new Error(`unknown layer parameter ${never}`);
+    }
+  }
+}
+
+/** Makes one parameter tensor: HF name, shape, how a fresh model initializes it. */
+type MakeParam = (name: string, shape: number[], init: InitKind) => Tensor;
+
+/** A decoder-only LLM. Build with {@linkcode Decoder.create} or {@linkcode Decoder.load}. */
+export class Decoder {
+  /** The engine that holds the parameters. */
+  readonly engine: Engine;
+  /** The configuration. */
+  readonly cfg: LlmConfig;
+  /** The parameters' storage dtype. */
+  readonly dtype: DecoderDType;
+
+  #params = new Map<string, Tensor>();
+  #embed: Tensor; // [V, C]
+  #norm: Tensor; // [C]
+  #head: Tensor; // [V, C] (the embedding when tied)
+  #layers: Layer[] = [];
+
+  private constructor(e: Engine, cfg: LlmConfig, dtype: DecoderDType, make: MakeParam) {
+    checkLlmConfig(cfg);
+    if (dtype !== "f32" && dtype !== "f16") {
+      throw new Error(`Decoder: dtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
+    }
+    if (dtype === "f16" && !e.hasF16) {
+      throw new Error(`Decoder: dtype "f16" needs the adapter feature shader-f16; use dtype "f32"`);
+    }
+    this.engine = e;
+    this.cfg = cfg;
+    this.dtype = dtype;
+    const names = nameTable(cfg.arch);
+    const add = (name: string, shape: number[], init: InitKind) => {
+      const t = make(name, shape, init);
+      this.#params.set(name, t);
+      return t;
+    };
+    this.#embed = add(names.model.embed, modelParamShape(cfg, "embed"), "normal");
+    for (let i = 0; i < cfg.numLayers; i++) {
+      const layer: Partial<Record<LayerParamKey, Tensor | null>> = {};
+      for (const key of LAYER_PARAM_KEYS) {
+        layer[key] = hasLayerParam(cfg, key)
+          ? add(layerParamName(cfg.arch, key, i), layerParamShape(cfg, key), layerInit(key))
+          : null;
+      }
+      this.#layers.push(layer as Layer);
+    }
+    this.#norm = add(names.model.norm, modelParamShape(cfg, "norm"), "ones");
+    this.#head = cfg.tieWordEmbeddings
+      ? this.#embed
+      : add(names.model.head, modelParamShape(cfg, "head"), "normal");
+  }
+
+  /**
+   * A randomly initialized decoder (HF's scheme: N(0, 0.02) weights, unit norm weights, zero
+   * biases), for tests and training from scratch. The same seed gives the same weights.
+   */
+  static create(e: Engine, cfg: LlmConfig, opts: DecoderCreateOptions = {}): Decoder {
+    const dtype = opts.dtype ?? "f32";
+    let seed = (opts.seed ?? 0) * 100003;
+    return new Decoder(e, cfg, dtype, (name, shape, init) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      seed++;
+      const data = init === "normal"
+        ? randn(n, seed, INIT_STD)
+        : new Float32Array(n).fill(init === "ones" ? 1 : 0);
+      return e.param(data, shape, { dtype, name });
+    });
+  }
+
+  /**
+   * Loads a Hugging Face model folder: `config.json` (model_type llama, mistral or qwen2) and the
+   * weights (model.safetensors, or shards with model.safetensors.index.json), converted to
+   * `opts.dtype`. Errors name the file and the missing, unexpected or misshapen parameters.
+   * Ignored: `lm_head.weight` when the embeddings are tied, and RoPE's `rotary_emb.inv_freq` buffers.
+   */
+  static async load(e: Engine, dir: string, opts: DecoderLoadOptions = {}): Promise<Decoder> {
+    const configPath = join(dir, "config.json");
+    const json = await readJsonFile(configPath, "the LLM's Hugging Face config.json");
+    const cfg = llmConfigFromHf(json, configPath);
+    const dtype = opts.dtype ?? "f32";
+    const ckpt = await Checkpoint.open(dir);
+    let model: Decoder | null = null;
+    try {
+      model = new Decoder(e, cfg, dtype, (name, shape) => {
+        const t = e.empty(shape, dtype); // filled by loadParams
+        e.untrack(t);
+        t.isParam = true;
+        t.requiresGrad = true;
+        t.name = name;
+        return t;
+      });
+      // What transformers also skips: old RoPE buffers, and a head saved although it is tied.
+      const ignored = ["*.self_attn.rotary_emb.inv_freq"];
+      if (cfg.tieWordEmbeddings) ignored.push(nameTable(cfg.arch).model.head);
+      await loadParams(model.params(), ckpt, { ignoreUnexpected: ignored });
+    } catch (err) {
+      model?.dispose();
+      throw err;
+    } finally {
+      ckpt.close();
+    }
+    return model;
+  }
+
+  /** Every parameter by its Hugging Face name, in checkpoint order (no `lm_head.weight` when tied). */
+  params(): Map<string, Tensor> {
+    return new Map(this.#params);
+  }
+
+  /** Token embeddings: ids i32 [B, T] -> [B, T, C] of the decoder's dtype. */
+  embed(ids: Tensor): Tensor {
+    if (ids.dtype !== "i32") throw new Error(`Decoder.embed: ids must be i32, got ${ids}`);
+    return embedding(this.#embed, ids);
+  }
+
+  /**
+   * The decoder layers and the final RMSNorm: inputsEmbeds [B, T, C] (token embeddings, possibly
+   * with image features spliced in) -> hidden [B, T, C], of the decoder's dtype.
+   */
+  forward(inputsEmbeds: Tensor, opts: DecoderForwardOptions = {}): Tensor {
+    const C = this.cfg.hiddenSize;
+    if (inputsEmbeds.shape.length !== 3 || inputsEmbeds.shape[2] !== C || inputsEmbeds.dtype !== this.dtype) {
+      throw new Error(
+        `Decoder.forward: inputsEmbeds must be ${this.dtype} [B, T, ${C}], got ${inputsEmbeds}`,
+      );
+    }
+    const offset = opts.positionOffset ?? 0;
+    let x = inputsEmbeds; // [B, T, C]
+    for (const layer of this.#layers) {
+      x = opts.checkpointLayers
+        ? checkpoint((y) => this.#layer(layer, y, offset), x)
+        : this.#layer(layer, x, offset);
+    }
+    return rmsNorm(x, this.#norm, this.cfg.rmsNormEps);
+  }
+
+  /** One decoder layer: x [B, T, C] -> [B, T, C]. */
+  #layer(p: Layer, x: Tensor, positionOffset: number): Tensor {
+    const { numHeads: NH, numKvHeads: NKV, headDim: HS, rmsNormEps: eps, ropeTheta: theta } = this.cfg;
+    const [B, T] = x.shape;
+    const linear = (h: Tensor, w: Tensor, b: Tensor | null) =>
+      matmul(h, w, { transB: true, ...(b ? { bias: b } : {}) });
+    // [B, T, n*HS] -> [B, n, T, HS]
+    const heads = (t: Tensor, n: number) => permute(reshape(t, [B, T, n, HS]), [0, 2, 1, 3]);
+    const h = rmsNorm(x, p.attnNorm, eps); // [B, T, C]
+    const q = rope(heads(linear(h, p.wq, p.bq), NH), { theta, positionOffset }); // [B, NH, T, HS]
+    const k = rope(heads(linear(h, p.wk, p.bk), NKV), { theta, positionOffset }); // [B, NKV, T, HS]
+    const v = heads(linear(h, p.wv, p.bv), NKV); // [B, NKV, T, HS]
+    const window = this.cfg.slidingWindow;
+    const att = attention(q, k, v, { causal: true, ...(window !== null ? { window } : {}) }); // [B, NH, T, HS]
+    const a = reshape(permute(att, [0, 2, 1, 3]), [B, T, NH * HS]); // [B, T, NH*HS]
+    x = add(x, linear(a, p.wo, p.bo)); // [B, T, C]
+    const h2 = rmsNorm(x, p.mlpNorm, eps);
+    const f = swiglu(linear(h2, p.wGate, null), linear(h2, p.wUp, null)); // [B, T, F]
+    return add(x, linear(f, p.wDown, null)); // [B, T, C]
+  }
+
+  /** The LM head: hidden [B, T, C] -> logits [B, T, V] (of the decoder's dtype). */
+  logits(hidden: Tensor): Tensor {
+    return matmul(hidden, this.#head, { transB: true });
+  }
+
+  /**
+   * HF's causal LM loss: logits [B, T, V] at positions 0..T-2 against labels i32 [B, T] at
+   * 1..T-1, the mean over labels != -100. Returns an f32 scalar.
+   */
+  lossFromLabels(logits: Tensor, labels: Tensor): Tensor {
+    return causalLmLoss(logits, labels);
+  }
+
+  /**
+   * Writes a Hugging Face model folder: config.json in the architecture's HF format and the
+   * parameters as safetensors (what {@linkcode Decoder.load} and transformers read). `opts` chooses
+   * the stored dtype and sharding (default: the parameters' dtype, one model.safetensors).
+   */
+  async save(dir: string, opts: DecoderSaveOptions = {}): Promise<void> {
+    await writeHfFolder(dir, llmConfigToHf(this.cfg), this.params(), opts);
+  }
+
+  /** Stops gradients to every parameter (activation gradients still flow through). */
+  freeze(): void {
+    for (const p of this.#params.values()) p.requiresGrad = false;
+  }
+
+  /** Makes every parameter trainable again. */
+  unfreeze(): void {
+    for (const p of this.#params.values()) p.requiresGrad = true;
+  }
+
+  /** Frees the parameters (and their gradients). */
+  dispose(): void {
+    for (const p of this.#params.values()) p.dispose();
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * LLM decoder backbones: LLaMA / Vicuna, Mistral (sliding window) and Qwen2 (q/k/v biases), with
+ * Hugging Face configs, parameter names, loading and saving.
+ *
+ * ```ts ignore
+ * import { Decoder } from "./mod.ts";
+ * const llm = await Decoder.load(e, "models/vicuna-7b-v1.5", { dtype: "f16" });
+ * const hidden = llm.forward(llm.embed(ids)); // [B, T, C]
+ * const loss = llm.lossFromLabels(llm.logits(hidden), labels);
+ * ```
+ * @module
+ */
+
+export {
+  checkLlmConfig,
+  LLM_ARCHS,
+  type LlmArch,
+  type LlmConfig,
+  llmConfigFromHf,
+  llmConfigToHf,
+} from "./config.ts";
+export {
+  hasLayerParam,
+  hfParamNames,
+  LAYER_PARAM_KEYS,
+  type LayerParamKey,
+  layerParamName,
+  LLAMA_NAMES,
+  MISTRAL_NAMES,
+  type ModelParamKey,
+  type NameTable,
+  nameTable,
+  QWEN2_NAMES,
+} from "./names.ts";
+export { causalLmLoss, IGNORE_INDEX, shiftLabels } from "./causal_lm_loss.ts";
+export {
+  Decoder,
+  type DecoderCreateOptions,
+  type DecoderDType,
+  type DecoderForwardOptions,
+  type DecoderLoadOptions,
+  type DecoderSaveOptions,
+  INIT_STD,
+  layerParamShape,
+} from "./decoder.ts";
