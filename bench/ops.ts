@@ -1,5 +1,6 @@
 /**
- * `deno task bench [-- --json]`: times the engine's main kernels (matmul through bench/matmul_speed.ts) on this machine's adapter beside
+ * `deno task bench [-- --json]`: times the engine's main kernels (matmul through bench/matmul_speed.ts,
+ * and a training step of a small LLaMA and ViT through bench/models.ts) on this machine's adapter beside
  * PyTorch CPU on the same shapes in the same run, and checks each result against its CPU reference.
  * With `--json`, one JSON object per line (see {@linkcode BenchRecord}); otherwise a table.
  * @module
@@ -27,13 +28,18 @@ const { values: args } = parseArgs({
   options: { json: { type: "boolean", default: false }, "no-ref": { type: "boolean", default: false } },
 });
 
-// Matmul first, in its own process (bench/matmul_speed.ts), with the same flags.
-const mm = await new Deno.Command(Deno.execPath(), {
-  args: ["run", "-A", new URL("./matmul_speed.ts", import.meta.url).pathname, ...Deno.args],
-  stdout: "inherit",
-  stderr: "inherit",
-}).output();
-if (!mm.success) Deno.exit(mm.code);
+/** Runs another bench script of this folder in its own process, with the same flags. */
+async function runScript(name: string): Promise<void> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(name, import.meta.url).pathname, ...Deno.args.filter((a) => a !== "--")],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!r.success) Deno.exit(r.code);
+}
+
+// Matmul first (bench/matmul_speed.ts); the small-model training steps last (bench/models.ts).
+await runScript("./matmul_speed.ts");
 
 const e = await Engine.create();
 const records: BenchRecord[] = [];
@@ -148,3 +154,5 @@ if (!args.json) console.log(`adapter: ${e.info.description}`);
 }
 
 e.destroy();
+
+await runScript("./models.ts");
