@@ -2,7 +2,9 @@
  * Checks that the PyTorch golden fixtures (written by make_golden.py) are present and
  * self-consistent: the parameters are exactly the HF names and shapes that config.json implies,
  * every parameter has a `grad.<name>` of the same shape, and the stored losses follow from the
- * stored outputs. Needs no GPU and no Python; it parses safetensors with a few lines of its own.
+ * stored outputs. For the ASVR head it also recomputes the projector output, the teacher-forced
+ * depth input and the classifier-bias gradients; for RQ it recomputes the codes. Needs no GPU and
+ * no Python; it parses safetensors with a few lines of its own.
  * @module
  */
 import assert from "node:assert/strict";
@@ -10,6 +12,7 @@ import assert from "node:assert/strict";
 const FIXTURES = new URL("./fixtures/", import.meta.url);
 const LLMS = ["llama", "mistral", "qwen2"] as const;
 const VISIONS = ["siglip", "clip"] as const;
+const ASVR = ["asvr_head", "rq"] as const;
 
 /** One tensor of a safetensors file, decoded to numbers. */
 interface StTensor {
@@ -57,6 +60,7 @@ interface Fixture {
   bytes: number;
 }
 
+/** Reads fixture `name`; `rq` has no parameters and so no model.safetensors (an empty map). */
 async function loadFixture(name: string): Promise<Fixture> {
   const dir = new URL(`${name}/`, FIXTURES);
   const read = async (f: string) => {
@@ -70,10 +74,11 @@ async function loadFixture(name: string): Promise<Fixture> {
     }
   };
   const cfgBytes = await read("config.json");
-  const model = await read("model.safetensors"), golden = await read("golden.safetensors");
+  const model = name === "rq" ? new Uint8Array(0) : await read("model.safetensors");
+  const golden = await read("golden.safetensors");
   return {
     config: JSON.parse(new TextDecoder().decode(cfgBytes)),
-    model: parseSafetensors(model, `${name}/model.safetensors`),
+    model: model.length ? parseSafetensors(model, `${name}/model.safetensors`) : new Map(),
     golden: parseSafetensors(golden, `${name}/golden.safetensors`),
     bytes: cfgBytes.length + model.length + golden.length,
   };
@@ -152,8 +157,11 @@ function get(t: Map<string, StTensor>, name: string, dtype: "F32" | "I64", shape
   return x;
 }
 
-/** Model params are exactly `expected`; golden has grad.<name> of the same shape for each, all finite. */
-function checkParamsAndGrads(f: Fixture, expected: Map<string, number[]>): void {
+/**
+ * Model params are exactly `expected`; golden has grad.<name> of the same shape for each, all finite.
+ * `inputGrads` counts the grad.* entries of inputs rather than parameters (asvr_head's grad.hidden).
+ */
+function checkParamsAndGrads(f: Fixture, expected: Map<string, number[]>, inputGrads = 0): void {
   assert.deepEqual([...f.model.keys()].sort(), [...expected.keys()].sort(), "model.safetensors names");
   for (const [name, shape] of expected) {
     const p = f.model.get(name)!;
@@ -164,7 +172,7 @@ function checkParamsAndGrads(f: Fixture, expected: Map<string, number[]>): void 
     assert.ok((g.data as Float32Array).every(Number.isFinite), `grad.${name}: non-finite value`);
   }
   const grads = [...f.golden.keys()].filter((k) => k.startsWith("grad."));
-  assert.equal(grads.length, expected.size, "golden.safetensors has a grad.* with no parameter");
+  assert.equal(grads.length, expected.size + inputGrads, "golden.safetensors has a grad.* with no parameter");
 }
 
 const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
@@ -258,8 +266,223 @@ for (const name of VISIONS) {
   });
 }
 
+/** The `codebook_sizes` list of asvr_head/config.json (one positive integer per depth). */
+function codebookSizes(cfg: Record<string, unknown>): number[] {
+  const v = cfg.codebook_sizes;
+  assert.ok(
+    Array.isArray(v) && v.every((k) => Number.isInteger(k) && k > 0),
+    `config.json: codebook_sizes must be a list of positive integers, got ${JSON.stringify(v)}`,
+  );
+  assert.equal(v.length, num(cfg, "depths"), "config.json: codebook_sizes needs one entry per depth");
+  return v as number[];
+}
+
+/** Names and shapes of the ASVR projector + RQ depth-transformer head, from asvr_head/config.json. */
+function headShapes(cfg: Record<string, unknown>): Map<string, number[]> {
+  const Dl = num(cfg, "d_llm"), W = num(cfg, "width"), D = num(cfg, "depths"), Dc = num(cfg, "codebook_dim");
+  const m = new Map<string, number[]>([
+    ["projector.0.weight", [W, Dl]],
+    ["projector.0.bias", [W]],
+    ["projector.2.weight", [W, W]],
+    ["projector.2.bias", [W]],
+    ["in_mlp_1.weight", [W, Dc]],
+    ["in_mlp_1.bias", [W]],
+    ["headnorm.weight", [W]],
+  ]);
+  for (let i = 0; i < num(cfg, "layers"); i++) {
+    const l = `head_transformer.${i}.`;
+    m.set(l + "self_attention.in_proj_weight", [3 * W, W]);
+    m.set(l + "self_attention.in_proj_bias", [3 * W]);
+    m.set(l + "self_attention.out_proj.weight", [W, W]);
+    m.set(l + "self_attention.out_proj.bias", [W]);
+    m.set(l + "layernorm1.weight", [W]);
+    m.set(l + "layernorm2.weight", [W]);
+    m.set(l + "linear1.weight", [2 * W, D * W]);
+    m.set(l + "linear1.bias", [2 * W]);
+    m.set(l + "linear2.weight", [W, D * 2 * W]);
+    m.set(l + "linear2.bias", [W]);
+  }
+  codebookSizes(cfg).forEach((V, d) => {
+    m.set(`heads.${d}.weight`, [V, W]);
+    m.set(`heads.${d}.bias`, [V]);
+  });
+  return m;
+}
+
+/** erf by Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7): enough for exact-GELU checks. */
+function erf(x: number): number {
+  const s = Math.sign(x), a = Math.abs(x), t = 1 / (1 + 0.3275911 * a);
+  const p = ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t;
+  return s * (1 - p * Math.exp(-a * a));
+}
+
+/** y [n, out] = x [n, in] W^T + b, with W [out, in] (HF Linear layout), in f64. */
+function linear(x: ArrayLike<number>, n: number, w: Float32Array, b: Float32Array): Float64Array {
+  const out = b.length, inF = w.length / out, y = new Float64Array(n * out);
+  for (let r = 0; r < n; r++) {
+    for (let o = 0; o < out; o++) {
+      let acc = b[o];
+      for (let i = 0; i < inF; i++) acc += x[r * inF + i] * w[o * inF + i];
+      y[r * out + o] = acc;
+    }
+  }
+  return y;
+}
+
+/** Cross-entropy of one logit row against class y (log-sum-exp minus the target logit). */
+function crossEntropy(row: Float32Array, y: number): number {
+  const m = row.reduce((a, v) => Math.max(a, v), -Infinity);
+  return m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0)) - row[y];
+}
+
+/** ASVR visual loss from stored logits: mean over depths d of the mean CE of logits.d rows vs codes[..., d]. */
+function visualLoss(
+  logits: Float32Array[],
+  sizes: number[],
+  codes: (row: number, d: number) => number,
+): number {
+  let total = 0;
+  logits.forEach((lg, d) => {
+    const V = sizes[d], rows = lg.length / V;
+    let acc = 0;
+    for (let r = 0; r < rows; r++) acc += crossEntropy(lg.subarray(r * V, (r + 1) * V), codes(r, d));
+    total += acc / rows;
+  });
+  return total / logits.length;
+}
+
+const close = (got: number, want: number, tol: number) => Math.abs(got - want) <= tol * (1 + Math.abs(want));
+
+Deno.test("golden asvr_head: params match config.json, projector, depth input and loss recompute", async () => {
+  const f = await loadFixture("asvr_head"), cfg = f.config, g = f.golden;
+  assert.equal(cfg.model_type, "asvr_rq_head");
+  const Dl = num(cfg, "d_llm"), W = num(cfg, "width"), D = num(cfg, "depths"), Dc = num(cfg, "codebook_dim");
+  const sizes = codebookSizes(cfg), K = sizes[0];
+  assert.equal(W % num(cfg, "num_heads"), 0, "config.json: width must divide into num_heads heads");
+  assert.ok(sizes.every((k) => k === K), "the fixture stores one [D, K, Dc] codebook tensor: equal sizes");
+  checkParamsAndGrads(f, headShapes(cfg), 1);
+  assert.ok(f.bytes < 1 << 20, `asvr_head: ${f.bytes} bytes, want < 1 MiB`);
+  const p = (name: string) => f.model.get(name)!.data as Float32Array;
+  const hiddenT = get(g, "hidden", "F32", g.get("hidden")?.shape ?? []);
+  const [B, N] = hiddenT.shape, rows = B * N, hidden = hiddenT.data as Float32Array;
+  assert.deepEqual(hiddenT.shape, [B, N, Dl], "hidden is [B, N, d_llm]");
+  const codes = get(g, "codes", "I64", [B, N, D]).data as BigInt64Array;
+  const code = (row: number, d: number) => Number(codes[row * D + d]);
+  for (let r = 0; r < rows; r++) {
+    for (let d = 0; d < D; d++) assert.ok(code(r, d) >= 0 && code(r, d) < sizes[d], `codes[${r}, ${d}]`);
+  }
+  const codebooks = get(g, "codebooks", "F32", [D, K, Dc]).data as Float32Array;
+
+  // Projector: o = W2 gelu(W1 h + b1) + b2, exact (erf) GELU.
+  const z = linear(hidden, rows, p("projector.0.weight"), p("projector.0.bias"));
+  const act = z.map((v) => 0.5 * v * (1 + erf(v / Math.SQRT2)));
+  const o = linear(act, rows, p("projector.2.weight"), p("projector.2.bias"));
+  const projected = get(g, "projected", "F32", [B, N, W]).data as Float32Array;
+  projected.forEach((v, i) => assert.ok(close(v, o[i], 1e-5), `projected[${i}] ${v} vs ${o[i]}`));
+
+  // Depth input: slot 0 = o, slot d = in_mlp_1(sum_{j<d} codebooks[j][codes[..., j]]).
+  const input = get(g, "depth_input", "F32", [B, N, D, W]).data as Float32Array;
+  const cum = new Float64Array(rows * Dc);
+  for (let d = 0; d < D; d++) {
+    const slot = d === 0 ? o : linear(cum, rows, p("in_mlp_1.weight"), p("in_mlp_1.bias"));
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < W; c++) {
+        const got = input[(r * D + d) * W + c], want = slot[r * W + c];
+        assert.ok(close(got, want, 1e-5), `depth_input[row ${r}, slot ${d}, ${c}] ${got} vs ${want}`);
+      }
+      for (let c = 0; c < Dc; c++) cum[r * Dc + c] += codebooks[(d * K + code(r, d)) * Dc + c];
+    }
+  }
+
+  // Losses from the stored logits ("same" and "next" alignment).
+  const logits = sizes.map((V, d) => get(g, `logits.${d}`, "F32", [B, N, V]).data as Float32Array);
+  const loss = get(g, "loss", "F32", [1]).data[0] as number;
+  const want = visualLoss(logits, sizes, code);
+  assert.ok(close(loss, want, 1e-5), `loss ${loss} vs ${want}`);
+  const logitsNext = sizes.map((V, d) =>
+    get(g, `logits_next.${d}`, "F32", [B, N - 1, V]).data as Float32Array
+  );
+  const lossNext = get(g, "loss_next", "F32", [1]).data[0] as number;
+  // Row r of logits_next is (b, i) with i < N - 1; its target is patch i + 1 of the same image.
+  const wantNext = visualLoss(logitsNext, sizes, (r, d) => {
+    const b = Math.floor(r / (N - 1)), i = r % (N - 1);
+    return code(b * N + i + 1, d);
+  });
+  assert.ok(close(lossNext, wantNext, 1e-5), `loss_next ${lossNext} vs ${wantNext}`);
+
+  // d loss / d heads.{d}.bias = (softmax(row) - onehot(code)) summed over rows / (rows * D).
+  sizes.forEach((V, d) => {
+    const gb = get(g, `grad.heads.${d}.bias`, "F32", [V]).data as Float32Array, acc = new Float64Array(V);
+    for (let r = 0; r < rows; r++) {
+      const row = logits[d].subarray(r * V, (r + 1) * V), m = row.reduce((a, v) => Math.max(a, v), -Infinity);
+      const s = row.reduce((a, v) => a + Math.exp(v - m), 0);
+      for (let v = 0; v < V; v++) acc[v] += Math.exp(row[v] - m) / s - (v === code(r, d) ? 1 : 0);
+    }
+    acc.forEach((v, i) => assert.ok(Math.abs(gb[i] - v / (rows * D)) < 1e-6, `grad.heads.${d}.bias[${i}]`));
+  });
+
+  // The FFN biases exist but are unused: zero gradients; every other gradient is nonzero.
+  for (const [k, t] of g) {
+    if (!k.startsWith("grad.")) continue;
+    const m = maxAbs(t.data as Float32Array);
+    if (/^grad\.head_transformer\.\d+\.linear[12]\.bias$/.test(k)) assert.equal(m, 0, `${k} should be zero`);
+    else assert.ok(m > 0, `${k} should be nonzero`);
+  }
+  get(g, "grad.hidden", "F32", [B, N, Dl]);
+  // "next": the last patch of each image predicts nothing, so its hidden state gets no gradient.
+  const gn = get(g, "grad_next.hidden", "F32", [B, N, Dl]).data as Float32Array;
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < N; i++) {
+      const m = maxAbs(gn.subarray((b * N + i) * Dl, (b * N + i + 1) * Dl));
+      if (i === N - 1) assert.equal(m, 0, `grad_next.hidden[${b}, ${i}] should be zero`);
+      else assert.ok(m > 0, `grad_next.hidden[${b}, ${i}] should be nonzero`);
+    }
+  }
+});
+
+Deno.test("golden rq: codes are the squared-L2 residual argmins, free of near-ties", async () => {
+  const f = await loadFixture("rq"), cfg = f.config, g = f.golden;
+  assert.equal(cfg.model_type, "asvr_rq");
+  assert.equal(f.model.size, 0, "rq has no parameters");
+  const R = num(cfg, "rows"), D = num(cfg, "depths"), K = num(cfg, "codebook_size");
+  const Dc = num(cfg, "codebook_dim"), minGap = num(cfg, "min_relative_gap");
+  const x = get(g, "features", "F32", [R, Dc]).data as Float32Array;
+  const cb = get(g, "codebooks", "F32", [D, K, Dc]).data as Float32Array;
+  const codes = get(g, "codes", "I64", [R, D]).data as BigInt64Array;
+  const quantized = get(g, "quantized", "F32", [R, Dc]).data as Float32Array;
+  const seen = new Set<number>();
+  for (let row = 0; row < R; row++) {
+    const r = Float64Array.from(x.subarray(row * Dc, (row + 1) * Dc)), q = new Float64Array(Dc);
+    for (let d = 0; d < D; d++) {
+      let best = -1, bestDist = Infinity, second = Infinity, maxNorm = 0;
+      for (let k = 0; k < K; k++) {
+        let dist = 0, norm = 0;
+        for (let c = 0; c < Dc; c++) {
+          const e = cb[(d * K + k) * Dc + c];
+          dist += (r[c] - e) ** 2;
+          norm += e * e;
+        }
+        maxNorm = Math.max(maxNorm, norm);
+        if (dist < bestDist) [second, bestDist, best] = [bestDist, dist, k];
+        else if (dist < second) second = dist;
+      }
+      assert.equal(Number(codes[row * D + d]), best, `codes[${row}, ${d}]`);
+      const scale = r.reduce((a, v) => a + v * v, 0) + maxNorm;
+      assert.ok((second - bestDist) / scale > minGap, `codes[${row}, ${d}]: near-tie`);
+      seen.add(d * K + best);
+      for (let c = 0; c < Dc; c++) {
+        const e = cb[(d * K + best) * Dc + c];
+        r[c] -= e;
+        q[c] += e;
+      }
+    }
+    q.forEach((v, c) => assert.ok(close(quantized[row * Dc + c], v, 1e-6), `quantized[${row}, ${c}]`));
+  }
+  assert.ok(seen.size >= 4 * D, "rq codes should be spread over the codebooks");
+});
+
 Deno.test("golden: all fixtures together stay under 4 MiB", async () => {
   let total = 0;
-  for (const name of [...LLMS, ...VISIONS]) total += (await loadFixture(name)).bytes;
+  for (const name of [...LLMS, ...VISIONS, ...ASVR]) total += (await loadFixture(name)).bytes;
   assert.ok(total < 4 << 20, `fixtures hold ${total} bytes, want < 4 MiB`);
 });

@@ -5,10 +5,12 @@ Run by hand with Debian's PyTorch (1.13, CPU):
     /usr/bin/python3 tests/golden/make_golden.py [--out tests/golden/fixtures] [--only llama,clip]
 
 Writes tests/golden/fixtures/<name>/{config.json, model.safetensors, golden.safetensors} for
-<name> in llama, mistral, qwen2, siglip, clip. The models are written in plain torch from the Hugging
-Face definitions (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, SiglipVisionModel,
-CLIPVisionModel); there is no `transformers` or `safetensors` package here, so the safetensors
-files are written by hand. Parameters and inputs are drawn seeded, rounded to f32 (what the files
+<name> in llama, mistral, qwen2, siglip, clip, asvr_head, and {config.json, golden.safetensors} for
+rq. The models are written in plain torch from the Hugging Face definitions (LlamaForCausalLM,
+MistralForCausalLM, Qwen2ForCausalLM, SiglipVisionModel, CLIPVisionModel) and, for asvr_head and rq,
+from the ASVR reference code (RQTransformer, ASVRLlamaForCausalLM.projector and its visual loss,
+RQBottleneck.quantize); there is no `transformers` or `safetensors` package here, so the
+safetensors files are written by hand. Parameters and inputs are drawn seeded, rounded to f32 (what the files
 store), and all math runs in f64 from those f32 values; results are stored as f32, so every
 stored output is the exact answer (to f32 rounding) for the stored inputs. See README.md.
 """
@@ -494,6 +496,244 @@ def make_vision(kind, seed):
 
 
 # ---------------------------------------------------------------------------------------------
+# ASVR visual head ("RQ depth transformer") and its loss, after the reference's
+# modeling_rqtransformer.py (RMSNorm, CasualDepthTransformerLayer, RQTransformer), the
+# `projector` of asvr_llama.py and the visual loss of ASVRLlamaForCausalLM.forward
+# ---------------------------------------------------------------------------------------------
+
+
+def head_config():
+    D, K = 4, 24
+    return {
+        "model_type": "asvr_rq_head",
+        "d_llm": 48,
+        "width": 32,
+        # The reference hard-codes width // 128 heads (16 at width 2048); here a field, 2 heads of 16.
+        "num_heads": 2,
+        "layers": 3,
+        "depths": D,
+        "codebook_sizes": [K] * D,
+        "codebook_dim": 12,
+        "rms_norm_eps": 1e-6,
+        "hidden_act": "gelu",
+        # Naming: the head's parameters carry the reference RQTransformer's state-dict names with no
+        # prefix; the projector's are those of ASVRLlamaForCausalLM.projector (Sequential(Linear,
+        # GELU, Linear): projector.0.*, projector.2.*). Where they sit in a full reference checkpoint:
+        "projector_prefix": "projector.",
+        "head_prefix": "",
+        "reference_projector_prefix": "projector.",
+        "reference_head_prefix": "model.vision_tokenizer.vision_tower.rqtransformer_semantic.",
+    }
+
+
+def head_params(cfg):
+    Dl, W, Dc = cfg["d_llm"], cfg["width"], cfg["codebook_dim"]
+    D = cfg["depths"]
+    P = Params()
+    # Projector o = W2 gelu(W1 H): Linear(d_llm, width), GELU, Linear(width, width).
+    P.normal("projector.0.weight", (W, Dl), 0.2)
+    P.normal("projector.0.bias", (W,), 0.1)
+    P.normal("projector.2.weight", (W, W), 0.25)
+    P.normal("projector.2.bias", (W,), 0.1)
+    # in_mlp_1: Linear(codebook_dim, width) on the running sums of codebook vectors.
+    P.normal("in_mlp_1.weight", (W, Dc), 0.3)
+    P.normal("in_mlp_1.bias", (W,), 0.1)
+    std = 0.2  # ~ 1.1 / sqrt(width)
+    for i in range(cfg["layers"]):
+        pre = f"head_transformer.{i}."
+        P.normal(pre + "self_attention.in_proj_weight", (3 * W, W), std)
+        P.normal(pre + "self_attention.in_proj_bias", (3 * W,), 0.1)
+        P.normal(pre + "self_attention.out_proj.weight", (W, W), std)
+        P.normal(pre + "self_attention.out_proj.bias", (W,), 0.1)
+        P.norm_weight(pre + "layernorm1.weight", W)
+        P.norm_weight(pre + "layernorm2.weight", W)
+        # Per-depth FFN weights, stored as the reference stores them (flattened over depth slots).
+        P.normal(pre + "linear1.weight", (2 * W, D * W), std)
+        P.normal(pre + "linear1.bias", (2 * W,), 0.1)  # exists, unused by the forward
+        P.normal(pre + "linear2.weight", (W, D * 2 * W), 0.12)
+        P.normal(pre + "linear2.bias", (W,), 0.1)  # exists, unused by the forward
+    P.norm_weight("headnorm.weight", W)
+    for d, V in enumerate(cfg["codebook_sizes"]):
+        P.normal(f"heads.{d}.weight", (V, W), 0.25)
+        P.normal(f"heads.{d}.bias", (V,), 0.1)
+    return P
+
+
+def mha(x, w_in, b_in, w_out, b_out, num_heads, mask):
+    """nn.MultiheadAttention(batch_first=True) self-attention, no dropout. x [R, L, C];
+    in_proj rows [0, C) = q, [C, 2C) = k, [2C, 3C) = v; scores q k^T / sqrt(HS); mask bool [L, L],
+    True = may attend."""
+    R, L, C = x.shape
+    HS = C // num_heads
+    q, k, v = F.linear(x, w_in, b_in).split(C, dim=-1)
+
+    def heads(t):
+        return t.reshape(R, L, num_heads, HS).transpose(1, 2)  # [R, NH, L, HS]
+
+    att = (heads(q) @ heads(k).transpose(-1, -2)) / math.sqrt(HS)
+    att = att.masked_fill(~mask, float("-inf")).softmax(-1)
+    y = (att @ heads(v)).transpose(1, 2).reshape(R, L, C)
+    return F.linear(y, w_out, b_out)
+
+
+def depth_layer(cfg, P, pre, x):
+    """CasualDepthTransformerLayer on x [R, D, W] (R = B * N rows, D depth slots):
+    a = MHA(RMSNorm1(x)); s = RMSNorm2(a + x); return s + W2[l] gelu(W1[l] s_l) per slot l."""
+    R, D, W = x.shape
+    eps = cfg["rms_norm_eps"]
+    h = rms_norm(x, P[pre + "layernorm1.weight"], eps)
+    mask = causal_mask(D, None)
+    a = mha(
+        h, P[pre + "self_attention.in_proj_weight"], P[pre + "self_attention.in_proj_bias"],
+        P[pre + "self_attention.out_proj.weight"], P[pre + "self_attention.out_proj.bias"],
+        cfg["num_heads"], mask,
+    )
+    s = rms_norm(a + x, P[pre + "layernorm2.weight"], eps)
+    w1 = P[pre + "linear1.weight"].reshape(2 * W, D, W)  # [2W, D, W]: slot l uses w1[:, l, :]
+    w2 = P[pre + "linear2.weight"].reshape(W, D, 2 * W)  # [W, D, 2W]: slot l uses w2[:, l, :]
+    u = F.gelu(torch.einsum("rlc,tlc->rlt", s, w1))  # exact (erf) GELU
+    return s + torch.einsum("rlt,clt->rlc", u, w2)
+
+
+def head_forward(cfg, P, hidden, codes, codebooks):
+    """hidden [B, N, d_llm], codes i64 [B, N, D], codebooks [D, K, Dc] ->
+    (projected o [B, N, W], depth input [B, N, D, W], logits list of [B, N, V_d])."""
+    B, N, D = codes.shape
+    W = cfg["width"]
+    o = F.linear(F.gelu(F.linear(hidden, P["projector.0.weight"], P["projector.0.bias"])),
+                 P["projector.2.weight"], P["projector.2.bias"])  # [B, N, W]
+    emb = torch.stack([codebooks[d][codes[..., d]] for d in range(D)], dim=-2)  # [B, N, D, Dc]
+    ctx = F.linear(emb.cumsum(dim=-2), P["in_mlp_1.weight"], P["in_mlp_1.bias"])  # [B, N, D, W]
+    x = torch.cat([o.unsqueeze(-2), ctx[:, :, :-1, :]], dim=-2)  # slot 0 = o, slot d = map(c_{d-1})
+    inp = x
+    x = x.reshape(B * N, D, W)
+    for i in range(cfg["layers"]):
+        x = depth_layer(cfg, P, f"head_transformer.{i}.", x)
+    x = rms_norm(x, P["headnorm.weight"], cfg["rms_norm_eps"]).reshape(B, N, D, W)
+    logits = [F.linear(x[:, :, d], P[f"heads.{d}.weight"], P[f"heads.{d}.bias"]) for d in range(D)]
+    return o, inp, logits
+
+
+def head_loss(logits, codes):
+    """Mean over depths of CE(logits[d], codes[..., d]), each a mean over all B * N rows."""
+    D = codes.shape[-1]
+    per = [
+        F.cross_entropy(lg.reshape(-1, lg.shape[-1]), codes[..., d].reshape(-1)) for d, lg in enumerate(logits)
+    ]
+    return sum(per) / D
+
+
+def make_head(kind, seed):
+    cfg = head_config()
+    torch.manual_seed(seed)
+    P = head_params(cfg)
+    B, N, D, K, Dc = 2, 6, cfg["depths"], cfg["codebook_sizes"][0], cfg["codebook_dim"]
+    scale = torch.tensor([1.0, 0.6, 0.36, 0.22], dtype=F64)[:D]  # residual codebooks shrink with depth
+    codebooks = f32_exact(torch.randn(D, K, Dc, dtype=F64) * scale[:, None, None])
+    hidden = f32_exact(torch.randn(B, N, cfg["d_llm"], dtype=F64)).requires_grad_(True)
+    codes = torch.randint(0, K, (B, N, D), dtype=torch.int64)
+    o, inp, logits = head_forward(cfg, P.p, hidden, codes, codebooks)
+    loss = head_loss(logits, codes)
+    loss.backward()
+    golden = {
+        "hidden": hidden.detach().float(),
+        "codes": codes,
+        "codebooks": codebooks.float(),
+        "projected": o.detach().float(),
+        "depth_input": inp.detach().float(),
+        "loss": loss.detach().float().reshape(1),
+        "grad.hidden": hidden.grad.float(),
+    }
+    for d, lg in enumerate(logits):
+        golden[f"logits.{d}"] = lg.detach().float()
+    for name, t in P.p.items():
+        g = t.grad if t.grad is not None else torch.zeros_like(t)
+        golden["grad." + name] = g.float()
+    # "next": hidden at patch i predicts (and is teacher-forced with) the codes of patch i + 1;
+    # the last patch has no target.
+    h2 = hidden.detach().clone().requires_grad_(True)
+    _, _, logits_next = head_forward(cfg, P.p, h2[:, :-1], codes[:, 1:], codebooks)
+    loss_next = head_loss(logits_next, codes[:, 1:])
+    loss_next.backward()
+    golden["loss_next"] = loss_next.detach().float().reshape(1)
+    golden["grad_next.hidden"] = h2.grad.float()
+    for d, lg in enumerate(logits_next):
+        golden[f"logits_next.{d}"] = lg.detach().float()
+    stats = {
+        "loss": float(loss),
+        "loss_next": float(loss_next),
+        "ln_K": math.log(K),
+        "logit_std": float(torch.cat([lg.reshape(-1) for lg in logits]).std()),
+    }
+    return cfg, P, golden, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Residual quantization (ASVR_SPEC section 2; the reference's RQBottleneck.quantize)
+# ---------------------------------------------------------------------------------------------
+
+
+def rq_config():
+    return {
+        "model_type": "asvr_rq",
+        "rows": 16,
+        "depths": 4,
+        "codebook_size": 24,
+        "codebook_dim": 12,
+        "distance": "squared_l2",
+        "tie_break": "lowest_index",
+        # Every stored choice wins by at least this fraction of (|r|^2 + max_k |C_d[k]|^2).
+        "min_relative_gap": 1e-3,
+    }
+
+
+def rq_quantize(x, codebooks):
+    """x [R, Dc], codebooks [D, K, Dc] -> (codes i64 [R, D], gaps [R, D]): k_d = argmin_k
+    ||r_d - C_d[k]||^2, r_{d+1} = r_d - C_d[k_d], r_0 = x; gap = second-best minus best
+    distance, relative to |r_d|^2 + max_k |C_d[k]|^2."""
+    r = x.clone()
+    codes, gaps = [], []
+    for cb in codebooks:
+        dist = ((r[:, None, :] - cb[None, :, :]) ** 2).sum(-1)  # [R, K]
+        top = dist.topk(2, dim=-1, largest=False).values
+        scale = (r * r).sum(-1) + (cb * cb).sum(-1).max()
+        k = dist.argmin(-1)
+        codes.append(k)
+        gaps.append((top[:, 1] - top[:, 0]) / scale)
+        r = r - cb[k]
+    return torch.stack(codes, -1), torch.stack(gaps, -1)
+
+
+def make_rq(kind, seed):
+    cfg = rq_config()
+    torch.manual_seed(seed)
+    R, D, K, Dc = cfg["rows"], cfg["depths"], cfg["codebook_size"], cfg["codebook_dim"]
+    scale = torch.tensor([1.0, 0.6, 0.36, 0.22], dtype=F64)[:D]
+    codebooks = f32_exact(torch.randn(D, K, Dc, dtype=F64) * scale[:, None, None])
+    # Draw candidate rows, keep the first R without a near-tie at any depth.
+    cand = f32_exact(torch.randn(4 * R, Dc, dtype=F64))
+    codes, gaps = rq_quantize(cand, codebooks)
+    keep = (gaps > cfg["min_relative_gap"]).all(-1).nonzero().flatten()[:R]
+    assert len(keep) == R, f"rq: only {len(keep)} of {4 * R} candidate rows are free of near-ties"
+    features, codes, gaps = cand[keep], codes[keep], gaps[keep]
+    quantized = sum(codebooks[d][codes[:, d]] for d in range(D))
+    # The chosen codes must be spread over the codebook (not all one entry).
+    assert all(len(codes[:, d].unique()) >= 4 for d in range(D)), "rq: codes collapse"
+    golden = {
+        "features": features.float(),
+        "codebooks": codebooks.float(),
+        "codes": codes,
+        "quantized": quantized.float(),
+    }
+    stats = {
+        "min_gap": float(gaps.min()),
+        "residual_norm": float((features - quantized).norm(dim=-1).mean()),
+        "feature_norm": float(features.norm(dim=-1).mean()),
+    }
+    return cfg, None, golden, stats
+
+
+# ---------------------------------------------------------------------------------------------
 # self-checks of the definitions above against independent formulations
 # ---------------------------------------------------------------------------------------------
 
@@ -577,6 +817,75 @@ def self_checks():
                 tot += float(torch.logsumexp(logits[b, t], 0) - logits[b, t, y])
                 n += 1
     assert abs(float(causal_lm_loss(logits, labels)) - tot / n) < 1e-12
+    head_self_checks()
+
+
+def head_self_checks():
+    """The ASVR head's pieces against independent formulations."""
+    # A depth layer against torch's nn.MultiheadAttention with the reference's bool mask
+    # (triu(ones, 1): True = blocked) and the per-slot FFN as a loop over column blocks of the
+    # flat [2W, D*W] / [W, D*2W] weights.
+    R, D, W, NH = 3, 4, 8, 2
+    cfg = {"rms_norm_eps": 1e-6, "num_heads": NH}
+    ref = torch.nn.MultiheadAttention(W, NH, batch_first=True, dtype=F64)
+    for prm in ref.parameters():
+        torch.nn.init.normal_(prm, 0.0, 0.3)
+    pre = "l."
+    P = {
+        pre + "self_attention.in_proj_weight": ref.in_proj_weight,
+        pre + "self_attention.in_proj_bias": ref.in_proj_bias,
+        pre + "self_attention.out_proj.weight": ref.out_proj.weight,
+        pre + "self_attention.out_proj.bias": ref.out_proj.bias,
+        pre + "layernorm1.weight": 1 + 0.1 * torch.randn(W, dtype=F64),
+        pre + "layernorm2.weight": 1 + 0.1 * torch.randn(W, dtype=F64),
+        pre + "linear1.weight": 0.3 * torch.randn(2 * W, D * W, dtype=F64),
+        pre + "linear2.weight": 0.3 * torch.randn(W, D * 2 * W, dtype=F64),
+    }
+    x = torch.randn(R, D, W, dtype=F64)
+    with torch.no_grad():
+        h = x / torch.sqrt((x * x).mean(-1, keepdim=True) + 1e-6) * P[pre + "layernorm1.weight"]
+        a, _ = ref(h, h, h, attn_mask=torch.triu(torch.ones(D, D), diagonal=1).bool(), need_weights=False)
+        s = a + x
+        s = s / torch.sqrt((s * s).mean(-1, keepdim=True) + 1e-6) * P[pre + "layernorm2.weight"]
+        want = s.clone()
+        for l in range(D):
+            w1 = P[pre + "linear1.weight"][:, l * W : (l + 1) * W]
+            w2 = P[pre + "linear2.weight"][:, l * 2 * W : (l + 1) * 2 * W]
+            u = s[:, l] @ w1.T
+            u = 0.5 * u * (1 + torch.erf(u / math.sqrt(2)))
+            want[:, l] += u @ w2.T
+        got = depth_layer(cfg, P, pre, x)
+        assert torch.allclose(got, want, atol=1e-10), "depth layer vs nn.MultiheadAttention + loop"
+        # Causal over depth: slot j's output ignores slots > j.
+        x2 = x.clone()
+        x2[:, 2:] += 1.0
+        got2 = depth_layer(cfg, P, pre, x2)
+        assert torch.equal(got2[:, :2], got[:, :2]) and not torch.allclose(got2[:, 2:], got[:, 2:])
+    # Head loss against a loop: mean over depths of the mean CE over rows.
+    logits = [torch.randn(2, 3, 5, dtype=F64) for _ in range(4)]
+    codes = torch.randint(0, 5, (2, 3, 4))
+    tot = 0.0
+    for d in range(4):
+        acc = 0.0
+        for b in range(2):
+            for n in range(3):
+                row = logits[d][b, n]
+                acc += float(torch.logsumexp(row, 0) - row[codes[b, n, d]])
+        tot += acc / 6
+    assert abs(float(head_loss(logits, codes)) - tot / 4) < 1e-12
+    # RQ: the direct squared distance picks what the reference's expansion
+    # |r|^2 + |c|^2 - 2 r.c picks; argmin breaks ties toward the lowest index.
+    xs = torch.randn(20, 6, dtype=F64)
+    cbs = torch.randn(3, 10, 6, dtype=F64)
+    codes, _ = rq_quantize(xs, cbs)
+    r = xs.clone()
+    for d in range(3):
+        dist = (r * r).sum(-1, keepdim=True) + (cbs[d] * cbs[d]).sum(-1)[None] - 2 * r @ cbs[d].T
+        assert torch.equal(dist.argmin(-1), codes[:, d])
+        r = r - cbs[d][codes[:, d]]
+    assert int(torch.tensor([3.0, 1.0, 2.0, 1.0, 1.0]).argmin()) == 1
+    tie_cb = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]], dtype=F64)
+    assert rq_quantize(torch.tensor([[1.0, 1.0]], dtype=F64), tie_cb)[0].tolist() == [[0]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -588,6 +897,8 @@ FIXTURES = {
     "qwen2": (make_llm, 1003),
     "siglip": (make_vision, 2001),
     "clip": (make_vision, 2002),
+    "asvr_head": (make_head, 3001),
+    "rq": (make_rq, 3002),
 }
 
 
@@ -612,14 +923,18 @@ def main():
             "torch": torch.__version__,
             "seed": seed,
         }
-        model = {k: v.detach().float() for k, v in P.p.items()}
+        # rq has no trainable parameters: no model.safetensors.
+        model = {k: v.detach().float() for k, v in P.p.items()} if P is not None else {}
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2)
             f.write("\n")
-        write_safetensors(os.path.join(out_dir, "model.safetensors"), model, meta)
-        write_safetensors(os.path.join(out_dir, "golden.safetensors"), golden, meta)
+        files = (("golden.safetensors", golden),)
+        if P is not None:
+            files = (("model.safetensors", model),) + files
+        for fname, tensors in files:
+            write_safetensors(os.path.join(out_dir, fname), tensors, meta)
         # Round trip: what the files hold is what was computed.
-        for fname, want in (("model.safetensors", model), ("golden.safetensors", golden)):
+        for fname, want in files:
             got = read_safetensors(os.path.join(out_dir, fname))
             assert set(got) == set(want), fname
             for k in want:
