@@ -21,3 +21,5 @@ export {
   type VisionForwardOptions,
   type VisionLoadOptions,
 } from "./vit.ts";
+export { OnnxEncoder, type OnnxEncoderOptions } from "./onnx_encoder.ts";
+export { type OnnxData, ONNXRUNTIME_WEB, onnxRuntimeLoaded } from "./onnx_runner.ts";

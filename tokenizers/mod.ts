@@ -17,3 +17,10 @@ export {
   TextTokenizer,
   type TextTokenizerConfig,
 } from "./text_tokenizer.ts";
+export {
+  codesToInt32,
+  type OnnxTokenizerConfig,
+  OnnxVisualTokenizer,
+  parseOnnxTokenizerConfig,
+  type VisualCodes,
+} from "./onnx_tokenizer.ts";
