@@ -25,3 +25,4 @@ export * from "./backbones/mod.ts";
 export * from "./encoders/mod.ts";
 export * from "./projectors/mod.ts";
 export * from "./tokenizers/mod.ts";
+export * from "./losses/mod.ts";

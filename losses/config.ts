@@ -1,0 +1,87 @@
+/**
+ * The loss slot's config: the weights of the text and visual terms, how visual targets align with
+ * the image positions, what happens to the rows of samples without an image, and the row chunk of
+ * the visual cross-entropy.
+ * @module
+ */
+
+import { z } from "zod";
+
+/**
+ * Which codes the hidden state at image patch i predicts: "same", the codes of patch i (the
+ * reference code); "next", the codes of patch i + 1, the last patch predicting nothing (the paper's
+ * equation, next-token style).
+ */
+export type Alignment = "same" | "next";
+
+/** Every {@linkcode Alignment}. */
+export const ALIGNMENTS: readonly Alignment[] = ["same", "next"];
+
+/**
+ * What the visual loss does with the rows of a sample that has no image: "mask", they count for
+ * nothing (targets -100); "train", they are trained on like any other (the reference feeds a zero
+ * image and still trains the head on its codes).
+ */
+export type TextOnlyRows = "mask" | "train";
+
+/** Every {@linkcode TextOnlyRows}. */
+export const TEXT_ONLY_ROWS: readonly TextOnlyRows[] = ["mask", "train"];
+
+/** The loss config: L = textWeight * L_text + visualWeight * (sum of the visual terms). */
+export interface LossConfig {
+  /** Weight of the text loss (default 1). */
+  textWeight: number;
+  /** Weight of the visual terms (default 1; the paper weighs text and visual 1:1). */
+  visualWeight: number;
+  /** Which patch's codes each image position predicts (default "same", as the reference code). */
+  alignment: Alignment;
+  /** Rows of samples without an image: "mask" (default) or "train" (as the reference). */
+  textOnlyRows: TextOnlyRows;
+  /** Rows per chunk of the visual cross-entropy (default: a chunk's logits stay under 64 MiB). */
+  chunkRows?: number;
+}
+
+const weight = z.number().min(0).refine(Number.isFinite);
+
+const lossSchema = z.strictObject({
+  textWeight: weight.default(1),
+  visualWeight: weight.default(1),
+  alignment: z.enum(ALIGNMENTS).default("same"),
+  textOnlyRows: z.enum(TEXT_ONLY_ROWS).default("mask"),
+  chunkRows: z.number().int().positive().optional(),
+});
+
+const WANT: Record<string, string> = {
+  textWeight: "a finite number >= 0 (default 1)",
+  visualWeight: "a finite number >= 0 (default 1)",
+  alignment: `one of ${ALIGNMENTS.map((a) => `"${a}"`).join(", ")} (default "same")`,
+  textOnlyRows: `one of ${TEXT_ONLY_ROWS.map((a) => `"${a}"`).join(", ")} (default "mask")`,
+  chunkRows: "a positive integer, or absent for the default",
+};
+
+/**
+ * Validates a loss config given as data and fills in the defaults. `path` names where the value
+ * sits (e.g. "config.loss"); errors name `path.field`, the value found and the allowed values.
+ *
+ * @example
+ * ```ts
+ * const cfg = parseLossConfig({ alignment: "next" }, "config.loss");
+ * // { textWeight: 1, visualWeight: 1, alignment: "next", textOnlyRows: "mask" }
+ * ```
+ */
+export function parseLossConfig(value: unknown, path: string): LossConfig {
+  const r = lossSchema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  if (issue.code === "unrecognized_keys") {
+    const keys = issue.keys.map((k) => `${path}.${k}`).join(", ");
+    throw new Error(`${keys}: unknown loss field; the fields are ${Object.keys(WANT).join(", ")}`);
+  }
+  if (issue.path.length === 0) {
+    throw new Error(`${path}: the loss config must be an object, got ${JSON.stringify(value)}`);
+  }
+  const field = String(issue.path[0]);
+  const raw = (value as Record<string, unknown>)[field];
+  const got = typeof raw === "number" ? String(raw) : JSON.stringify(raw);
+  throw new Error(`${path}.${field} is ${got}; it must be ${WANT[field] ?? issue.message}`);
+}
