@@ -26,3 +26,4 @@ export * from "./encoders/mod.ts";
 export * from "./projectors/mod.ts";
 export * from "./tokenizers/mod.ts";
 export * from "./losses/mod.ts";
+export * from "./heads/mod.ts";
