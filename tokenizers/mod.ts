@@ -24,3 +24,31 @@ export {
   parseOnnxTokenizerConfig,
   type VisualCodes,
 } from "./onnx_tokenizer.ts";
+export {
+  type CodebookShape,
+  codebookShape,
+  type Nearest,
+  nearestCodes,
+  type NearestOptions,
+  rqDecode,
+  rqEncode,
+  type RqEncodeOptions,
+  subtractCodes,
+} from "./rq.ts";
+export { type RqCpuResult, rqDecodeCpu, rqEncodeCpu, type RqShape } from "./rq_cpu.ts";
+export { Codebooks, CODEBOOKS_FORMAT, CODEBOOKS_TENSOR, type CodebooksInfo } from "./codebooks.ts";
+export { type FitOptions, type FitProgress, fitResidualKMeans } from "./fit_codebooks.ts";
+export {
+  imageHash,
+  MAX_U16_CODES,
+  TARGET_CACHE_FORMAT,
+  TargetCache,
+  type TargetCacheOptions,
+} from "./target_cache.ts";
+export {
+  parseVisualTokenizerConfig,
+  type RqTokenizerConfig,
+  VISUAL_TOKENIZER_KINDS,
+  type VisualTokenizerConfig,
+  type VisualTokenizerKind,
+} from "./visual_config.ts";
