@@ -7,7 +7,10 @@
  * - `./backbones`: LLM decoders (LLaMA/Vicuna, Mistral, Qwen2) loading HF checkpoints;
  * - `./encoders`: vision encoders (SigLIP, CLIP ViT) loading HF checkpoints;
  * - `./projectors`: the vision-to-LLM projectors (linear, mlp2x_gelu, identity);
- * - `./tokenizers`: the text tokenizer (a model folder's tokenizer.json).
+ * - `./tokenizers`: the text tokenizer (a model folder's tokenizer.json) and the visual tokenizers
+ *   (residual quantization on the GPU, codebook fitting, target cache, ONNX tokenizers);
+ * - `./heads`: visual heads (none, linear, the ASVR depth transformer, dual) and the custom-head registry;
+ * - `./losses`: text and chunked visual cross-entropy, target alignment and masks, loss composition.
  *
  * ```ts ignore
  * import { Decoder, Engine, TextTokenizer } from "@asvr/asvr";
