@@ -10,7 +10,8 @@
  * - `./tokenizers`: the text tokenizer (a model folder's tokenizer.json) and the visual tokenizers
  *   (residual quantization on the GPU, codebook fitting, target cache, ONNX tokenizers);
  * - `./heads`: visual heads (none, linear, the ASVR depth transformer, dual) and the custom-head registry;
- * - `./losses`: text and chunked visual cross-entropy, target alignment and masks, loss composition.
+ * - `./losses`: text and chunked visual cross-entropy, target alignment and masks, loss composition;
+ * - `./models`: the ASVR config (`defineConfig`, one `kind` union per slot) and the model composing the slots.
  *
  * ```ts ignore
  * import { Decoder, Engine, TextTokenizer } from "@asvr/asvr";
@@ -30,3 +31,4 @@ export * from "./projectors/mod.ts";
 export * from "./tokenizers/mod.ts";
 export * from "./losses/mod.ts";
 export * from "./heads/mod.ts";
+export * from "./models/mod.ts";

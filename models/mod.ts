@@ -1,0 +1,56 @@
+/**
+ * The ASVR model: one config composing the slots (vision encoder, projector, LLM, visual
+ * tokenizers, visual head, loss), validated at the edge, with typed `--set` overrides, and the
+ * vision-language model it builds, whose forward gives the text and visual loss terms.
+ *
+ * ```ts ignore
+ * import { AsvrModel, defineConfig, parseConfig, setConfigValue } from "@asvr/asvr/models";
+ * const cfg = parseConfig(defineConfig({
+ *   encoder: { kind: "siglip", path: "/models/siglip-so400m-patch14-384" },
+ *   projector: { kind: "mlp2x_gelu" },
+ *   llm: { kind: "llama", path: "/models/vicuna-7b-v1.5" },
+ *   visualTokenizers: [{ kind: "rq", name: "semantic", codebooks: "semantic.safetensors" }],
+ *   head: { kind: "asvr_depth" },
+ * }), "asvr_vicuna7b.ts");
+ * const model = await AsvrModel.build(e, cfg, { dtype: "f16" });
+ * model.setTrainable({ projector: true, llm: false, head: true }); // stage 1
+ * const { total, terms } = model.forward(batch); // terms.text, terms.visual_semantic, terms.total
+ * ```
+ * @module
+ */
+
+export {
+  applyOverrides,
+  type AsvrConfig,
+  type AsvrConfigInput,
+  type AsvrDepthHeadConfigInput,
+  defineConfig,
+  type DualHeadConfigInput,
+  type DualSideConfigInput,
+  ENCODER_INPUTS,
+  type EncoderInput,
+  type EncoderSlotConfig,
+  type EncoderSlotInput,
+  type HeadConfigInput,
+  type LinearHeadConfigInput,
+  type LlmSizes,
+  type LlmSizesInput,
+  type LlmSlotConfig,
+  type LlmSlotInput,
+  type OnnxEncoderSlotConfig,
+  parseConfig,
+  type ProjectorSlotConfig,
+  type RqTokenizerConfigInput,
+  setConfigValue,
+  type VisionEncoderSlotConfig,
+  type VisionEncoderSlotInput,
+  type VisionSizes,
+  type VisualTokenizerConfigInput,
+} from "./config.ts";
+export {
+  type AsvrBatch,
+  AsvrModel,
+  type AsvrModelBuildOptions,
+  PARAM_PREFIXES,
+  type TrainableParts,
+} from "./asvr_model.ts";
