@@ -49,10 +49,27 @@ export function backward(loss: Tensor, grad?: Tensor): void {
 
 /**
  * Walks `tape` backwards from `output` with gradient `grad`; accumulates parameter gradients into
- * `param.grad` and returns the gradients of the non-parameter tensors it reached.
+ * `param.grad` and returns the gradients of the non-parameter tensors it reached that no op on the
+ * tape produced (its leaves). An intermediate gradient is freed as soon as nothing needs it any
+ * more, so backward holds the gradients of the live frontier only, not of every activation.
  */
 export function runTape(e: Engine, tape: TapeNode[], output: Tensor, grad: Tensor): Map<Tensor, Tensor> {
   const grads = new Map<Tensor, Tensor>([[output, grad]]);
+  // How many entries of `grads` share each buffer (views count against their base).
+  const refs = new Map<Tensor, number>();
+  const owner = (t: Tensor) => t.base ?? t;
+  const hold = (t: Tensor) => refs.set(owner(t), (refs.get(owner(t)) ?? 0) + 1);
+  const freeIfUnused = (t: Tensor) => {
+    const o = owner(t);
+    if (!refs.has(o) && o !== owner(grad)) o.dispose();
+  };
+  const release = (t: Tensor) => {
+    const o = owner(t), n = (refs.get(o) ?? 0) - 1;
+    if (n > 0) refs.set(o, n);
+    else refs.delete(o);
+    freeIfUnused(o);
+  };
+  hold(grad);
   e.noGrad(() => {
     for (let i = tape.length - 1; i >= 0; i--) {
       const node = tape[i];
@@ -70,9 +87,17 @@ export function runTape(e: Engine, tape: TapeNode[], output: Tensor, grad: Tenso
           accumulateGrad(x, gx);
         } else {
           const prev = grads.get(x);
-          grads.set(x, prev ? addGrads(prev, gx) : gx);
+          const next = prev ? addGrads(prev, gx) : gx;
+          grads.set(x, next);
+          hold(next);
+          if (prev) release(prev);
         }
       }
+      // The output's gradient is consumed; free it and any input gradient nothing holds (e.g. one
+      // already added into a parameter's grad). Work recorded on them still runs in order.
+      grads.delete(node.output);
+      release(go);
+      for (const gx of gin) if (gx) freeIfUnused(gx);
     }
   });
   return grads;

@@ -98,3 +98,36 @@ gpuTest("limits: a tensor over the binding limit is refused by name, not by a GP
   big.dispose();
   assert.throws(() => e.empty([e.info.limits.maxBufferSize]), /over this adapter's maxBufferSize/);
 });
+
+gpuTest(
+  "backward frees each intermediate gradient once consumed: memory holds the frontier only",
+  async (e) => {
+    const n = 1 << 18; // 1 MiB of f32
+    const w = e.param(new Float32Array(n).fill(1), [n]);
+    const double = (x: Tensor) => {
+      const out = e.empty(x.shape);
+      e.copy(x, out);
+      addInPlace(out, x); // out = 2x
+      return record(out, [x], (g) => {
+        const gx = e.empty(g.shape);
+        e.copy(g, gx);
+        addInPlace(gx, g); // 2g
+        return [gx];
+      });
+    };
+    await e.tidy(async () => {
+      let y = w;
+      for (let i = 0; i < 12; i++) y = double(y);
+      const ones = e.full([n], 1);
+      await e.sync();
+      const afterForward = e.pool.bytesInUse;
+      e.pool.resetPeak();
+      backward(y, ones);
+      const extra = e.pool.peakBytesInUse - afterForward;
+      // Two gradients live at a time (the consumed one and the new one) plus the parameter's grad.
+      assert.ok(extra <= 3 * 4 * n, `backward held ${extra / 2 ** 20} MiB beyond the activations`);
+    });
+    assertClose((await w.grad!.read()).subarray(0, 4), [4096, 4096, 4096, 4096]);
+    w.dispose();
+  },
+);
