@@ -3,16 +3,20 @@
  * self-consistent: the parameters are exactly the HF names and shapes that config.json implies,
  * every parameter has a `grad.<name>` of the same shape, and the stored losses follow from the
  * stored outputs. For the ASVR head it also recomputes the projector output, the teacher-forced
- * depth input and the classifier-bias gradients; for RQ it recomputes the codes. Needs no GPU and
- * no Python; it parses safetensors with a few lines of its own.
+ * depth input and the classifier-bias gradients; for RQ it recomputes the codes. For the composed
+ * VLM (asvr_vlm) it parses config.json with `parseConfig`, derives every parameter name from it,
+ * checks the batch layout (image block, text-only row, labels) and recomputes the codes, the text,
+ * visual and total losses and the classifier-bias gradients. Needs no GPU and no Python; it parses
+ * safetensors with a few lines of its own.
  * @module
  */
 import assert from "node:assert/strict";
+import { parseConfig } from "../../models/config.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
 const LLMS = ["llama", "mistral", "qwen2"] as const;
 const VISIONS = ["siglip", "clip"] as const;
-const ASVR = ["asvr_head", "rq"] as const;
+const ASVR = ["asvr_head", "rq", "asvr_vlm"] as const;
 
 /** One tensor of a safetensors file, decoded to numbers. */
 interface StTensor {
@@ -485,4 +489,223 @@ Deno.test("golden: all fixtures together stay under 4 MiB", async () => {
   let total = 0;
   for (const name of [...LLMS, ...VISIONS, ...ASVR]) total += (await loadFixture(name)).bytes;
   assert.ok(total < 4 << 20, `fixtures hold ${total} bytes, want < 4 MiB`);
+});
+
+/** Parameter-name prefixes of the composed VLM (models/asvr_model.ts PARAM_PREFIXES). */
+const VLM_PREFIX = {
+  projector: "model.mm_projector.",
+  encoder: "model.vision_tower.vision_tower.",
+  head: "visual_head.",
+} as const;
+
+/** `obj.key` as an object (config.json sections). */
+function section(obj: Record<string, unknown>, key: string): Record<string, unknown> {
+  const v = obj[key];
+  assert.ok(
+    typeof v === "object" && v !== null && !Array.isArray(v),
+    `config.json: ${key} must be an object`,
+  );
+  return v as Record<string, unknown>;
+}
+
+/**
+ * Residual quantization of one row x [Dc] by codebooks [D, K, Dc] (squared L2, lowest index on
+ * ties): the codes and the smallest winning margin relative to |r|^2 + max_k |C_d[k]|^2.
+ */
+function rqRow(
+  x: ArrayLike<number>,
+  cb: Float32Array,
+  D: number,
+  K: number,
+): { codes: number[]; gap: number } {
+  const Dc = x.length, r = Float64Array.from(x), codes: number[] = [];
+  let gap = Infinity;
+  for (let d = 0; d < D; d++) {
+    let best = -1, bestDist = Infinity, second = Infinity, maxNorm = 0;
+    for (let k = 0; k < K; k++) {
+      let dist = 0, norm = 0;
+      for (let c = 0; c < Dc; c++) {
+        const e = cb[(d * K + k) * Dc + c];
+        dist += (r[c] - e) ** 2;
+        norm += e * e;
+      }
+      maxNorm = Math.max(maxNorm, norm);
+      if (dist < bestDist) [second, bestDist, best] = [bestDist, dist, k];
+      else if (dist < second) second = dist;
+    }
+    gap = Math.min(gap, (second - bestDist) / (r.reduce((a, v) => a + v * v, 0) + maxNorm));
+    codes.push(best);
+    for (let c = 0; c < Dc; c++) r[c] -= cb[(d * K + best) * Dc + c];
+  }
+  return { codes, gap };
+}
+
+Deno.test("golden asvr_vlm: config parses, params and grads by part, batch layout, codes and losses recompute", async () => {
+  const f = await loadFixture("asvr_vlm"), g = f.golden;
+  const cfg = parseConfig(f.config, "asvr_vlm/config.json");
+  assert.deepEqual(cfg, parseConfig(cfg, "again"), "config.json is complete: parsing fills no default");
+  assert.deepEqual(cfg, f.config, "config.json holds every field explicitly");
+  assert.ok(f.bytes < 1 << 20, `asvr_vlm: ${f.bytes} bytes, want < 1 MiB`);
+  const encCfg = section(section(f.config, "encoder"), "config"),
+    llmCfg = section(section(f.config, "llm"), "config");
+  const head = section(f.config, "head"), tok = (f.config.visualTokenizers as Record<string, unknown>[])[0];
+  const loss = section(f.config, "loss");
+  assert.deepEqual(loss, { textWeight: 1, visualWeight: 1, alignment: "same", textOnlyRows: "mask" });
+
+  // Expected names: the LLM's HF names, the projector, the encoder's and the head's under their prefixes.
+  const Cv = num(encCfg, "hiddenSize"), C = num(llmCfg, "hiddenSize"), V = num(llmCfg, "vocabSize");
+  const D = num(tok, "depths"), K = num(tok, "codebookSize");
+  const shapes = llmShapes({
+    model_type: "llama",
+    hidden_size: C,
+    intermediate_size: num(llmCfg, "intermediateSize"),
+    vocab_size: V,
+    num_attention_heads: num(llmCfg, "numHeads"),
+    num_key_value_heads: num(llmCfg, "numKvHeads"),
+    num_hidden_layers: num(llmCfg, "numLayers"),
+    tie_word_embeddings: llmCfg.tieWordEmbeddings,
+  });
+  for (
+    const [n, s] of [["0.weight", [C, Cv]], ["0.bias", [C]], ["2.weight", [C, C]], ["2.bias", [C]]] as const
+  ) {
+    shapes.set(VLM_PREFIX.projector + n, [...s]);
+  }
+  const vision = visionShapes({
+    model_type: "siglip_vision_model",
+    hidden_size: Cv,
+    intermediate_size: num(encCfg, "intermediateSize"),
+    patch_size: num(encCfg, "patchSize"),
+    image_size: num(encCfg, "imageSize"),
+    num_channels: 3,
+    num_hidden_layers: num(encCfg, "numLayers"),
+  });
+  for (const [n, s] of vision) shapes.set(VLM_PREFIX.encoder + n, s);
+  const headParams = headShapes({
+    d_llm: C,
+    width: num(head, "width"),
+    depths: num(head, "depths"),
+    codebook_dim: num(head, "codebookDim"),
+    layers: num(head, "layers"),
+    codebook_sizes: head.codebookSizes,
+  });
+  for (const [n, s] of headParams) shapes.set(VLM_PREFIX.head + n, s);
+  // Frozen, so without a stored gradient: the encoder and the head's unused FFN biases.
+  const frozen = (n: string) =>
+    n.startsWith(VLM_PREFIX.encoder) || /^visual_head\.head_transformer\.\d+\.linear[12]\.bias$/.test(n);
+  assert.deepEqual([...f.model.keys()].sort(), [...shapes.keys()].sort(), "model.safetensors names");
+  for (const [name, shape] of shapes) {
+    assert.deepEqual(f.model.get(name)!.shape, shape, `${name}: shape vs config.json`);
+    if (frozen(name)) assert.ok(!g.has(`grad.${name}`), `grad.${name}: a frozen parameter has no gradient`);
+    else {
+      const m = maxAbs(get(g, `grad.${name}`, "F32", shape).data as Float32Array);
+      assert.ok(m > 0 && Number.isFinite(m), `grad.${name}: max |g| = ${m}`);
+    }
+  }
+  const trainable = [...shapes.keys()].filter((n) => !frozen(n)).length;
+  assert.equal(
+    [...g.keys()].filter((k) => k.startsWith("grad.")).length,
+    trainable,
+    "one grad.* per trainable",
+  );
+
+  // The batch: <s>, an image block of N contiguous positions (placeholder ids, -100 labels) in the
+  // image rows; no image positions and a zero image in the text-only rows.
+  const S = num(encCfg, "imageSize"), N = (S / num(encCfg, "patchSize")) ** 2;
+  const ids = get(g, "input_ids", "I64", g.get("input_ids")?.shape ?? []);
+  const [B, T] = ids.shape;
+  const id = (b: number, t: number) => Number((ids.data as BigInt64Array)[b * T + t]);
+  const labelsData = get(g, "labels", "I64", [B, T]).data as BigInt64Array;
+  const label = (b: number, t: number) => Number(labelsData[b * T + t]);
+  const pos = get(g, "image_positions", "I64", [B, N]).data as BigInt64Array;
+  const hasImage = Array.from(get(g, "has_image", "I64", [B]).data as BigInt64Array, (v) => v === 1n);
+  assert.deepEqual(hasImage, [true, false], "row 0 has an image, row 1 is text-only");
+  const pixels = get(g, "pixel_values", "F32", [B, 3, S, S]).data as Float32Array;
+  let supervised = 0;
+  for (let b = 0; b < B; b++) {
+    const start = hasImage[b] ? Number(pos[b * N]) : -1;
+    const isImage = (t: number) => hasImage[b] && t >= start && t < start + N;
+    const px = pixels.subarray(b * 3 * S * S, (b + 1) * 3 * S * S);
+    if (hasImage[b]) {
+      assert.equal(start, 1, `row ${b}: the image follows <s>`);
+      for (let i = 0; i < N; i++) {
+        assert.equal(Number(pos[b * N + i]), start + i, `image_positions[${b}, ${i}]`);
+      }
+      assert.ok(px.some((v) => v !== 0) && px.every((v) => v >= -1 && v <= 1), `pixel_values[${b}]`);
+    } else {
+      for (let i = 0; i < N; i++) assert.equal(Number(pos[b * N + i]), -1, `image_positions[${b}, ${i}]`);
+      assert.ok(px.every((v) => v === 0), `pixel_values[${b}]: a text-only row's image is zero`);
+    }
+    assert.equal(id(b, 0), 1, `input_ids[${b}, 0] is <s>`);
+    assert.equal(label(b, 0), -100, `labels[${b}, 0]`);
+    for (let t = 1; t < T; t++) {
+      if (isImage(t)) {
+        assert.equal(id(b, t), -200, `input_ids[${b}, ${t}]: the image placeholder`);
+        assert.equal(label(b, t), -100, `labels[${b}, ${t}] at an image position`);
+      } else {
+        assert.ok(id(b, t) >= 0 && id(b, t) < V, `input_ids[${b}, ${t}] in the vocabulary`);
+        assert.ok(label(b, t) === -100 || label(b, t) === id(b, t), `labels[${b}, ${t}]`);
+        if (label(b, t) !== -100) supervised++;
+      }
+    }
+    // A prompt prefix is unsupervised: the first text token after <s> and the image.
+    assert.equal(label(b, hasImage[b] ? start + N : 1), -100, `row ${b}: the prompt is unsupervised`);
+  }
+  assert.ok(supervised >= 10, `${supervised} supervised tokens`);
+
+  // Codes: RQ of the tokenizer's features of the image rows, free of near-ties; -100 in text-only rows.
+  const feats = get(g, "features.tokenizer", "F32", [B, N, Cv]).data as Float32Array;
+  get(g, "features.projector", "F32", [B, N, Cv]);
+  const cb = get(g, "codebooks", "F32", [D, K, Cv]).data as Float32Array;
+  const codes = get(g, "codes", "I64", [B, N, D]).data as BigInt64Array;
+  const code = (b: number, i: number, d: number) => Number(codes[(b * N + i) * D + d]);
+  const imageRows = hasImage.flatMap((h, b) => (h ? [b] : []));
+  const used = new Set<number>();
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < N; i++) {
+      if (!hasImage[b]) {
+        for (let d = 0; d < D; d++) assert.equal(code(b, i, d), -100, `codes[${b}, ${i}, ${d}]: masked`);
+        continue;
+      }
+      const r = rqRow(feats.subarray((b * N + i) * Cv, (b * N + i + 1) * Cv), cb, D, K);
+      for (let d = 0; d < D; d++) assert.equal(code(b, i, d), r.codes[d], `codes[${b}, ${i}, ${d}]`);
+      assert.ok(r.gap > 1e-3, `codes[${b}, ${i}]: near-tie (relative gap ${r.gap})`);
+      r.codes.forEach((k, d) => used.add(d * K + k));
+    }
+  }
+  assert.ok(used.size >= 4 * D, "codes should be spread over the codebooks");
+
+  // Text loss from the logits; visual loss from the head's logits (image rows); total = text + visual.
+  const logits = get(g, "logits", "F32", [B, T, V]).data as Float32Array;
+  let text = 0;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t + 1 < T; t++) {
+      const y = label(b, t + 1);
+      if (y !== -100) text += crossEntropy(logits.subarray((b * T + t) * V, (b * T + t + 1) * V), y);
+    }
+  }
+  text /= supervised;
+  const sizes = new Array(D).fill(K);
+  const headLogits = sizes.map((k, d) =>
+    get(g, `head_logits.${d}`, "F32", [imageRows.length, N, k]).data as Float32Array
+  );
+  const visual = visualLoss(headLogits, sizes, (r, d) => code(imageRows[Math.floor(r / N)], r % N, d));
+  const stored = (k: string) => get(g, k, "F32", [1]).data[0] as number;
+  assert.ok(close(stored("loss.text"), text, 1e-5), `loss.text ${stored("loss.text")} vs ${text}`);
+  assert.ok(close(stored("loss.visual"), visual, 1e-5), `loss.visual ${stored("loss.visual")} vs ${visual}`);
+  assert.ok(close(stored("loss.total"), text + visual, 1e-5), `loss.total ${stored("loss.total")}`);
+
+  // d total / d heads.{d}.bias comes from the visual term alone: sum of (softmax - onehot) / (rows * D).
+  const rows = imageRows.length * N;
+  sizes.forEach((k, d) => {
+    const gb = get(g, `grad.${VLM_PREFIX.head}heads.${d}.bias`, "F32", [k]).data as Float32Array;
+    const acc = new Float64Array(k);
+    for (let r = 0; r < rows; r++) {
+      const row = headLogits[d].subarray(r * k, (r + 1) * k),
+        m = row.reduce((a, v) => Math.max(a, v), -Infinity);
+      const s = row.reduce((a, v) => a + Math.exp(v - m), 0);
+      const y = code(imageRows[Math.floor(r / N)], r % N, d);
+      for (let v = 0; v < k; v++) acc[v] += Math.exp(row[v] - m) / s - (v === y ? 1 : 0);
+    }
+    acc.forEach((v, i) => assert.ok(Math.abs(gb[i] - v / (rows * D)) < 1e-6, `grad heads.${d}.bias[${i}]`));
+  });
 });

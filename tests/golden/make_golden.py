@@ -5,14 +5,17 @@ Run by hand with Debian's PyTorch (1.13, CPU):
     /usr/bin/python3 tests/golden/make_golden.py [--out tests/golden/fixtures] [--only llama,clip]
 
 Writes tests/golden/fixtures/<name>/{config.json, model.safetensors, golden.safetensors} for
-<name> in llama, mistral, qwen2, siglip, clip, asvr_head, and {config.json, golden.safetensors} for
-rq. The models are written in plain torch from the Hugging Face definitions (LlamaForCausalLM,
-MistralForCausalLM, Qwen2ForCausalLM, SiglipVisionModel, CLIPVisionModel) and, for asvr_head and rq,
-from the ASVR reference code (RQTransformer, ASVRLlamaForCausalLM.projector and its visual loss,
-RQBottleneck.quantize); there is no `transformers` or `safetensors` package here, so the
-safetensors files are written by hand. Parameters and inputs are drawn seeded, rounded to f32 (what the files
-store), and all math runs in f64 from those f32 values; results are stored as f32, so every
-stored output is the exact answer (to f32 rounding) for the stored inputs. See README.md.
+<name> in llama, mistral, qwen2, siglip, clip, asvr_head, asvr_vlm, and {config.json,
+golden.safetensors} for rq. The models are written in plain torch from the Hugging Face definitions
+(LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, SiglipVisionModel, CLIPVisionModel) and, for
+asvr_head and rq, from the ASVR reference code (RQTransformer, ASVRLlamaForCausalLM.projector and its
+visual loss, RQBottleneck.quantize); asvr_vlm composes them as a LLaVA VLM (mlp2x_gelu projector,
+image features spliced into the token embeddings) with the full ASVR loss, laid out as
+models/asvr_model.ts builds it (its config.json is that model's AsvrConfig). There is no
+`transformers` or `safetensors` package here, so the safetensors files are written by hand.
+Parameters and inputs are drawn seeded, rounded to f32 (what the files store), and all math runs in
+f64 from those f32 values; results are stored as f32, so every stored output is the exact answer
+(to f32 rounding) for the stored inputs. See README.md.
 """
 
 import argparse
@@ -165,7 +168,13 @@ def causal_mask(T, window):
 
 def llm_forward(cfg, P, input_ids):
     """Returns logits [B, T, V] (f64)."""
-    B, T = input_ids.shape
+    x = P["model.embed_tokens.weight"][input_ids]  # [B, T, C]
+    return llm_logits(cfg, P, llm_hidden(cfg, P, x))
+
+
+def llm_hidden(cfg, P, x):
+    """The decoder layers and the final RMSNorm on inputs_embeds x [B, T, C] -> [B, T, C] (f64)."""
+    B, T, _ = x.shape
     C = cfg["hidden_size"]
     NH = cfg["num_attention_heads"]
     NKV = cfg["num_key_value_heads"]
@@ -176,7 +185,6 @@ def llm_forward(cfg, P, input_ids):
         raise ValueError("qwen2 fixture: use_sliding_window must be false")
     cos, sin = rope_cos_sin(T, HS, cfg["rope_theta"])
     mask = causal_mask(T, window)
-    x = P["model.embed_tokens.weight"][input_ids]  # [B, T, C]
     for i in range(cfg["num_hidden_layers"]):
         pre = f"model.layers.{i}."
         h = rms_norm(x, P[pre + "input_layernorm.weight"], eps)
@@ -198,9 +206,14 @@ def llm_forward(cfg, P, input_ids):
         g = F.silu(F.linear(h, P[pre + "mlp.gate_proj.weight"]))
         u = F.linear(h, P[pre + "mlp.up_proj.weight"])
         x = x + F.linear(g * u, P[pre + "mlp.down_proj.weight"])
-    x = rms_norm(x, P["model.norm.weight"], eps)
+    return rms_norm(x, P["model.norm.weight"], eps)
+
+
+def llm_logits(cfg, P, hidden):
+    """hidden [B, T, C] (after the final norm) -> logits [B, T, V] = hidden @ W^T (W: lm_head or the
+    tied embedding)."""
     head = P["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else P["lm_head.weight"]
-    return F.linear(x, head)
+    return F.linear(hidden, head)
 
 
 def causal_lm_loss(logits, labels):
@@ -734,6 +747,330 @@ def make_rq(kind, seed):
 
 
 # ---------------------------------------------------------------------------------------------
+# The composed VLM (asvr_vlm): SigLIP -> mlp2x_gelu projector -> LLaMA on inputs_embeds, the RQ
+# semantic tokenizer on the same encoder, the asvr_depth head; text + visual loss, as LLaVA splices
+# images and as models/asvr_model.ts composes the parts
+# ---------------------------------------------------------------------------------------------
+
+# Where each part's parameters sit (models/asvr_model.ts PARAM_PREFIXES; LLaVA's layout).
+VLM_PREFIXES = {
+    "llm": "",
+    "projector": "model.mm_projector.",
+    "encoder": "model.vision_tower.vision_tower.",
+    "head": "visual_head.",
+}
+
+# LLaVA's IMAGE_TOKEN_INDEX: the placeholder id at image positions (the model ignores it).
+IMAGE_TOKEN = -200
+IGNORE_INDEX = -100
+# Every RQ choice of the stored codes wins by at least this fraction of |r|^2 + max_k |C_d[k]|^2.
+VLM_MIN_RELATIVE_GAP = 1e-3
+
+
+def vlm_config():
+    """The fixture's AsvrConfig (models/config.ts), every field explicit so that `parseConfig` fills
+    no default the generator would have to guess. The codebooks file is not part of the fixture:
+    the test builds with a temporary one and writes golden.safetensors' `codebooks` into the model."""
+    D, K = 2, 8
+    return {
+        "encoder": {
+            "kind": "siglip",
+            "config": {
+                "hiddenSize": 32,
+                "intermediateSize": 64,
+                "numLayers": 3,
+                "numHeads": 2,
+                "imageSize": 28,
+                "patchSize": 7,
+                "layerNormEps": 1e-6,
+                "act": "gelu_tanh",
+            },
+            # hidden_states[-2] = output of layer 2 of 3 (LLaVA's select_layer), before post-LN.
+            "layer": -2,
+            "keepCls": False,
+            "input": "continuous",
+            "inputTokenizer": "semantic",
+        },
+        "projector": {"kind": "mlp2x_gelu"},
+        "llm": {
+            "kind": "llama",
+            "config": {
+                "vocabSize": 64,
+                "hiddenSize": 32,
+                "intermediateSize": 64,
+                "numLayers": 2,
+                "numHeads": 2,
+                "numKvHeads": 1,
+                "headDim": 16,
+                "rmsNormEps": 1e-5,
+                "ropeTheta": 10000.0,
+                "tieWordEmbeddings": False,
+                "slidingWindow": None,
+                "attentionBias": False,
+                "maxPositions": 64,
+            },
+        },
+        "visualTokenizers": [
+            {
+                "kind": "rq",
+                "name": "semantic",
+                # The VLM's own encoder, hidden_states[1] (another layer than the projector's).
+                "encoder": "input",
+                "layer": 1,
+                "depths": D,
+                "codebookSize": K,
+                "sharedCodebook": False,
+                "codebooks": "<temporary file: see tests/golden/README.md>",
+            }
+        ],
+        "head": {
+            "kind": "asvr_depth",
+            "target": "semantic",
+            "width": 32,
+            "layers": 1,
+            "heads": 2,
+            "depths": D,
+            "codebookSizes": [K] * D,
+            "codebookDim": 32,
+            "chunkRows": None,
+            "checkpointLayers": False,
+        },
+        "loss": {"textWeight": 1, "visualWeight": 1, "alignment": "same", "textOnlyRows": "mask"},
+    }
+
+
+def vlm_part_configs(cfg):
+    """The HF-style configs this file's vision / LLM code takes and the head's (asvr_head keys),
+    from the AsvrConfig; refuses what the fixture's math does not cover."""
+    e, l, h = cfg["encoder"]["config"], cfg["llm"]["config"], cfg["head"]
+    tok = cfg["visualTokenizers"][0]
+    vision = {
+        "model_type": "siglip_vision_model",
+        "hidden_size": e["hiddenSize"],
+        "intermediate_size": e["intermediateSize"],
+        "num_hidden_layers": e["numLayers"],
+        "num_attention_heads": e["numHeads"],
+        "num_channels": 3,
+        "image_size": e["imageSize"],
+        "patch_size": e["patchSize"],
+        "layer_norm_eps": e["layerNormEps"],
+        "hidden_act": {"gelu_tanh": "gelu_pytorch_tanh"}[e["act"]],
+    }
+    llm = {
+        "model_type": "llama",
+        "vocab_size": l["vocabSize"],
+        "hidden_size": l["hiddenSize"],
+        "intermediate_size": l["intermediateSize"],
+        "num_hidden_layers": l["numLayers"],
+        "num_attention_heads": l["numHeads"],
+        "num_key_value_heads": l["numKvHeads"],
+        "rms_norm_eps": l["rmsNormEps"],
+        "rope_theta": l["ropeTheta"],
+        "tie_word_embeddings": l["tieWordEmbeddings"],
+    }
+    head = {
+        "d_llm": l["hiddenSize"],
+        "width": h["width"],
+        "num_heads": h["heads"],
+        "layers": h["layers"],
+        "depths": h["depths"],
+        "codebook_sizes": h["codebookSizes"],
+        "codebook_dim": h["codebookDim"],
+        "rms_norm_eps": 1e-6,
+    }
+    L = e["numLayers"]
+    assert l["headDim"] * l["numHeads"] == l["hiddenSize"], "asvr_vlm: llm_hidden assumes HS = C / NH"
+    assert not l["attentionBias"] and l["slidingWindow"] is None, "asvr_vlm: plain LLaMA only"
+    # Layers strictly inside the stack: at layer L the TypeScript SigLIP adds its post-layernorm.
+    assert 0 < L + 1 + cfg["encoder"]["layer"] < L and 0 < tok["layer"] < L, "asvr_vlm: feature layers"
+    assert tok["layer"] != L + 1 + cfg["encoder"]["layer"], "asvr_vlm: use two different feature layers"
+    assert h["codebookDim"] == e["hiddenSize"] and h["depths"] == tok["depths"], "asvr_vlm: head vs tokenizer"
+    assert cfg["loss"] == {"textWeight": 1, "visualWeight": 1, "alignment": "same", "textOnlyRows": "mask"}
+    return vision, llm, head
+
+
+def vlm_batch(V, N, gen):
+    """B = 2 rows of T = 24 tokens: row 0 = <s>, N = 16 image positions (IMAGE_TOKEN), a 2-token
+    prompt, a 5-token answer; row 1 (text-only: no image, no image positions) = <s>, a 10-token prompt,
+    an 11-token answer, 2 pad tokens (id 0). Labels: -100 at <s>, image positions, prompts and pads;
+    the token id elsewhere. Ordinary tokens are drawn from [3, V) (0-2: pad / <s> / </s>)."""
+    B, T = 2, 24
+    ids = torch.randint(3, V, (B, T), dtype=torch.int64, generator=gen)
+    ids[:, 0] = 1
+    labels = ids.clone()
+    labels[:, 0] = IGNORE_INDEX
+    image_positions = torch.full((B, N), -1, dtype=torch.int64)
+    # Row 0: image at 1..N, prompt at N+1..N+2, answer at N+3..T-1.
+    image_positions[0] = torch.arange(1, 1 + N)
+    ids[0, 1 : 1 + N] = IMAGE_TOKEN
+    labels[0, 1 : 1 + N + 2] = IGNORE_INDEX
+    # Row 1: prompt at 1..10, answer at 11..21, pads at 22..23.
+    labels[1, 1:11] = IGNORE_INDEX
+    ids[1, 22:] = 0
+    labels[1, 22:] = IGNORE_INDEX
+    has_image = torch.tensor([1, 0], dtype=torch.int64)
+    return ids, labels, image_positions, has_image
+
+
+def vlm_codebooks(feats, D, K, gen):
+    """Codebooks [D, K, Dc] for the image's tokenizer features feats [R, Dc]: depth 0 drawn around
+    the features' mean (std 0.6 of the features' per-dimension std, so the codes spread instead of
+    all picking the codeword nearest the mean), deeper ones N(0, 0.6^d * that std); redrawn (from
+    the same generator) until every choice wins by VLM_MIN_RELATIVE_GAP. Returns (codebooks,
+    codes [R, D], smallest gap, draws)."""
+    mu, sd = feats.mean(0), float(feats.std(0).mean())
+    for draw in range(1, 101):
+        noise = torch.randn(D, K, feats.shape[1], dtype=F64, generator=gen)
+        scale = torch.tensor([0.6**d for d in range(1, D + 1)], dtype=F64) * sd
+        cb = noise * scale[:, None, None]
+        cb[0] += mu
+        cb = f32_exact(cb)
+        codes, gaps = rq_quantize(feats, cb)
+        spread = all(len(codes[:, d].unique()) >= 4 for d in range(D))
+        if float(gaps.min()) > VLM_MIN_RELATIVE_GAP and spread:
+            return cb, codes, float(gaps.min()), draw
+    raise AssertionError("asvr_vlm: no codebook draw in 100 is free of near-ties")
+
+
+def vlm_hidden(llm_cfg, P, ids, image_positions, img):
+    """LLaVA's splice: token embeddings [B, T, C] with the projected features img [B_img, N, C] of
+    the image rows (in row order) at their positions, through the decoder -> hidden [B, T, C]. The
+    placeholder ids at image positions are never looked up (their embedding rows get no gradient)."""
+    B, T = ids.shape
+    E = P["model.embed_tokens.weight"]
+    rows, k = [], 0
+    for b in range(B):
+        pos = image_positions[b]
+        x = E[ids[b].clamp(min=0)]  # [T, C]; the image rows are replaced below
+        if pos[0] >= 0:
+            s, n = int(pos[0]), len(pos)
+            assert torch.equal(pos, torch.arange(s, s + n)), "asvr_vlm: image positions are contiguous"
+            x = torch.cat([x[:s], img[k], x[s + n :]], dim=0)
+            k += 1
+        rows.append(x)
+    return llm_hidden(llm_cfg, P, torch.stack(rows))
+
+
+def make_vlm(kind, seed):
+    cfg = vlm_config()
+    vcfg, lcfg, hcfg = vlm_part_configs(cfg)
+    torch.manual_seed(seed)  # parameters; the batch and the codebooks draw from their own stream
+    gen = torch.Generator().manual_seed(seed + 1)
+    pv, pl, ph = vision_params(vcfg), llm_params(lcfg), head_params(hcfg)
+    Cv, C = vcfg["hidden_size"], lcfg["hidden_size"]
+    pp = Params()
+    # mlp2x_gelu (LLaVA): Linear(Cv, C), exact GELU, Linear(C, C); nn.Sequential indices 0 and 2.
+    pp.normal("0.weight", (C, Cv), 0.1)
+    pp.normal("0.bias", (C,), 0.1)
+    pp.normal("2.weight", (C, C), 0.25)
+    pp.normal("2.bias", (C,), 0.1)
+    P = Params()
+    for part, sub in (("encoder", pv), ("projector", pp), ("llm", pl), ("head", ph)):
+        for name, t in sub.p.items():
+            P.p[VLM_PREFIXES[part] + name] = t
+    head_view = {
+        n[len(VLM_PREFIXES["head"]) :]: t for n, t in P.p.items() if n.startswith(VLM_PREFIXES["head"])
+    }
+    enc_view = {
+        n[len(VLM_PREFIXES["encoder"]) :]: t for n, t in P.p.items() if n.startswith(VLM_PREFIXES["encoder"])
+    }
+    proj = {n: P.p[VLM_PREFIXES["projector"] + n] for n in pp.p}
+
+    S = vcfg["image_size"]
+    tok = cfg["visualTokenizers"][0]
+    D, K = tok["depths"], tok["codebookSize"]
+    N = (S // vcfg["patch_size"]) ** 2
+    ids, labels, image_positions, has_image = vlm_batch(lcfg["vocab_size"], N, gen)
+    B = ids.shape[0]
+    img_rows = [b for b in range(B) if has_image[b]]
+    pixel_values = f32_exact(torch.rand(B, 3, S, S, dtype=F64, generator=gen) * 2 - 1)
+    pixel_values[has_image == 0] = 0.0  # a text-only row's image is zero (as the model feeds it)
+
+    # Frozen: the encoder's features (no gradients), the tokenizer's codes.
+    with torch.no_grad():
+        hidden_states, _ = vision_forward(vcfg, enc_view, pixel_values)
+    feats_in = hidden_states[cfg["encoder"]["layer"]]  # [B, N, Cv]
+    feats_tok = hidden_states[tok["layer"]]  # [B, N, Cv]
+    img_feats = feats_tok[img_rows].reshape(-1, Cv)
+    codebooks, img_codes, min_gap, draws = vlm_codebooks(img_feats, D, K, gen)
+    codes = torch.full((B, N, D), IGNORE_INDEX, dtype=torch.int64)  # text-only rows: masked
+    codes[img_rows] = img_codes.reshape(len(img_rows), N, D)
+
+    # Projector on the image rows, spliced into the embeddings; the LLM; the text loss.
+    img = F.linear(F.gelu(F.linear(feats_in[img_rows], proj["0.weight"], proj["0.bias"])),
+                   proj["2.weight"], proj["2.bias"])  # [B_img, N, C]
+    hidden = vlm_hidden(lcfg, P.p, ids, image_positions, img)  # [B, T, C]
+    logits = llm_logits(lcfg, P.p, hidden)
+    text = causal_lm_loss(logits, labels)
+    # Visual loss: the head on the hidden states at the image positions of the image rows. (The
+    # model also runs it on zero rows for the text-only row, whose targets are all -100: they count
+    # for nothing and get no gradient, so leaving them out is the same loss and gradients.)
+    h_img = torch.stack([hidden[b, image_positions[b]] for b in img_rows])  # [B_img, N, C]
+    _, _, head_logits = head_forward(hcfg, head_view, h_img, codes[img_rows], codebooks)
+    visual = head_loss(head_logits, codes[img_rows])
+    total = text + visual
+    total.backward()
+    # Self-check of that shortcut: the head on all B rows as the model runs it (zero hidden states and
+    # all-(-100) targets for the text-only row; its teacher-forcing codes then do not matter, here 0)
+    # gives the same loss and hidden-state gradient at the image rows, and no gradient elsewhere.
+    text_rows = [b for b in range(B) if not has_image[b]]
+    h_all = torch.zeros(B, N, C, dtype=F64)
+    h_all[img_rows] = h_img.detach()
+    h_all.requires_grad_(True)
+    h_part = h_img.detach().clone().requires_grad_(True)
+    full = head_loss(head_forward(hcfg, head_view, h_all, codes.clamp(min=0), codebooks)[2], codes)
+    part = head_loss(head_forward(hcfg, head_view, h_part, codes[img_rows], codebooks)[2], codes[img_rows])
+    (g_all,) = torch.autograd.grad(full, h_all)
+    (g_part,) = torch.autograd.grad(part, h_part)
+    assert abs(float(full - visual)) < 1e-12 and abs(float(part - visual)) == 0.0, "asvr_vlm: masked rows"
+    assert torch.allclose(g_all[img_rows], g_part, rtol=0, atol=1e-15) and not g_all[text_rows].any()
+
+    golden = {
+        "input_ids": ids,
+        "labels": labels,
+        "image_positions": image_positions,
+        "has_image": has_image,
+        "pixel_values": pixel_values.float(),
+        "features.projector": feats_in.float(),
+        "features.tokenizer": feats_tok.float(),
+        "codebooks": codebooks.float(),
+        "codes": codes,
+        "logits": logits.detach().float(),
+        "loss.text": text.detach().float().reshape(1),
+        "loss.visual": visual.detach().float().reshape(1),
+        "loss.total": total.detach().float().reshape(1),
+    }
+    for d, lg in enumerate(head_logits):
+        golden[f"head_logits.{d}"] = lg.detach().float()
+    frozen = []
+    for name, t in P.p.items():
+        if t.grad is None:
+            frozen.append(name)
+        else:
+            golden["grad." + name] = t.grad.float()
+    # Exactly the frozen parts get no gradient: the encoder and the head's unused FFN biases (which
+    # the TypeScript head keeps frozen); everything else is trained.
+    unused = [n for n in frozen if not n.startswith(VLM_PREFIXES["encoder"])]
+    assert len(unused) == 2 * hcfg["layers"] and all(
+        n.startswith("visual_head.head_transformer.") and n.endswith((".linear1.bias", ".linear2.bias"))
+        for n in unused
+    ), unused
+    assert len(frozen) == len(pv.p) + len(unused)
+    stats = {
+        "text": float(text),
+        "visual": float(visual),
+        "ln_V": math.log(lcfg["vocab_size"]),
+        "ln_K": math.log(K),
+        "img_std": float(img.std()),
+        "feat_in_std": float(feats_in[img_rows].std()),
+        "min_gap": min_gap,
+        "codebook_draws": draws,
+        "min_codes_per_depth": min(len(img_codes[:, d].unique()) for d in range(D)),
+    }
+    return cfg, P, golden, stats
+
+
+# ---------------------------------------------------------------------------------------------
 # self-checks of the definitions above against independent formulations
 # ---------------------------------------------------------------------------------------------
 
@@ -899,6 +1236,7 @@ FIXTURES = {
     "clip": (make_vision, 2002),
     "asvr_head": (make_head, 3001),
     "rq": (make_rq, 3002),
+    "asvr_vlm": (make_vlm, 3003),
 }
 
 
