@@ -456,30 +456,14 @@ Deno.test("golden rq: codes are the squared-L2 residual argmins, free of near-ti
   const quantized = get(g, "quantized", "F32", [R, Dc]).data as Float32Array;
   const seen = new Set<number>();
   for (let row = 0; row < R; row++) {
-    const r = Float64Array.from(x.subarray(row * Dc, (row + 1) * Dc)), q = new Float64Array(Dc);
-    for (let d = 0; d < D; d++) {
-      let best = -1, bestDist = Infinity, second = Infinity, maxNorm = 0;
-      for (let k = 0; k < K; k++) {
-        let dist = 0, norm = 0;
-        for (let c = 0; c < Dc; c++) {
-          const e = cb[(d * K + k) * Dc + c];
-          dist += (r[c] - e) ** 2;
-          norm += e * e;
-        }
-        maxNorm = Math.max(maxNorm, norm);
-        if (dist < bestDist) [second, bestDist, best] = [bestDist, dist, k];
-        else if (dist < second) second = dist;
-      }
+    const { codes: want, gap } = rqRow(x.subarray(row * Dc, (row + 1) * Dc), cb, D, K);
+    assert.ok(gap > minGap, `codes[${row}, *]: near-tie (relative gap ${gap})`);
+    const q = new Float64Array(Dc);
+    want.forEach((best, d) => {
       assert.equal(Number(codes[row * D + d]), best, `codes[${row}, ${d}]`);
-      const scale = r.reduce((a, v) => a + v * v, 0) + maxNorm;
-      assert.ok((second - bestDist) / scale > minGap, `codes[${row}, ${d}]: near-tie`);
       seen.add(d * K + best);
-      for (let c = 0; c < Dc; c++) {
-        const e = cb[(d * K + best) * Dc + c];
-        r[c] -= e;
-        q[c] += e;
-      }
-    }
+      for (let c = 0; c < Dc; c++) q[c] += cb[(d * K + best) * Dc + c];
+    });
     q.forEach((v, c) => assert.ok(close(quantized[row * Dc + c], v, 1e-6), `quantized[${row}, ${c}]`));
   }
   assert.ok(seen.size >= 4 * D, "rq codes should be spread over the codebooks");

@@ -48,37 +48,55 @@ export function attentionCpu(
   const scale = opts.scale ?? 1 / Math.sqrt(HS);
   const out = new Float64Array(B * NH * T * HS);
   const lse = new Float64Array(B * NH * T);
-  const s = new Float64Array(T);
+  const p = new Float64Array(T);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < NH; h++) {
       const qo = (b * NH + h) * T * HS, ko = (b * NKV + Math.floor(h / G)) * T * HS;
       for (let i = 0; i < T; i++) {
-        // scores and their max
-        let m = -Infinity;
-        for (let j = 0; j < T; j++) {
-          s[j] = -Infinity;
-          if (!attends(i, j, opts)) continue;
-          let dot = 0;
-          for (let d = 0; d < HS; d++) dot += q[qo + i * HS + d] * k[ko + j * HS + d];
-          s[j] = scale * dot;
-          m = Math.max(m, s[j]);
-        }
-        // softmax weights (masked keys: exp(-inf) = 0)
-        let l = 0;
-        for (let j = 0; j < T; j++) {
-          s[j] = Math.exp(s[j] - m);
-          l += s[j];
-        }
+        lse[(b * NH + h) * T + i] = softmaxRow(q, k, qo + i * HS, ko, i, T, HS, scale, opts, p);
         for (let d = 0; d < HS; d++) {
           let acc = 0;
-          for (let j = 0; j < T; j++) acc += s[j] * v[ko + j * HS + d];
-          out[qo + i * HS + d] = acc / l;
+          for (let j = 0; j < T; j++) acc += p[j] * v[ko + j * HS + d];
+          out[qo + i * HS + d] = acc;
         }
-        lse[(b * NH + h) * T + i] = m + Math.log(l);
       }
     }
   }
   return { out, lse };
+}
+
+/**
+ * The softmax row of query i (its HS values start at q[qi]) over the keys of one kv head (starting at
+ * k[ko]): fills p [T] with the weights (0 for masked keys) and returns the log-sum-exp of the scores.
+ */
+function softmaxRow(
+  q: Floats,
+  k: Floats,
+  qi: number,
+  ko: number,
+  i: number,
+  T: number,
+  HS: number,
+  scale: number,
+  opts: AttentionOptions,
+  p: Float64Array,
+): number {
+  let m = -Infinity;
+  for (let j = 0; j < T; j++) {
+    p[j] = -Infinity;
+    if (!attends(i, j, opts)) continue;
+    let dot = 0;
+    for (let d = 0; d < HS; d++) dot += q[qi + d] * k[ko + j * HS + d];
+    p[j] = scale * dot;
+    m = Math.max(m, p[j]);
+  }
+  let l = 0;
+  for (let j = 0; j < T; j++) {
+    p[j] = Math.exp(p[j] - m); // masked keys: exp(-inf) = 0
+    l += p[j];
+  }
+  for (let j = 0; j < T; j++) p[j] /= l;
+  return m + Math.log(l);
 }
 
 /**
@@ -106,22 +124,7 @@ export function attentionBackwardCpu(
     for (let h = 0; h < NH; h++) {
       const qo = (b * NH + h) * T * HS, ko = (b * NKV + Math.floor(h / G)) * T * HS;
       for (let i = 0; i < T; i++) {
-        // recompute the softmax row p_i
-        let m = -Infinity;
-        for (let j = 0; j < T; j++) {
-          p[j] = -Infinity;
-          if (!attends(i, j, opts)) continue;
-          let dot = 0;
-          for (let d = 0; d < HS; d++) dot += q[qo + i * HS + d] * k[ko + j * HS + d];
-          p[j] = scale * dot;
-          m = Math.max(m, p[j]);
-        }
-        let l = 0;
-        for (let j = 0; j < T; j++) {
-          p[j] = Math.exp(p[j] - m);
-          l += p[j];
-        }
-        for (let j = 0; j < T; j++) p[j] /= l;
+        softmaxRow(q, k, qo + i * HS, ko, i, T, HS, scale, opts, p); // recompute the softmax row p_i
         // dp_ij = dout_i . v_j, D_i = sum_j p_ij dp_ij
         let D = 0;
         for (let j = 0; j < T; j++) {
