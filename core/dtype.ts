@@ -19,11 +19,6 @@ export function bytesPerElement(dtype: DType): number {
   }
 }
 
-/** The WGSL scalar type that stores a dtype. */
-export function wgslType(dtype: DType): string {
-  return dtype;
-}
-
 /** True for the floating-point dtypes (the ones autograd differentiates). */
 export function isFloat(dtype: DType): boolean {
   return dtype === "f32" || dtype === "f16";
