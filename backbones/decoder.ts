@@ -14,6 +14,7 @@ import type { Engine } from "../core/engine.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { checkpoint, reshape } from "../core/autograd.ts";
 import { randn } from "../core/random.ts";
+import { randnGpu } from "../core/kernels/randn/randn.ts";
 import { add, swiglu } from "../core/kernels/elementwise/elementwise.ts";
 import { matmul } from "../core/kernels/matmul/matmul.ts";
 import { rmsNorm } from "../core/kernels/rmsnorm/rmsnorm.ts";
@@ -44,6 +45,12 @@ export interface DecoderCreateOptions {
   dtype?: DecoderDType;
   /** Seed of the random initialization (default 0). */
   seed?: number;
+  /**
+   * Where the random weights are drawn: "host" (default; core/random.ts's generator) or "gpu"
+   * (core/kernels/randn: a billion-parameter model initializes in seconds). Both are seeded, but
+   * give different values.
+   */
+  init?: "host" | "gpu";
 }
 
 /** Options of {@linkcode Decoder.load}. */
@@ -214,6 +221,16 @@ export class Decoder {
     return new Decoder(e, cfg, dtype, (name, shape, init) => {
       const n = shape.reduce((a, b) => a * b, 1);
       seed++;
+      if (opts.init === "gpu") {
+        const t = init === "normal"
+          ? randnGpu(e, shape, seed, INIT_STD, dtype)
+          : e.full(shape, init === "ones" ? 1 : 0, dtype);
+        e.untrack(t);
+        t.isParam = true;
+        t.requiresGrad = true;
+        t.name = name;
+        return t;
+      }
       const data = init === "normal"
         ? randn(n, seed, INIT_STD)
         : new Float32Array(n).fill(init === "ones" ? 1 : 0);

@@ -205,3 +205,26 @@ gpuTest("Decoder: bad inputs and configs are refused with the fix", (e) => {
   x.dispose();
   model.dispose();
 });
+
+gpuTest(
+  "Decoder.create init gpu: seeded, N(0, 0.02) weights, unit norms, same parameter set as host init",
+  async (e) => {
+    const cfg = tiny("llama");
+    const a = Decoder.create(e, cfg, { seed: 3, init: "gpu" });
+    const b = Decoder.create(e, cfg, { seed: 3, init: "gpu" });
+    const h = Decoder.create(e, cfg, { seed: 3 });
+    assert.deepEqual([...a.params().keys()], [...h.params().keys()]);
+    for (const [name, p] of a.params()) {
+      assert.equal(p.isParam && p.requiresGrad, true, name);
+      assert.deepEqual(p.shape, h.params().get(name)!.shape, name);
+      const x = await p.read(), y = await b.params().get(name)!.read();
+      assert.deepEqual(Array.from(x), Array.from(y), `${name}: same seed, same values`);
+      if (name.includes("norm")) assert.ok(x.every((v) => v === 1), `${name}: ones`);
+      else {
+        const std = Math.sqrt(Array.from(x).reduce((s, v) => s + v * v, 0) / x.length);
+        assert.ok(Math.abs(std - 0.02) < 0.006, `${name}: std ${std}`);
+      }
+    }
+    for (const m of [a, b, h]) m.dispose();
+  },
+);

@@ -41,7 +41,7 @@ def main():
                           "tflops": 2 * n**3 / ms / 1e9, "torch": torch.__version__,
                           "device": torch.cuda.get_device_name()}))
 
-    B, NH, T, HS = (1, 4, 128, 64) if small else (4, 32, 2048, 128)
+    B, NH, T, HS = (1, 4, 128, 64) if small else (1, 32, 2048, 128)
     for name, dt in (("f32", torch.float32), ("f16", torch.float16)):
         q, k, v = (torch.randn(B, NH, T, HS, device=dev, dtype=dt, requires_grad=True) for _ in range(3))
 

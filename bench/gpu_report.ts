@@ -81,31 +81,34 @@ emit({
   t.dispose();
 }
 
-// Matmul n^3, f32 and f16.
+// Matmul n^3, f32 and f16, with each tiled kernel (64 x 64 and 128 x 128 output tiles).
 const n = args.small ? 256 : 4096;
 for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
   const as = randn(n * n, 1), bs = randn(n * n, 2);
   const a = e.tensor(as, [n, n], dtype), b = e.tensor(bs, [n, n], dtype);
-  const ms = await medianMs(e, () => matmul(a, b));
-  const got = (await e.tidy(() => matmul(a, b)).read()).subarray(0, 4 * n);
   const want = matmulCpu(as.subarray(0, 4 * n), bs, { M: 4, N: n, K: n });
-  const tflops = 2 * n ** 3 / ms / 1e9;
-  emit({
-    what: "matmul",
-    shape: [n, n, n],
-    dtype,
-    median_ms: ms,
-    tflops,
-    fraction_of_peak: peak ? tflops / peak[dtype] : null,
-    max_abs_err: maxAbsDiff(got, want),
-  });
+  for (const kernel of ["tiled", "tiled128"] as const) {
+    const ms = await medianMs(e, () => matmul(a, b, { kernel }));
+    const got = (await e.tidy(() => matmul(a, b, { kernel })).read()).subarray(0, 4 * n);
+    const tflops = 2 * n ** 3 / ms / 1e9;
+    emit({
+      what: "matmul",
+      shape: [n, n, n],
+      dtype,
+      kernel,
+      median_ms: ms,
+      tflops,
+      fraction_of_peak: peak ? tflops / peak[dtype] : null,
+      max_abs_err: maxAbsDiff(got, want),
+    });
+  }
   a.dispose();
   b.dispose();
 }
 
 // Attention forward + backward, causal.
 {
-  const [B, NH, T, HS] = args.small ? [1, 4, 128, 64] : [4, 32, 2048, 128];
+  const [B, NH, T, HS] = args.small ? [1, 4, 128, 64] : [1, 32, 2048, 128];
   for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
     const size = B * NH * T * HS;
     const [q, k, v] = [3, 4, 5].map((s) => e.tensor(randn(size, s, 0.5), [B, NH, T, HS], dtype));

@@ -118,8 +118,8 @@ gpuTest("matmul: batched, with a shared 2-D b (dB summed over the batch) and a b
   }
 });
 
-gpuTest("matmul: both kernels on every layout, shapes the texture kernel takes", async (e) => {
-  for (const kernel of ["tiled", "texture"] as const) {
+gpuTest("matmul: every kernel on every layout, shapes the texture kernel takes", async (e) => {
+  for (const kernel of ["tiled", "tiled128", "texture"] as const) {
     for (const dtype of dtypes(e)) {
       for (const [transA, transB] of COMBOS) {
         await check(e, 36, 20, 44, { lead: [3], transA, transB, dtype, kernel });
@@ -129,6 +129,13 @@ gpuTest("matmul: both kernels on every layout, shapes the texture kernel takes",
   // Large enough for 16 x 16 outputs per thread (and a batched b), with clamped edge tiles.
   await check(e, 68, 100, 12, { lead: [2], transA: true, shared: false, kernel: "texture" });
   await check(e, 100, 68, 132, { transB: true, kernel: "texture" });
+});
+
+gpuTest("matmul: 128 x 128 tiles with partial edge tiles, K not a multiple of the tile depth", async (e) => {
+  for (const [transA, transB] of COMBOS) {
+    await check(e, 130, 129, 19, { transA, transB, kernel: "tiled128" });
+  }
+  await check(e, 9, 131, 21, { lead: [2], transB: true, kernel: "tiled128" }); // dB sums over the batch
 });
 
 gpuTest("matmul: a frozen weight gets no gradient, the activation gradient still flows", async (e) => {

@@ -1,0 +1,144 @@
+/**
+ * `deno run -A bench/gpu_step.ts <case> [--json] [--steps N] [--small]`: the throughput and peak memory
+ * of training steps of LLaMA models with the 7B's layer shapes (width 4096, SwiGLU 11008, 32 heads of
+ * 128, vocabulary 32000) on a real GPU, with random weights (no download). Cases:
+ *
+ * - `1b_full_f32`, `1b_full_f16`: 4 layers (1.07 B parameters), every parameter trained with AdamW
+ *   (f16: f16 weights and activations, f32 master weights and moments).
+ * - `7b_stage1_f16`: all 32 layers (6.7 B), frozen f16 weights, gradient checkpointing per layer; the
+ *   gradient flows through the LLM to its input embeddings, as in stage 1 where only the projector and
+ *   the head train.
+ *
+ * One step = forward, loss, backward (and the optimizer where parameters train) at B=1, T=2048.
+ * Prints one record: ms per step (median of `--steps`, after one warm-up step), tokens/s, the buffer
+ * pool's peak bytes. bench/gpu_step_ref.py times the same steps in PyTorch on the same GPU.
+ * `--small` shrinks the shapes to check the script on a software adapter.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { Engine } from "../core/engine.ts";
+import { randInt, randn } from "../core/random.ts";
+import { backward, zeroGrad } from "../core/autograd.ts";
+import { AdamW } from "../core/kernels/adamw/adamw.ts";
+import { Decoder } from "../backbones/decoder.ts";
+import type { LlmConfig } from "../backbones/config.ts";
+
+const { values: args, positionals } = parseArgs({
+  args: Deno.args.filter((a) => a !== "--"),
+  allowPositionals: true,
+  options: {
+    json: { type: "boolean", default: false },
+    small: { type: "boolean", default: false },
+    steps: { type: "string", default: "3" },
+  },
+});
+
+/** A LLaMA with Vicuna-7B's layer shapes and `numLayers` layers. */
+function llama7bShapes(numLayers: number, small: boolean): LlmConfig {
+  return {
+    arch: "llama",
+    vocabSize: small ? 512 : 32000,
+    hiddenSize: small ? 128 : 4096,
+    intermediateSize: small ? 344 : 11008,
+    numLayers: small ? 2 : numLayers,
+    numHeads: small ? 4 : 32,
+    numKvHeads: small ? 4 : 32,
+    headDim: small ? 32 : 128,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    tieWordEmbeddings: false,
+    slidingWindow: null,
+    attentionBias: false,
+    maxPositions: 4096,
+  };
+}
+
+interface StepCase {
+  layers: number;
+  dtype: "f32" | "f16";
+  /** Train every parameter (AdamW) or freeze them all and take the gradient of the input. */
+  mode: "full" | "stage1";
+}
+
+const CASES: Record<string, StepCase> = {
+  "1b_full_f32": { layers: 4, dtype: "f32", mode: "full" },
+  "1b_full_f16": { layers: 4, dtype: "f16", mode: "full" },
+  "7b_stage1_f16": { layers: 32, dtype: "f16", mode: "stage1" },
+};
+
+const name = positionals[0];
+const c = CASES[name];
+if (!c) {
+  throw new Error(`bench/gpu_step.ts: unknown case ${JSON.stringify(name)}; cases: ${Object.keys(CASES)}`);
+}
+const cfg = llama7bShapes(c.layers, args.small);
+const [B, T] = [1, args.small ? 128 : 2048];
+const steps = Number(args.steps);
+
+const e = await Engine.create();
+const t0 = performance.now();
+const llm = Decoder.create(e, cfg, { seed: 1, dtype: c.dtype, init: "gpu" });
+await e.sync();
+const buildS = (performance.now() - t0) / 1000;
+const params = [...llm.params().values()];
+const nParams = params.reduce((s, p) => s + p.size, 0);
+if (c.mode === "stage1") llm.freeze();
+const opt = c.mode === "full" ? new AdamW(params, { lr: 1e-5, weightDecay: 0 }) : null;
+
+const ids = e.tensor(randInt(B * T, cfg.vocabSize, 2), [B, T], "i32");
+const labels = e.tensor(randInt(B * T, cfg.vocabSize, 3), [B, T], "i32");
+const embeds = e.tensor(randn(B * T * cfg.hiddenSize, 4, 0.02), [B, T, cfg.hiddenSize], c.dtype);
+embeds.requiresGrad = c.mode === "stage1";
+
+let lastLoss = NaN;
+async function step(): Promise<number> {
+  const s0 = performance.now();
+  const loss = e.tidy(() => {
+    const x = c.mode === "stage1" ? embeds : llm.embed(ids);
+    const loss = llm.lossFromLabels(
+      llm.logits(llm.forward(x, { checkpointLayers: c.mode === "stage1" })),
+      labels,
+    );
+    backward(loss);
+    opt?.step();
+    if (opt) zeroGrad(params);
+    return loss;
+  });
+  lastLoss = (await loss.read())[0];
+  loss.dispose();
+  if (embeds.grad) {
+    embeds.grad.dispose();
+    embeds.grad = null;
+  }
+  return performance.now() - s0;
+}
+
+const warm = await step();
+e.pool.resetPeak();
+const times: number[] = [];
+for (let i = 0; i < steps; i++) times.push(await step());
+times.sort((a, b) => a - b);
+const ms = times[times.length >> 1];
+const rec = {
+  what: "train_step",
+  case: name,
+  impl: "asvr webgpu",
+  adapter: e.info.description,
+  layers: cfg.numLayers,
+  params: nParams,
+  dtype: c.dtype,
+  mode: c.mode,
+  batch: [B, T],
+  build_s: buildS,
+  first_step_ms: warm,
+  median_ms: ms,
+  tokens_per_s: B * T / (ms / 1000),
+  peak_gib: e.pool.peakBytesInUse / 2 ** 30,
+  loss: lastLoss,
+};
+console.log(
+  args.json
+    ? JSON.stringify(rec)
+    : Object.entries(rec).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("  "),
+);
