@@ -208,7 +208,8 @@ export function tiledCode(dtype: DType, transA: boolean, transB: boolean, tile: 
   const aLoad = transA ? alongMN : alongK;
   const bLoad = transB ? alongK : alongMN;
   const acc = (i: number, j: number) => `c${i}_${j}`;
-  const lines = (f: (i: number, j: number) => string) => range.flatMap((i) => range.map((j) => f(i, j))).join("\n  ");
+  const lines = (f: (i: number, j: number) => string) =>
+    range.flatMap((i) => range.map((j) => f(i, j))).join("\n  ");
   return `${T === "f16" ? "enable f16;" : ""}
 @group(0) @binding(0) var<storage, read> a: array<${T}>;      // [batch, M, K] or [batch, K, M] (transA)
 @group(0) @binding(1) var<storage, read> b: array<${T}>;      // [batch, K, N] or [batch, N, K] (transB)
