@@ -11,7 +11,10 @@
  *   (residual quantization on the GPU, codebook fitting, target cache, ONNX tokenizers);
  * - `./heads`: visual heads (none, linear, the ASVR depth transformer, dual) and the custom-head registry;
  * - `./losses`: text and chunked visual cross-entropy, target alignment and masks, loss composition;
- * - `./models`: the ASVR config (`defineConfig`, one `kind` union per slot) and the model composing the slots.
+ * - `./models`: the ASVR config (`defineConfig`, one `kind` union per slot) and the model composing the slots;
+ * - `./data`: LLaVA datasets, conversation templates, tokenization, batches, image decoding and preprocessing;
+ * - `./trainers`: run configs (`defineRun`), the two-stage trainer, checkpoints, metrics, plans, evaluation;
+ * - `./eval`: question files, answer scoring (exact match, multiple choice, POPE) and reports.
  *
  * ```ts ignore
  * import { Decoder, Engine, TextTokenizer } from "@asvr/asvr";
@@ -32,3 +35,6 @@ export * from "./tokenizers/mod.ts";
 export * from "./losses/mod.ts";
 export * from "./heads/mod.ts";
 export * from "./models/mod.ts";
+export * from "./data/mod.ts";
+export * from "./trainers/mod.ts";
+export * from "./eval/mod.ts";

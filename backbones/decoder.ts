@@ -6,6 +6,9 @@
  * Each layer: RMSNorm -> q/k/v projections (+ biases) -> RoPE -> grouped-query causal attention
  * (sliding window for Mistral) -> o_proj -> residual -> RMSNorm -> SwiGLU MLP (gate, up, down) ->
  * residual. After the layers: the final RMSNorm, then the LM head (tied to the embedding or not).
+ *
+ * Incremental decoding (evaluation, generation): `prefill` runs a prompt into a {@linkcode KvCache},
+ * then `step` adds one row at a time against the cached keys and values.
  * @module
  */
 
@@ -15,13 +18,14 @@ import type { Tensor } from "../core/tensor.ts";
 import { checkpoint, reshape } from "../core/autograd.ts";
 import { randn } from "../core/random.ts";
 import { randnGpu } from "../core/kernels/randn/randn.ts";
-import { add, swiglu } from "../core/kernels/elementwise/elementwise.ts";
+import { add, scale, swiglu } from "../core/kernels/elementwise/elementwise.ts";
 import { matmul } from "../core/kernels/matmul/matmul.ts";
 import { rmsNorm } from "../core/kernels/rmsnorm/rmsnorm.ts";
 import { attention } from "../core/kernels/attention/attention.ts";
 import { rope } from "../core/kernels/rope/rope.ts";
 import { permute } from "../core/kernels/permute/permute.ts";
 import { embedding } from "../core/kernels/embedding/embedding.ts";
+import { softmax } from "../core/kernels/softmax/softmax.ts";
 import { Checkpoint } from "../io/safetensors.ts";
 import { loadParams, writeHfFolder } from "../io/params.ts";
 import { readJsonFile } from "../io/json.ts";
@@ -35,6 +39,7 @@ import {
   nameTable,
 } from "./names.ts";
 import { causalLmLoss } from "./causal_lm_loss.ts";
+import { KvCache } from "./kv_cache.ts";
 
 /** The storage dtype of a decoder's parameters and activations (math is f32 either way). */
 export type DecoderDType = "f32" | "f16";
@@ -305,8 +310,85 @@ export class Decoder {
     return rmsNorm(x, this.#norm, this.cfg.rmsNormEps);
   }
 
-  /** One decoder layer: x [B, T, C] -> [B, T, C]. */
-  #layer(p: Layer, x: Tensor, positionOffset: number): Tensor {
+  /** An empty {@linkcode KvCache} sized for this decoder (its window is the model's sliding window). */
+  createCache(): KvCache {
+    const { numLayers, numKvHeads, headDim, slidingWindow } = this.cfg;
+    return new KvCache({ numLayers, numKvHeads, headDim, window: slidingWindow });
+  }
+
+  /**
+   * Incremental forward, first part: runs the prompt inputsEmbeds [B, T, C] (no gradients) into an
+   * empty `cache` and returns hidden [B, T, C] (after the final RMSNorm), equal to
+   * {@linkcode forward}'s. The tensors returned belong to the caller's tidy scope; the cache keeps
+   * its own.
+   */
+  prefill(inputsEmbeds: Tensor, cache: KvCache): Tensor {
+    if (cache.length !== 0) {
+      throw new Error(`Decoder.prefill: the cache already holds ${cache.length} positions; use a new cache`);
+    }
+    return this.#forwardCached(inputsEmbeds, cache, "prefill");
+  }
+
+  /**
+   * Incremental forward, next part: one new row embeds [B, 1, C] at position `cache.length`,
+   * attending to the cached keys and values (the last `slidingWindow` of them for Mistral) and
+   * appending its own. Returns hidden [B, 1, C], equal to the row of a full {@linkcode forward} over
+   * the whole sequence. No gradients.
+   */
+  step(embeds: Tensor, cache: KvCache): Tensor {
+    if (cache.length === 0) throw new Error(`Decoder.step: the cache is empty; call prefill first`);
+    if (embeds.shape[1] !== 1) throw new Error(`Decoder.step: embeds must be [B, 1, C], got ${embeds}`);
+    return this.#forwardCached(embeds, cache, "step");
+  }
+
+  #forwardCached(x: Tensor, cache: KvCache, op: "prefill" | "step"): Tensor {
+    const C = this.cfg.hiddenSize;
+    if (x.shape.length !== 3 || x.shape[2] !== C || x.dtype !== this.dtype) {
+      throw new Error(`Decoder.${op}: embeds must be ${this.dtype} [B, T, ${C}], got ${x}`);
+    }
+    const { numLayers, numKvHeads, headDim, slidingWindow } = this.cfg;
+    const o = cache.opts;
+    if (
+      o.numLayers !== numLayers || o.numKvHeads !== numKvHeads || o.headDim !== headDim ||
+      o.window !== slidingWindow
+    ) {
+      throw new Error(`Decoder.${op}: the cache was made for another model; use decoder.createCache()`);
+    }
+    const offset = cache.length;
+    const out = this.engine.noGrad(() => {
+      let h = x; // [B, T, C]
+      this.#layers.forEach((layer, i) => h = this.#layer(layer, h, offset, { cache, index: i }));
+      return rmsNorm(h, this.#norm, this.cfg.rmsNormEps);
+    });
+    cache.commit(x.shape[1]);
+    return out;
+  }
+
+  /**
+   * Attention of new rows against the cache: q [B, NH, T, HS], k and v [B, NKV, T, HS] of the new
+   * positions. The first pass (empty cache) is the fused causal kernel over the rows themselves; a
+   * step (T = 1) attends to every kept position with matmul and softmax (the window is the cache's
+   * trimming). Appends k and v to the cache. Returns [B, NH, T, HS].
+   */
+  #cachedAttention(q: Tensor, k: Tensor, v: Tensor, kv: { cache: KvCache; index: number }): Tensor {
+    const first = kv.cache.length === 0;
+    const { keys, values } = kv.cache.append(kv.index, k, v);
+    if (first) {
+      const window = this.cfg.slidingWindow;
+      return attention(q, k, v, { causal: true, ...(window !== null ? { window } : {}) });
+    }
+    const [B, NH, T, HS] = q.shape;
+    const NKV = k.shape[1], L = keys.shape[2];
+    if (T !== 1) throw new Error(`Decoder: a cached step takes one row, got ${T}`);
+    // Query head h uses kv head floor(h / G): q [B, NH, 1, HS] is [B * NKV, G, HS] in that order.
+    const qg = reshape(q, [B * NKV, NH / NKV, HS]);
+    const s = scale(matmul(qg, reshape(keys, [B * NKV, L, HS]), { transB: true }), 1 / Math.sqrt(HS)); // [B*NKV, G, L]
+    const o = matmul(softmax(s), reshape(values, [B * NKV, L, HS])); // [B*NKV, G, HS]
+    return reshape(o, [B, NH, 1, HS]);
+  }
+
+  /** One decoder layer: x [B, T, C] -> [B, T, C]; with `kv`, attention goes through the cache. */
+  #layer(p: Layer, x: Tensor, positionOffset: number, kv?: { cache: KvCache; index: number }): Tensor {
     const { numHeads: NH, numKvHeads: NKV, headDim: HS, rmsNormEps: eps, ropeTheta: theta } = this.cfg;
     const [B, T] = x.shape;
     const linear = (h: Tensor, w: Tensor, b: Tensor | null) =>
@@ -318,7 +400,9 @@ export class Decoder {
     const k = rope(heads(linear(h, p.wk, p.bk), NKV), { theta, positionOffset }); // [B, NKV, T, HS]
     const v = heads(linear(h, p.wv, p.bv), NKV); // [B, NKV, T, HS]
     const window = this.cfg.slidingWindow;
-    const att = attention(q, k, v, { causal: true, ...(window !== null ? { window } : {}) }); // [B, NH, T, HS]
+    const att = kv
+      ? this.#cachedAttention(q, k, v, kv)
+      : attention(q, k, v, { causal: true, ...(window !== null ? { window } : {}) }); // [B, NH, T, HS]
     const a = reshape(permute(att, [0, 2, 1, 3]), [B, T, NH * HS]); // [B, T, NH*HS]
     x = add(x, linear(a, p.wo, p.bo)); // [B, T, C]
     const h2 = rmsNorm(x, p.mlpNorm, eps);

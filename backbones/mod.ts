@@ -43,3 +43,5 @@ export {
   INIT_STD,
   layerParamShape,
 } from "./decoder.ts";
+export { KvCache, type KvCacheOptions, type LayerKv } from "./kv_cache.ts";
+export { argmax, generateGreedy, type GenerateOptions } from "./generate.ts";

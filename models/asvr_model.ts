@@ -36,6 +36,7 @@ import { VisionEncoder } from "../encoders/vit.ts";
 import { buildHead } from "../heads/build_head.ts";
 import type { AsvrDepthHeadConfig, DualHeadConfig, HeadConfig, LinearHeadConfig } from "../heads/config.ts";
 import { isBuiltinHeadKind, type VisualHead, type VisualTargets } from "../heads/head.ts";
+import type { LossConfig } from "../losses/config.ts";
 import { type CombinedLoss, combineLosses } from "../losses/composite.ts";
 import { textLoss, textLossFromHidden } from "../losses/text_ce.ts";
 import { visualTargets } from "../losses/targets.ts";
@@ -325,22 +326,16 @@ export class AsvrModel {
    * The loss of a batch: `total` (differentiable: call `backward(total)`) and `terms` (`text`,
    * `visual_<name>` per head term, `total`), all f32 scalars. Records onto the tape; call it inside
    * a tidy scope (with the backward), which frees the intermediates. Frozen work (encoder, RQ) runs
-   * without gradients in its own tidy scope; nothing is read back to the host.
+   * without gradients in its own tidy scope; nothing is read back to the host. `weights` overrides the
+   * config's loss weights (a stage without the visual loss, say).
    */
-  forward(batch: AsvrBatch): CombinedLoss {
+  forward(batch: AsvrBatch, weights?: Pick<LossConfig, "textWeight" | "visualWeight">): CombinedLoss {
     const e = this.engine;
     const plan = this.#plan(batch);
     const { B, T, N } = plan;
-    const Bi = plan.imageRows.length;
-    const { projIn, targets } = e.tidy(() => e.noGrad(() => this.#frozenInputs(batch, plan)));
+    const { projIn, targets } = e.tidy(() => e.noGrad(() => this.#frozenInputs(batch, plan, true)));
     const C = this.llm.cfg.hiddenSize;
-    const ids = e.tensor(batch.inputIds, [B, T], "i32");
-    let x = this.llm.embed(ids); // [B, T, C]
-    if (Bi > 0) {
-      const img = this.projector.forward(projIn!); // [B_img, N, C]
-      const idx = e.tensor(plan.spliceIdx, [Bi * N], "i32");
-      x = reshape(scatterRows(reshape(x, [B * T, C]), idx, reshape(img, [Bi * N, C])), [B, T, C]);
-    }
+    const x = this.#splice(batch, plan, projIn); // [B, T, C]
     const hidden = this.llm.forward(x, { checkpointLayers: this.#checkpointLayers }); // [B, T, C]
     const labels = e.tensor(batch.labels, [B, T], "i32");
     const V = this.llm.cfg.vocabSize;
@@ -356,7 +351,34 @@ export class AsvrModel {
       if (entries.length === 0) visual[this.head.kind] = total;
       for (const [name, t] of entries) visual[name.startsWith("visual_") ? name.slice(7) : name] = t;
     }
-    return combineLosses({ text, visual }, this.cfg.loss);
+    return combineLosses({ text, visual }, weights ?? this.cfg.loss);
+  }
+
+  /**
+   * The LLM's input embeddings of a batch, [B, T, C]: the token embeddings with the projected image
+   * features spliced in at each row's image positions. No gradients, nothing read back: what
+   * generation prefills the LLM with (labels are not used).
+   */
+  inputsEmbeds(batch: AsvrBatch): Tensor {
+    const e = this.engine;
+    return e.noGrad(() =>
+      e.tidy(() => {
+        const plan = this.#plan(batch);
+        return this.#splice(batch, plan, this.#frozenInputs(batch, plan, false).projIn);
+      })
+    );
+  }
+
+  /** Token embeddings [B, T, C] with the projected image rows scattered to their positions. */
+  #splice(batch: AsvrBatch, plan: BatchPlan, projIn: Tensor | null): Tensor {
+    const e = this.engine;
+    const { B, T, N } = plan;
+    const Bi = plan.imageRows.length, C = this.llm.cfg.hiddenSize;
+    const x = this.llm.embed(e.tensor(batch.inputIds, [B, T], "i32")); // [B, T, C]
+    if (Bi === 0) return x;
+    const img = this.projector.forward(projIn!); // [B_img, N, C]
+    const idx = e.tensor(plan.spliceIdx, [Bi * N], "i32");
+    return reshape(scatterRows(reshape(x, [B * T, C]), idx, reshape(img, [Bi * N, C])), [B, T, C]);
   }
 
   /** Frees every parameter, the codebooks and the tokenizers' own encoders; closes ONNX models. */
@@ -485,7 +507,11 @@ export class AsvrModel {
   }
 
   /** Projector inputs of the image rows [B_img, N, inDim] and the visual targets (no gradients). */
-  #frozenInputs(batch: AsvrBatch, plan: BatchPlan): { projIn: Tensor | null; targets: VisualTargets } {
+  #frozenInputs(
+    batch: AsvrBatch,
+    plan: BatchPlan,
+    withTargets: boolean,
+  ): { projIn: Tensor | null; targets: VisualTargets } {
     const e = this.engine;
     const { B, N, imageRows } = plan;
     const where = "AsvrModel.forward";
@@ -592,7 +618,7 @@ export class AsvrModel {
 
     // The visual targets of the tokenizers the head learns.
     const targets: VisualTargets = {};
-    if (this.head.kind !== "none") {
+    if (withTargets && this.head.kind !== "none") {
       const noImages = imageRows.length === 0 && this.cfg.loss.textOnlyRows === "mask";
       for (const name of this.#targetNames) {
         const t = this.#toks.get(name)!;

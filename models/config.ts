@@ -317,7 +317,8 @@ const llmSchema = z.strictObject({
 });
 
 /** The top-level fields, in order, and what each holds (for errors). */
-const TOP_FIELDS: Record<keyof AsvrConfig, string> = {
+/** The top-level fields of an ASVR config, each with what it takes. */
+export const TOP_FIELDS: Record<keyof AsvrConfig, string> = {
   encoder: `an encoder object, e.g. { kind: "siglip", path: "/models/siglip" }`,
   projector: `a projector object, e.g. { kind: "mlp2x_gelu" }`,
   llm: `an LLM object, e.g. { kind: "llama", path: "/models/vicuna-7b-v1.5" }`,
@@ -725,7 +726,21 @@ export function setConfigValue(
  * then validated once by {@linkcode parseConfig}. Returns the parsed config.
  */
 export function applyOverrides(cfg: AsvrConfigInput, sets: readonly string[], source = "--set"): AsvrConfig {
-  const root = structuredClone(cfg) as unknown as Record<string, unknown>;
+  const root = overrideFields(cfg as unknown as Record<string, unknown>, sets, source);
+  return parseConfig(root, `${source} (${sets.join(" ")})`);
+}
+
+/**
+ * The overrides `key=value` applied in order to a copy of any config object, unvalidated (a config
+ * that embeds the ASVR fields, like a training run's, validates the result itself). Key syntax,
+ * value reading and `kind` changes as in {@linkcode setConfigValue}.
+ */
+export function overrideFields(
+  cfg: Record<string, unknown>,
+  sets: readonly string[],
+  source = "--set",
+): Record<string, unknown> {
+  const root = structuredClone(cfg);
   for (const set of sets) {
     const eq = set.indexOf("=");
     if (eq <= 0) {
@@ -734,7 +749,7 @@ export function applyOverrides(cfg: AsvrConfigInput, sets: readonly string[], so
     const key = set.slice(0, eq), text = set.slice(eq + 1);
     setPath(root, parseKey(key, source), readValue(text), key, source);
   }
-  return parseConfig(root, `${source} (${sets.join(" ")})`);
+  return root;
 }
 
 /** `head.codebookSizes[1]` / `visualTokenizers.1.depths` -> ["head", "codebookSizes", 1]. */

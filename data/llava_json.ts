@@ -1,0 +1,424 @@
+/**
+ * LLaVA conversation data sets: reading `.json` (an array of rows) and `.jsonl` (one row per line)
+ * files of rows `{"id", "image"?, "conversations": [{"from": "human" | "gpt", "value"}]}`, checking
+ * each row, and putting the `<image>` marker where the templates expect it.
+ *
+ * ```ts ignore
+ * import { readLlavaRows } from "@asvr/asvr/data";
+ * const { rows, skipped } = await readLlavaRows("data/blip_laion_cc_sbu_558k.json", { onError: "skip" });
+ * rows[0].conversations[0].value; // "<image>\n..."
+ * ```
+ *
+ * A `.json` file is split into its top-level rows on the bytes before any row is parsed, so files
+ * larger than the longest string JavaScript can hold (~512 MiB, e.g. `llava_v1_5_mix665k.json`)
+ * read as well as small ones.
+ * @module
+ */
+
+import { z } from "zod";
+import { parseJsonText } from "../io/json.ts";
+
+/** The text marker of the image in a conversation (LLaVA's `DEFAULT_IMAGE_TOKEN`). */
+export const IMAGE_MARKER = "<image>";
+
+/** One turn of a conversation: the user's ("human") or the assistant's ("gpt"). */
+export interface LlavaTurn {
+  /** Who speaks. */
+  from: "human" | "gpt";
+  /** What is said; the first human turn of an image row starts with `<image>\n` after reading. */
+  value: string;
+}
+
+/** A checked row of a LLaVA data set. */
+export interface LlavaRow {
+  /** The file the row came from (for error messages). */
+  file: string;
+  /** The row's index in the file: 0-based position in the JSON array, or 0-based line of a JSONL file. */
+  index: number;
+  /** The row's id (numbers become strings). */
+  id: string;
+  /** The image's path relative to the data set's image folder; absent for a text-only row. */
+  image?: string;
+  /** The turns, alternating human, gpt, ..., ending with gpt. */
+  conversations: LlavaTurn[];
+}
+
+/** A row left out in `onError: "skip"` mode. */
+export interface SkippedRow {
+  /** The row's index (as {@linkcode LlavaRow.index}). */
+  index: number;
+  /** The row's id, when it had a usable one. */
+  id: string | undefined;
+  /** Why it was left out. */
+  reason: string;
+}
+
+/** What to do with a bad row: stop with its error, or leave it out and list it. */
+export type OnRowError = "error" | "skip";
+
+/** Every {@linkcode OnRowError}. */
+export const ON_ROW_ERRORS: readonly OnRowError[] = ["error", "skip"];
+
+const optionsSchema = z.strictObject({ onError: z.enum(ON_ROW_ERRORS).default("error") });
+
+/** Options of {@linkcode readLlavaRows}. */
+export interface ReadLlavaOptions {
+  /** "error" (default): the first bad row throws a {@linkcode DataRowError}; "skip": bad rows are listed. */
+  onError?: OnRowError;
+}
+
+/** What {@linkcode readLlavaRows} returns. */
+export interface LlavaRows {
+  /** The good rows, in file order, each with its original index. */
+  rows: LlavaRow[];
+  /** The rows left out (only with `onError: "skip"`). */
+  skipped: SkippedRow[];
+}
+
+/** The fix every row error suggests unless it names a better one. */
+const ROW_FIX = 'fix the row or set data.onError: "skip"';
+
+/**
+ * A bad row of a data set, or a row that cannot be turned into a training sequence. The message
+ * names the file, the row's index and id, what is wrong and the fix:
+ * `data/x.json row 17 (id "abc"): conversations is empty; fix the row or set data.onError: "skip"`.
+ */
+export class DataRowError extends Error {
+  /** The data set file. */
+  readonly file: string;
+  /** The row's index (0-based array position, or 0-based JSONL line). */
+  readonly index: number;
+  /** The row's id, when it had a usable one. */
+  readonly id: string | undefined;
+  /** What is wrong, without the location and the fix. */
+  readonly reason: string;
+
+  /** `fix` replaces the default advice (fix the row, or skip bad rows). */
+  constructor(file: string, index: number, id: string | undefined, reason: string, fix: string = ROW_FIX) {
+    super(
+      `${file} row ${index} (${id === undefined ? "no id" : `id ${JSON.stringify(id)}`}): ${reason}; ${fix}`,
+    );
+    this.name = "DataRowError";
+    this.file = file;
+    this.index = index;
+    this.id = id;
+    this.reason = reason;
+  }
+}
+
+/** A JSON type name for messages. */
+function jsonType(v: unknown): string {
+  return v === null ? "null" : Array.isArray(v) ? "an array" : typeof v;
+}
+
+/** The number of `<image>` markers in `s`. */
+function countMarkers(s: string): number {
+  return s.split(IMAGE_MARKER).length - 1;
+}
+
+/**
+ * `value` with its `<image>` marker (if any) taken out and put at its start, followed by a newline,
+ * the rest stripped of surrounding whitespace (as the reference's `preprocess_multimodal` does). A
+ * turn that is only the marker becomes `<image>`.
+ */
+function markerFirst(value: string): string {
+  const rest = value.replace(IMAGE_MARKER, "").trim();
+  return rest === "" ? IMAGE_MARKER : `${IMAGE_MARKER}\n${rest}`;
+}
+
+/**
+ * Checks one parsed row and returns it as a {@linkcode LlavaRow}; throws a {@linkcode DataRowError}
+ * naming `file`, `index` and the row's id.
+ *
+ * Checks: an object with an id (string or number); `image`, when present, a non-empty string;
+ * `conversations` a non-empty array of `{from, value}` turns alternating human, gpt, ... and ending with
+ * gpt (an unanswered question trains nothing); string values; non-empty gpt turns; at most one
+ * `<image>` marker, only in a row with an image and only in a human turn.
+ *
+ * In an image row the marker moves to the start of its turn (`<image>\n` + the rest, stripped), and a
+ * row without a marker gets one at the start of its first human turn.
+ */
+export function parseLlavaRow(json: unknown, file: string, index: number): LlavaRow {
+  const fail = (id: string | undefined, reason: string): never => {
+    throw new DataRowError(file, index, id, reason);
+  };
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    return fail(undefined, `a row must be a JSON object, got ${jsonType(json)}`);
+  }
+  const o = json as Record<string, unknown>;
+  let id: string | undefined;
+  if (typeof o.id === "string") id = o.id;
+  else if (typeof o.id === "number" && Number.isFinite(o.id)) id = String(o.id);
+  else if (o.id === undefined) fail(undefined, 'field "id" is missing');
+  else fail(undefined, `field "id" must be a string or a number, got ${jsonType(o.id)}`);
+
+  if (o.image !== undefined && (typeof o.image !== "string" || o.image === "")) {
+    fail(
+      id,
+      `field "image" must be a non-empty path string, got ${
+        typeof o.image === "string" ? "an empty string" : jsonType(o.image)
+      } (leave the field out for a text-only row)`,
+    );
+  }
+  const image = o.image as string | undefined;
+
+  const conv = o.conversations;
+  if (conv === undefined) fail(id, 'field "conversations" is missing');
+  if (!Array.isArray(conv)) return fail(id, `conversations must be an array, got ${jsonType(conv)}`);
+  if (conv.length === 0) fail(id, "conversations is empty");
+  const turns: LlavaTurn[] = conv.map((t: unknown, j: number) => {
+    if (t === null || typeof t !== "object" || Array.isArray(t)) {
+      return fail(id, `conversations[${j}] must be an object {"from", "value"}, got ${jsonType(t)}`);
+    }
+    const { from, value } = t as Record<string, unknown>;
+    const expected = j % 2 === 0 ? "human" : "gpt";
+    if (from !== "human" && from !== "gpt") {
+      fail(id, `conversations[${j}].from must be "human" or "gpt", got ${JSON.stringify(from) ?? "nothing"}`);
+    }
+    if (from !== expected) {
+      fail(
+        id,
+        `conversations[${j}].from is "${from}" but turns must alternate human, gpt, ... starting with human`,
+      );
+    }
+    if (typeof value !== "string") {
+      fail(id, `conversations[${j}].value must be a string, got ${jsonType(value)}`);
+    }
+    if (from === "gpt" && (value as string).trim() === "") fail(id, `conversations[${j}] (gpt) is empty`);
+    return { from: from as "human" | "gpt", value: value as string };
+  });
+  if (turns.length % 2 === 1) {
+    fail(
+      id,
+      `the last turn (conversations[${turns.length - 1}]) is from human; a row must end with a gpt answer`,
+    );
+  }
+
+  const marked = turns.flatMap((t, j) => (countMarkers(t.value) > 0 ? [j] : []));
+  const markers = turns.reduce((n, t) => n + countMarkers(t.value), 0);
+  if (markers > 1) {
+    fail(
+      id,
+      `the ${IMAGE_MARKER} marker appears ${markers} times (in conversations[${
+        marked.join("], [")
+      }]); keep one`,
+    );
+  }
+  if (markers === 1 && image === undefined) {
+    fail(id, `conversations[${marked[0]}] has the ${IMAGE_MARKER} marker but the row has no "image"`);
+  }
+  if (markers === 1 && turns[marked[0]].from === "gpt") {
+    fail(
+      id,
+      `the ${IMAGE_MARKER} marker is in conversations[${marked[0]}], a gpt turn; move it to a human turn`,
+    );
+  }
+  if (image !== undefined) {
+    const j = markers === 1 ? marked[0] : 0;
+    turns[j] = { from: "human", value: markerFirst(turns[j].value) };
+  }
+  return image === undefined ? { file, index, id: id!, conversations: turns } : {
+    file,
+    index,
+    id: id!,
+    image,
+    conversations: turns,
+  };
+}
+
+/** 1-based line and column of byte `pos` in `bytes` (columns counted in characters). */
+function lineColumn(bytes: Uint8Array, pos: number): { line: number; column: number } {
+  let line = 1, start = 0;
+  for (let i = 0; i < pos; i++) {
+    if (bytes[i] === 0x0a) {
+      line++;
+      start = i + 1;
+    }
+  }
+  return { line, column: new TextDecoder().decode(bytes.subarray(start, pos)).length + 1 };
+}
+
+/** JSON whitespace: space, tab, newline, carriage return. */
+const isWs = (b: number): boolean => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+const [OPEN_SQUARE, CLOSE_SQUARE, OPEN_CURLY, CLOSE_CURLY, QUOTE, BACKSLASH, COMMA] = [
+  0x5b,
+  0x5d,
+  0x7b,
+  0x7d,
+  0x22,
+  0x5c,
+  0x2c,
+];
+
+/**
+ * The byte ranges [start, end) of the top-level elements of a JSON array held in `bytes`. Only the
+ * structure is checked here (brackets, strings, commas); each element is parsed by the caller.
+ */
+function arrayElements(bytes: Uint8Array, file: string): [number, number][] {
+  const n = bytes.length;
+  const where = (pos: number): string => {
+    const { line, column } = lineColumn(bytes, pos);
+    return `byte ${pos} (line ${line}, column ${column})`;
+  };
+  const bad = (pos: number, what: string): never => {
+    throw new Error(`${file}: not valid JSON at ${where(pos)}: ${what}; fix the file (a JSON array of rows)`);
+  };
+  const skipWs = (i: number): number => {
+    while (i < n && isWs(bytes[i])) i++;
+    return i;
+  };
+  /** The end of the string that starts at the quote at `i`. */
+  const stringEnd = (i: number): number => {
+    for (let j = i + 1; j < n; j++) {
+      if (bytes[j] === BACKSLASH) j++;
+      else if (bytes[j] === QUOTE) return j + 1;
+    }
+    return bad(i, "a string is not terminated");
+  };
+  /** The end of the value that starts at `i`. */
+  const valueEnd = (i: number): number => {
+    const b = bytes[i];
+    if (b === QUOTE) return stringEnd(i);
+    if (b === OPEN_CURLY || b === OPEN_SQUARE) {
+      const open: number[] = []; // the closing brackets expected, innermost last
+      for (let j = i; j < n; j++) {
+        const c = bytes[j];
+        if (c === QUOTE) j = stringEnd(j) - 1;
+        else if (c === OPEN_CURLY) open.push(CLOSE_CURLY);
+        else if (c === OPEN_SQUARE) open.push(CLOSE_SQUARE);
+        else if (c === CLOSE_CURLY || c === CLOSE_SQUARE) {
+          const want = open.pop();
+          if (want !== c) {
+            bad(j, `found "${String.fromCharCode(c)}" where "${String.fromCharCode(want!)}" was expected`);
+          }
+          if (open.length === 0) return j + 1;
+        }
+      }
+      return bad(i, "this value is not closed before the end of the file");
+    }
+    let j = i;
+    while (j < n && !isWs(bytes[j]) && bytes[j] !== COMMA && bytes[j] !== CLOSE_SQUARE) j++;
+    return j;
+  };
+
+  let i = skipWs(bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0); // UTF-8 BOM
+  if (i === n) bad(i, "the file is empty");
+  if (bytes[i] !== OPEN_SQUARE) {
+    bad(i, `expected "[" (a JSON array of rows); for one JSON object per line, name the file .jsonl`);
+  }
+  const out: [number, number][] = [];
+  i = skipWs(i + 1);
+  if (bytes[i] === CLOSE_SQUARE) i++;
+  else {
+    for (;;) {
+      if (i >= n) bad(i, "the array is not closed");
+      if (bytes[i] === COMMA || bytes[i] === CLOSE_SQUARE) bad(i, "expected a row");
+      const end = valueEnd(i);
+      out.push([i, end]);
+      i = skipWs(end);
+      if (bytes[i] === COMMA) i = skipWs(i + 1);
+      else if (bytes[i] === CLOSE_SQUARE) {
+        i++;
+        break;
+      } else bad(i, i >= n ? "the array is not closed" : 'expected "," or "]" after a row');
+    }
+  }
+  i = skipWs(i);
+  if (i < n) bad(i, "unexpected text after the array");
+  return out;
+}
+
+/**
+ * The rows of a JSON array, all parsed before any is checked, so that a file that is not valid JSON
+ * fails as a whole; a syntax error names the file, the line and the column.
+ */
+function arrayRows(bytes: Uint8Array, file: string): unknown[] {
+  const decoder = new TextDecoder();
+  return arrayElements(bytes, file).map(([start, end]) => {
+    const text = decoder.decode(bytes.subarray(start, end));
+    try {
+      return JSON.parse(text);
+    } catch {
+      // Pad with whitespace to the row's place in the file, so the error's line and column are the file's.
+      const { line, column } = lineColumn(bytes, start);
+      return parseJsonText("\n".repeat(line - 1) + " ".repeat(column - 1) + text, file);
+    }
+  });
+}
+
+/** The rows of a JSON lines file: [line index, parsed row or the parse error]. Blank lines are skipped. */
+function* lineRows(bytes: Uint8Array): Generator<[number, unknown, Error | undefined]> {
+  const decoder = new TextDecoder();
+  let start = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0; // UTF-8 BOM
+  for (let line = 0; start < bytes.length; line++) {
+    let end = bytes.indexOf(0x0a, start);
+    if (end < 0) end = bytes.length;
+    const text = decoder.decode(bytes.subarray(start, end)).trim();
+    start = end + 1;
+    if (text === "") continue;
+    try {
+      yield [line, JSON.parse(text), undefined];
+    } catch (e) {
+      yield [line, undefined, e as Error];
+    }
+  }
+}
+
+/**
+ * Parses the bytes of a LLaVA data set file: a JSON array when `file` ends with `.json`, JSON lines
+ * when it ends with `.jsonl` (`file` also names the rows in errors). A `.json` file that is not valid
+ * JSON fails as a whole (file, line, column); a bad row, or a `.jsonl` line that is not valid JSON,
+ * throws its {@linkcode DataRowError}, or with `onError: "skip"` is left out and listed.
+ */
+export function parseLlavaRows(bytes: Uint8Array, file: string, options: ReadLlavaOptions = {}): LlavaRows {
+  const parsed = optionsSchema.safeParse(options);
+  if (!parsed.success) {
+    throw new Error(
+      `parseLlavaRows(${file}): options must be { onError?: "error" | "skip" }, got ${
+        JSON.stringify(options)
+      }`,
+    );
+  }
+  const { onError } = parsed.data;
+  const rows: LlavaRow[] = [];
+  const skipped: SkippedRow[] = [];
+  const add = (index: number, json: unknown, parseError?: Error) => {
+    try {
+      if (parseError) {
+        throw new DataRowError(file, index, undefined, `not valid JSON (${parseError.message})`);
+      }
+      rows.push(parseLlavaRow(json, file, index));
+    } catch (e) {
+      if (!(e instanceof DataRowError) || onError === "error") throw e;
+      skipped.push({ index: e.index, id: e.id, reason: e.reason });
+    }
+  };
+  if (file.endsWith(".jsonl")) {
+    for (const [index, json, err] of lineRows(bytes)) add(index, json, err);
+  } else if (file.endsWith(".json")) {
+    arrayRows(bytes, file).forEach((json, index) => add(index, json));
+  } else {
+    throw new Error(
+      `${file}: a LLaVA data set must be a .json file (an array of rows) or .jsonl (one row per line)`,
+    );
+  }
+  return { rows, skipped };
+}
+
+/**
+ * Reads a LLaVA data set file (`.json`: an array of rows; `.jsonl`: one row per line) and checks
+ * every row ({@linkcode parseLlavaRow}). With `onError: "error"` (default) the first bad row throws a
+ * {@linkcode DataRowError}; with `"skip"` bad rows are left out and listed in `skipped`.
+ */
+export async function readLlavaRows(file: string, options: ReadLlavaOptions = {}): Promise<LlavaRows> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`${file}: data set file not found; check data paths in the config`);
+    }
+    throw new Error(`${file}: cannot read the data set file: ${(e as Error).message}`);
+  }
+  return parseLlavaRows(bytes, file, options);
+}

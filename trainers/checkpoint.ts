@@ -1,0 +1,639 @@
+/**
+ * Training checkpoints that survive a crash at any moment.
+ *
+ * A checkpoint is a folder `<runDir>/checkpoints/step-<8 digits>/` holding
+ * - `model.safetensors`: the parameters the caller passes (trainable ones, or all), under their
+ *   Hugging Face names;
+ * - `optimizer.safetensors`: the AdamW state per parameter name, `exp_avg.<name>`,
+ *   `exp_avg_sq.<name>` and, for f16 parameters, `master.<name>` (f32), with each parameter's step
+ *   count and the optimizer's step in the `__metadata__`;
+ * - `trainer_state.json`: whatever JSON the caller passes (step, stage, epoch, data position, RNG
+ *   state, config).
+ *
+ * A save writes a hidden sibling folder `.tmp-step-<8 digits>-<random>`, each file fsynced,
+ * `trainer_state.json` last, then renames it to its final name in one step, then points the file
+ * `checkpoints/latest` at it (temp file + rename), and only then deletes checkpoints beyond the last
+ * `keepLast`. So a crash leaves the previous checkpoint intact; leftover `.tmp-*` folders are
+ * ignored by {@linkcode loadCheckpoint} and removed by the next save.
+ *
+ * ```ts ignore
+ * await saveCheckpoint("runs/stage1", {
+ *   step: 500,
+ *   params: trainable, // Map<string, Tensor>
+ *   optimizer: { names: [...trainable.keys()], state: await opt.state() },
+ *   trainerState: { step: 500, stage: 1, epoch: 0, sample: 128000 },
+ * });
+ * const ck = await loadCheckpoint("runs/stage1", { expectParams: trainable });
+ * for (const [name, t] of trainable) e.write(t, ck.params.get(name)!.data);
+ * opt.loadState(adamWStateFor([...trainable.keys()], ck));
+ * ```
+ * @module
+ */
+
+import { z } from "zod";
+import type { AdamWParamState, AdamWState } from "../core/kernels/adamw/adamw.ts";
+import { Tensor } from "../core/tensor.ts";
+import { readJsonFile } from "../io/json.ts";
+import {
+  closeNames,
+  type SafeDType,
+  type SafeTensorInput,
+  SafetensorsFile,
+  writeSafetensors,
+  writeTextAtomic,
+} from "../io/safetensors.ts";
+
+/** The file names inside a checkpoint folder. */
+export const CHECKPOINT_FILES: {
+  readonly model: "model.safetensors";
+  readonly optimizer: "optimizer.safetensors";
+  readonly trainerState: "trainer_state.json";
+} = {
+  model: "model.safetensors",
+  optimizer: "optimizer.safetensors",
+  trainerState: "trainer_state.json",
+};
+
+const LATEST = "latest";
+const STEP_DIR = /^step-(\d{8})$/;
+const TMP_PREFIX = ".tmp-";
+
+/** A parameter as host data (row-major values and shape). */
+export interface HostParam {
+  /** The values [prod(shape)]. */
+  data: Float32Array;
+  /** The shape, outermost first. */
+  shape: readonly number[];
+}
+
+/** The optimizer state to save: `state.params[i]` belongs to the parameter named `names[i]`. */
+export interface OptimizerSnapshot {
+  /** The parameter name of each state entry, in the optimizer's order. */
+  names: readonly string[];
+  /** The state from `AdamW.state()`. */
+  state: AdamWState;
+}
+
+/** What {@linkcode saveCheckpoint} writes. */
+export interface SaveCheckpointOptions {
+  /** The optimizer updates done so far (names the folder `step-<8 digits>`). */
+  step: number;
+  /** The parameters to store, by Hugging Face name: GPU tensors (read one at a time) or host data. */
+  params: Map<string, Tensor | HostParam>;
+  /** The AdamW state; every name must be a key of `params`. */
+  optimizer: OptimizerSnapshot;
+  /** Anything JSON-serializable, as an object: step, stage, epoch, data position, RNG state, config. */
+  trainerState: Record<string, unknown>;
+  /** How many complete checkpoints to keep, the new one included (default 2). */
+  keepLast?: number;
+}
+
+const keepLastSchema = z.number().int().min(1).default(2);
+
+/** The optimizer state read back, by parameter name. */
+export interface LoadedOptimizer {
+  /** How many times the optimizer stepped. */
+  step: number;
+  /** Each updated parameter's state (parameters never updated are absent). */
+  params: Map<string, AdamWParamState>;
+}
+
+/** A checkpoint read back by {@linkcode loadCheckpoint}. */
+export interface LoadedCheckpoint {
+  /** The checkpoint folder. */
+  dir: string;
+  /** The step of its folder name (or `step` of trainer_state.json for a folder named otherwise). */
+  step: number;
+  /** The parameters by name, widened to f32. */
+  params: Map<string, { data: Float32Array; shape: number[] }>;
+  /** The optimizer state. */
+  optimizer: LoadedOptimizer;
+  /** The caller's JSON, as saved. */
+  trainerState: Record<string, unknown>;
+}
+
+/** Options of {@linkcode loadCheckpoint}. */
+export interface LoadCheckpointOptions {
+  /**
+   * The parameters the caller will restore (a model's param map works): the checkpoint must hold
+   * exactly these names with these shapes, else one error lists every difference.
+   */
+  expectParams?: Map<string, { readonly shape: readonly number[] }>;
+}
+
+/** The folder name of a step's checkpoint: `step-00000120`. */
+export function checkpointName(step: number): string {
+  if (!Number.isSafeInteger(step) || step < 0 || step > 99_999_999) {
+    throw new Error(`checkpoint step must be an integer in [0, 99999999], got ${step}`);
+  }
+  return `step-${String(step).padStart(8, "0")}`;
+}
+
+/**
+ * Saves a checkpoint under `<runDir>/checkpoints/` (see the module doc for the layout and the crash
+ * safety) and returns its folder. Throws before writing anything when the optimizer names a
+ * parameter that `params` lacks or whose size differs.
+ */
+export async function saveCheckpoint(runDir: string, opts: SaveCheckpointOptions): Promise<string> {
+  const name = checkpointName(opts.step);
+  const keep = keepLastSchema.safeParse(opts.keepLast);
+  if (!keep.success) {
+    throw new Error(`saveCheckpoint: keepLast is ${opts.keepLast}; it must be an integer >= 1 (default 2)`);
+  }
+  const isObject = opts.trainerState !== null && typeof opts.trainerState === "object" &&
+    !Array.isArray(opts.trainerState);
+  let stateJson: string | undefined;
+  try {
+    stateJson = JSON.stringify(opts.trainerState, null, 2);
+  } catch (err) {
+    throw new Error(`saveCheckpoint: trainerState is not JSON-serializable: ${(err as Error).message}`);
+  }
+  if (!isObject || stateJson === undefined) {
+    throw new Error("saveCheckpoint: trainerState must be a plain object (it becomes trainer_state.json)");
+  }
+  const modelInputs = paramInputs(opts.params);
+  const optInputs = optimizerInputs(opts.optimizer, opts.params);
+
+  const ckDir = `${runDir}/checkpoints`;
+  await Deno.mkdir(ckDir, { recursive: true });
+  await removeStale(ckDir);
+  const tmp = `${ckDir}/${TMP_PREFIX}${name}-${randomHex()}`;
+  await Deno.mkdir(tmp);
+  try {
+    await writeSafetensors(`${tmp}/${CHECKPOINT_FILES.model}`, modelInputs, { format: "pt" });
+    await writeSafetensors(`${tmp}/${CHECKPOINT_FILES.optimizer}`, optInputs.tensors, optInputs.metadata);
+    await writeTextAtomic(`${tmp}/${CHECKPOINT_FILES.trainerState}`, stateJson + "\n");
+    await syncDir(tmp);
+    const final = `${ckDir}/${name}`;
+    let replaced: string | null = null;
+    if (await exists(final)) { // a second save of the same step: move the old one aside first
+      replaced = `${ckDir}/${TMP_PREFIX}old-${name}-${randomHex()}`;
+      await Deno.rename(final, replaced);
+    }
+    await Deno.rename(tmp, final);
+    await syncDir(ckDir);
+    if (replaced) await Deno.remove(replaced, { recursive: true });
+  } catch (err) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw err;
+  }
+  await writeTextAtomic(`${ckDir}/${LATEST}`, name + "\n");
+  await syncDir(ckDir);
+  // Keep the new checkpoint and the newest others, keepLast in all.
+  const all = await listCheckpoints(runDir);
+  const newestFirst = [name, ...all.map((c) => c.name).reverse().filter((n) => n !== name)];
+  const keepNames = new Set(newestFirst.slice(0, keep.data));
+  for (const c of all) {
+    if (!keepNames.has(c.name)) await Deno.remove(c.dir, { recursive: true });
+  }
+  return `${ckDir}/${name}`;
+}
+
+/** One checkpoint folder found by {@linkcode listCheckpoints}. */
+export interface CheckpointEntry {
+  /** Its step. */
+  step: number;
+  /** Its folder name (`step-00000120`). */
+  name: string;
+  /** Its path. */
+  dir: string;
+  /** True when all three files are present (a folder missing one is not used). */
+  complete: boolean;
+}
+
+/** The `step-*` folders under `<runDir>/checkpoints`, by increasing step (none: an empty list). */
+export async function listCheckpoints(runDir: string): Promise<CheckpointEntry[]> {
+  const ckDir = `${runDir}/checkpoints`;
+  const out: CheckpointEntry[] = [];
+  try {
+    for await (const e of Deno.readDir(ckDir)) {
+      const m = STEP_DIR.exec(e.name);
+      if (!m || !e.isDirectory) continue;
+      const dir = `${ckDir}/${e.name}`;
+      out.push({ step: Number(m[1]), name: e.name, dir, complete: await isComplete(dir) });
+    }
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+  return out.sort((a, b) => a.step - b.step);
+}
+
+/**
+ * The folder of the checkpoint to resume from: the one `checkpoints/latest` names when it is
+ * complete, else the complete one of the highest step; null when there is none.
+ */
+export async function latestCheckpoint(runDir: string): Promise<string | null> {
+  const ckDir = `${runDir}/checkpoints`;
+  let named: string | null = null;
+  try {
+    named = (await Deno.readTextFile(`${ckDir}/${LATEST}`)).trim();
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  if (named !== null && STEP_DIR.test(named) && await isComplete(`${ckDir}/${named}`)) {
+    return `${ckDir}/${named}`;
+  }
+  const done = (await listCheckpoints(runDir)).filter((c) => c.complete);
+  return done.length ? done[done.length - 1].dir : null;
+}
+
+/**
+ * Reads a checkpoint back: `path` is a run folder (its latest complete checkpoint is used) or a
+ * checkpoint folder. Checks that every file is there and well-formed and that the optimizer state
+ * matches the parameters (names and sizes), and with `expectParams` that the parameters match the
+ * caller's; errors name the file and the fix.
+ */
+export async function loadCheckpoint(
+  path: string,
+  opts: LoadCheckpointOptions = {},
+): Promise<LoadedCheckpoint> {
+  const dir = await resolveCheckpointDir(path);
+  const stepMatch = STEP_DIR.exec(dir.split("/").filter(Boolean).at(-1) ?? "");
+  const fix = await recoveryHint(dir);
+  for (const f of Object.values(CHECKPOINT_FILES)) {
+    if (!(await exists(`${dir}/${f}`))) {
+      throw new Error(`${dir}/${f}: missing; the checkpoint is incomplete (${fix})`);
+    }
+  }
+  const statePath = `${dir}/${CHECKPOINT_FILES.trainerState}`;
+  let trainerState: unknown;
+  try {
+    trainerState = await readJsonFile(statePath, "the trainer state of a checkpoint");
+  } catch (err) {
+    throw new Error(`${(err as Error).message} (${fix})`);
+  }
+  if (trainerState === null || typeof trainerState !== "object" || Array.isArray(trainerState)) {
+    throw new Error(`${statePath}: must hold a JSON object, got ${JSON.stringify(trainerState)} (${fix})`);
+  }
+  const params = await readModel(`${dir}/${CHECKPOINT_FILES.model}`, fix);
+  if (opts.expectParams) checkExpected(`${dir}/${CHECKPOINT_FILES.model}`, params, opts.expectParams);
+  const optimizer = await readOptimizer(`${dir}/${CHECKPOINT_FILES.optimizer}`, params, fix);
+  const savedStep = (trainerState as Record<string, unknown>).step;
+  const step = stepMatch ? Number(stepMatch[1]) : savedStep;
+  if (!Number.isSafeInteger(step) || (step as number) < 0) {
+    throw new Error(
+      `${dir}: the folder is not named step-<8 digits> and ${CHECKPOINT_FILES.trainerState} has no integer ` +
+        `"step"; rename the folder to step-<8 digits> of its step`,
+    );
+  }
+  return {
+    dir,
+    step: step as number,
+    params,
+    optimizer,
+    trainerState: trainerState as Record<string, unknown>,
+  };
+}
+
+/**
+ * The `AdamW.loadState` argument for an optimizer over the parameters `names` (in its order) from a
+ * loaded checkpoint; parameters the checkpoint has no state for start fresh (null). Throws when the
+ * checkpoint holds state for a name not in `names` (the trainable set changed).
+ */
+export function adamWStateFor(names: readonly string[], ck: LoadedCheckpoint): AdamWState {
+  const known = new Set(names);
+  const extra = [...ck.optimizer.params.keys()].filter((n) => !known.has(n));
+  if (extra.length) {
+    throw new Error(
+      `${ck.dir}/${CHECKPOINT_FILES.optimizer}: holds optimizer state for ${extra.length} parameter(s) the ` +
+        `optimizer does not train: ${listSome(extra)}; resume with the same trainable parameters ` +
+        `(stage and freezing config) that wrote the checkpoint`,
+    );
+  }
+  return { step: ck.optimizer.step, params: names.map((n) => ck.optimizer.params.get(n) ?? null) };
+}
+
+// ------------------------------------------------------------------ saving helpers
+
+function paramInputs(params: Map<string, Tensor | HostParam>): SafeTensorInput[] {
+  const out: SafeTensorInput[] = [];
+  for (const [name, p] of params) {
+    if (p instanceof Tensor) {
+      let dtype: SafeDType;
+      switch (p.dtype) {
+        case "f32":
+          dtype = "F32";
+          break;
+        case "f16":
+          dtype = "F16";
+          break;
+        case "i32":
+        case "u32":
+          throw new Error(`saveCheckpoint: param "${name}" is ${p.dtype}; checkpoints hold float parameters`);
+      }
+      out.push({ name, dtype, shape: [...p.shape], data: async () => (await p.read()) as Float32Array });
+    } else {
+      const n = p.shape.reduce((a, b) => a * b, 1);
+      if (!(p.data instanceof Float32Array) || p.data.length !== n) {
+        throw new Error(
+          `saveCheckpoint: param "${name}" has ${p.data?.length} values for shape [${p.shape}] (${n} expected)`,
+        );
+      }
+      out.push({ name, dtype: "F32", shape: [...p.shape], data: p.data });
+    }
+  }
+  return out;
+}
+
+function optimizerInputs(
+  opt: OptimizerSnapshot,
+  params: Map<string, Tensor | HostParam>,
+): { tensors: SafeTensorInput[]; metadata: Record<string, string> } {
+  if (opt.names.length !== opt.state.params.length) {
+    throw new Error(
+      `saveCheckpoint: optimizer.names has ${opt.names.length} names for ${opt.state.params.length} ` +
+        `state entries; pass one name per optimizer parameter, in its order`,
+    );
+  }
+  const tensors: SafeTensorInput[] = [];
+  const steps: Record<string, number> = {};
+  opt.names.forEach((name, i) => {
+    const st = opt.state.params[i];
+    if (!st) return;
+    const p = params.get(name);
+    if (!p) {
+      throw new Error(
+        `saveCheckpoint: the optimizer trains "${name}", which is not in params; pass every trained ` +
+          `parameter in params`,
+      );
+    }
+    const shape = [...p.shape];
+    const n = shape.reduce((a, b) => a * b, 1);
+    const add = (kind: string, data: Float32Array) => {
+      if (data.length !== n) {
+        throw new Error(
+          `saveCheckpoint: optimizer ${kind} of "${name}" has ${data.length} values, the param has ${n}`,
+        );
+      }
+      tensors.push({ name: `${kind}.${name}`, dtype: "F32", shape, data });
+    };
+    add("exp_avg", st.m);
+    add("exp_avg_sq", st.v);
+    if (st.master) add("master", st.master);
+    steps[name] = st.step;
+  });
+  return {
+    tensors,
+    metadata: {
+      format: "asvr-adamw",
+      step: String(opt.state.step),
+      param_steps: JSON.stringify(steps),
+    },
+  };
+}
+
+/** Removes leftovers of interrupted saves (`.tmp-*` folders and files) in the checkpoints folder. */
+async function removeStale(ckDir: string): Promise<void> {
+  for await (const e of Deno.readDir(ckDir)) {
+    if (e.name.startsWith(TMP_PREFIX) || /\.tmp-[0-9a-f]+$/.test(e.name)) {
+      await Deno.remove(`${ckDir}/${e.name}`, { recursive: true });
+    }
+  }
+}
+
+/** fsyncs a folder so a rename inside it is durable (best effort: not every OS opens folders). */
+async function syncDir(dir: string): Promise<void> {
+  let f: Deno.FsFile | null = null;
+  try {
+    f = await Deno.open(dir, { read: true });
+    await f.sync();
+  } catch {
+    // Windows cannot open a folder as a file; its renames are durable without it.
+  } finally {
+    f?.close();
+  }
+}
+
+function randomHex(): string {
+  return [...crypto.getRandomValues(new Uint8Array(4))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// ------------------------------------------------------------------ loading helpers
+
+async function resolveCheckpointDir(path: string): Promise<string> {
+  const p = path.length > 1 ? path.replace(/\/+$/, "") : path;
+  let stat: Deno.FileInfo;
+  try {
+    stat = await Deno.stat(p);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new Error(`${p}: not found; give a run folder (with checkpoints/) or a checkpoint folder`);
+    }
+    throw err;
+  }
+  if (!stat.isDirectory) {
+    throw new Error(`${p}: is a file; give a run folder (with checkpoints/) or a checkpoint folder`);
+  }
+  let runDir: string;
+  if (await isDir(`${p}/checkpoints`)) runDir = p;
+  else if (p === "checkpoints" || p.endsWith("/checkpoints")) {
+    runDir = p.slice(0, -"checkpoints".length).replace(/\/$/, "") || ".";
+  } else if (await looksLikeCheckpoint(p)) return p;
+  else {
+    throw new Error(
+      `${p}: neither a run folder (no checkpoints/ in it) nor a checkpoint folder (no ` +
+        `${Object.values(CHECKPOINT_FILES).join(", ")}); give the run folder the trainer wrote`,
+    );
+  }
+  const found = await latestCheckpoint(runDir);
+  if (found) return found;
+  const partial = await listCheckpoints(runDir);
+  throw new Error(
+    `${p}: no complete checkpoint in ${runDir}/checkpoints` +
+      (partial.length
+        ? ` (${partial.map((c) => c.name).join(", ")} lack some of ${
+          Object.values(CHECKPOINT_FILES).join(", ")
+        })`
+        : "") +
+      `; start the run from scratch, or give the right run folder`,
+  );
+}
+
+async function looksLikeCheckpoint(dir: string): Promise<boolean> {
+  for (const f of Object.values(CHECKPOINT_FILES)) if (await exists(`${dir}/${f}`)) return true;
+  return false;
+}
+
+async function isComplete(dir: string): Promise<boolean> {
+  for (const f of Object.values(CHECKPOINT_FILES)) if (!(await exists(`${dir}/${f}`))) return false;
+  return true;
+}
+
+async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(p)).isDirectory;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await Deno.stat(p);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+/** What to do about a broken checkpoint: resume from the previous complete one, if any. */
+async function recoveryHint(dir: string): Promise<string> {
+  const parts = dir.split("/");
+  const name = parts.at(-1) ?? "";
+  const m = STEP_DIR.exec(name);
+  if (!m || parts.at(-2) !== "checkpoints") return "save it again, or give another checkpoint";
+  const runDir = parts.slice(0, -2).join("/") || ".";
+  const older = (await listCheckpoints(runDir)).filter((c) => c.complete && c.step < Number(m[1]));
+  return older.length
+    ? `delete ${dir} to resume from ${older[older.length - 1].dir}, or give that folder`
+    : `delete ${dir} and start the run from scratch`;
+}
+
+async function readModel(
+  path: string,
+  fix: string,
+): Promise<Map<string, { data: Float32Array; shape: number[] }>> {
+  const f = await openFile(path, fix);
+  try {
+    const out = new Map<string, { data: Float32Array; shape: number[] }>();
+    for (const name of f.names()) {
+      const info = f.info(name);
+      const data = await f.read(name);
+      if (!(data instanceof Float32Array)) {
+        throw new Error(
+          `${path}: tensor "${name}" is ${info.dtype}; checkpoint parameters are floats (${fix})`,
+        );
+      }
+      out.set(name, { data, shape: info.shape });
+    }
+    return out;
+  } finally {
+    f.close();
+  }
+}
+
+async function readOptimizer(
+  path: string,
+  params: Map<string, { data: Float32Array; shape: number[] }>,
+  fix: string,
+): Promise<LoadedOptimizer> {
+  const f = await openFile(path, fix);
+  try {
+    const bad = (what: string): Error => new Error(`${path}: ${what} (${fix})`);
+    const md = f.metadata;
+    if (md.format !== "asvr-adamw") {
+      throw bad(`__metadata__.format is ${JSON.stringify(md.format)}, expected "asvr-adamw"`);
+    }
+    const step = Number(md.step);
+    if (!Number.isSafeInteger(step) || step < 0) {
+      throw bad(`__metadata__.step is ${JSON.stringify(md.step)}, expected an integer >= 0`);
+    }
+    let steps: unknown;
+    try {
+      steps = JSON.parse(md.param_steps ?? "");
+    } catch {
+      throw bad(
+        `__metadata__.param_steps must be a JSON object {name: step}, got ${JSON.stringify(md.param_steps)}`,
+      );
+    }
+    if (steps === null || typeof steps !== "object" || Array.isArray(steps)) {
+      throw bad(`__metadata__.param_steps must be a JSON object {name: step}, got ${JSON.stringify(steps)}`);
+    }
+    const parts = new Map<string, Partial<Record<"exp_avg" | "exp_avg_sq" | "master", Float32Array>>>();
+    for (const tname of f.names()) {
+      const dot = tname.indexOf(".");
+      const kind = tname.slice(0, dot);
+      const name = tname.slice(dot + 1);
+      if (dot < 0 || !(kind === "exp_avg" || kind === "exp_avg_sq" || kind === "master")) {
+        throw bad(
+          `unexpected tensor "${tname}" (names are exp_avg.<param>, exp_avg_sq.<param>, master.<param>)`,
+        );
+      }
+      const p = params.get(name);
+      if (!p) {
+        const near = closeNames(name, params.keys(), 1)[0];
+        throw bad(
+          `tensor "${tname}" is the state of "${name}", which ${CHECKPOINT_FILES.model} does not hold` +
+            (near ? ` (closest: "${near}")` : "") + `; the two files come from different saves`,
+        );
+      }
+      const shape = f.info(tname).shape;
+      if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i])) {
+        throw bad(`tensor "${tname}" has shape [${shape}], the parameter "${name}" has [${p.shape}]`);
+      }
+      const data = await f.read(tname);
+      if (!(data instanceof Float32Array)) throw bad(`tensor "${tname}" must hold floats`);
+      const entry = parts.get(name) ?? {};
+      entry[kind] = data;
+      parts.set(name, entry);
+    }
+    const out = new Map<string, AdamWParamState>();
+    for (const [name, e] of parts) {
+      if (!e.exp_avg || !e.exp_avg_sq) {
+        throw bad(
+          `"${name}" has ${e.exp_avg ? "exp_avg" : "exp_avg_sq"} but not ${
+            e.exp_avg ? "exp_avg_sq" : "exp_avg"
+          }`,
+        );
+      }
+      const s = (steps as Record<string, unknown>)[name];
+      if (!Number.isSafeInteger(s) || (s as number) < 1) {
+        throw bad(`__metadata__.param_steps["${name}"] is ${JSON.stringify(s)}, expected an integer >= 1`);
+      }
+      const st: AdamWParamState = { step: s as number, m: e.exp_avg, v: e.exp_avg_sq };
+      if (e.master) st.master = e.master;
+      out.set(name, st);
+    }
+    const orphans = Object.keys(steps).filter((n) => !parts.has(n));
+    if (orphans.length) {
+      throw bad(`__metadata__.param_steps names ${listSome(orphans)} without their tensors`);
+    }
+    return { step, params: out };
+  } finally {
+    f.close();
+  }
+}
+
+async function openFile(path: string, fix: string): Promise<SafetensorsFile> {
+  try {
+    return await SafetensorsFile.open(path);
+  } catch (err) {
+    throw new Error(`${(err as Error).message} (${fix})`);
+  }
+}
+
+function checkExpected(
+  path: string,
+  got: Map<string, { shape: number[] }>,
+  want: Map<string, { readonly shape: readonly number[] }>,
+): void {
+  const missing = [...want.keys()].filter((n) => !got.has(n));
+  const unexpected = [...got.keys()].filter((n) => !want.has(n));
+  const shapes: string[] = [];
+  for (const [n, w] of want) {
+    const g = got.get(n);
+    if (g && (g.shape.length !== w.shape.length || g.shape.some((d, i) => d !== w.shape[i]))) {
+      shapes.push(`"${n}" is [${g.shape}] in the checkpoint, [${w.shape}] in the model`);
+    }
+  }
+  const errs: string[] = [];
+  if (missing.length) errs.push(`${missing.length} parameter(s) missing: ${listSome(missing)}`);
+  if (unexpected.length) {
+    errs.push(`${unexpected.length} parameter(s) the model lacks: ${listSome(unexpected)}`);
+  }
+  if (shapes.length) errs.push(`${shapes.length} shape mismatch(es): ${shapes.slice(0, 10).join("; ")}`);
+  if (errs.length) {
+    throw new Error(
+      `${path}: does not match the model:\n  ${errs.join("\n  ")}\n  resume with the config (model sizes, ` +
+        `stage, trainable parts) that wrote this checkpoint`,
+    );
+  }
+}
+
+function listSome(names: string[]): string {
+  const shown = names.slice(0, 10).map((n) => `"${n}"`).join(", ");
+  return names.length > 10 ? `${shown} ... and ${names.length - 10} more` : shown;
+}

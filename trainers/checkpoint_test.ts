@@ -1,0 +1,301 @@
+import assert from "node:assert/strict";
+import type { AdamWState } from "../core/kernels/adamw/adamw.ts";
+import { AdamW } from "../core/kernels/adamw/adamw.ts";
+import { gpuTest } from "../core/testing.ts";
+import { SafetensorsFile, writeSafetensors } from "../io/safetensors.ts";
+import {
+  adamWStateFor,
+  type HostParam,
+  latestCheckpoint,
+  listCheckpoints,
+  loadCheckpoint,
+  saveCheckpoint,
+} from "./checkpoint.ts";
+
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "asvr_ckpt_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Two params whose values depend on `seed`, and an optimizer state over them (the second never updated). */
+function fixture(seed: number): { params: Map<string, HostParam>; state: AdamWState; names: string[] } {
+  const val = (n: number, k: number) =>
+    Float32Array.from({ length: n }, (_, i) => seed * 100 + k * 10 + i * 0.5);
+  const params = new Map<string, HostParam>([
+    ["model.mm_projector.0.weight", { data: val(6, 1), shape: [2, 3] }],
+    ["model.mm_projector.0.bias", { data: val(2, 2), shape: [2] }],
+    ["visual_head.codebook", { data: val(4, 3), shape: [4, 1] }],
+  ]);
+  const state: AdamWState = {
+    step: seed + 5,
+    params: [
+      { step: seed + 5, m: val(6, 4), v: val(6, 5) },
+      null,
+      { step: seed + 2, m: val(4, 6), v: val(4, 7), master: val(4, 8) },
+    ],
+  };
+  return {
+    params,
+    state,
+    names: ["model.mm_projector.0.weight", "model.mm_projector.0.bias", "visual_head.codebook"],
+  };
+}
+
+async function save(runDir: string, step: number, keepLast = 2): Promise<string> {
+  const { params, state, names } = fixture(step);
+  return await saveCheckpoint(runDir, {
+    step,
+    params,
+    optimizer: { names, state },
+    trainerState: { step, stage: 1, epoch: 0, sample: step * 8, rng: [1, 2, 3] },
+    keepLast,
+  });
+}
+
+async function ls(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) out.push(e.name);
+  return out.sort();
+}
+
+Deno.test("round trip: params, optimizer state by name, trainer state", async () => {
+  await inTempDir(async (run) => {
+    const dir = await save(run, 7);
+    assert.equal(dir, `${run}/checkpoints/step-00000007`);
+    assert.deepEqual(await ls(dir), ["model.safetensors", "optimizer.safetensors", "trainer_state.json"]);
+    assert.equal((await Deno.readTextFile(`${run}/checkpoints/latest`)).trim(), "step-00000007");
+
+    const ck = await loadCheckpoint(run);
+    const { params, state, names } = fixture(7);
+    assert.equal(ck.dir, dir);
+    assert.equal(ck.step, 7);
+    assert.deepEqual(ck.trainerState, { step: 7, stage: 1, epoch: 0, sample: 56, rng: [1, 2, 3] });
+    assert.deepEqual([...ck.params.keys()].sort(), [...params.keys()].sort());
+    for (const [n, p] of params) {
+      assert.deepEqual(ck.params.get(n)!.shape, [...p.shape], n);
+      assert.deepEqual(ck.params.get(n)!.data, p.data, n);
+    }
+    assert.equal(ck.optimizer.step, 12);
+    assert.deepEqual([...ck.optimizer.params.keys()].sort(), [
+      "model.mm_projector.0.weight",
+      "visual_head.codebook",
+    ]);
+    const back = adamWStateFor(names, ck);
+    assert.deepEqual(back, state);
+    // the same checkpoint, given as its folder, and names in another order
+    const again = await loadCheckpoint(dir);
+    assert.deepEqual(adamWStateFor([...names].reverse(), again).params, [...state.params].reverse());
+    // the model file is a plain HF-named safetensors file
+    const f = await SafetensorsFile.open(`${dir}/model.safetensors`);
+    assert.equal(f.metadata.format, "pt");
+    assert.equal(f.info("model.mm_projector.0.weight").dtype, "F32");
+    f.close();
+  });
+});
+
+Deno.test("a run folder is found by its checkpoints/ even beside an exported model; renamed folders", async () => {
+  await inTempDir(async (run) => {
+    await save(run, 4);
+    await Deno.writeTextFile(`${run}/model.safetensors`, "an exported model, not a checkpoint");
+    assert.equal((await loadCheckpoint(run)).step, 4);
+    assert.equal((await loadCheckpoint(`${run}/checkpoints/`)).step, 4);
+    await Deno.rename(`${run}/checkpoints/step-00000004`, `${run}/best`);
+    assert.equal((await loadCheckpoint(`${run}/best`)).step, 4); // from trainer_state.json
+    await Deno.writeTextFile(`${run}/best/trainer_state.json`, '{"stage": 1}');
+    await assert.rejects(
+      loadCheckpoint(`${run}/best`),
+      /not named step-<8 digits> and trainer_state\.json has no/,
+    );
+  });
+});
+
+Deno.test("keeps only the last K checkpoints, deleting after the new one is complete", async () => {
+  await inTempDir(async (run) => {
+    for (const s of [10, 20, 30, 40]) await save(run, s, 2);
+    assert.deepEqual((await listCheckpoints(run)).map((c) => c.step), [30, 40]);
+    await save(run, 50, 3);
+    assert.deepEqual((await listCheckpoints(run)).map((c) => c.step), [30, 40, 50]);
+    await save(run, 60, 1);
+    assert.deepEqual(await ls(`${run}/checkpoints`), ["latest", "step-00000060"]);
+    // saving the same step again replaces it
+    await save(run, 60, 1);
+    assert.equal((await loadCheckpoint(run)).step, 60);
+    assert.deepEqual(await ls(`${run}/checkpoints`), ["latest", "step-00000060"]);
+  });
+});
+
+Deno.test("a crash leaves the last good checkpoint loadable; the next save cleans up", async () => {
+  await inTempDir(async (run) => {
+    await save(run, 100);
+    const ckDir = `${run}/checkpoints`;
+    // a crash during a save: a partial temp folder and a half-written latest temp file
+    await Deno.mkdir(`${ckDir}/.tmp-step-00000200-deadbeef`);
+    await Deno.writeTextFile(`${ckDir}/.tmp-step-00000200-deadbeef/model.safetensors`, "partial");
+    await Deno.writeTextFile(`${ckDir}/latest.tmp-0123456789ab`, "step-000");
+    assert.equal((await loadCheckpoint(run)).step, 100);
+    // a crash that left a final folder without trainer_state.json, and latest pointing at it
+    await save(run, 200);
+    await Deno.remove(`${ckDir}/step-00000200/trainer_state.json`);
+    assert.equal((await Deno.readTextFile(`${ckDir}/latest`)).trim(), "step-00000200");
+    assert.equal(await latestCheckpoint(run), `${ckDir}/step-00000100`);
+    const ck = await loadCheckpoint(run);
+    assert.equal(ck.step, 100);
+    assert.deepEqual(
+      ck.params.get("visual_head.codebook")!.data,
+      fixture(100).params.get("visual_head.codebook")!.data,
+    );
+    // the incomplete folder itself, given directly, is an error naming the file and the fix
+    await assert.rejects(loadCheckpoint(`${ckDir}/step-00000200`), (err: Error) => {
+      assert.match(err.message, /step-00000200\/trainer_state\.json: missing/);
+      assert.match(err.message, /delete .*step-00000200 to resume from .*step-00000100/);
+      return true;
+    });
+    await save(run, 300, 5);
+    const names = await ls(ckDir);
+    assert.ok(!names.some((n) => n.includes(".tmp-")), `leftovers remain: ${names}`);
+    assert.equal((await loadCheckpoint(run)).step, 300);
+  });
+});
+
+Deno.test("corrupt or mismatched files are named in the errors", async () => {
+  await inTempDir(async (run) => {
+    await save(run, 1);
+    const dir = await save(run, 2);
+    // bad JSON: the file, the line and the way back to step 1
+    await Deno.writeTextFile(`${dir}/trainer_state.json`, '{"step": 2,\n "stage": }');
+    await assert.rejects(loadCheckpoint(run), (err: Error) => {
+      assert.match(err.message, /step-00000002\/trainer_state\.json.*invalid JSON at line 2/);
+      assert.match(err.message, /to resume from .*step-00000001/);
+      return true;
+    });
+    await Deno.writeTextFile(`${dir}/trainer_state.json`, "[1, 2]");
+    await assert.rejects(loadCheckpoint(run), /trainer_state\.json: must hold a JSON object/);
+    await Deno.writeTextFile(`${dir}/trainer_state.json`, "{}");
+
+    // a truncated model file
+    const good = await Deno.readFile(`${dir}/model.safetensors`);
+    await Deno.writeFile(`${dir}/model.safetensors`, good.subarray(0, good.length - 4));
+    await assert.rejects(loadCheckpoint(run), /step-00000002\/model\.safetensors.*truncated/);
+    await Deno.writeFile(`${dir}/model.safetensors`, good);
+
+    // optimizer state for a parameter the model file lacks
+    await writeSafetensors(`${dir}/optimizer.safetensors`, [
+      { name: "exp_avg.visual_head.codebok", dtype: "F32", shape: [4, 1], data: new Float32Array(4) },
+      { name: "exp_avg_sq.visual_head.codebok", dtype: "F32", shape: [4, 1], data: new Float32Array(4) },
+    ], { format: "asvr-adamw", step: "3", param_steps: '{"visual_head.codebok": 3}' });
+    await assert.rejects(loadCheckpoint(run), (err: Error) => {
+      assert.match(err.message, /optimizer\.safetensors: tensor "exp_avg\.visual_head\.codebok"/);
+      assert.match(err.message, /closest: "visual_head\.codebook"/);
+      return true;
+    });
+    // a shape mismatch between the optimizer state and its parameter
+    await writeSafetensors(`${dir}/optimizer.safetensors`, [
+      { name: "exp_avg.visual_head.codebook", dtype: "F32", shape: [1, 4], data: new Float32Array(4) },
+      { name: "exp_avg_sq.visual_head.codebook", dtype: "F32", shape: [1, 4], data: new Float32Array(4) },
+    ], { format: "asvr-adamw", step: "3", param_steps: '{"visual_head.codebook": 3}' });
+    await assert.rejects(loadCheckpoint(run), /exp_avg\.visual_head\.codebook" has shape \[1,4\].*\[4,1\]/);
+    // a missing step count
+    await writeSafetensors(`${dir}/optimizer.safetensors`, [
+      { name: "exp_avg.visual_head.codebook", dtype: "F32", shape: [4, 1], data: new Float32Array(4) },
+      { name: "exp_avg_sq.visual_head.codebook", dtype: "F32", shape: [4, 1], data: new Float32Array(4) },
+    ], { format: "asvr-adamw", step: "3", param_steps: "{}" });
+    await assert.rejects(loadCheckpoint(run), /param_steps\["visual_head\.codebook"\] is undefined/);
+    await Deno.remove(`${dir}/optimizer.safetensors`);
+    // the run folder falls back to step 1, the folder itself names the missing file
+    assert.equal((await loadCheckpoint(run)).step, 1);
+    await assert.rejects(loadCheckpoint(dir), /step-00000002\/optimizer\.safetensors: missing/);
+  });
+});
+
+Deno.test("expectParams and adamWStateFor check names and shapes against the model", async () => {
+  await inTempDir(async (run) => {
+    await save(run, 3);
+    const want = new Map<string, { shape: number[] }>([
+      ["model.mm_projector.0.weight", { shape: [3, 2] }],
+      ["model.mm_projector.0.bias", { shape: [2] }],
+      ["visual_head.extra", { shape: [1] }],
+    ]);
+    await assert.rejects(loadCheckpoint(run, { expectParams: want }), (err: Error) => {
+      assert.match(err.message, /model\.safetensors: does not match the model/);
+      assert.match(err.message, /1 parameter\(s\) missing: "visual_head\.extra"/);
+      assert.match(err.message, /1 parameter\(s\) the model lacks: "visual_head\.codebook"/);
+      assert.match(
+        err.message,
+        /"model\.mm_projector\.0\.weight" is \[2,3\] in the checkpoint, \[3,2\] in the model/,
+      );
+      return true;
+    });
+    const ck = await loadCheckpoint(run);
+    assert.throws(
+      () => adamWStateFor(["model.mm_projector.0.weight"], ck),
+      /optimizer state for 1 parameter\(s\) the optimizer does not train: "visual_head\.codebook"/,
+    );
+  });
+});
+
+Deno.test("save rejects inputs that do not fit, before writing anything", async () => {
+  await inTempDir(async (run) => {
+    const { params, state, names } = fixture(1);
+    const base = { step: 1, params, optimizer: { names, state }, trainerState: {} };
+    await assert.rejects(
+      saveCheckpoint(run, { ...base, optimizer: { names: names.slice(1), state } }),
+      /2 names for 3 state entries/,
+    );
+    const fewer = new Map(params);
+    fewer.delete("visual_head.codebook");
+    await assert.rejects(saveCheckpoint(run, { ...base, params: fewer }), /trains "visual_head\.codebook"/);
+    await assert.rejects(saveCheckpoint(run, { ...base, keepLast: 0 }), /keepLast is 0/);
+    await assert.rejects(saveCheckpoint(run, { ...base, step: -1 }), /step must be an integer/);
+    // deno-lint-ignore no-explicit-any
+    await assert.rejects(saveCheckpoint(run, { ...base, trainerState: [1] as any }), /plain object/);
+    assert.deepEqual(await listCheckpoints(run), []);
+    await assert.rejects(
+      loadCheckpoint(run),
+      /neither a run folder \(no checkpoints\/ in it\) nor a checkpoint folder/,
+    );
+    await Deno.mkdir(`${run}/checkpoints/step-00000001`, { recursive: true });
+    await assert.rejects(loadCheckpoint(run), /no complete checkpoint in .*\(step-00000001 lack some of/);
+  });
+});
+
+gpuTest("GPU tensors and a real AdamW state restore to the same next update", async (e) => {
+  await inTempDir(async (run) => {
+    const w = e.param(Float32Array.from([0.5, -1, 2, 0.25]), [2, 2]);
+    const b = e.param(Float32Array.from([0.1, 0.2]), [2]);
+    const opt = new AdamW([w, b], { lr: 0.1 });
+    const grads = (k: number) => {
+      for (const [p, n] of [[w, 4], [b, 2]] as const) {
+        p.grad?.dispose();
+        p.grad = e.tensor(Float32Array.from({ length: n }, (_, i) => (i + 1) * k), p.shape);
+        e.untrack(p.grad);
+      }
+    };
+    grads(1);
+    opt.step();
+    const names = ["w", "b"];
+    await saveCheckpoint(run, {
+      step: 1,
+      params: new Map([["w", w], ["b", b]]),
+      optimizer: { names, state: await opt.state() },
+      trainerState: { step: 1 },
+    });
+    grads(-2);
+    opt.step();
+    const expected = await w.read();
+
+    const ck = await loadCheckpoint(run, { expectParams: new Map([["w", w], ["b", b]]) });
+    e.write(w, ck.params.get("w")!.data);
+    e.write(b, ck.params.get("b")!.data);
+    const opt2 = new AdamW([w, b], { lr: 0.1 });
+    opt2.loadState(adamWStateFor(names, ck));
+    grads(-2);
+    opt2.step();
+    assert.deepEqual(await w.read(), expected);
+    opt.dispose();
+    opt2.dispose();
+  });
+});

@@ -1,0 +1,283 @@
+/**
+ * The config of a training run: the model's slots (models/config.ts) plus `name`, `data` and `train`
+ * (the stages). A run file is a module: `export default defineRun({...})`; {@linkcode parseRunConfig}
+ * validates it once, filling every default, and errors name the full path of the bad field
+ * (`train.stages[1].lr`). Command-line overrides (`--set train.stages[0].lr=1e-4`) go through
+ * {@linkcode applyRunOverrides}.
+ * @module
+ */
+
+import { z } from "zod";
+import {
+  type AsvrConfig,
+  type AsvrConfigInput,
+  overrideFields,
+  parseConfig,
+  TOP_FIELDS,
+} from "../models/config.ts";
+import { TEMPLATE_NAMES, type TemplateName } from "../data/templates.ts";
+import { ON_ROW_ERRORS, type OnRowError } from "../data/llava_json.ts";
+import type { PreprocessMode } from "../data/preprocess.ts";
+import { SCHEDULE_KINDS, type ScheduleKind } from "./schedule.ts";
+
+/** Every image squaring mode (see `PreprocessMode`). */
+const IMAGE_MODES: readonly PreprocessMode[] = ["resize", "pad", "crop"];
+
+/** Which parts a stage trains (the encoder and the tokenizers stay frozen). */
+export interface StageTrainable {
+  /** The projector. */
+  projector: boolean;
+  /** The LLM. */
+  llm: boolean;
+  /** The visual head. */
+  head: boolean;
+}
+
+/** One training stage. */
+export interface StageConfig {
+  /** Its name in logs and checkpoints. */
+  name: string;
+  /** A LLaVA dataset file (`.json` array or `.jsonl`). */
+  data: string;
+  /** Folder that rows' `image` paths are relative to (default: the dataset file's folder). */
+  imageRoot: string | null;
+  /** The conversation template: `plain` (stage 1 captions), `vicuna_v1` (stage 2 chat). */
+  template: TemplateName;
+  /**
+   * How images are made square: "resize" (straight to the encoder's size; the recipe's stage 1),
+   * "pad" (centered on the mean colour first; stage 2), "crop" (shortest side, then center crop).
+   */
+  imageMode: PreprocessMode;
+  /** What trains. */
+  trainable: StageTrainable;
+  /** Rows per micro-batch. */
+  batchSize: number;
+  /** Micro-batches per optimizer step (the global batch is batchSize x gradAccum). */
+  gradAccum: number;
+  /** Peak learning rate. */
+  lr: number;
+  /** Fraction of the stage's steps spent warming up linearly from 0. */
+  warmupRatio: number;
+  /** Decay after warmup. */
+  schedule: ScheduleKind;
+  /** AdamW's decoupled weight decay. */
+  weightDecay: number;
+  /** Passes over the data. */
+  epochs: number;
+  /** Caps the optimizer steps (null: the epochs decide). */
+  maxSteps: number | null;
+  /** Overrides `loss.visualWeight` in this stage (null: keep it; 0: no visual loss in this stage). */
+  visualWeight: number | null;
+}
+
+/** Data handling shared by the stages. */
+export interface DataConfig {
+  /** A folder with the text tokenizer's tokenizer.json (null: the LLM's folder). */
+  tokenizer: string | null;
+  /** Image side the encoder takes (null: the encoder's own `imageSize`). */
+  imageSize: number | null;
+  /** Tokens per row; longer rows are cut after their image span. */
+  maxLength: number;
+  /** A bad row (malformed, missing or corrupt image, empty conversation): stop, or skip and count. */
+  onError: OnRowError;
+  /** Micro-batches prepared ahead of the GPU. */
+  prefetch: number;
+  /** Shuffle rows each epoch (seeded by `train.seed` and the epoch). */
+  shuffle: boolean;
+}
+
+/** The optimizer, precision, checkpointing and evaluation of a run. */
+export interface TrainConfig {
+  /** Seed of initialization, shuffling and every random draw. */
+  seed: number;
+  /** Storage dtype of weights and activations (f16 keeps f32 master weights and optimizer state). */
+  dtype: "f32" | "f16";
+  /** Loss scaling for f16 ("dynamic") or none. */
+  lossScale: "dynamic" | "none";
+  /** Global gradient-norm clipping (0: off). */
+  maxGradNorm: number;
+  /** Re-run each decoder layer's forward in backward instead of keeping its activations. */
+  checkpointLayers: boolean;
+  /** Stop after this many non-finite steps in a row (each is skipped and counted). */
+  maxNonFinite: number;
+  /** Save a checkpoint every this many optimizer steps (0: only at the end of each stage). */
+  saveEvery: number;
+  /** Checkpoints kept. */
+  keepLast: number;
+  /** Evaluate every this many optimizer steps (0: only at the end). */
+  evalEvery: number;
+  /** A questions file (eval/questions.ts) to evaluate on, or null. */
+  evalData: string | null;
+  /** Tokens generated per evaluation answer at most. */
+  evalMaxNewTokens: number;
+  /** Where runs go: `<out>/<name>`. */
+  out: string;
+  /** The stages, in order; each starts from the previous one's full state. */
+  stages: StageConfig[];
+}
+
+/** A parsed run config: the model's slots plus the run's own fields, every default filled. */
+export interface RunConfig extends AsvrConfig {
+  /** The run's name (its folder under `train.out`). */
+  name: string;
+  /** Data handling. */
+  data: DataConfig;
+  /** Training. */
+  train: TrainConfig;
+}
+
+/** A stage as written in a run file (defaults filled by {@linkcode parseRunConfig}). */
+export interface StageConfigInput extends Partial<Omit<StageConfig, "trainable">> {
+  /** A LLaVA dataset file. */
+  data: string;
+  /** What trains (default: projector and head). */
+  trainable?: Partial<StageTrainable>;
+}
+
+/** `train` as written in a run file. */
+export interface TrainConfigInput extends Partial<Omit<TrainConfig, "stages">> {
+  /** The stages. */
+  stages: StageConfigInput[];
+}
+
+/** A run file's default export. */
+export interface RunConfigInput extends AsvrConfigInput {
+  /** The run's name (default "run"). */
+  name?: string;
+  /** Data handling (every field has a default). */
+  data?: Partial<DataConfig>;
+  /** Training. */
+  train: TrainConfigInput;
+}
+
+const posInt = z.number().int().positive();
+const nonNeg = z.number().nonnegative();
+
+const stageSchema = z.strictObject({
+  name: z.string().min(1).optional(),
+  data: z.string().min(1),
+  imageRoot: z.string().min(1).nullable().default(null),
+  template: z.enum(TEMPLATE_NAMES).default("plain"),
+  imageMode: z.enum(IMAGE_MODES).default("resize"),
+  trainable: z.strictObject({
+    projector: z.boolean().default(true),
+    llm: z.boolean().default(false),
+    head: z.boolean().default(true),
+  }).default({ projector: true, llm: false, head: true }),
+  batchSize: posInt.default(1),
+  gradAccum: posInt.default(1),
+  lr: z.number().positive().default(1e-3),
+  warmupRatio: z.number().min(0).max(1).default(0.03),
+  schedule: z.enum(SCHEDULE_KINDS).default("cosine"),
+  weightDecay: nonNeg.default(0),
+  epochs: posInt.default(1),
+  maxSteps: posInt.nullable().default(null),
+  visualWeight: nonNeg.nullable().default(null),
+});
+
+const dataSchema = z.strictObject({
+  tokenizer: z.string().min(1).nullable().default(null),
+  imageSize: posInt.nullable().default(null),
+  maxLength: posInt.default(2048),
+  onError: z.enum(ON_ROW_ERRORS).default("error"),
+  prefetch: posInt.default(2),
+  shuffle: z.boolean().default(true),
+});
+
+const trainSchema = z.strictObject({
+  seed: z.number().int().nonnegative().default(0),
+  dtype: z.enum(["f32", "f16"]).default("f32"),
+  lossScale: z.enum(["dynamic", "none"]).default("dynamic"),
+  maxGradNorm: nonNeg.default(1),
+  checkpointLayers: z.boolean().default(true),
+  maxNonFinite: posInt.default(10),
+  saveEvery: z.number().int().nonnegative().default(0),
+  keepLast: posInt.default(2),
+  evalEvery: z.number().int().nonnegative().default(0),
+  evalData: z.string().min(1).nullable().default(null),
+  evalMaxNewTokens: posInt.default(32),
+  out: z.string().min(1).default("runs"),
+  stages: z.array(stageSchema).min(1, "give at least one stage"),
+});
+
+/** What the run's own top-level fields take. */
+const RUN_FIELDS: Record<"name" | "data" | "train", string> = {
+  name: `the run's name, e.g. "asvr_vicuna7b" (default "run")`,
+  data: "a data object (default: every field's default)",
+  train: `a train object with stages, e.g. { stages: [{ data: "/data/llava_pretrain.json" }] }`,
+};
+
+/**
+ * The identity, typed: a run file writes `export default defineRun({ ... })` to get completion and
+ * type checks; validation and defaults come from {@linkcode parseRunConfig}.
+ */
+export function defineRun(cfg: RunConfigInput): RunConfigInput {
+  return cfg;
+}
+
+/**
+ * Validates a run config given as data and fills every default. `source` (the file) starts each
+ * error, followed by the full path of the bad field and what it takes.
+ */
+export function parseRunConfig(value: unknown, source: string): RunConfig {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`${source}: a run config must be an object (export default defineRun({ ... }))`);
+  }
+  const { name, data, train, ...model } = value as Record<string, unknown>;
+  const fields = [...Object.keys(TOP_FIELDS), ...Object.keys(RUN_FIELDS)];
+  for (const k of Object.keys(model)) {
+    if (!(k in TOP_FIELDS)) {
+      throw new Error(`${source}: ${k}: unknown field; the fields are ${fields.join(", ")}`);
+    }
+  }
+  const cfg = parseConfig(model, source);
+  if (name !== undefined && (typeof name !== "string" || !/^[\w.-]+$/.test(name))) {
+    throw new Error(
+      `${source}: name: must be a folder name of letters, digits, "_", "-" or ".", got ${
+        JSON.stringify(name)
+      }`,
+    );
+  }
+  if (train === undefined) throw new Error(`${source}: train: missing; give ${RUN_FIELDS.train}`);
+  const d = parseZod(dataSchema, data ?? {}, "data", source);
+  const t = parseZod(trainSchema, train, "train", source);
+  const stages: StageConfig[] = t.stages.map((s, i) => ({ ...s, name: s.name ?? `stage${i + 1}` }));
+  const seen = new Set<string>();
+  for (const [i, s] of stages.entries()) {
+    if (seen.has(s.name)) throw new Error(`${source}: train.stages[${i}].name: "${s.name}" is used twice`);
+    seen.add(s.name);
+    if (!s.trainable.projector && !s.trainable.llm && !s.trainable.head) {
+      throw new Error(
+        `${source}: train.stages[${i}].trainable: nothing trains; set projector, llm or head to true`,
+      );
+    }
+    if (s.trainable.head && cfg.head.kind === "none") s.trainable.head = false;
+  }
+  return { ...cfg, name: (name as string | undefined) ?? "run", data: d, train: { ...t, stages } };
+}
+
+/**
+ * Applies `key=value` overrides (`train.stages[0].lr=2e-5`, `head.kind=none`, `data.maxLength=1024`)
+ * to a run file's config and validates the result; an unknown key or a wrong type is an error
+ * naming the path.
+ */
+export function applyRunOverrides(cfg: RunConfigInput, sets: readonly string[], source = "--set"): RunConfig {
+  const raw = overrideFields(cfg as unknown as Record<string, unknown>, sets, source);
+  return parseRunConfig(raw, sets.length ? `${source} (${sets.join(" ")})` : source);
+}
+
+/** Parses with zod; the first issue becomes `source: path.to.field: message`. */
+function parseZod<T extends z.ZodType>(schema: T, value: unknown, path: string, source: string): z.output<T> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const at = [path, ...issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))]
+    .join("").replace(/\.\[/g, "[");
+  throw new Error(`${source}: ${at}: ${issue.message}`);
+}
+
+/** The model's part of a run config (what `AsvrModel.build` takes). */
+export function modelConfig(run: RunConfig): AsvrConfig {
+  const { name: _n, data: _d, train: _t, ...model } = run;
+  return model;
+}

@@ -1,0 +1,356 @@
+/**
+ * `--plan`: what a run will hold, computed from the configs alone (the model folders' config.json, no
+ * weights): parameters per component, trainable parameters per stage, and estimated GPU memory per
+ * stage (weights, gradients, optimizer state, activations and head logits at the configured micro-batch),
+ * beside the adapter's per-tensor limits. Estimates, not measurements: activations are counted per
+ * decoder layer from the tensors its forward keeps.
+ * @module
+ */
+
+import { basename, join } from "node:path";
+import { type LlmConfig, llmConfigFromHf } from "../backbones/config.ts";
+import { type VisionConfig, visionConfigFromHf } from "../encoders/config.ts";
+import type { BuiltinHeadConfig, HeadConfig } from "../heads/config.ts";
+import { isBuiltinHeadKind } from "../heads/head.ts";
+import { visualLogitsBytes } from "../losses/visual_ce.ts";
+import type { RunConfig, StageConfig } from "./config.ts";
+
+/** Shapes of public checkpoints, used when a folder is not on disk yet (keyed by folder name). */
+export const KNOWN_MODELS: Record<string, { repo: string; llm?: LlmConfig; vision?: VisionConfig }> = {
+  "vicuna-7b-v1.5": {
+    repo: "lmsys/vicuna-7b-v1.5",
+    llm: {
+      arch: "llama",
+      vocabSize: 32000,
+      hiddenSize: 4096,
+      intermediateSize: 11008,
+      numLayers: 32,
+      numHeads: 32,
+      numKvHeads: 32,
+      headDim: 128,
+      rmsNormEps: 1e-5,
+      ropeTheta: 10000,
+      tieWordEmbeddings: false,
+      slidingWindow: null,
+      attentionBias: false,
+      maxPositions: 4096,
+    },
+  },
+  "siglip-so400m-patch14-384": {
+    repo: "google/siglip-so400m-patch14-384",
+    vision: {
+      arch: "siglip",
+      hiddenSize: 1152,
+      intermediateSize: 4304,
+      numLayers: 27,
+      numHeads: 16,
+      imageSize: 384,
+      patchSize: 14,
+      layerNormEps: 1e-6,
+      act: "gelu_tanh",
+    },
+  },
+};
+
+/** One component's parameter count. */
+export interface ComponentPlan {
+  /** encoder, projector, llm, head, or a tokenizer's name. */
+  name: string;
+  /** Parameters (codebook entries for a tokenizer). */
+  params: number;
+  /** Where its sizes came from (a config.json, the run file, or a known public checkpoint). */
+  source: string;
+  /** The largest single tensor, in elements. */
+  largest: number;
+}
+
+/** One stage's memory estimate, in bytes. */
+export interface StagePlan {
+  /** The stage's name. */
+  name: string;
+  /** Trainable parameters. */
+  trainable: number;
+  /** Every parameter and codebook, at its storage dtype. */
+  weights: number;
+  /** Gradients of the trainable parameters. */
+  gradients: number;
+  /** AdamW moments (f32), plus f32 master weights when parameters are f16. */
+  optimizer: number;
+  /** Activations kept for backward over one micro-batch. */
+  activations: number;
+  /** The visual loss's logits at their peak (one depth, one chunk of rows). */
+  headLogits: number;
+  /** The sum. */
+  total: number;
+}
+
+/** The whole plan. */
+export interface RunPlan {
+  /** Per component. */
+  components: ComponentPlan[];
+  /** Per stage. */
+  stages: StagePlan[];
+  /** Bytes of the largest single tensor (must fit `maxStorageBufferBindingSize` unless split). */
+  largestTensorBytes: number;
+  /** Image positions per row (the encoder's patches). */
+  imageTokens: number;
+}
+
+const GiB = 2 ** 30;
+
+/** The plan of a parsed run config; reads only the model folders' config.json. */
+export async function planRun(cfg: RunConfig): Promise<RunPlan> {
+  const bytes = cfg.train.dtype === "f16" ? 2 : 4;
+  const llm = await llmSizes(cfg);
+  const vision = cfg.encoder.kind === "onnx" ? null : await visionSizes(cfg);
+  const components: ComponentPlan[] = [];
+  components.push({
+    name: "llm",
+    params: llmParams(llm.cfg),
+    source: llm.source,
+    largest: llm.cfg.vocabSize * llm.cfg.hiddenSize,
+  });
+  if (vision) {
+    const v = vision.cfg;
+    components.push({
+      name: "encoder",
+      params: visionParams(v),
+      source: vision.source,
+      largest: v.intermediateSize * v.hiddenSize,
+    });
+  } else components.push({ name: "encoder", params: 0, source: "ONNX (runs on the CPU)", largest: 0 });
+  const inDim = cfg.projector.inDim ?? vision?.cfg.hiddenSize ?? llm.cfg.hiddenSize;
+  const C = llm.cfg.hiddenSize;
+  const proj = cfg.projector.kind === "linear"
+    ? inDim * C + C
+    : cfg.projector.kind === "mlp2x_gelu"
+    ? inDim * C + C + C * C + C
+    : 0;
+  components.push({ name: "projector", params: proj, source: "run file", largest: Math.max(inDim, C) * C });
+  const head = headParams(cfg.head, C);
+  components.push({ name: "head", params: head.params, source: "run file", largest: head.largest });
+  for (const t of cfg.visualTokenizers) {
+    if (t.kind !== "rq") continue;
+    const dim = t.layer === "pixels" ? 3 * (vision?.cfg.patchSize ?? 14) ** 2 : vision?.cfg.hiddenSize ?? 0;
+    const books = t.sharedCodebook ? 1 : t.depths;
+    components.push({
+      name: `tokenizer ${t.name}`,
+      params: books * t.codebookSize * dim,
+      source: t.codebooks,
+      largest: books * t.codebookSize * dim,
+    });
+  }
+  const N = vision ? Math.floor(vision.cfg.imageSize / vision.cfg.patchSize) ** 2 : 0;
+  const total = components.reduce((s, c) => s + c.params, 0);
+  const stages = cfg.train.stages.map((s) => stagePlan(cfg, s, components, total, llm.cfg, N, bytes));
+  const largestTensorBytes = Math.max(...components.map((c) => c.largest)) * bytes;
+  return { components, stages, largestTensorBytes, imageTokens: N };
+}
+
+function stagePlan(
+  cfg: RunConfig,
+  s: StageConfig,
+  components: ComponentPlan[],
+  total: number,
+  llm: LlmConfig,
+  N: number,
+  bytes: number,
+): StagePlan {
+  const count = (name: string) => components.find((c) => c.name === name)?.params ?? 0;
+  const trainable = (s.trainable.llm ? count("llm") : 0) + (s.trainable.projector ? count("projector") : 0) +
+    (s.trainable.head ? count("head") : 0);
+  const tokenizers = components.filter((c) => c.name.startsWith("tokenizer ")).reduce(
+    (a, c) => a + c.params,
+    0,
+  );
+  const weights = (total - tokenizers) * bytes + tokenizers * 4;
+  const gradients = trainable * bytes;
+  const optimizer = trainable * (8 + (bytes === 2 ? 4 : 0));
+  const B = s.batchSize, T = cfg.data.maxLength, C = llm.hiddenSize, I = llm.intermediateSize;
+  const qkv = (llm.numHeads + 2 * llm.numKvHeads) * llm.headDim;
+  // One decoder layer keeps: 2 norms' inputs and outputs, q/k/v, the attention output and its
+  // statistics, the output projection, gate/up/SwiGLU, the residual sums.
+  const perLayer = B * T * (6 * C + qkv + llm.numHeads * llm.headDim + 3 * I) * bytes;
+  const layers = cfg.train.checkpointLayers
+    ? B * T * C * bytes * llm.numLayers + perLayer
+    : perLayer * llm.numLayers;
+  const logitsBytes = Math.min(B * T * llm.vocabSize * 4, 64 * 2 ** 20) * 2;
+  // Per head: its activations over the B x N image rows and its peak logits (one depth, one chunk).
+  let headActs = 0, headLogits = 0;
+  for (const h of headSides(cfg.head)) {
+    const rows = B * N * h.depths;
+    headActs += rows * h.width * (h.kind === "asvr_depth" ? 4 + 12 * h.layers : 2) * bytes;
+    const vocab = Math.max(...h.codebookSizes);
+    headLogits = Math.max(headLogits, visualLogitsBytes({ rows: B * N, vocab }).chunked);
+  }
+  const activations = layers + logitsBytes + headActs;
+  return {
+    name: s.name,
+    trainable,
+    weights,
+    gradients,
+    optimizer,
+    activations,
+    headLogits,
+    total: weights + gradients + optimizer + activations + headLogits,
+  };
+}
+
+/** Parameters of a decoder (embeddings, layers, final norm, untied LM head). */
+export function llmParams(c: LlmConfig): number {
+  const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim, C = c.hiddenSize;
+  const attn = C * q + 2 * C * kv + q * C + (c.attentionBias ? q + 2 * kv : 0);
+  const layer = attn + 3 * C * c.intermediateSize + 2 * C;
+  return c.vocabSize * C * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * layer + C;
+}
+
+/** Parameters of a SigLIP / CLIP vision tower (patch embedding, positions, layers, norms). */
+export function visionParams(v: VisionConfig): number {
+  const C = v.hiddenSize, N = Math.floor(v.imageSize / v.patchSize) ** 2;
+  const clip = v.arch === "clip";
+  const embed = 3 * v.patchSize ** 2 * C + (clip ? 0 : C) + (N + (clip ? 1 : 0)) * C + (clip ? C : 0);
+  const layer = 4 * (C * C + C) + 2 * C * v.intermediateSize + v.intermediateSize + C + 4 * C;
+  return embed + v.numLayers * layer + 2 * C + (clip ? 2 * C : 0);
+}
+
+/** The built-in classifier heads in a head config (both sides of a dual head; none for custom kinds). */
+function headSides(h: HeadConfig): (Extract<BuiltinHeadConfig, { kind: "linear" | "asvr_depth" }>)[] {
+  if (!isBuiltinHeadKind(h.kind)) return [];
+  const b = h as BuiltinHeadConfig;
+  switch (b.kind) {
+    case "none":
+      return [];
+    case "linear":
+    case "asvr_depth":
+      return [b];
+    case "dual":
+      return [...headSides(b.appearance), ...headSides(b.semantic)];
+    default: {
+      const never: never = b;
+      throw new Error(`unhandled head ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** Trainable parameters of a built-in head and its largest tensor, in elements (custom heads: 0). */
+export function headParams(h: HeadConfig, llmWidth: number): { params: number; largest: number } {
+  if (!isBuiltinHeadKind(h.kind)) return { params: 0, largest: 0 };
+  const b = h as BuiltinHeadConfig;
+  switch (b.kind) {
+    case "none":
+      return { params: 0, largest: 0 };
+    case "linear": {
+      const h = b;
+      const cls = h.codebookSizes.reduce((s, K) => s + K * h.width + K, 0);
+      return { params: llmWidth * h.width + h.width + cls, largest: Math.max(...h.codebookSizes) * h.width };
+    }
+    case "asvr_depth": {
+      const h = b;
+      const C = h.width, D = h.depths;
+      const proj = C * llmWidth + C + C * C + C;
+      const inMlp = h.codebookDim * C + C;
+      const layer = 3 * C * C + 3 * C + C * C + C + 2 * C + 2 * C * D * C + C * D * 2 * C;
+      const cls = h.codebookSizes.reduce((s, K) => s + K * C + K, 0);
+      return {
+        params: proj + inMlp + h.layers * layer + C + cls,
+        largest: Math.max(2 * C * D * C, Math.max(...h.codebookSizes) * C),
+      };
+    }
+    case "dual": {
+      const a = headParams(b.appearance, llmWidth), s = headParams(b.semantic, llmWidth);
+      return { params: a.params + s.params, largest: Math.max(a.largest, s.largest) };
+    }
+    default: {
+      const never: never = b;
+      throw new Error(`unhandled head ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+async function llmSizes(cfg: RunConfig): Promise<{ cfg: LlmConfig; source: string }> {
+  const slot = cfg.llm;
+  if (slot.config) return { cfg: { arch: slot.kind, ...slot.config }, source: "run file (random init)" };
+  const path = slot.path!;
+  const json = await readConfigJson(path);
+  if (json) {
+    return { cfg: llmConfigFromHf(json, join(path, "config.json")), source: join(path, "config.json") };
+  }
+  const known = KNOWN_MODELS[basename(path)]?.llm;
+  if (known) {
+    return { cfg: known, source: `shapes of ${KNOWN_MODELS[basename(path)].repo} (folder not found)` };
+  }
+  throw new Error(
+    `llm.path: ${path}/config.json not found, and "${basename(path)}" is not a known checkpoint; ` +
+      `download the model folder or give llm.config sizes`,
+  );
+}
+
+async function visionSizes(cfg: RunConfig): Promise<{ cfg: VisionConfig; source: string }> {
+  const slot = cfg.encoder;
+  if (slot.kind === "onnx") throw new Error("unreachable: an ONNX encoder has no sizes");
+  if (slot.config) return { cfg: { arch: slot.kind, ...slot.config }, source: "run file (random init)" };
+  const path = slot.path!;
+  const json = await readConfigJson(path);
+  if (json) {
+    return { cfg: visionConfigFromHf(json, join(path, "config.json")), source: join(path, "config.json") };
+  }
+  const known = KNOWN_MODELS[basename(path)]?.vision;
+  if (known) {
+    return { cfg: known, source: `shapes of ${KNOWN_MODELS[basename(path)].repo} (folder not found)` };
+  }
+  throw new Error(
+    `encoder.path: ${path}/config.json not found, and "${basename(path)}" is not a known checkpoint; ` +
+      `download the model folder or give encoder.config sizes`,
+  );
+}
+
+async function readConfigJson(dir: string): Promise<unknown | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw new Error(`${join(dir, "config.json")}: ${(err as Error).message}`);
+  }
+}
+
+/** The plan as text: components, then one row per stage, then the adapter's limits when known. */
+export function formatPlan(
+  plan: RunPlan,
+  limits?: { maxStorageBufferBindingSize: number; maxBufferSize: number },
+): string {
+  const M = (n: number) =>
+    n >= 1e9 ? `${(n / 1e9).toFixed(2)} B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} M` : `${n}`;
+  const G = (b: number) => `${(b / GiB).toFixed(2)} GiB`;
+  const lines = ["parameters:"];
+  for (const c of plan.components) {
+    lines.push(`  ${c.name.padEnd(20)} ${M(c.params).padStart(10)}  (${c.source})`);
+  }
+  lines.push(`image positions per row: ${plan.imageTokens}`);
+  lines.push("estimated GPU memory per stage (one micro-batch):");
+  lines.push(
+    `  ${"stage".padEnd(12)} ${"trainable".padStart(10)} ${"weights".padStart(10)} ${"grads".padStart(10)} ` +
+      `${"optimizer".padStart(10)} ${"activations".padStart(11)} ${"head logits".padStart(11)} ${
+        "total".padStart(10)
+      }`,
+  );
+  for (const s of plan.stages) {
+    lines.push(
+      `  ${s.name.padEnd(12)} ${M(s.trainable).padStart(10)} ${G(s.weights).padStart(10)} ${
+        G(s.gradients).padStart(10)
+      } ` +
+        `${G(s.optimizer).padStart(10)} ${G(s.activations).padStart(11)} ${G(s.headLogits).padStart(11)} ${
+          G(s.total).padStart(10)
+        }`,
+    );
+  }
+  const big = `largest tensor: ${G(plan.largestTensorBytes)}`;
+  if (limits) {
+    const fits = plan.largestTensorBytes <= limits.maxStorageBufferBindingSize;
+    lines.push(
+      `${big}; adapter maxStorageBufferBindingSize ${G(limits.maxStorageBufferBindingSize)}, maxBufferSize ` +
+        `${G(limits.maxBufferSize)}: ${fits ? "fits" : "does not fit in one binding (needs split tensors)"}`,
+    );
+    lines.push("WebGPU does not report the adapter's total memory: compare the totals with your GPU's.");
+  } else lines.push(big);
+  return lines.join("\n");
+}

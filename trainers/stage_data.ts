@@ -1,0 +1,222 @@
+/**
+ * One stage's data as micro-batches: the LLaVA rows of its file, a seeded order per epoch, each row
+ * tokenized with the stage's template and its image decoded and preprocessed for the encoder, packed
+ * by `collate` into an `AsvrBatch`. The next micro-batches load while the GPU works on the current one
+ * (`data.prefetch` of them). A bad row (malformed, an unreadable image, a sequence whose image cannot
+ * fit) stops with an error naming the file, the row and its id, or with `data.onError: "skip"` is left
+ * out and counted.
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import { rng } from "../core/random.ts";
+import type { AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
+import type { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
+import { type LlavaRow, readLlavaRows } from "../data/llava_json.ts";
+import { type TokenizedRow, tokenizeRow } from "../data/tokenize.ts";
+import { collate } from "../data/collate.ts";
+import { ImagePrefetcher, type ImageResult } from "../data/prefetch.ts";
+import {
+  CLIP_NORM,
+  type ImagePreprocessConfig,
+  parseImagePreprocessConfig,
+  SIGLIP_NORM,
+} from "../data/preprocess.ts";
+import type { RunConfig, StageConfig } from "./config.ts";
+
+/** Options of {@linkcode StageData.open}. */
+export interface StageDataOptions {
+  /** Seeds the order of each epoch (with the epoch). */
+  seed: number;
+}
+
+/** One loaded row, or why it was left out. */
+type Loaded = { row: TokenizedRow; pixels: Float32Array | null } | { bad: string };
+
+/** A stage's rows as micro-batches in a seeded order. */
+export class StageData {
+  /** Rows left out so far (bad rows in the file, and rows that failed to load). */
+  skipped: number;
+  #cfg: RunConfig;
+  #stage: StageConfig;
+  #rows: LlavaRow[];
+  #tokenizer: TextTokenizer;
+  #image: ImagePreprocessConfig;
+  #imageTokens: number;
+  #seed: number;
+  #orders = new Map<number, Int32Array>();
+  #pending = new Map<string, Promise<Loaded[]>>();
+  /** Decodes and preprocesses images in a worker, in the order they are asked for. */
+  #images: ImagePrefetcher;
+  /** The results of the images asked for so far, taken from the prefetcher in order. */
+  #taken: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    cfg: RunConfig,
+    stage: StageConfig,
+    rows: LlavaRow[],
+    skipped: number,
+    tokenizer: TextTokenizer,
+    image: ImagePreprocessConfig,
+    imageTokens: number,
+    seed: number,
+  ) {
+    this.#cfg = cfg;
+    this.#stage = stage;
+    this.#rows = rows;
+    this.skipped = skipped;
+    this.#tokenizer = tokenizer;
+    this.#image = image;
+    this.#imageTokens = imageTokens;
+    this.#seed = seed;
+    this.#images = new ImagePrefetcher([], { lookahead: (cfg.data.prefetch + 1) * stage.batchSize });
+  }
+
+  /** Reads the stage's data file and sets up preprocessing for the model's encoder. */
+  static async open(
+    cfg: RunConfig,
+    stage: StageConfig,
+    tokenizer: TextTokenizer,
+    model: AsvrModel,
+    opts: StageDataOptions,
+  ): Promise<StageData> {
+    const { rows, skipped } = await readLlavaRows(stage.data, { onError: cfg.data.onError });
+    if (rows.length === 0) throw new Error(`${stage.data}: no usable rows (${skipped.length} skipped)`);
+    const { image, imageTokens: N } = encoderInput(cfg, model, stage.imageMode, `stage ${stage.name}`);
+    return new StageData(cfg, stage, rows, skipped.length, tokenizer, image, N, opts.seed);
+  }
+
+  /** The usable rows. */
+  get rows(): number {
+    return this.#rows.length;
+  }
+
+  /** Rows per epoch (every usable row once). */
+  rowsPerEpoch(_epoch: number): number {
+    return this.#rows.length;
+  }
+
+  /**
+   * The micro-batch of `size` rows starting at position `start` of epoch `epoch`'s order, or null when
+   * every one of its rows was bad (and skipped). Starts loading the next `data.prefetch` micro-batches.
+   */
+  async batch(epoch: number, start: number, size: number): Promise<AsvrBatch | null> {
+    const taken = this.#ensure(epoch, start, size);
+    this.#pending.delete(`${epoch}:${start}:${size}`);
+    for (let k = 1; k <= this.#cfg.data.prefetch; k++) {
+      const s = start + k * size;
+      if (s + size <= this.#rows.length) this.#ensure(epoch, s, size);
+    }
+    const loaded = await taken;
+    const good: { row: TokenizedRow; pixels: Float32Array | null }[] = [];
+    for (const l of loaded) {
+      if ("bad" in l) {
+        if (this.#cfg.data.onError === "error") throw new Error(l.bad);
+        this.skipped++;
+      } else good.push(l);
+    }
+    if (good.length === 0) return null;
+    const S = this.#image.size;
+    const anyImage = good.some((g) => g.pixels);
+    return collate(good.map((g) => g.row), anyImage ? good.map((g) => g.pixels) : null, {
+      padId: this.#tokenizer.unkId ?? 0,
+      imageShape: [3, S, S],
+    });
+  }
+
+  /** Stops loading ahead and ends the image worker. */
+  close(): void {
+    this.#pending.clear();
+    this.#images.close();
+  }
+
+  /** An image's pixels, from the worker (jobs are pushed and taken in the same order). */
+  #fetchImage(path: string): Promise<ImageResult> {
+    this.#images.push({ path, cfg: this.#image });
+    const next = this.#taken.then(() => this.#images.next());
+    this.#taken = next.catch(() => {});
+    return next;
+  }
+
+  /** The loading of a micro-batch's rows, started now unless already under way. */
+  #ensure(epoch: number, start: number, size: number): Promise<Loaded[]> {
+    const key = `${epoch}:${start}:${size}`;
+    let p = this.#pending.get(key);
+    if (!p) {
+      const idx = Array.from(this.#order(epoch).subarray(start, start + size));
+      p = Promise.all(idx.map((i) => this.#loadRow(this.#rows[i])));
+      this.#pending.set(key, p);
+    }
+    return p;
+  }
+
+  async #loadRow(row: LlavaRow): Promise<Loaded> {
+    const where = `${row.file} row ${row.index} (id "${row.id}")`;
+    let tokens: TokenizedRow;
+    try {
+      tokens = tokenizeRow(row, {
+        template: this.#stage.template,
+        tokenizer: this.#tokenizer,
+        imageTokens: this.#imageTokens,
+        maxLength: this.#cfg.data.maxLength,
+      });
+    } catch (err) {
+      return { bad: (err as Error).message };
+    }
+    if (!row.image) return { row: tokens, pixels: null };
+    const path = join(this.#stage.imageRoot ?? dirname(this.#stage.data), row.image);
+    let r: ImageResult;
+    try {
+      r = await this.#fetchImage(path);
+    } catch (err) {
+      return { bad: `${where}: the image worker failed: ${(err as Error).message}` };
+    }
+    if (!r.ok) return { bad: `${where}: ${r.error}; fix the image or set data.onError: "skip"` };
+    return { row: tokens, pixels: r.pixels };
+  }
+
+  /** Epoch `epoch`'s order of the rows: a seeded shuffle, or file order with `data.shuffle: false`. */
+  #order(epoch: number): Int32Array {
+    let o = this.#orders.get(epoch);
+    if (o) return o;
+    o = Int32Array.from(this.#rows.keys());
+    if (this.#cfg.data.shuffle) {
+      const r = rng(this.#seed * 7919 + epoch);
+      for (let i = o.length - 1; i > 0; i--) {
+        const j = Math.floor(r() * (i + 1));
+        [o[i], o[j]] = [o[j], o[i]];
+      }
+    }
+    this.#orders.set(epoch, o);
+    return o;
+  }
+}
+
+/**
+ * How images reach the model's encoder: the preprocessing (size, squaring `mode`, the encoder's
+ * mean/std, a fill of the mean colour for "pad") and N, the image positions per row.
+ */
+export function encoderInput(
+  cfg: RunConfig,
+  model: AsvrModel,
+  mode: ImagePreprocessConfig["mode"],
+  where: string,
+): { image: ImagePreprocessConfig; imageTokens: number } {
+  const enc = model.encoder;
+  if (!("numPatches" in enc)) {
+    throw new Error(
+      `${where}: images need a GPU vision encoder (siglip or clip); an ONNX encoder is not supported here`,
+    );
+  }
+  const norm = enc.cfg.arch === "clip" ? CLIP_NORM : SIGLIP_NORM;
+  const fill = norm.mean.map((m) => Math.floor(m * 255)) as [number, number, number];
+  const image = parseImagePreprocessConfig({
+    size: cfg.data.imageSize ?? enc.cfg.imageSize,
+    mode,
+    fill,
+    mean: norm.mean,
+    std: norm.std,
+  }, "data");
+  const keepCls = cfg.encoder.kind === "clip" && cfg.encoder.keepCls;
+  return { image, imageTokens: enc.numPatches + (keepCls ? 1 : 0) };
+}
