@@ -89,8 +89,19 @@ async function runFile(file: string): Promise<void> {
     ? dirname(dirname(resume))
     : resume;
   const runDir = values.out ?? resumeRun ?? join(cfg.train.out, cfg.name);
+  // Ctrl-C once: finish the step, write a checkpoint, stop. Twice: exit now (checkpoints are written
+  // atomically, so the last complete one stays good either way).
+  const abort = new AbortController();
+  const onInt = () => {
+    if (abort.signal.aborted) Deno.exit(130);
+    console.log(`\nstopping after this step with a checkpoint (Ctrl-C again to quit now); resume with --resume ${runDir}`);
+    abort.abort();
+  };
+  Deno.addSignalListener("SIGINT", onInt);
   const t0 = performance.now();
-  const r = await train(e, cfg, { runDir, resume });
+  const r = await train(e, cfg, { runDir, resume, signal: abort.signal });
+  Deno.removeSignalListener("SIGINT", onInt);
+  if (r.stopped) console.log(`stopped; continue with --resume ${runDir}`);
   const last = r.history.at(-1);
   console.log(
     `done in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${r.history.length} steps` +

@@ -40,6 +40,8 @@ export interface TrainOptions {
   resume?: boolean | string;
   /** Stop after this many optimizer steps in all (as if interrupted; a checkpoint is written). */
   stopAfter?: number;
+  /** Stop after the current step, with a checkpoint, once aborted (the CLI aborts it on Ctrl-C). */
+  signal?: AbortSignal;
   /** Where progress lines go (default: the terminal). */
   print?: (line: string) => void;
 }
@@ -161,6 +163,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
       try {
         const r = await runStage(e, cfg, stage, model, data, pos, resumeOpt, {
           runDir: opts.runDir,
+          signal: opts.signal,
           write: opts.print ? (t) => opts.print!(t.replace(/^\r|\n$/g, "")) : null,
           stopAfter: opts.stopAfter,
           print,
@@ -209,6 +212,7 @@ function requirePath(cfg: RunConfig): string {
 
 interface StageContext {
   runDir: string;
+  signal?: AbortSignal;
   /** Progress text (null: the terminal). */
   write: ((text: string) => void) | null;
   stopAfter?: number;
@@ -348,7 +352,7 @@ async function runStage(
       };
       ctx.metrics.write(acc);
     }
-    const stop = ctx.stopAfter !== undefined && pos.step >= ctx.stopAfter;
+    const stop = (ctx.stopAfter !== undefined && pos.step >= ctx.stopAfter) || ctx.signal?.aborted === true;
     if (last || stop || (cfg.train.saveEvery > 0 && pos.step % cfg.train.saveEvery === 0)) {
       if (last) pos.stageStep = total;
       await save();
@@ -360,7 +364,10 @@ async function runStage(
     }
   }
   opt.dispose();
-  return { checkpoint, stopped: ctx.stopAfter !== undefined && pos.step >= ctx.stopAfter };
+  return {
+    checkpoint,
+    stopped: (ctx.stopAfter !== undefined && pos.step >= ctx.stopAfter) || ctx.signal?.aborted === true,
+  };
 }
 
 /** Reads scalar loss terms (one wait for all). */
