@@ -94,7 +94,9 @@ async function runFile(file: string): Promise<void> {
   const abort = new AbortController();
   const onInt = () => {
     if (abort.signal.aborted) Deno.exit(130);
-    console.log(`\nstopping after this step with a checkpoint (Ctrl-C again to quit now); resume with --resume ${runDir}`);
+    console.log(
+      `\nstopping after this step with a checkpoint (Ctrl-C again to quit now); resume with --resume ${runDir}`,
+    );
     abort.abort();
   };
   Deno.addSignalListener("SIGINT", onInt);

@@ -83,73 +83,82 @@ gpuTest(
   },
 );
 
-gpuTest("train: bad rows stop the run naming file, row and id, or with onError skip are skipped and counted", async (e) => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const input = await writeTinyRun(dir, { steps: 1 });
-    const captions = join(dir, "images", "captions.json");
-    const rows = JSON.parse(await Deno.readTextFile(captions));
-    const caption = (id: string, image: string) => ({
-      id,
-      image,
-      conversations: [{ from: "human", value: "<image>" }, { from: "gpt", value: "a square" }],
-    });
-    rows.push(caption("gone", "missing.png"), caption("broken", "broken.png"), { id: "empty", conversations: [] });
-    await Deno.writeTextFile(join(dir, "images", "broken.png"), "<html>not an image</html>");
-    await Deno.writeTextFile(captions, JSON.stringify(rows));
-    const cfg = parseRunConfig(input, "tiny");
-    cfg.train.evalData = null;
-    cfg.train.stages[0].maxSteps = null; // one epoch: every row is loaded
-    cfg.data.shuffle = false;
-    await assert.rejects(
-      () => train(e, cfg, { runDir: join(dir, "strict"), print: () => {} }),
-      /captions\.json row 10 \(id "empty"\): .*conversations.*data\.onError: "skip"/,
-    );
-    cfg.train.stages[0].data = captions;
-    rows.pop();
-    await Deno.writeTextFile(captions, JSON.stringify(rows));
-    await assert.rejects(
-      () => train(e, cfg, { runDir: join(dir, "strict2"), print: () => {} }),
-      /captions\.json row 8 \(id "gone"\): .*missing\.png: image file not found/,
-    );
-    rows.push({ id: "empty", conversations: [] });
-    await Deno.writeTextFile(captions, JSON.stringify(rows));
-    cfg.data.onError = "skip";
-    const lines: string[] = [];
-    const r = await train(e, cfg, { runDir: join(dir, "lenient"), print: (l) => lines.push(l) });
-    assert.equal(r.skippedRows.pretrain, 3);
-    assert.ok(lines.some((l) => /pretrain: 3 bad rows skipped/.test(l)), lines.join("\n"));
-    assert.equal(r.history.filter((h) => h.stage === "pretrain").length, 5); // 10 usable rows / 2
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+gpuTest(
+  "train: bad rows stop the run naming file, row and id, or with onError skip are skipped and counted",
+  async (e) => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const input = await writeTinyRun(dir, { steps: 1 });
+      const captions = join(dir, "images", "captions.json");
+      const rows = JSON.parse(await Deno.readTextFile(captions));
+      const caption = (id: string, image: string) => ({
+        id,
+        image,
+        conversations: [{ from: "human", value: "<image>" }, { from: "gpt", value: "a square" }],
+      });
+      rows.push(caption("gone", "missing.png"), caption("broken", "broken.png"), {
+        id: "empty",
+        conversations: [],
+      });
+      await Deno.writeTextFile(join(dir, "images", "broken.png"), "<html>not an image</html>");
+      await Deno.writeTextFile(captions, JSON.stringify(rows));
+      const cfg = parseRunConfig(input, "tiny");
+      cfg.train.evalData = null;
+      cfg.train.stages[0].maxSteps = null; // one epoch: every row is loaded
+      cfg.data.shuffle = false;
+      await assert.rejects(
+        () => train(e, cfg, { runDir: join(dir, "strict"), print: () => {} }),
+        /captions\.json row 10 \(id "empty"\): .*conversations.*data\.onError: "skip"/,
+      );
+      cfg.train.stages[0].data = captions;
+      rows.pop();
+      await Deno.writeTextFile(captions, JSON.stringify(rows));
+      await assert.rejects(
+        () => train(e, cfg, { runDir: join(dir, "strict2"), print: () => {} }),
+        /captions\.json row 8 \(id "gone"\): .*missing\.png: image file not found/,
+      );
+      rows.push({ id: "empty", conversations: [] });
+      await Deno.writeTextFile(captions, JSON.stringify(rows));
+      cfg.data.onError = "skip";
+      const lines: string[] = [];
+      const r = await train(e, cfg, { runDir: join(dir, "lenient"), print: (l) => lines.push(l) });
+      assert.equal(r.skippedRows.pretrain, 3);
+      assert.ok(lines.some((l) => /pretrain: 3 bad rows skipped/.test(l)), lines.join("\n"));
+      assert.equal(r.history.filter((h) => h.stage === "pretrain").length, 5); // 10 usable rows / 2
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
 
-gpuTest("train: f16 with dynamic loss scaling skips overflowing steps, backs off, then trains like f32", async (e) => {
-  if (!e.hasF16) return;
-  const dir = await Deno.makeTempDir();
-  try {
-    const input = await writeTinyRun(dir, { steps: 6 });
-    const cfg = parseRunConfig(input, "tiny");
-    cfg.train.evalData = null;
-    cfg.train.stages = cfg.train.stages.slice(0, 1);
-    const f32 = await train(e, cfg, { runDir: join(dir, "f32"), print: () => {} });
-    const f16 = await train(e, { ...cfg, train: { ...cfg.train, dtype: "f16" } }, {
-      runDir: join(dir, "f16"),
-      print: () => {},
-    });
-    // The first forward sees the same weights (rounded to f16): the same loss within f16's precision.
-    const [a, b] = [f16.history[0].losses.loss_total, f32.history[0].losses.loss_total];
-    assert.ok(Math.abs(a - b) < 0.01 * b, `step 1: f16 ${a} vs f32 ${b}`);
-    // The initial scale 2^16 overflows f16 gradients: those steps are skipped (no update) until the
-    // scale is small enough; then every step updates and the loss is finite.
-    const skipped = f16.history.map((h) => h.skipped);
-    const firstUpdate = skipped.indexOf(false);
-    assert.ok(firstUpdate >= 0 && firstUpdate <= 4, `skips: ${skipped}`);
-    assert.ok(skipped.slice(firstUpdate).every((s) => !s), `no skip after the scale settled: ${skipped}`);
-    for (const h of f16.history) assert.ok(Number.isFinite(h.losses.loss_total));
-    assert.ok(f16.history.at(-1)!.losses.loss_total < a, "the loss falls once steps update");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+gpuTest(
+  "train: f16 with dynamic loss scaling skips overflowing steps, backs off, then trains like f32",
+  async (e) => {
+    if (!e.hasF16) return;
+    const dir = await Deno.makeTempDir();
+    try {
+      const input = await writeTinyRun(dir, { steps: 6 });
+      const cfg = parseRunConfig(input, "tiny");
+      cfg.train.evalData = null;
+      cfg.train.stages = cfg.train.stages.slice(0, 1);
+      const f32 = await train(e, cfg, { runDir: join(dir, "f32"), print: () => {} });
+      const f16 = await train(e, { ...cfg, train: { ...cfg.train, dtype: "f16" } }, {
+        runDir: join(dir, "f16"),
+        print: () => {},
+      });
+      // The first forward sees the same weights (rounded to f16): the same loss within f16's precision.
+      const [a, b] = [f16.history[0].losses.loss_total, f32.history[0].losses.loss_total];
+      assert.ok(Math.abs(a - b) < 0.01 * b, `step 1: f16 ${a} vs f32 ${b}`);
+      // The initial scale 2^16 overflows f16 gradients: those steps are skipped (no update) until the
+      // scale is small enough; then every step updates and the loss is finite.
+      const skipped = f16.history.map((h) => h.skipped);
+      const firstUpdate = skipped.indexOf(false);
+      assert.ok(firstUpdate >= 0 && firstUpdate <= 4, `skips: ${skipped}`);
+      assert.ok(skipped.slice(firstUpdate).every((s) => !s), `no skip after the scale settled: ${skipped}`);
+      for (const h of f16.history) assert.ok(Number.isFinite(h.losses.loss_total));
+      assert.ok(f16.history.at(-1)!.losses.loss_total < a, "the loss falls once steps update");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
