@@ -80,7 +80,11 @@ async function main(target: string, questionsFile: string): Promise<void> {
   const questions = await loadQuestions(questionsFile);
 
   const e = await Engine.create();
-  const tokenizer = await TextTokenizer.load(cfg.data.tokenizer ?? cfg.llm.path!);
+  // The run's own copy of the tokenizer, else where the config found it.
+  const ownTokenizer = join(runDir, "tokenizer");
+  const tokenizer = await TextTokenizer.load(
+    await exists(join(ownTokenizer, "tokenizer.json")) ? ownTokenizer : cfg.data.tokenizer ?? cfg.llm.path!,
+  );
   const model = await AsvrModel.build(e, modelConfig(cfg), { dtype: cfg.train.dtype, seed: cfg.train.seed });
   const ckpt = await Checkpoint.open(join(ckDir, "model.safetensors"));
   try {
@@ -112,4 +116,13 @@ async function main(target: string, questionsFile: string): Promise<void> {
   console.log(`results: ${out}`);
   await model.dispose();
   e.destroy();
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -50,7 +50,8 @@ function positiveInt(v: number, name: string): number {
  * Tokenizes a row with a template ({@linkcode applyTemplate}), widens the image placeholder to
  * `imageTokens` positions (ids {@linkcode IMAGE_TOKEN_ID}, labels -100), and cuts a sequence longer than
  * `maxLength` at its end. The image span is never cut: when it does not fit whole within `maxLength`
- * the row throws a {@linkcode DataRowError} that says how large `maxLength` must be.
+ * the row throws a {@linkcode DataRowError} that says how large `maxLength` must be, and so does a row
+ * whose every supervised token is cut off (it would train nothing).
  */
 export function tokenizeRow(row: LlavaRow, options: TokenizeOptions): TokenizedRow {
   const N = positiveInt(options.imageTokens, "imageTokens");
@@ -72,8 +73,19 @@ export function tokenizeRow(row: LlavaRow, options: TokenizeOptions): TokenizedR
         `set data.maxLength to at least ${at + N}, or shorten the text before the image`,
       );
     }
+    const full = inputIds.length;
+    const firstSupervised = outLabels.findIndex((l) => l !== IGNORE_INDEX);
     inputIds = inputIds.slice(0, maxLength);
     outLabels = outLabels.slice(0, maxLength);
+    if (firstSupervised >= maxLength) {
+      throw new DataRowError(
+        row.file,
+        row.index,
+        row.id,
+        `every supervised token lies past maxLength ${maxLength} (the row has ${full} tokens), so it would train nothing`,
+        `set data.maxLength to at least ${firstSupervised + 1}, or data.onError: "skip"`,
+      );
+    }
   }
   return { inputIds, labels: outLabels, imageStart: at, imageTokens: at >= 0 ? N : 0 };
 }

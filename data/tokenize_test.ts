@@ -67,8 +67,16 @@ Deno.test("tokenizeRow: truncation cuts text after the image, never the image sp
     imageStart: 1,
     imageTokens: 3,
   });
-  // Exactly the span's end: nothing of the caption is left, the span is whole.
-  assert.deepEqual(tokenizeRow(caption, { ...opts, maxLength: 4 }).inputIds, [1, I, I, I]);
+  // Exactly the span's end: the span is whole but nothing supervised is left, so the row is refused.
+  assert.throws(
+    () => tokenizeRow(caption, { ...opts, maxLength: 4 }),
+    (e: unknown) =>
+      e instanceof DataRowError &&
+      e.message ===
+        `data/x.json row 9 (id "cap1"): every supervised token lies past maxLength 4 (the row has 11 tokens), ` +
+          `so it would train nothing; set data.maxLength to at least 5, or data.onError: "skip"`,
+  );
+  assert.deepEqual(tokenizeRow(caption, { ...opts, maxLength: 5 }).labels, [X, X, X, X, 319]);
   // Not shortened when it fits.
   assert.equal(tokenizeRow(caption, { ...opts, maxLength: 11 }).inputIds.length, 11);
   // The span (positions 1..3) cannot fit in 3.
@@ -80,15 +88,18 @@ Deno.test("tokenizeRow: truncation cuts text after the image, never the image sp
         `data/x.json row 9 (id "cap1"): the image's 3 positions (1..3) do not fit in maxLength 3; ` +
           "set data.maxLength to at least 4, or shorten the text before the image",
   );
-  // A text-only row is simply cut.
-  const text = tokenizeRow(row([["human", "Hello"], ["gpt", "Hello world!"]]), {
-    template: "vicuna_v1",
-    tokenizer: tok,
-    imageTokens: 3,
-    maxLength: 5,
-  });
-  assert.equal(text.inputIds.length, 5);
-  assert.deepEqual(text.labels, [X, X, X, X, X]);
+  // A text-only row is simply cut; cut before its answer, it is refused.
+  const chat = row([["human", "Hello"], ["gpt", "Hello world!"]]);
+  const vicuna = { template: "vicuna_v1" as const, tokenizer: tok, imageTokens: 3 };
+  const whole = tokenizeRow(chat, { ...vicuna, maxLength: 2048 });
+  const first = whole.labels.findIndex((l) => l !== X);
+  const cut = tokenizeRow(chat, { ...vicuna, maxLength: first + 2 });
+  assert.deepEqual(cut.inputIds, whole.inputIds.slice(0, first + 2));
+  assert.deepEqual(cut.labels, whole.labels.slice(0, first + 2));
+  assert.throws(
+    () => tokenizeRow(chat, { ...vicuna, maxLength: 5 }),
+    /every supervised token lies past maxLength 5/,
+  );
 });
 
 Deno.test("tokenizeRow: options are checked", () => {

@@ -104,7 +104,7 @@ export async function writeTinyRun(dir: string, opts: TinyRunOptions = {}): Prom
     ...model,
     llm: { ...model.llm, config: { ...model.llm.config!, vocabSize: 32000 } },
     name: "tiny",
-    data: { tokenizer: await llama2TokenizerDir(), maxLength: 64, prefetch: 1 },
+    data: { tokenizer: await llama2TokenizerDir(), maxLength: 128, prefetch: 1 },
     train: {
       seed: 3,
       out: join(dir, "runs"),

@@ -31,6 +31,10 @@ gpuTest(
         );
         assert.equal(h.skipped, false);
       }
+      // Stage 2's rows keep their answers (supervised tokens in every micro-batch).
+      for (const h of full.history.slice(3)) {
+        assert.ok(h.losses.loss_text > 1, `step ${h.step}: ${h.losses.loss_text}`);
+      }
       // Stage 1 trains projector + head: the text loss starts near ln 32000 and falls.
       assert.ok(full.history[2].losses.loss_total < full.history[0].losses.loss_total, "stage 1 loss falls");
 
@@ -64,7 +68,7 @@ gpuTest(
       // The log holds each step once, and the curves exist.
       const log = await readMetrics(join(dir, "resumed"));
       assert.deepEqual(log.map((r) => r.step), [1, 2, 3, 4, 5, 6]);
-      for (const f of ["loss.svg", "lr.svg", "config.json", "eval.json"]) {
+      for (const f of ["loss.svg", "lr.svg", "config.json", "eval.json", "tokenizer/tokenizer.json"]) {
         await Deno.stat(join(dir, "resumed", f));
       }
 

@@ -6,7 +6,8 @@
  * `resume` continues from exactly: a run stopped after step n and resumed computes the same losses
  * from step n + 1 on as the run that never stopped.
  *
- * Run folder: `metrics.jsonl`, `loss.svg`, `lr.svg`, `config.json` (the parsed config), `checkpoints/`.
+ * Run folder: `metrics.jsonl`, `loss.svg`, `lr.svg`, `config.json` (the parsed config), `tokenizer/` (a
+ * copy of the text tokenizer's files), `checkpoints/`, and `eval.json` with `train.evalData`.
  * @module
  */
 
@@ -108,7 +109,9 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
   const print = opts.print ?? ((l: string) => console.log(l));
   await Deno.mkdir(opts.runDir, { recursive: true });
   await writeTextAtomic(join(opts.runDir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
-  const tokenizer = await TextTokenizer.load(cfg.data.tokenizer ?? requirePath(cfg));
+  const tokDir = cfg.data.tokenizer ?? requirePath(cfg);
+  const tokenizer = await TextTokenizer.load(tokDir);
+  await copyTokenizer(tokDir, join(opts.runDir, "tokenizer"));
   const model = await AsvrModel.build(e, modelConfig(cfg), {
     dtype: cfg.train.dtype,
     seed: cfg.train.seed,
@@ -196,6 +199,18 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     await model.dispose();
   }
   return { runDir: opts.runDir, history, skippedRows, stopped, checkpoint, eval: finalEval };
+}
+
+/** Copies the text tokenizer's files into the run folder, so a run evaluates without its sources. */
+async function copyTokenizer(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for (const f of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
+    try {
+      await Deno.copyFile(join(from, f), join(to, f));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+  }
 }
 
 function nextStage(p: Position): Position {
