@@ -8,8 +8,10 @@
  * - `--plan` prints parameters per component, trainable parameters per stage and estimated memory
  *   against the adapter's limits, without loading weights, then exits.
  * - `--resume DIR` continues the latest checkpoint of run folder DIR (or the checkpoint folder DIR).
- * - With no run file: trains the tiny causal transformer of `examples/tiny_lm.ts` (a smoke test of the
- *   engine on any adapter).
+ * - With no run file: `examples/asvr_tiny.ts`, the embedded default (a tiny ASVR study on generated data).
+ *
+ * A run file's default export is the config (`defineRun({...})`) or an async function returning it (which may
+ * first build what the run needs, as `examples/asvr_tiny.ts` does).
  * @module
  */
 
@@ -18,19 +20,23 @@ import { basename, dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
-import { TINY_LM, trainTinyLM } from "../examples/tiny_lm.ts";
-import { applyRunOverrides, type RunConfig, type RunConfigInput } from "../trainers/config.ts";
+import {
+  applyRunOverrides,
+  type RunBuilder,
+  type RunConfig,
+  type RunConfigInput,
+} from "../trainers/config.ts";
 import { formatPlan, planRun } from "../trainers/plan.ts";
 import { formatMissing, missingInputs } from "../trainers/preflight.ts";
 import { train } from "../trainers/trainer.ts";
 
-const USAGE = `usage: deno task train [config.ts] [--set key=value ...] [--plan] [--resume DIR] [--out DIR]
-  config.ts      a run file (export default defineRun({...})), e.g. examples/asvr_vicuna7b.ts
+const USAGE = `usage: deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--out DIR]
+  run.ts         a run file (export default defineRun({...})), e.g. examples/asvr_vicuna7b.ts;
+                 default examples/asvr_tiny.ts, the embedded tiny study
   --set k=v      override a config key (repeatable): train.stages[0].lr=2e-5, head.kind=none
   --plan         print parameters and estimated memory per stage, then exit (no weights needed)
   --resume DIR   continue a run folder's latest checkpoint (or the checkpoint folder given)
-  --out DIR      the run folder (default: <train.out>/<name>)
-  --steps N      (no config) steps of the tiny engine smoke test (default 300)`;
+  --out DIR      the run folder (default: <train.out>/<name>)`;
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -40,7 +46,6 @@ const { values, positionals } = parseArgs({
     plan: { type: "boolean", default: false },
     resume: { type: "string" },
     out: { type: "string" },
-    steps: { type: "string", default: "300" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -51,8 +56,7 @@ if (values.help) {
 }
 
 try {
-  if (positionals.length === 0) await smokeTest(Number(values.steps));
-  else await runFile(positionals[0]);
+  await runFile(positionals[0] ?? new URL("../examples/asvr_tiny.ts", import.meta.url).pathname);
 } catch (err) {
   if (err instanceof NoAdapterError) console.error(err.message);
   else console.error(`train: ${err instanceof Error ? err.message : String(err)}`);
@@ -126,43 +130,9 @@ async function loadRunFile(file: string, sets: string[]): Promise<RunConfig> {
   if (!mod.default) {
     throw new Error(`${file}: no default export; write \`export default defineRun({ ... })\``);
   }
-  return applyRunOverrides(mod.default as RunConfigInput, sets, file);
-}
-
-/** The tiny engine smoke test (no config given). */
-async function smokeTest(steps: number): Promise<void> {
-  if (!Number.isInteger(steps) || steps < 1) {
-    throw new Error(`--steps must be a positive integer, got ${values.steps}`);
-  }
-  const e = await Engine.create();
-  console.log(`adapter: ${e.info.description}${e.info.isFallbackAdapter ? " (software)" : ""}`);
-  console.log(
-    `model: tiny causal transformer, V=${TINY_LM.vocab} C=${TINY_LM.width} heads=${TINY_LM.heads}/${TINY_LM.kvHeads} ` +
-      `layers=${TINY_LM.layers}; task: each token is the sum of the two before it, mod V`,
-  );
-  const t0 = performance.now();
-  const { losses } = await trainTinyLM(e, TINY_LM, {
-    steps,
-    batch: 16,
-    seqLen: 12,
-    lr: 1e-2,
-    seed: 1,
-    onStep: (s, loss) => {
-      if (s % 10 === 0 || s === steps - 1) {
-        const elapsed = (performance.now() - t0) / 1000, rate = (s + 1) / elapsed;
-        const eta = (steps - s - 1) / rate;
-        console.log(
-          `step ${String(s + 1).padStart(5)}/${steps}  loss ${loss.toFixed(4)}  ${
-            rate.toFixed(1)
-          } steps/s  ` +
-            `gpu mem ${(e.pool.bytesInUse / 2 ** 20).toFixed(1)} MiB  eta ${eta.toFixed(0)}s`,
-        );
-      }
-    },
-  });
-  console.log(
-    `done in ${((performance.now() - t0) / 1000).toFixed(1)}s: loss ${losses[0].toFixed(3)} -> ` +
-      `${losses.at(-1)!.toFixed(3)} (a uniform guess scores ln V = ${Math.log(TINY_LM.vocab).toFixed(3)})`,
-  );
-  e.destroy();
+  // A builder gets { build: false } for --plan: the config without building anything.
+  const cfg = typeof mod.default === "function"
+    ? await (mod.default as RunBuilder)({ build: !values.plan })
+    : mod.default as RunConfigInput;
+  return applyRunOverrides(cfg, sets, file);
 }

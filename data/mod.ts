@@ -18,3 +18,5 @@ export * from "./collate.ts";
 export * from "./image.ts";
 export * from "./preprocess.ts";
 export * from "./prefetch.ts";
+export * from "./shapes.ts";
+export * from "./shapes_render.ts";

@@ -52,3 +52,9 @@ export {
   type VisualTokenizerConfig,
   type VisualTokenizerKind,
 } from "./visual_config.ts";
+export {
+  type BpeTokenizerFiles,
+  type BpeTrainOptions,
+  trainBpeTokenizer,
+  writeBpeTokenizer,
+} from "./train_bpe.ts";

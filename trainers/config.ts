@@ -208,6 +208,13 @@ const RUN_FIELDS: Record<"name" | "data" | "train", string> = {
 };
 
 /**
+ * A run file's default export may also be a builder: an async function that prepares what the run needs
+ * (data, small pretrained parts) when `build` is true and returns the config. `--plan` calls it with
+ * `build: false`, when it must return the config without building anything.
+ */
+export type RunBuilder = (opts: { build: boolean }) => Promise<RunConfigInput>;
+
+/**
  * The identity, typed: a run file writes `export default defineRun({ ... })` to get completion and
  * type checks; validation and defaults come from {@linkcode parseRunConfig}.
  */

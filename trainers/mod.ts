@@ -23,3 +23,4 @@ export * from "./schedule.ts";
 export * from "./loss_scaler.ts";
 export * from "./plan.ts";
 export * from "./preflight.ts";
+export * from "./ablation.ts";

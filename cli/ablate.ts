@@ -1,0 +1,129 @@
+/**
+ * `deno task ablate [--seeds N] [--variants a,b,...] [--out DIR] [--set key=value ...]`
+ *
+ * The paper's ablation on the embedded tiny study (examples/asvr_tiny.ts): the same recipe, data and
+ * pretrained parts, with the visual head `none` (the LLaVA baseline), `pixel` (reconstructing appearance
+ * codes), `semantic` (ASVR), `dual` (both), and `semantic_next` (ASVR with the paper's `next` alignment),
+ * each over several seeds. Prints and writes `<out>/ablation.md` (mean and spread of accuracy per question
+ * category and overall, final losses) and `<out>/ablation.svg`. A run already finished (its `eval.json`
+ * exists) is read back instead of retrained, so an interrupted ablation continues where it stopped.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { Engine } from "../core/engine.ts";
+import { NoAdapterError } from "../core/device.ts";
+import { writeTextAtomic } from "../io/safetensors.ts";
+import type { EvalReport } from "../eval/report.ts";
+import { applyRunOverrides } from "../trainers/config.ts";
+import { train } from "../trainers/trainer.ts";
+import { readMetrics } from "../trainers/metrics.ts";
+import { ablationMarkdown, type AblationRun, ablationSvg, aggregateAblation } from "../trainers/ablation.ts";
+import { buildTinyParts, TINY_HEADS, tinyRun } from "../examples/asvr_tiny.ts";
+
+/** The variants: a head, and the overrides that make it. */
+const VARIANTS: Record<string, string[]> = {
+  none: [`head=${JSON.stringify(TINY_HEADS.none)}`],
+  pixel: [`head=${JSON.stringify(TINY_HEADS.pixel)}`],
+  semantic: [`head=${JSON.stringify(TINY_HEADS.semantic)}`],
+  dual: [`head=${JSON.stringify(TINY_HEADS.dual)}`],
+  semantic_next: [`head=${JSON.stringify(TINY_HEADS.semantic)}`, "loss.alignment=next"],
+};
+
+const USAGE = `usage: deno task ablate [--seeds N] [--variants ${
+  Object.keys(VARIANTS).join(",")
+}] [--out DIR] [--set k=v ...]
+  --seeds N      seeds per variant (default 3)
+  --variants     which variants, comma-separated (default all)
+  --out DIR      where runs and the table go (default runs/ablate)
+  --set k=v      an override applied to every run (e.g. train.stages[1].epochs=1)`;
+
+const { values } = parseArgs({
+  args: Deno.args.filter((a) => a !== "--"),
+  options: {
+    seeds: { type: "string", default: "3" },
+    variants: { type: "string", default: Object.keys(VARIANTS).join(",") },
+    out: { type: "string", default: "runs/ablate" },
+    set: { type: "string", multiple: true, default: [] },
+    help: { type: "boolean", short: "h", default: false },
+  },
+});
+
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
+
+try {
+  await main();
+} catch (err) {
+  console.error(err instanceof NoAdapterError ? err.message : `ablate: ${(err as Error).message}`);
+  Deno.exit(1);
+}
+
+async function main(): Promise<void> {
+  const seeds = Number(values.seeds);
+  if (!Number.isInteger(seeds) || seeds < 1) {
+    throw new Error(`--seeds: a positive integer, got ${values.seeds}`);
+  }
+  const variants = values.variants.split(",").map((v) => v.trim()).filter((v) => v);
+  for (const v of variants) {
+    if (!VARIANTS[v]) {
+      throw new Error(`--variants: unknown variant "${v}"; use ${Object.keys(VARIANTS).join(", ")}`);
+    }
+  }
+  const parts = await buildTinyParts();
+  const e = await Engine.create();
+  console.log(`adapter: ${e.info.description}; ${variants.length} variants x ${seeds} seeds`);
+  const runs: AblationRun[] = [];
+  const t0 = performance.now();
+  for (const variant of variants) {
+    for (let seed = 1; seed <= seeds; seed++) {
+      const runDir = join(values.out, `${variant}-s${seed}`);
+      let report = await readReport(runDir);
+      if (!report) {
+        const cfg = applyRunOverrides(
+          tinyRun(parts),
+          [...VARIANTS[variant], `train.seed=${seed}`, `name=${variant}-s${seed}`, ...(values.set ?? [])],
+          `ablate ${variant} seed ${seed}`,
+        );
+        console.log(
+          `\n== ${variant}, seed ${seed} (${((performance.now() - t0) / 60000).toFixed(1)} min so far)`,
+        );
+        const r = await train(e, cfg, { runDir });
+        report = r.eval;
+        if (!report) throw new Error(`${runDir}: the run ended without an evaluation`);
+      }
+      const log = await readMetrics(runDir);
+      const last = [...log].reverse().find((rec) => Object.keys(rec).some((k) => k.startsWith("loss_")));
+      const losses = Object.fromEntries(
+        Object.entries(last ?? {}).filter(([k, v]) => k.startsWith("loss_") && typeof v === "number"),
+      ) as Record<string, number>;
+      runs.push({ variant, seed, summary: report.summary, losses });
+      console.log(
+        `${variant} seed ${seed}: overall accuracy ${(100 * report.summary.overall.accuracy).toFixed(1)}%`,
+      );
+    }
+  }
+  const rows = aggregateAblation(runs);
+  const md = `# Ablation on the tiny study (${seeds} seeds)\n\n${ablationMarkdown(rows)}`;
+  await writeTextAtomic(join(values.out, "ablation.md"), md);
+  await writeTextAtomic(
+    join(values.out, "ablation.svg"),
+    ablationSvg(rows, "Accuracy by visual head (mean ± std)"),
+  );
+  await writeTextAtomic(join(values.out, "ablation.json"), JSON.stringify({ runs, rows }, null, 1) + "\n");
+  console.log(`\n${md}\nwritten: ${join(values.out, "ablation.md")}, ablation.svg, ablation.json`);
+  e.destroy();
+}
+
+/** A finished run's final evaluation, or null. */
+async function readReport(runDir: string): Promise<EvalReport | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(join(runDir, "eval.json")));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw new Error(`${runDir}/eval.json: ${(err as Error).message}; delete the run folder to redo it`);
+  }
+}
