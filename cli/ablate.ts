@@ -5,7 +5,8 @@
  * pretrained parts, with the visual head `none` (the LLaVA baseline), `pixel` (reconstructing appearance
  * codes), `semantic` (ASVR), `dual` (both), and `semantic_next` (ASVR with the paper's `next` alignment),
  * each over several seeds. Prints and writes `<out>/ablation.md` (mean and spread of accuracy per question
- * category and overall, final losses) and `<out>/ablation.svg`. A run already finished (its `eval.json`
+ * category and overall, final losses, and how much each model's text depends on its image: the stage-2 text
+ * loss with each row's own image against another row's) and `<out>/ablation.svg`. A run already finished (its `eval.json`
  * exists) is read back instead of retrained, so an interrupted ablation continues where it stopped.
  * @module
  */
@@ -14,9 +15,16 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
-import { writeTextAtomic } from "../io/safetensors.ts";
 import type { EvalReport } from "../eval/report.ts";
-import { applyRunOverrides } from "../trainers/config.ts";
+import { applyRunOverrides, modelConfig, parseRunConfig } from "../trainers/config.ts";
+import { type ImageReliance, imageReliance } from "../trainers/image_reliance.ts";
+import { StageData } from "../trainers/stage_data.ts";
+import { latestCheckpoint } from "../trainers/checkpoint.ts";
+import { AsvrModel } from "../models/asvr_model.ts";
+import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
+import { Checkpoint, writeTextAtomic } from "../io/safetensors.ts";
+import { loadParams } from "../io/params.ts";
+import { readJsonFile } from "../io/json.ts";
 import { train } from "../trainers/trainer.ts";
 import { readMetrics } from "../trainers/metrics.ts";
 import { ablationMarkdown, type AblationRun, ablationSvg, aggregateAblation } from "../trainers/ablation.ts";
@@ -100,9 +108,14 @@ async function main(): Promise<void> {
       const losses = Object.fromEntries(
         Object.entries(last ?? {}).filter(([k, v]) => k.startsWith("loss_") && typeof v === "number"),
       ) as Record<string, number>;
-      runs.push({ variant, seed, summary: report.summary, losses });
+      const reliance = await relianceOf(e, runDir);
+      runs.push({ variant, seed, summary: report.summary, losses, reliance: reliance.gap });
       console.log(
-        `${variant} seed ${seed}: overall accuracy ${(100 * report.summary.overall.accuracy).toFixed(1)}%`,
+        `${variant} seed ${seed}: overall accuracy ${(100 * report.summary.overall.accuracy).toFixed(1)}%, ` +
+          `image reliance ${(100 * reliance.gap).toFixed(1)}% (stage-2 text loss ${
+            reliance.own.toFixed(3)
+          } with ` +
+          `own images, ${reliance.shuffled.toFixed(3)} with another row's)`,
       );
     }
   }
@@ -116,6 +129,40 @@ async function main(): Promise<void> {
   await writeTextAtomic(join(values.out, "ablation.json"), JSON.stringify({ runs, rows }, null, 1) + "\n");
   console.log(`\n${md}\nwritten: ${join(values.out, "ablation.md")}, ablation.svg, ablation.json`);
   e.destroy();
+}
+
+/**
+ * A finished run's image reliance on 4 micro-batches of its last stage's data (in file order), measured
+ * from its latest checkpoint once and kept in `<run>/image_reliance.json`.
+ */
+async function relianceOf(e: Engine, runDir: string): Promise<ImageReliance> {
+  const file = join(runDir, "image_reliance.json");
+  try {
+    return JSON.parse(await Deno.readTextFile(file));
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw new Error(`${file}: ${(err as Error).message}`);
+  }
+  const cfg = parseRunConfig(await readJsonFile(join(runDir, "config.json"), "a run's config"), runDir);
+  cfg.data.shuffle = false;
+  const model = await AsvrModel.build(e, modelConfig(cfg), { dtype: cfg.train.dtype });
+  const ckDir = await latestCheckpoint(runDir);
+  if (!ckDir) throw new Error(`${runDir}: no checkpoint to measure; delete the folder to redo the run`);
+  const ckpt = await Checkpoint.open(join(ckDir, "model.safetensors"));
+  await loadParams(model.params(), ckpt);
+  ckpt.close();
+  const stage = cfg.train.stages.at(-1)!;
+  const tokenizer = await TextTokenizer.load(join(runDir, "tokenizer"));
+  const data = await StageData.open(cfg, stage, tokenizer, model, { seed: 0 });
+  const batches = [];
+  for (let k = 0; k < 4 && (k + 1) * stage.batchSize <= data.rows; k++) {
+    const b = await data.batch(0, k * stage.batchSize, stage.batchSize);
+    if (b) batches.push(b);
+  }
+  data.close();
+  const r = await imageReliance(model, batches);
+  await model.dispose();
+  await writeTextAtomic(file, JSON.stringify(r) + "\n");
+  return r;
 }
 
 /** A finished run's final evaluation, or null. */

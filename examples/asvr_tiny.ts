@@ -36,7 +36,7 @@ import type { PretrainOptions } from "./tiny/pretrain_options.ts";
 /** Every setting of the study's parts (a change rebuilds the parts it touches). */
 export const TINY_STUDY: TinyStudy = {
   /** The generated data (data/shapes.ts). */
-  shapes: { seed: 0, imageSize: 32, stage1Images: 600, stage2Images: 600, evalImages: 40 },
+  shapes: { seed: 0, imageSize: 32, stage1Images: 600, stage2Images: 600, evalImages: 24 },
   /** The text tokenizer's vocabulary. */
   tokenizer: { vocabSize: 512 },
   /** The vision encoder (SigLIP layout), pretrained on patch labels. */
@@ -76,7 +76,10 @@ export interface TinyStudy {
   codebooks: { layer: number; depths: number; codebookSize: number; iters: number; seed: number };
 }
 
-/** The heads the study compares: the depth transformer on semantic codes (ASVR), on pixel codes, both, none. */
+/**
+ * The heads the study compares: the depth transformer on semantic codes (ASVR), on pixel codes, both, none.
+ * Code widths: the encoder's 64 features (semantic), a patch's 3 x 8 x 8 pixels (pixel).
+ */
 export const TINY_HEADS: Record<"none" | "pixel" | "semantic" | "dual", HeadConfigInput> = {
   none: { kind: "none" },
   semantic: { kind: "asvr_depth", target: "semantic", width: 64, layers: 1, heads: 2, codebookDim: 64 },
@@ -106,9 +109,9 @@ export interface TinyParts {
   encoder: string;
   /** The pretrained LLM's HF folder (with the tokenizer's files). */
   llm: string;
-  /** Codebooks files. */
+  /** The semantic codebooks file. */
   semantic: string;
-  /** Pixel codebooks file. */
+  /** The pixel codebooks file. */
   pixel: string;
 }
 
@@ -253,7 +256,7 @@ export function tinyRun(parts: TinyParts | null, S: TinyStudy = TINY_STUDY): Run
       keepLast: 1,
       out: "runs",
       stages: [
-        { name: "pretrain", data: p.data.stage1, template: "plain", batchSize: 16, lr: 2e-3, epochs: 1 },
+        { name: "pretrain", data: p.data.stage1, template: "plain", batchSize: 16, lr: 2e-3, epochs: 2 },
         {
           name: "finetune",
           data: p.data.stage2,
@@ -262,7 +265,7 @@ export function tinyRun(parts: TinyParts | null, S: TinyStudy = TINY_STUDY): Run
           trainable: { projector: true, llm: true, head: true },
           batchSize: 16,
           lr: 1e-3,
-          epochs: 2,
+          epochs: 1,
         },
       ],
     },

@@ -19,6 +19,8 @@ export interface AblationRun {
   summary: EvalSummary;
   /** Its final losses (the last step's `loss_*` values). */
   losses: Record<string, number>;
+  /** Its image reliance gap (trainers/image_reliance.ts), when measured. */
+  reliance?: number;
 }
 
 /** A mean and a sample standard deviation (0 for a single value). */
@@ -43,6 +45,8 @@ export interface AblationRow {
   byCategory: Record<string, MeanStd>;
   /** Final losses. */
   losses: Record<string, MeanStd>;
+  /** Image reliance gaps (n = 0 when none was measured). */
+  reliance: MeanStd;
 }
 
 /** Mean and sample standard deviation of some values. */
@@ -78,6 +82,7 @@ export function aggregateAblation(runs: readonly AblationRun[]): AblationRow[] {
           k,
         ) => [k, meanStd(rs.flatMap((r) => Number.isFinite(r.losses[k]) ? [r.losses[k]] : []))]),
       ),
+      reliance: meanStd(rs.flatMap((r) => (r.reliance === undefined ? [] : [r.reliance]))),
     };
   });
 }
@@ -86,10 +91,21 @@ const pct = (m: MeanStd) =>
   Number.isNaN(m.mean) ? "-" : `${(100 * m.mean).toFixed(1)} ± ${(100 * m.std).toFixed(1)}`;
 const num = (m: MeanStd) => Number.isNaN(m.mean) ? "-" : `${m.mean.toFixed(3)} ± ${m.std.toFixed(3)}`;
 
-/** The aggregate as a markdown table: accuracy (%) overall and per category, then the final text loss. */
+/**
+ * The aggregate as a markdown table: accuracy (%) overall and per category, the final text loss, and the
+ * image reliance gap (%) when measured.
+ */
 export function ablationMarkdown(rows: readonly AblationRow[]): string {
   const cats = [...new Set(rows.flatMap((r) => Object.keys(r.byCategory)))].sort();
-  const head = ["variant", "seeds", "overall acc %", ...cats.map((c) => `${c} %`), "final text loss"];
+  const reliance = rows.some((r) => r.reliance.n > 0);
+  const head = [
+    "variant",
+    "seeds",
+    "overall acc %",
+    ...cats.map((c) => `${c} %`),
+    "final text loss",
+    ...(reliance ? ["image reliance %"] : []),
+  ];
   const lines = [`| ${head.join(" | ")} |`, `| ${head.map(() => "---").join(" | ")} |`];
   for (const r of rows) {
     const cells = [
@@ -98,10 +114,15 @@ export function ablationMarkdown(rows: readonly AblationRow[]): string {
       pct(r.overall),
       ...cats.map((c) => r.byCategory[c] ? pct(r.byCategory[c]) : "-"),
       r.losses.loss_text ? num(r.losses.loss_text) : "-",
+      ...(reliance ? [r.reliance.n > 0 ? pct(r.reliance) : "-"] : []),
     ];
     lines.push(`| ${cells.join(" | ")} |`);
   }
-  return lines.join("\n") + "\n\nMean ± sample standard deviation over seeds.\n";
+  const notes = "Mean ± sample standard deviation over seeds." +
+    (reliance
+      ? " Image reliance: how much higher the stage-2 text loss is when each row gets another row's image."
+      : "");
+  return lines.join("\n") + `\n\n${notes}\n`;
 }
 
 /** A grouped bar chart: one group per measure (overall, then categories), one bar per variant, ± 1 std. */

@@ -22,6 +22,7 @@ Deno.test("aggregateAblation: per variant over seeds; markdown and SVG carry eve
       seed: 1,
       summary: summary(0.9, 0.6),
       losses: { loss_text: 2, loss_visual_semantic: 4 },
+      reliance: 0.1,
     },
   ]);
   assert.deepEqual(rows.map((r) => r.variant), ["none", "semantic"]);
@@ -31,9 +32,12 @@ Deno.test("aggregateAblation: per variant over seeds; markdown and SVG carry eve
   assert.equal(rows[0].losses.loss_text.mean, 2);
   assert.equal(rows[1].losses.loss_visual_semantic.mean, 4);
   const md = ablationMarkdown(rows);
-  assert.match(md, /\| variant \| seeds \| overall acc % \| color % \| final text loss \|/);
-  assert.match(md, /\| none \| 2 \| 60\.0 ± 14\.1 \| 30\.0 ± 14\.1 \| 2\.000 ± 1\.414 \|/);
-  assert.match(md, /\| semantic \| 1 \| 90\.0 ± 0\.0 \|/);
+  assert.match(
+    md,
+    /\| variant \| seeds \| overall acc % \| color % \| final text loss \| image reliance % \|/,
+  );
+  assert.match(md, /\| none \| 2 \| 60\.0 ± 14\.1 \| 30\.0 ± 14\.1 \| 2\.000 ± 1\.414 \| - \|/);
+  assert.match(md, /\| semantic \| 1 \| 90\.0 ± 0\.0 \| .* \| 10\.0 ± 0\.0 \|/);
   const svg = ablationSvg(rows, "test");
   assert.equal((svg.match(/<rect x=/g) ?? []).length, 4 + 2); // 2 groups x 2 variants, 2 legend swatches
   assert.match(svg, /<title>semantic color: 60\.0 ± 0\.0<\/title>/);

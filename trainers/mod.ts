@@ -24,3 +24,4 @@ export * from "./loss_scaler.ts";
 export * from "./plan.ts";
 export * from "./preflight.ts";
 export * from "./ablation.ts";
+export * from "./image_reliance.ts";

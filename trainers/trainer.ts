@@ -27,7 +27,7 @@ import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { type MetricsRecord, MetricsWriter, readMetrics } from "./metrics.ts";
 import { ProgressLine } from "./progress.ts";
 import { writeCurves } from "./svg.ts";
-import { LossScaler, NonFiniteGuard } from "./loss_scaler.ts";
+import { LossScaler, type LossScalerState, NonFiniteGuard } from "./loss_scaler.ts";
 import { encoderInput, StageData } from "./stage_data.ts";
 import { evaluate } from "./evaluate.ts";
 import { loadQuestions, type Question } from "../eval/questions.ts";
@@ -95,10 +95,8 @@ interface Position {
   epoch: number;
   /** Next row of the epoch's order. */
   row: number;
-  /** f16 loss scale. */
-  lossScale: number;
-  /** Finite steps since the scale last changed. */
-  scaleGood: number;
+  /** The f16 loss scaler's state (it carries over from stage to stage). */
+  scaler: LossScalerState;
 }
 
 /**
@@ -119,7 +117,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
   });
   const history: StepRecord[] = [];
   const skippedRows: Record<string, number> = {};
-  let pos: Position = { stage: 0, stageStep: 0, step: 0, epoch: 0, row: 0, lossScale: 2 ** 16, scaleGood: 0 };
+  let pos: Position = { stage: 0, stageStep: 0, step: 0, epoch: 0, row: 0, scaler: new LossScaler().state() };
   let resumeOpt: Awaited<ReturnType<typeof loadCheckpoint>>["optimizer"] | null = null;
   let checkpoint: string | null = null;
   if (opts.resume) {
@@ -265,7 +263,8 @@ async function runStage(
   const total = stage.maxSteps ?? stepsPerEpoch * stage.epochs;
   const sched = { lr: stage.lr, totalSteps: total, warmupRatio: stage.warmupRatio, schedule: stage.schedule };
   const f16 = cfg.train.dtype === "f16" && cfg.train.lossScale === "dynamic";
-  const scaler = new LossScaler({ initScale: pos.lossScale });
+  const scaler = new LossScaler();
+  scaler.loadState(pos.scaler);
   const guard = new NonFiniteGuard({ maxConsecutive: cfg.train.maxNonFinite });
   const lossWeights = { ...cfg.loss, visualWeight: stage.visualWeight ?? cfg.loss.visualWeight };
   const progress = new ProgressLine(ctx.write ? { write: ctx.write, isTty: false, intervalSec: 0 } : {});
@@ -282,7 +281,7 @@ async function runStage(
       step: pos.step,
       params: model.params(),
       optimizer: { names: named.map(([n]) => n), state },
-      trainerState: { position: { ...pos, lossScale: scaler.scale }, stage: stage.name, config: cfg.name },
+      trainerState: { position: { ...pos, scaler: scaler.state() }, stage: stage.name, config: cfg.name },
       keepLast: cfg.train.keepLast,
     });
   };
@@ -316,6 +315,7 @@ async function runStage(
     normT?.dispose();
     const finite = Number.isFinite(gradNorm) && Object.values(sums).every(Number.isFinite);
     const skip = f16 ? scaler.update(finite).skip : !finite;
+    pos.scaler = scaler.state();
     if (!skip) opt.step(lr);
     zeroGrad(params);
     guard.record(skip, { step: pos.step + 1, scale: f16 ? scaler.scale : undefined });
