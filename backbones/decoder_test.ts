@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tinyDecoderConfig } from "./testing.ts";
 import { join } from "node:path";
 import { backward } from "../core/autograd.ts";
 import type { Engine } from "../core/engine.ts";
@@ -7,30 +8,10 @@ import { gpuTest, randInt, randn } from "../core/testing.ts";
 import { writeHfFolder } from "../io/params.ts";
 import { Checkpoint } from "../io/safetensors.ts";
 import { readJsonFile } from "../io/json.ts";
-import type { LlmArch, LlmConfig } from "./config.ts";
+import type { LlmArch } from "./config.ts";
 import { llmConfigToHf } from "./config.ts";
 import { hfParamNames } from "./names.ts";
 import { Decoder, type DecoderDType } from "./decoder.ts";
-
-/** A tiny config of each architecture (Mistral's window 3 < T, Qwen2 tied with biases). */
-function tiny(arch: LlmArch): LlmConfig {
-  return {
-    arch,
-    vocabSize: 32,
-    hiddenSize: 32,
-    intermediateSize: 48,
-    numLayers: 2,
-    numHeads: 4,
-    numKvHeads: 2,
-    headDim: 8,
-    rmsNormEps: 1e-6,
-    ropeTheta: 10000,
-    tieWordEmbeddings: arch === "qwen2",
-    slidingWindow: arch === "mistral" ? 3 : null,
-    attentionBias: arch === "qwen2",
-    maxPositions: 64,
-  };
-}
 
 const ARCHS: LlmArch[] = ["llama", "mistral", "qwen2"];
 const B = 2, T = 6;
@@ -58,7 +39,7 @@ for (const arch of ARCHS) {
   gpuTest(
     `Decoder ${arch}: random init, forward/backward: finite loss near ln V, every param a gradient`,
     async (e) => {
-      const cfg = tiny(arch);
+      const cfg = tinyDecoderConfig(arch);
       const model = Decoder.create(e, cfg, { seed: 1 });
       assert.deepEqual([...model.params().keys()], hfParamNames(cfg), "params() are keyed by the HF names");
       const { ids, labels } = batch(e, cfg.vocabSize, 2);
@@ -87,7 +68,7 @@ for (const arch of ARCHS) {
 }
 
 gpuTest("Decoder: checkpointLayers gives the same loss and gradients", async (e) => {
-  const cfg = tiny("qwen2");
+  const cfg = tinyDecoderConfig("qwen2");
   const model = Decoder.create(e, cfg, { seed: 3 });
   randomize(e, model, 30);
   const { ids, labels } = batch(e, cfg.vocabSize, 4);
@@ -119,7 +100,7 @@ for (
 ) {
   gpuTest(`Decoder ${arch} ${dtype}: save -> load round trip gives identical logits`, async (e) => {
     const d: DecoderDType = dtype;
-    const cfg = tiny(arch);
+    const cfg = tinyDecoderConfig(arch);
     const model = Decoder.create(e, cfg, { seed: 5, dtype: d });
     randomize(e, model, 50);
     const dir = await Deno.makeTempDir({ prefix: `asvr_decoder_${arch}_` });
@@ -152,7 +133,7 @@ for (
 }
 
 gpuTest("Decoder.load: missing and misshapen tensors are refused by name", async (e) => {
-  const cfg = tiny("llama");
+  const cfg = tinyDecoderConfig("llama");
   const model = Decoder.create(e, cfg, { seed: 7 });
   const dir = await Deno.makeTempDir({ prefix: "asvr_decoder_bad_" });
   try {
@@ -176,7 +157,7 @@ gpuTest("Decoder.load: missing and misshapen tensors are refused by name", async
 });
 
 gpuTest("Decoder.freeze: no parameter gradients, activation gradients still flow", async (e) => {
-  const cfg = tiny("mistral");
+  const cfg = tinyDecoderConfig("mistral");
   const model = Decoder.create(e, cfg, { seed: 9 });
   model.freeze();
   const x = e.param(randn(B * T * cfg.hiddenSize, 10), [B, T, cfg.hiddenSize]); // stands for image features
@@ -196,7 +177,7 @@ gpuTest("Decoder.freeze: no parameter gradients, activation gradients still flow
 });
 
 gpuTest("Decoder: bad inputs and configs are refused with the fix", (e) => {
-  const cfg = tiny("llama");
+  const cfg = tinyDecoderConfig("llama");
   assert.throws(() => Decoder.create(e, { ...cfg, numKvHeads: 3 }), /numKvHeads = 3: must divide numHeads/);
   const model = Decoder.create(e, cfg);
   const x = e.zeros([B, T, 16]);
@@ -209,7 +190,7 @@ gpuTest("Decoder: bad inputs and configs are refused with the fix", (e) => {
 gpuTest(
   "Decoder.create init gpu: seeded, N(0, 0.02) weights, unit norms, same parameter set as host init",
   async (e) => {
-    const cfg = tiny("llama");
+    const cfg = tinyDecoderConfig("llama");
     const a = Decoder.create(e, cfg, { seed: 3, init: "gpu" });
     const b = Decoder.create(e, cfg, { seed: 3, init: "gpu" });
     const h = Decoder.create(e, cfg, { seed: 3 });

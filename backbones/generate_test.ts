@@ -1,40 +1,11 @@
 import assert from "node:assert/strict";
-import type { Engine } from "../core/engine.ts";
+import { randomDecoder, tinyDecoderConfig } from "./testing.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { concat, slice } from "../core/kernels/rows/rows.ts";
 import { gpuTest, randn } from "../core/testing.ts";
-import type { LlmArch, LlmConfig } from "./config.ts";
+import type { LlmArch } from "./config.ts";
 import { Decoder } from "./decoder.ts";
 import { argmax, generateGreedy } from "./generate.ts";
-
-/** A tiny config of each architecture (Mistral's window 3 is shorter than prompt + generation). */
-function tiny(arch: LlmArch): LlmConfig {
-  return {
-    arch,
-    vocabSize: 32,
-    hiddenSize: 32,
-    intermediateSize: 48,
-    numLayers: 2,
-    numHeads: 4,
-    numKvHeads: 2,
-    headDim: 8,
-    rmsNormEps: 1e-6,
-    ropeTheta: 10000,
-    tieWordEmbeddings: arch === "qwen2",
-    slidingWindow: arch === "mistral" ? 3 : null,
-    attentionBias: arch === "qwen2",
-    maxPositions: 64,
-  };
-}
-
-/** A decoder with N(0, 0.5) parameters, so that greedy paths are varied. */
-function randomDecoder(e: Engine, cfg: LlmConfig, seed: number): Decoder {
-  const model = Decoder.create(e, cfg, { seed });
-  let s = seed * 1000;
-  for (const p of model.params().values()) e.write(p, randn(p.size, ++s, 0.5));
-  model.freeze();
-  return model;
-}
 
 /** Greedy ids without a cache: the full forward over prefix + generated tokens, once per token. */
 async function greedyUncached(model: Decoder, prefix: Tensor, n: number): Promise<number[]> {
@@ -62,8 +33,8 @@ for (const arch of ARCHS) {
   gpuTest(
     `generateGreedy ${arch}: the cached ids equal greedy over full forwards; eos and stop ids end it`,
     async (e) => {
-      const cfg = tiny(arch);
-      const model = randomDecoder(e, cfg, 11);
+      const cfg = tinyDecoderConfig(arch);
+      const model = randomDecoder(e, cfg, 11, 0.5);
       const T = 4, n = 8;
       const prefix = e.tensor(randn(T * cfg.hiddenSize, 12), [1, T, cfg.hiddenSize]);
       const want = await greedyUncached(model, prefix, n);
@@ -94,8 +65,8 @@ for (const arch of ARCHS) {
 }
 
 gpuTest("generateGreedy: bad options and prefixes are refused with the fix", async (e) => {
-  const cfg = tiny("llama");
-  const model = randomDecoder(e, cfg, 13);
+  const cfg = tinyDecoderConfig("llama");
+  const model = randomDecoder(e, cfg, 13, 0.5);
   const prefix = e.tensor(randn(2 * cfg.hiddenSize, 14), [1, 2, cfg.hiddenSize]);
   await assert.rejects(
     () => generateGreedy(model, prefix, { maxNewTokens: -1, eosId: 2 }),

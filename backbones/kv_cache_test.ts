@@ -1,40 +1,10 @@
 import assert from "node:assert/strict";
-import type { Engine } from "../core/engine.ts";
+import { randomDecoder, tinyDecoderConfig } from "./testing.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { slice } from "../core/kernels/rows/rows.ts";
 import { assertClose, gpuTest, maxAbsDiff, randn } from "../core/testing.ts";
-import type { LlmArch, LlmConfig } from "./config.ts";
-import { Decoder, type DecoderDType } from "./decoder.ts";
+import type { Decoder } from "./decoder.ts";
 import { KvCache } from "./kv_cache.ts";
-
-/** A tiny config of each architecture (Mistral's window 3 is shorter than the prompt). */
-function tiny(arch: LlmArch): LlmConfig {
-  return {
-    arch,
-    vocabSize: 32,
-    hiddenSize: 32,
-    intermediateSize: 48,
-    numLayers: 2,
-    numHeads: 4,
-    numKvHeads: 2,
-    headDim: 8,
-    rmsNormEps: 1e-6,
-    ropeTheta: 10000,
-    tieWordEmbeddings: arch === "qwen2",
-    slidingWindow: arch === "mistral" ? 3 : null,
-    attentionBias: arch === "qwen2",
-    maxPositions: 64,
-  };
-}
-
-/** A decoder with N(0, 0.3) parameters (non-trivial logits, non-zero biases). */
-function randomDecoder(e: Engine, cfg: LlmConfig, seed: number, dtype: DecoderDType = "f32"): Decoder {
-  const model = Decoder.create(e, cfg, { seed, dtype });
-  let s = seed * 1000;
-  for (const p of model.params().values()) e.write(p, randn(p.size, ++s, 0.3));
-  model.freeze();
-  return model;
-}
 
 /** Logits of a full forward over x [B, N, C]: [B, N, V]. */
 function fullLogits(model: Decoder, x: Tensor): Promise<Float32Array> {
@@ -85,8 +55,8 @@ for (const [arch, B] of [["llama", 1], ["mistral", 1], ["qwen2", 1], ["llama", 2
   gpuTest(
     `KvCache ${arch} B=${B}: prefill + steps give the full forward's logits at every position`,
     async (e) => {
-      const cfg = tiny(arch);
-      const model = randomDecoder(e, cfg, 3);
+      const cfg = tinyDecoderConfig(arch);
+      const model = randomDecoder(e, cfg, 3, 0.3);
       const N = 9, T0 = 5;
       const x = e.tensor(randn(B * N * cfg.hiddenSize, 4), [B, N, cfg.hiddenSize]);
       const cache = await checkCached(model, x, T0, F32);
@@ -103,9 +73,9 @@ for (const [arch, B] of [["llama", 1], ["mistral", 1], ["qwen2", 1], ["llama", 2
 }
 
 gpuTest("KvCache mistral: the window matters (without it the logits differ past the window)", async (e) => {
-  const cfg = tiny("mistral");
-  const windowed = randomDecoder(e, cfg, 5);
-  const plain = randomDecoder(e, { ...cfg, slidingWindow: null }, 5);
+  const cfg = tinyDecoderConfig("mistral");
+  const windowed = randomDecoder(e, cfg, 5, 0.3);
+  const plain = randomDecoder(e, { ...cfg, slidingWindow: null }, 5, 0.3);
   const N = 7, V = cfg.vocabSize;
   const x = e.tensor(randn(N * cfg.hiddenSize, 6), [1, N, cfg.hiddenSize]);
   const a = await fullLogits(windowed, x), b = await fullLogits(plain, x);
@@ -123,8 +93,8 @@ gpuTest("KvCache mistral: the window matters (without it the logits differ past 
 
 gpuTest("KvCache qwen2 f16: cached logits match the full f16 forward", async (e) => {
   if (!e.hasF16) return;
-  const cfg = tiny("qwen2");
-  const model = randomDecoder(e, cfg, 7, "f16");
+  const cfg = tinyDecoderConfig("qwen2");
+  const model = randomDecoder(e, cfg, 7, 0.3, "f16");
   const N = 7;
   const x = e.tensor(randn(N * cfg.hiddenSize, 8), [1, N, cfg.hiddenSize], "f16");
   const cache = await checkCached(model, x, 4, { atol: 2e-3, rtol: 2e-3 }); // f16 rounding: ~5e-4 measured
@@ -134,8 +104,8 @@ gpuTest("KvCache qwen2 f16: cached logits match the full f16 forward", async (e)
 });
 
 gpuTest("KvCache and Decoder.prefill/step: misuse is refused with the fix", (e) => {
-  const cfg = tiny("llama");
-  const model = randomDecoder(e, cfg, 9);
+  const cfg = tinyDecoderConfig("llama");
+  const model = randomDecoder(e, cfg, 9, 0.3);
   const C = cfg.hiddenSize;
   const cache = model.createCache();
   const x = e.tensor(randn(3 * C, 10), [1, 3, C]);

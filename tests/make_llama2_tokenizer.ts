@@ -21,32 +21,16 @@
  */
 
 import llamaTokenizer from "llama-tokenizer-js";
+import {
+  LLAMA_SPECIALS,
+  llamaTokenizerFiles,
+  type TokenizerFolderFiles,
+} from "../tokenizers/llama_layout.ts";
 
-/** `tokenizer.json` and `tokenizer_config.json` of a Hugging Face model folder, as parsed JSON. */
-export interface TokenizerFolderFiles {
-  /** The `tokenizer.json` object. */
-  tokenizerJson: Record<string, unknown>;
-  /** The `tokenizer_config.json` object. */
-  tokenizerConfig: Record<string, unknown>;
-}
-
-/** The special tokens of the Llama-2 vocabulary, in id order (`<unk>`=0, `<s>`=1, `</s>`=2). */
-const SPECIALS = ["<unk>", "<s>", "</s>"] as const;
+export type { TokenizerFolderFiles };
 
 /** The number of tokens in the Llama-2 vocabulary. */
 const LLAMA2_VOCAB_SIZE = 32000;
-
-/** A `tokenizer_config.json` special-token entry in the `AddedToken` form Vicuna v1.5 uses. */
-function addedTokenConfig(content: string): Record<string, unknown> {
-  return {
-    __type: "AddedToken",
-    content,
-    lstrip: false,
-    normalized: false,
-    rstrip: false,
-    single_word: false,
-  };
-}
 
 /**
  * Builds the Llama-2 `tokenizer.json` and Vicuna v1.5 `tokenizer_config.json` objects from
@@ -60,7 +44,7 @@ export function buildLlama2Tokenizer(): TokenizerFolderFiles {
         `pin llama-tokenizer-js to 1.2.2 in deno.json`,
     );
   }
-  SPECIALS.forEach((s, id) => {
+  LLAMA_SPECIALS.forEach((s, id) => {
     if (tokens[id] !== s) {
       throw new Error(`make_llama2_tokenizer: token ${id} is ${JSON.stringify(tokens[id])}, expected ${s}`);
     }
@@ -76,75 +60,11 @@ export function buildLlama2Tokenizer(): TokenizerFolderFiles {
   // The Map's insertion order is the merge priority order (its values increase with it).
   const merges = [...llamaTokenizer.merges.keys()];
 
-  const tokenizerJson: Record<string, unknown> = {
-    version: "1.0",
-    truncation: null,
-    padding: null,
-    added_tokens: SPECIALS.map((content, id) => ({
-      id,
-      content,
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
-      special: true,
-    })),
-    normalizer: {
-      type: "Sequence",
-      normalizers: [
-        { type: "Prepend", prepend: "▁" },
-        { type: "Replace", pattern: { String: " " }, content: "▁" },
-      ],
-    },
-    pre_tokenizer: null,
-    post_processor: {
-      type: "TemplateProcessing",
-      single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
-      pair: [
-        { SpecialToken: { id: "<s>", type_id: 0 } },
-        { Sequence: { id: "A", type_id: 0 } },
-        { SpecialToken: { id: "<s>", type_id: 1 } },
-        { Sequence: { id: "B", type_id: 1 } },
-      ],
-      special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } },
-    },
-    decoder: {
-      type: "Sequence",
-      decoders: [
-        { type: "Replace", pattern: { String: "▁" }, content: " " },
-        { type: "ByteFallback" },
-        { type: "Fuse" },
-        { type: "Strip", content: " ", start: 1, stop: 0 },
-      ],
-    },
-    model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: "<unk>",
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: true,
-      byte_fallback: true,
-      vocab,
-      merges,
-    },
-  };
-
-  const tokenizerConfig: Record<string, unknown> = {
-    add_bos_token: true,
-    add_eos_token: false,
-    bos_token: addedTokenConfig("<s>"),
-    clean_up_tokenization_spaces: false,
-    eos_token: addedTokenConfig("</s>"),
+  return llamaTokenizerFiles(vocab, merges, {
     legacy: false,
-    model_max_length: 4096,
-    pad_token: null,
-    padding_side: "right",
-    sp_model_kwargs: {},
-    tokenizer_class: "LlamaTokenizer",
-    unk_token: addedTokenConfig("<unk>"),
-  };
-  return { tokenizerJson, tokenizerConfig };
+    modelMaxLength: 4096,
+    extra: { sp_model_kwargs: {} },
+  });
 }
 
 /**

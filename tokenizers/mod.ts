@@ -58,3 +58,9 @@ export {
   trainBpeTokenizer,
   writeBpeTokenizer,
 } from "./train_bpe.ts";
+export {
+  LLAMA_SPECIALS,
+  type LlamaConfigOptions,
+  llamaTokenizerFiles,
+  type TokenizerFolderFiles,
+} from "./llama_layout.ts";

@@ -35,6 +35,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { writeTextAtomic } from "../io/safetensors.ts";
+import { LLAMA_SPECIALS, llamaTokenizerFiles, type TokenizerFolderFiles } from "./llama_layout.ts";
 
 /** Options of {@linkcode trainBpeTokenizer} and {@linkcode writeBpeTokenizer}. */
 export interface BpeTrainOptions {
@@ -48,16 +49,11 @@ export interface BpeTrainOptions {
   modelMaxLength?: number;
 }
 
-/** A trained tokenizer as the parsed JSON of its two files. */
-export interface BpeTokenizerFiles {
-  /** The `tokenizer.json` object (give it to `TextTokenizer.fromJson`, or write it). */
-  tokenizerJson: Record<string, unknown>;
-  /** The `tokenizer_config.json` object. */
-  tokenizerConfig: Record<string, unknown>;
-}
+/** A trained tokenizer as the parsed JSON of its two files (give `tokenizerJson` to `TextTokenizer.fromJson`). */
+export type BpeTokenizerFiles = TokenizerFolderFiles;
 
 /** The special tokens, in id order: `<unk>` = 0, `<s>` = 1, `</s>` = 2. */
-const SPECIALS = ["<unk>", "<s>", "</s>"] as const;
+const SPECIALS = LLAMA_SPECIALS;
 
 /** The byte-fallback token of byte `b`: `<0x0A>` for 10. */
 function byteToken(b: number): string {
@@ -252,23 +248,6 @@ function trainMerges(
   return { tokens, merges };
 }
 
-/** A `tokenizer.json` added-token entry of a special token. */
-function addedToken(content: string, id: number): Record<string, unknown> {
-  return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
-}
-
-/** A `tokenizer_config.json` special-token entry in the `AddedToken` form Vicuna v1.5 uses. */
-function addedTokenConfig(content: string): Record<string, unknown> {
-  return {
-    __type: "AddedToken",
-    content,
-    lstrip: false,
-    normalized: false,
-    rstrip: false,
-    single_word: false,
-  };
-}
-
 /**
  * Trains a byte-fallback BPE tokenizer (Llama-2 layout) on `lines` and returns its `tokenizer.json`
  * and `tokenizer_config.json` objects. Deterministic: the same lines, in any order, give the same
@@ -289,67 +268,8 @@ export function trainBpeTokenizer(lines: readonly string[], opts: BpeTrainOption
   const vocab: Record<string, number> = Object.create(null);
   tokens.forEach((t, id) => vocab[t] = id);
 
-  const tokenizerJson: Record<string, unknown> = {
-    version: "1.0",
-    truncation: null,
-    padding: null,
-    added_tokens: SPECIALS.map((s, id) => addedToken(s, id)),
-    normalizer: {
-      type: "Sequence",
-      normalizers: [
-        { type: "Prepend", prepend: SPACE },
-        { type: "Replace", pattern: { String: " " }, content: SPACE },
-      ],
-    },
-    pre_tokenizer: null,
-    post_processor: {
-      type: "TemplateProcessing",
-      single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
-      pair: [
-        { SpecialToken: { id: "<s>", type_id: 0 } },
-        { Sequence: { id: "A", type_id: 0 } },
-        { SpecialToken: { id: "<s>", type_id: 1 } },
-        { Sequence: { id: "B", type_id: 1 } },
-      ],
-      special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } },
-    },
-    decoder: {
-      type: "Sequence",
-      decoders: [
-        { type: "Replace", pattern: { String: SPACE }, content: " " },
-        { type: "ByteFallback" },
-        { type: "Fuse" },
-        { type: "Strip", content: " ", start: 1, stop: 0 },
-      ],
-    },
-    model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: "<unk>",
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: true,
-      byte_fallback: true,
-      vocab,
-      merges,
-    },
-  };
-
-  const tokenizerConfig: Record<string, unknown> = {
-    add_bos_token: true,
-    add_eos_token: false,
-    bos_token: addedTokenConfig("<s>"),
-    clean_up_tokenization_spaces: false,
-    eos_token: addedTokenConfig("</s>"),
-    // The Prepend("▁") normalizer gives text after a special token its own "▁": legacy behaviour.
-    legacy: true,
-    model_max_length: modelMaxLength,
-    pad_token: null,
-    padding_side: "right",
-    tokenizer_class: "LlamaTokenizer",
-    unk_token: addedTokenConfig("<unk>"),
-  };
-  return { tokenizerJson, tokenizerConfig };
+  // The Prepend("▁") normalizer gives text after a special token its own "▁": legacy behaviour.
+  return llamaTokenizerFiles(vocab, merges, { legacy: true, modelMaxLength });
 }
 
 /**
