@@ -23,6 +23,7 @@ import { backward, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { Decoder } from "../backbones/decoder.ts";
 import type { LlmConfig } from "../backbones/config.ts";
+import { KNOWN_MODELS } from "../trainers/plan.ts";
 
 const { values: args, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -34,23 +35,19 @@ const { values: args, positionals } = parseArgs({
   },
 });
 
-/** A LLaMA with Vicuna-7B's layer shapes and `numLayers` layers. */
+/** A LLaMA with Vicuna-7B's layer shapes and `numLayers` layers (or, `small`, a tiny one for checks). */
 function llama7bShapes(numLayers: number, small: boolean): LlmConfig {
+  const vicuna = KNOWN_MODELS["vicuna-7b-v1.5"].llm!;
+  if (!small) return { ...vicuna, numLayers };
   return {
-    arch: "llama",
-    vocabSize: small ? 512 : 32000,
-    hiddenSize: small ? 128 : 4096,
-    intermediateSize: small ? 344 : 11008,
-    numLayers: small ? 2 : numLayers,
-    numHeads: small ? 4 : 32,
-    numKvHeads: small ? 4 : 32,
-    headDim: small ? 32 : 128,
-    rmsNormEps: 1e-5,
-    ropeTheta: 10000,
-    tieWordEmbeddings: false,
-    slidingWindow: null,
-    attentionBias: false,
-    maxPositions: 4096,
+    ...vicuna,
+    vocabSize: 512,
+    hiddenSize: 128,
+    intermediateSize: 344,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 4,
+    headDim: 32,
   };
 }
 

@@ -25,6 +25,7 @@ import { latestCheckpoint } from "../trainers/checkpoint.ts";
 import { encoderInput } from "../trainers/stage_data.ts";
 import { evaluate } from "../trainers/evaluate.ts";
 import { TEMPLATE_NAMES, type TemplateName } from "../data/templates.ts";
+import { pathExists } from "../io/path_exists.ts";
 
 const USAGE = `usage: deno task eval <run folder or checkpoint folder> <questions.json> [options]
   --image-root DIR      folder of the questions' images (default: the questions file's folder)
@@ -83,7 +84,9 @@ async function main(target: string, questionsFile: string): Promise<void> {
   // The run's own copy of the tokenizer, else where the config found it.
   const ownTokenizer = join(runDir, "tokenizer");
   const tokenizer = await TextTokenizer.load(
-    await exists(join(ownTokenizer, "tokenizer.json")) ? ownTokenizer : cfg.data.tokenizer ?? cfg.llm.path!,
+    await pathExists(join(ownTokenizer, "tokenizer.json"))
+      ? ownTokenizer
+      : cfg.data.tokenizer ?? cfg.llm.path!,
   );
   const model = await AsvrModel.build(e, modelConfig(cfg), { dtype: cfg.train.dtype, seed: cfg.train.seed });
   const ckpt = await Checkpoint.open(join(ckDir, "model.safetensors"));
@@ -116,13 +119,4 @@ async function main(target: string, questionsFile: string): Promise<void> {
   console.log(`results: ${out}`);
   await model.dispose();
   e.destroy();
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

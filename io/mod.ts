@@ -45,3 +45,4 @@ export {
   f32ArrayToF16,
   f32ToBf16Bits,
 } from "./float_bits.ts";
+export { pathExists } from "./path_exists.ts";

@@ -42,6 +42,7 @@ import {
   writeSafetensors,
   writeTextAtomic,
 } from "../io/safetensors.ts";
+import { pathExists } from "../io/path_exists.ts";
 
 /** The file names inside a checkpoint folder. */
 export const CHECKPOINT_FILES: {
@@ -166,7 +167,7 @@ export async function saveCheckpoint(runDir: string, opts: SaveCheckpointOptions
     await syncDir(tmp);
     const final = `${ckDir}/${name}`;
     let replaced: string | null = null;
-    if (await exists(final)) { // a second save of the same step: move the old one aside first
+    if (await pathExists(final)) { // a second save of the same step: move the old one aside first
       replaced = `${ckDir}/${TMP_PREFIX}old-${name}-${randomHex()}`;
       await Deno.rename(final, replaced);
     }
@@ -252,7 +253,7 @@ export async function loadCheckpoint(
   const stepMatch = STEP_DIR.exec(dir.split("/").filter(Boolean).at(-1) ?? "");
   const fix = await recoveryHint(dir);
   for (const f of Object.values(CHECKPOINT_FILES)) {
-    if (!(await exists(`${dir}/${f}`))) {
+    if (!(await pathExists(`${dir}/${f}`))) {
       throw new Error(`${dir}/${f}: missing; the checkpoint is incomplete (${fix})`);
     }
   }
@@ -451,28 +452,18 @@ async function resolveCheckpointDir(path: string): Promise<string> {
 }
 
 async function looksLikeCheckpoint(dir: string): Promise<boolean> {
-  for (const f of Object.values(CHECKPOINT_FILES)) if (await exists(`${dir}/${f}`)) return true;
+  for (const f of Object.values(CHECKPOINT_FILES)) if (await pathExists(`${dir}/${f}`)) return true;
   return false;
 }
 
 async function isComplete(dir: string): Promise<boolean> {
-  for (const f of Object.values(CHECKPOINT_FILES)) if (!(await exists(`${dir}/${f}`))) return false;
+  for (const f of Object.values(CHECKPOINT_FILES)) if (!(await pathExists(`${dir}/${f}`))) return false;
   return true;
 }
 
 async function isDir(p: string): Promise<boolean> {
   try {
     return (await Deno.stat(p)).isDirectory;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await Deno.stat(p);
-    return true;
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return false;
     throw err;

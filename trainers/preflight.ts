@@ -8,6 +8,7 @@
 import { basename, dirname, join } from "node:path";
 import type { RunConfig } from "./config.ts";
 import { KNOWN_MODELS } from "./plan.ts";
+import { pathExists } from "../io/path_exists.ts";
 
 /** One missing input: the config field, the path, and how to get it. */
 export interface MissingInput {
@@ -23,7 +24,7 @@ export interface MissingInput {
 export async function missingInputs(cfg: RunConfig): Promise<MissingInput[]> {
   const out: MissingInput[] = [];
   const folder = async (field: string, path: string | undefined, what: string) => {
-    if (!path || await exists(join(path, "config.json"))) return;
+    if (!path || await pathExists(join(path, "config.json"))) return;
     const known = KNOWN_MODELS[basename(path)];
     out.push({
       field,
@@ -37,12 +38,12 @@ export async function missingInputs(cfg: RunConfig): Promise<MissingInput[]> {
   };
   await folder("llm.path", cfg.llm.path, "LLM");
   if (cfg.encoder.kind !== "onnx") await folder("encoder.path", cfg.encoder.path, "vision encoder");
-  else if (!await exists(cfg.encoder.path)) {
+  else if (!await pathExists(cfg.encoder.path)) {
     out.push({ field: "encoder.path", path: cfg.encoder.path, fix: "an ONNX file of the vision encoder" });
   }
   for (const [i, t] of cfg.visualTokenizers.entries()) {
     const path = t.kind === "rq" ? t.codebooks : t.model;
-    if (await exists(path)) continue;
+    if (await pathExists(path)) continue;
     out.push({
       field: `visualTokenizers[${i}].${t.kind === "rq" ? "codebooks" : "model"}`,
       path,
@@ -51,11 +52,11 @@ export async function missingInputs(cfg: RunConfig): Promise<MissingInput[]> {
         : "an ONNX file of the visual tokenizer",
     });
   }
-  if (cfg.data.tokenizer && !await exists(join(cfg.data.tokenizer, "tokenizer.json"))) {
+  if (cfg.data.tokenizer && !await pathExists(join(cfg.data.tokenizer, "tokenizer.json"))) {
     out.push({ field: "data.tokenizer", path: cfg.data.tokenizer, fix: "a folder with tokenizer.json" });
   }
   for (const [i, s] of cfg.train.stages.entries()) {
-    if (!await exists(s.data)) {
+    if (!await pathExists(s.data)) {
       out.push({
         field: `train.stages[${i}].data`,
         path: s.data,
@@ -63,7 +64,7 @@ export async function missingInputs(cfg: RunConfig): Promise<MissingInput[]> {
       });
     }
     const root = s.imageRoot ?? dirname(s.data);
-    if (s.imageRoot && !await exists(root)) {
+    if (s.imageRoot && !await pathExists(root)) {
       out.push({
         field: `train.stages[${i}].imageRoot`,
         path: root,
@@ -71,7 +72,7 @@ export async function missingInputs(cfg: RunConfig): Promise<MissingInput[]> {
       });
     }
   }
-  if (cfg.train.evalData && !await exists(cfg.train.evalData)) {
+  if (cfg.train.evalData && !await pathExists(cfg.train.evalData)) {
     out.push({
       field: "train.evalData",
       path: cfg.train.evalData,
@@ -89,14 +90,4 @@ export function formatMissing(missing: MissingInput[]): string {
     } missing (set them with --set or the run file):`,
     ...missing.map((m) => `  ${m.field} = ${m.path}\n      ${m.fix}`),
   ].join("\n");
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }
