@@ -12,9 +12,16 @@ export { randInt, randn, rng } from "./random.ts";
 
 let shared: Promise<Engine> | null = null;
 
-/** The engine tests share (one per test worker). Fails, never skips, when no adapter exists. */
+/**
+ * The engine tests share (one per test worker). Fails, never skips, when no adapter exists. Its device
+ * is destroyed when the worker unloads, so the driver's threads stop before the process exits.
+ */
 export function testEngine(): Promise<Engine> {
-  return shared ??= Engine.create();
+  if (!shared) {
+    shared = Engine.create();
+    shared.then((e) => globalThis.addEventListener("unload", () => e.destroy()), () => {});
+  }
+  return shared;
 }
 
 /** Registers a GPU test (resource/op sanitizers off: the device lives across tests). */
