@@ -4,7 +4,7 @@ import type { Tensor } from "../core/tensor.ts";
 import { concat, slice } from "../core/kernels/rows/rows.ts";
 import { gpuTest, randn } from "../core/testing.ts";
 import type { LlmArch } from "./config.ts";
-import { Decoder } from "./decoder.ts";
+import type { Decoder } from "./decoder.ts";
 import { argmax, generateGreedy } from "./generate.ts";
 
 /** Greedy ids without a cache: the full forward over prefix + generated tokens, once per token. */
