@@ -1,6 +1,6 @@
 /**
  * Helpers shared by the row-wise kernels (softmax, layer norm, RMS norm, cross-entropy): one
- * workgroup per row with WGSL tree reductions, and column sums of per-chunk partials for the
+ * workgroup per row, sized to the row, with WGSL tree reductions, and column sums of per-chunk partials for the
  * gradients of per-column weights (no float atomics).
  * @module
  */
@@ -9,8 +9,19 @@ import type { DType } from "../dtype.ts";
 import { grid1d } from "../engine.ts";
 import type { Tensor } from "../tensor.ts";
 
-/** Threads per workgroup of the row-wise kernels (a power of two). */
+/** Threads per workgroup of the row-wise kernels at most (a power of two). */
 export const ROW_WG = 256;
+
+/**
+ * Threads per row for rows of C elements: about 8 elements per thread, a power of two in [8, 256].
+ * Narrow rows get small workgroups with short reductions (a 256-thread tree over a 64-wide row spends
+ * most of its time in barriers, on CPU adapters especially); wide rows get {@linkcode ROW_WG}.
+ */
+export function rowThreads(C: number): number {
+  let wg = 8;
+  while (wg < ROW_WG && wg * 8 < C) wg *= 2;
+  return wg;
+}
 
 /** `enable f16;` when any of `dtypes` is f16 (it must come first in the WGSL source). */
 export function enableF16(...dtypes: DType[]): string {
@@ -18,16 +29,16 @@ export function enableF16(...dtypes: DType[]): string {
 }
 
 /**
- * WGSL of workgroup tree reductions over {@linkcode ROW_WG} threads: `reduceSum(lid, v)` and
- * `reduceMax(lid, v)` return the reduction of every thread's `v` to every thread. Call them from
- * uniform control flow (they hold barriers).
+ * WGSL of workgroup tree reductions over `wg` threads (a power of two, default {@linkcode ROW_WG}):
+ * `reduceSum(lid, v)` and `reduceMax(lid, v)` return the reduction of every thread's `v` to every
+ * thread. Call them from uniform control flow (they hold barriers).
  */
-export function workgroupReduceWgsl(): string {
+export function workgroupReduceWgsl(wg: number = ROW_WG): string {
   const reduce = (name: string, op: string) => `
 fn ${name}(lid: u32, v: f32) -> f32 {
   red[lid] = v;
   workgroupBarrier();
-  for (var s = ${ROW_WG / 2}u; s > 0u; s = s >> 1u) {
+  for (var s = ${wg / 2}u; s > 0u; s = s >> 1u) {
     if (lid < s) { red[lid] = ${op}; }
     workgroupBarrier();
   }
@@ -35,7 +46,7 @@ fn ${name}(lid: u32, v: f32) -> f32 {
   workgroupBarrier();
   return r;
 }`;
-  return `var<workgroup> red: array<f32, ${ROW_WG}>;` +
+  return `var<workgroup> red: array<f32, ${wg}>;` +
     reduce("reduceSum", "red[lid] + red[lid + s]") + reduce("reduceMax", "max(red[lid], red[lid + s])");
 }
 
@@ -53,16 +64,20 @@ export function rowsOf(x: Tensor, op: string): { R: number; C: number } {
 }
 
 /**
- * The WGSL head of a row kernel (one workgroup of {@linkcode ROW_WG} threads per row of a [R, C]
- * tensor, launched on {@linkcode rowGrid}): opens `main`, defines `lid`, `row` and `base` (the row's
- * first element) and returns past the last row. Needs a uniform `p` with fields `R` and `C`.
+ * The WGSL head of a row kernel (one workgroup of `wg` threads per row of a [R, C] tensor, launched on
+ * {@linkcode rowGrid}; `wg` from {@linkcode rowThreads}): opens `main`, defines `lid`, `row` and `base`
+ * (the row's first element) and returns past the last row. Needs a uniform `p` with fields `R` and `C`.
+ * The row loops stride by `wg`; the row index is uniform across the workgroup, so the early return
+ * keeps the reductions' barriers in uniform control flow.
  */
-export const ROW_MAIN_WGSL = `@compute @workgroup_size(${ROW_WG})
+export function rowMainWgsl(wg: number): string {
+  return `@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.R) { return; }
   let base = row * p.C;`;
+}
 
 /** Throws unless the incoming gradient `g` has the size and dtype of the op's output `out`. */
 export function checkGrad(g: Tensor, out: Tensor, op: string): void {

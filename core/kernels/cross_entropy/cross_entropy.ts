@@ -11,10 +11,11 @@ import type { Tensor } from "../../tensor.ts";
 import {
   checkGrad,
   enableF16,
-  ROW_MAIN_WGSL,
   ROW_WG,
   rowGrid,
+  rowMainWgsl,
   rowsOf,
+  rowThreads,
   workgroupReduceWgsl,
 } from "../rowwise.ts";
 
@@ -33,7 +34,7 @@ export interface CrossEntropyOptions {
 const PARAMS = `struct P { R: u32, C: u32, ignore: i32, mean: u32 }
 fn counted(t: i32) -> bool { return t != p.ignore && t >= 0 && t < i32(p.C); }`;
 
-function forwardCode(t: DType): string {
+function forwardCode(t: DType, wg: number): string {
   return `${enableF16(t)}
 @group(0) @binding(0) var<storage, read> logits: array<${t}>;      // [N, V]
 @group(0) @binding(1) var<storage, read> targets: array<i32>;      // [N]
@@ -41,12 +42,12 @@ function forwardCode(t: DType): string {
 @group(0) @binding(3) var<storage, read_write> losses: array<f32>; // [N]
 ${PARAMS}
 @group(0) @binding(4) var<uniform> p: P;
-${workgroupReduceWgsl()}
-${ROW_MAIN_WGSL}
+${workgroupReduceWgsl(wg)}
+${rowMainWgsl(wg)}
   // Online softmax denominator: s = sum exp(z - m) with m the running maximum of this thread's logits.
   var m = -3.0e38;
   var s = 0.0;
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) {
+  for (var c = lid; c < p.C; c += ${wg}u) {
     let z = f32(logits[base + c]);
     if (z > m) {
       s = s * exp(m - z) + 1.0;
@@ -95,7 +96,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 }
 
 // dlogits = (softmax - onehot) * scale on counted rows, 0 on ignored rows.
-function backwardCode(t: DType, reduction: "mean" | "sum" | "none"): string {
+function backwardCode(t: DType, reduction: "mean" | "sum" | "none", wg: number): string {
   const scale = { none: "g[row]", sum: "g[0]", mean: "g[0] / max(count[0], 1.0)" }[reduction];
   return `${enableF16(t)}
 @group(0) @binding(0) var<storage, read> logits: array<${t}>;      // [N, V]
@@ -106,12 +107,12 @@ function backwardCode(t: DType, reduction: "mean" | "sum" | "none"): string {
 ${reduction === "mean" ? "@group(0) @binding(5) var<storage, read> count: array<f32>; // [1]" : ""}
 ${PARAMS}
 @group(0) @binding(${reduction === "mean" ? 6 : 5}) var<uniform> p: P;
-${ROW_MAIN_WGSL}
+${rowMainWgsl(wg)}
   let t = targets[row];
   var scale = 0.0;
   if (counted(t)) { scale = ${scale}; }
   let l = lse[row];
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) {
+  for (var c = lid; c < p.C; c += ${wg}u) {
     let onehot = select(0.0, 1.0, i32(c) == t);
     dlogits[base + c] = ${t}((exp(f32(logits[base + c]) - l) - onehot) * scale);
   }
@@ -136,7 +137,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const lse = e.empty([N]), losses = e.empty(logits.shape.slice(0, -1));
   e.run({
     label: "cross_entropy",
-    code: forwardCode(logits.dtype),
+    code: forwardCode(logits.dtype, rowThreads(V)),
     bindings: [logits, targets, lse, losses],
     params,
     workgroups: rowGrid(N),
@@ -161,7 +162,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     const bindings = [logits, targets, lse, g, dlogits];
     e.run({
       label: "cross_entropy_backward",
-      code: backwardCode(logits.dtype, reduction),
+      code: backwardCode(logits.dtype, reduction, rowThreads(V)),
       bindings: reduction === "mean" ? [...bindings, count!] : bindings,
       params,
       workgroups: rowGrid(N),

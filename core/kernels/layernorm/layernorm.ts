@@ -14,15 +14,15 @@ import {
   columnGrid,
   columnSum,
   enableF16,
-  ROW_MAIN_WGSL,
-  ROW_WG,
   rowChunks,
   rowGrid,
+  rowMainWgsl,
   rowsOf,
+  rowThreads,
   workgroupReduceWgsl,
 } from "../rowwise.ts";
 
-function forwardCode(xt: DType, wt: DType, bt: DType | null): string {
+function forwardCode(xt: DType, wt: DType, bt: DType | null, wg: number): string {
   return `${enableF16(xt, wt, bt ?? wt)}
 @group(0) @binding(0) var<storage, read> x: array<${xt}>;        // [R, C]
 @group(0) @binding(1) var<storage, read> w: array<${wt}>;        // [C]
@@ -32,23 +32,23 @@ function forwardCode(xt: DType, wt: DType, bt: DType | null): string {
 ${bt ? `@group(0) @binding(5) var<storage, read> b: array<${bt}>; // [C]` : ""}
 struct P { R: u32, C: u32, eps: f32 }
 @group(0) @binding(${bt ? 6 : 5}) var<uniform> p: P;
-${workgroupReduceWgsl()}
-${ROW_MAIN_WGSL}
+${workgroupReduceWgsl(wg)}
+${rowMainWgsl(wg)}
   var s = 0.0;
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) { s += f32(x[base + c]); }
+  for (var c = lid; c < p.C; c += ${wg}u) { s += f32(x[base + c]); }
   let m = reduceSum(lid, s) / f32(p.C);
   var v = 0.0;
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) { let d = f32(x[base + c]) - m; v += d * d; }
+  for (var c = lid; c < p.C; c += ${wg}u) { let d = f32(x[base + c]) - m; v += d * d; }
   let rs = inverseSqrt(reduceSum(lid, v) / f32(p.C) + p.eps);
   if (lid == 0u) { mean[row] = m; rstd[row] = rs; }
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) {
+  for (var c = lid; c < p.C; c += ${wg}u) {
     let yc = (f32(x[base + c]) - m) * rs * f32(w[c])${bt ? " + f32(b[c])" : ""};
     y[base + c] = ${xt}(yc);
   }
 }`;
 }
 
-function backwardCode(xt: DType, wt: DType): string {
+function backwardCode(xt: DType, wt: DType, wg: number): string {
   return `${enableF16(xt, wt)}
 @group(0) @binding(0) var<storage, read> x: array<${xt}>;        // [R, C]
 @group(0) @binding(1) var<storage, read> w: array<${wt}>;        // [C]
@@ -58,20 +58,20 @@ function backwardCode(xt: DType, wt: DType): string {
 @group(0) @binding(5) var<storage, read_write> dx: array<${xt}>; // [R, C]
 struct P { R: u32, C: u32 }
 @group(0) @binding(6) var<uniform> p: P;
-${workgroupReduceWgsl()}
-${ROW_MAIN_WGSL}
+${workgroupReduceWgsl(wg)}
+${rowMainWgsl(wg)}
   let m = mean[row];
   let rs = rstd[row];
   var a = 0.0;
   var b = 0.0;
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) {
+  for (var c = lid; c < p.C; c += ${wg}u) {
     let dxhat = f32(g[base + c]) * f32(w[c]);
     a += dxhat;
     b += dxhat * (f32(x[base + c]) - m) * rs;
   }
   a = reduceSum(lid, a) / f32(p.C);
   b = reduceSum(lid, b) / f32(p.C);
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) {
+  for (var c = lid; c < p.C; c += ${wg}u) {
     let xhat = (f32(x[base + c]) - m) * rs;
     dx[base + c] = ${xt}(rs * (f32(g[base + c]) * f32(w[c]) - a - xhat * b));
   }
@@ -125,7 +125,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias?: Tensor | null, eps =
   const mean = e.empty([R]), rstd = e.empty([R]);
   e.run({
     label: "layernorm",
-    code: forwardCode(x.dtype, weight.dtype, bias?.dtype ?? null),
+    code: forwardCode(x.dtype, weight.dtype, bias?.dtype ?? null, rowThreads(C)),
     bindings: bias ? [x, weight, y, mean, rstd, bias] : [x, weight, y, mean, rstd],
     params: [R, C, f32Bits(eps)],
     workgroups: rowGrid(R),
@@ -138,7 +138,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias?: Tensor | null, eps =
       dx = e.empty(x.shape, x.dtype);
       e.run({
         label: "layernorm_backward",
-        code: backwardCode(x.dtype, weight.dtype),
+        code: backwardCode(x.dtype, weight.dtype, rowThreads(C)),
         bindings: [x, weight, g, mean, rstd, dx],
         params: [R, C],
         workgroups: rowGrid(R),

@@ -14,15 +14,15 @@ import {
   columnGrid,
   columnSum,
   enableF16,
-  ROW_MAIN_WGSL,
-  ROW_WG,
   rowChunks,
   rowGrid,
+  rowMainWgsl,
   rowsOf,
+  rowThreads,
   workgroupReduceWgsl,
 } from "../rowwise.ts";
 
-function forwardCode(xt: DType, wt: DType): string {
+function forwardCode(xt: DType, wt: DType, wg: number): string {
   return `${enableF16(xt, wt)}
 @group(0) @binding(0) var<storage, read> x: array<${xt}>;        // [R, C]
 @group(0) @binding(1) var<storage, read> w: array<${wt}>;        // [C]
@@ -30,17 +30,17 @@ function forwardCode(xt: DType, wt: DType): string {
 @group(0) @binding(3) var<storage, read_write> rrms: array<f32>; // [R]
 struct P { R: u32, C: u32, eps: f32 }
 @group(0) @binding(4) var<uniform> p: P;
-${workgroupReduceWgsl()}
-${ROW_MAIN_WGSL}
+${workgroupReduceWgsl(wg)}
+${rowMainWgsl(wg)}
   var ss = 0.0;
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) { let v = f32(x[base + c]); ss += v * v; }
+  for (var c = lid; c < p.C; c += ${wg}u) { let v = f32(x[base + c]); ss += v * v; }
   let s = inverseSqrt(reduceSum(lid, ss) / f32(p.C) + p.eps);
   if (lid == 0u) { rrms[row] = s; }
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) { y[base + c] = ${xt}(f32(x[base + c]) * s * f32(w[c])); }
+  for (var c = lid; c < p.C; c += ${wg}u) { y[base + c] = ${xt}(f32(x[base + c]) * s * f32(w[c])); }
 }`;
 }
 
-function backwardCode(xt: DType, wt: DType): string {
+function backwardCode(xt: DType, wt: DType, wg: number): string {
   return `${enableF16(xt, wt)}
 @group(0) @binding(0) var<storage, read> x: array<${xt}>;        // [R, C]
 @group(0) @binding(1) var<storage, read> w: array<${wt}>;        // [C]
@@ -49,13 +49,13 @@ function backwardCode(xt: DType, wt: DType): string {
 @group(0) @binding(4) var<storage, read_write> dx: array<${xt}>; // [R, C]
 struct P { R: u32, C: u32 }
 @group(0) @binding(5) var<uniform> p: P;
-${workgroupReduceWgsl()}
-${ROW_MAIN_WGSL}
+${workgroupReduceWgsl(wg)}
+${rowMainWgsl(wg)}
   let s = rrms[row];
   var d = 0.0;
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) { d += f32(g[base + c]) * f32(w[c]) * f32(x[base + c]); }
+  for (var c = lid; c < p.C; c += ${wg}u) { d += f32(g[base + c]) * f32(w[c]) * f32(x[base + c]); }
   d = reduceSum(lid, d) / f32(p.C);
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) {
+  for (var c = lid; c < p.C; c += ${wg}u) {
     let xc = f32(x[base + c]);
     dx[base + c] = ${xt}(s * (f32(g[base + c]) * f32(w[c]) - xc * s * s * d));
   }
@@ -100,7 +100,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
   const rrms = e.empty([R]);
   e.run({
     label: "rmsnorm",
-    code: forwardCode(x.dtype, weight.dtype),
+    code: forwardCode(x.dtype, weight.dtype, rowThreads(C)),
     bindings: [x, weight, y, rrms],
     params: [R, C, f32Bits(eps)],
     workgroups: rowGrid(R),
@@ -112,7 +112,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
       dx = e.empty(x.shape, x.dtype);
       e.run({
         label: "rmsnorm_backward",
-        code: backwardCode(x.dtype, weight.dtype),
+        code: backwardCode(x.dtype, weight.dtype, rowThreads(C)),
         bindings: [x, weight, g, rrms, dx],
         params: [R, C],
         workgroups: rowGrid(R),

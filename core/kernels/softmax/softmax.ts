@@ -9,44 +9,44 @@ import type { Tensor } from "../../tensor.ts";
 import {
   checkGrad,
   enableF16,
-  ROW_MAIN_WGSL,
-  ROW_WG,
   rowGrid,
+  rowMainWgsl,
   rowsOf,
+  rowThreads,
   workgroupReduceWgsl,
 } from "../rowwise.ts";
 
-function forwardCode(t: DType): string {
+function forwardCode(t: DType, wg: number): string {
   return `${enableF16(t)}
 @group(0) @binding(0) var<storage, read> x: array<${t}>;       // [R, C]
 @group(0) @binding(1) var<storage, read_write> y: array<${t}>; // [R, C]
 struct P { R: u32, C: u32 }
 @group(0) @binding(2) var<uniform> p: P;
-${workgroupReduceWgsl()}
-${ROW_MAIN_WGSL}
+${workgroupReduceWgsl(wg)}
+${rowMainWgsl(wg)}
   var m = -3.0e38;
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) { m = max(m, f32(x[base + c])); }
+  for (var c = lid; c < p.C; c += ${wg}u) { m = max(m, f32(x[base + c])); }
   m = reduceMax(lid, m);
   var s = 0.0;
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) { s += exp(f32(x[base + c]) - m); }
+  for (var c = lid; c < p.C; c += ${wg}u) { s += exp(f32(x[base + c]) - m); }
   let inv = 1.0 / reduceSum(lid, s);
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) { y[base + c] = ${t}(exp(f32(x[base + c]) - m) * inv); }
+  for (var c = lid; c < p.C; c += ${wg}u) { y[base + c] = ${t}(exp(f32(x[base + c]) - m) * inv); }
 }`;
 }
 
-function backwardCode(t: DType): string {
+function backwardCode(t: DType, wg: number): string {
   return `${enableF16(t)}
 @group(0) @binding(0) var<storage, read> y: array<${t}>;        // [R, C]
 @group(0) @binding(1) var<storage, read> g: array<${t}>;        // [R, C]
 @group(0) @binding(2) var<storage, read_write> dx: array<${t}>; // [R, C]
 struct P { R: u32, C: u32 }
 @group(0) @binding(3) var<uniform> p: P;
-${workgroupReduceWgsl()}
-${ROW_MAIN_WGSL}
+${workgroupReduceWgsl(wg)}
+${rowMainWgsl(wg)}
   var d = 0.0;
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) { d += f32(g[base + c]) * f32(y[base + c]); }
+  for (var c = lid; c < p.C; c += ${wg}u) { d += f32(g[base + c]) * f32(y[base + c]); }
   d = reduceSum(lid, d);
-  for (var c = lid; c < p.C; c += ${ROW_WG}u) {
+  for (var c = lid; c < p.C; c += ${wg}u) {
     let yc = f32(y[base + c]);
     dx[base + c] = ${t}(yc * (f32(g[base + c]) - d));
   }
@@ -63,7 +63,7 @@ export function softmax(x: Tensor): Tensor {
   const y = e.empty(x.shape, x.dtype);
   e.run({
     label: "softmax",
-    code: forwardCode(x.dtype),
+    code: forwardCode(x.dtype, rowThreads(C)),
     bindings: [x, y],
     params: [R, C],
     workgroups: rowGrid(R),
@@ -73,7 +73,7 @@ export function softmax(x: Tensor): Tensor {
     const dx = e.empty(x.shape, x.dtype);
     e.run({
       label: "softmax_backward",
-      code: backwardCode(x.dtype),
+      code: backwardCode(x.dtype, rowThreads(C)),
       bindings: [y, g, dx],
       params: [R, C],
       workgroups: rowGrid(R),
