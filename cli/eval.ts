@@ -96,7 +96,7 @@ async function main(target: string, questionsFile: string): Promise<void> {
     ckpt.close();
   }
   console.log(`model: ${runDir} at ${basename(ckDir)}; ${questions.length} questions from ${questionsFile}`);
-  const { image, imageTokens } = encoderInput(cfg, model, last.imageMode, "eval");
+  const { image, imageTokens } = encoderInput(cfg, model.encoder, last.imageMode, "eval");
   const t0 = performance.now();
   const report = await evaluate(model, tokenizer, questions, {
     template,

@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import sharp from "sharp";
+import type { Engine } from "../core/engine.ts";
 import { randn } from "../core/random.ts";
+import { assertClose, gpuTest } from "../core/testing.ts";
+import { readImage } from "../data/image.ts";
+import { parseImagePreprocessConfig, preprocess, SIGLIP_NORM } from "../data/preprocess.ts";
+import { VisionEncoder } from "../encoders/vit.ts";
 import { writeSafetensors } from "../io/safetensors.ts";
 import { Codebooks } from "../tokenizers/codebooks.ts";
+import { fitResidualKMeans } from "../tokenizers/fit_codebooks.ts";
 
 const CLI = new URL("./tokenizer.ts", import.meta.url).pathname;
 
@@ -108,8 +117,234 @@ Deno.test("deno task tokenizer: a missing or bad flag names the flag and the fix
     }
     const help = await tokenizer("--help");
     assert.equal(help.code, 0);
-    assert.match(help.stdout, /data pipeline/);
+    assert.match(help.stdout, /deno task tokenizer fit <run\.ts> \[flags\] +on the run's own images/);
+    assert.match(help.stdout, /--tokenizer <name>/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/**
+ * A complete tiny run in `dir`: a random 28 px SigLIP (7 px patches, width 32, 2 layers) saved as an HF
+ * folder, 5 PNG images behind 7 caption rows (one image used twice, one text-only row), and a run file
+ * with two rq tokenizers, "semantic" (layer 1 of that encoder, 2 x 4 codes) and "pixel" (patch pixels,
+ * 1 x 4 codes), whose codebooks do not exist yet.
+ */
+async function writeRun(e: Engine, dir: string) {
+  const encDir = join(dir, "siglip");
+  const enc = VisionEncoder.create(e, {
+    arch: "siglip",
+    hiddenSize: 32,
+    intermediateSize: 48,
+    numLayers: 2,
+    numHeads: 2,
+    imageSize: 28,
+    patchSize: 7,
+    layerNormEps: 1e-6,
+    act: "gelu_tanh",
+  }, { seed: 9 });
+  await enc.save(encDir);
+  await Deno.mkdir(join(dir, "data", "img"), { recursive: true });
+  const rows: unknown[] = [];
+  const files: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const w = 24 + 6 * i, h = 40 - 3 * i;
+    const px = Uint8Array.from(randn(w * h * 3, 40 + i), (v) => Math.max(0, Math.min(255, 128 + 60 * v)));
+    const file = `img/${i}.png`;
+    await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(join(dir, "data", file));
+    files.push(join(dir, "data", file));
+    rows.push({
+      id: `r${i}`,
+      image: file,
+      conversations: [{ from: "human", value: "<image>" }, { from: "gpt", value: "a" }],
+    });
+  }
+  rows.push({
+    id: "again",
+    image: "img/2.png",
+    conversations: [{ from: "human", value: "<image>" }, { from: "gpt", value: "b" }],
+  });
+  rows.push({ id: "text", conversations: [{ from: "human", value: "hi" }, { from: "gpt", value: "hi" }] });
+  const data = join(dir, "data", "captions.json");
+  await Deno.writeTextFile(data, JSON.stringify(rows));
+  const semantic = join(dir, "cb", "semantic.safetensors"), pixel = join(dir, "cb", "pixel.safetensors");
+  const cfg = {
+    name: "fit_test",
+    encoder: { kind: "siglip", path: encDir, layer: -2 },
+    projector: { kind: "mlp2x_gelu" },
+    llm: {
+      kind: "llama",
+      config: {
+        vocabSize: 64,
+        hiddenSize: 32,
+        intermediateSize: 64,
+        numLayers: 1,
+        numHeads: 2,
+        numKvHeads: 1,
+      },
+    },
+    visualTokenizers: [
+      { kind: "rq", name: "semantic", layer: 1, depths: 2, codebookSize: 4, codebooks: semantic },
+      { kind: "rq", name: "pixel", layer: "pixels", depths: 1, codebookSize: 4, codebooks: pixel },
+    ],
+    head: { kind: "asvr_depth", target: "semantic", width: 32, layers: 1, heads: 2, checkpointLayers: false },
+    train: { stages: [{ data }] },
+  };
+  const run = join(dir, "run.ts");
+  const config = pathToFileURL(new URL("../trainers/config.ts", import.meta.url).pathname).href;
+  await Deno.writeTextFile(
+    run,
+    `import { defineRun } from ${JSON.stringify(config)};\n` +
+      `export default defineRun(${JSON.stringify(cfg)} as Parameters<typeof defineRun>[0]);\n`,
+  );
+  return { enc, encDir, run, semantic, pixel, files };
+}
+
+gpuTest(
+  "deno task tokenizer fit <run.ts>: fits a run's tokenizers on its own images, as the trainer sees them",
+  async (e) => {
+    const dir = await Deno.makeTempDir({ prefix: "asvr_tokenizer_fit_run_" });
+    try {
+      const { enc, encDir, run, semantic, pixel, files } = await writeRun(e, dir);
+      // Both codebooks are missing: the choice is the user's.
+      const both = await tokenizer("fit", run);
+      assert.equal(both.code, 2, both.stderr);
+      assert.match(both.stderr, /several rq tokenizers are missing \(semantic, pixel\); pass --tokenizer/);
+
+      const r = await tokenizer("fit", run, "--tokenizer", "semantic", "--iters", "2", "--batch", "2");
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /7 rows, 5 distinct images, 1 text-only row/);
+      assert.match(r.stdout, /rows of width 32; fitting 2 x 4 codes on a sample of at most 256 rows/);
+      // The images stream into the fit: the last progress line comes before k-means starts.
+      const out1 = r.stdout.split("\n");
+      const done = out1.findIndex((l) => /^images 5\/5 +rows 80 +[\d.]+ images\/s/.test(l));
+      assert.ok(done >= 0, r.stdout);
+      const depthLines = out1.filter((l) => l.startsWith("depth "));
+      assert.equal(depthLines.length, 2 * (2 + 1), r.stdout);
+      assert.ok(done < out1.indexOf(depthLines[0]), r.stdout);
+      assert.ok(depthLines.every((l) => / rows 80 /.test(l)), r.stdout);
+      const cb = await Codebooks.load(semantic);
+      assert.deepEqual(cb.shape, [2, 4, 32]);
+      assert.deepEqual({ layer: cb.info.layer, encoder: cb.info.encoder, shared: cb.info.shared }, {
+        layer: 1,
+        encoder: encDir,
+        shared: false,
+      });
+
+      // The same fit on features computed here: the stage's "resize" preprocessing with SigLIP's
+      // normalization, hidden state 1 of the encoder (no CLS), every row kept.
+      const image = parseImagePreprocessConfig({
+        size: 28,
+        mode: "resize",
+        fill: [127, 127, 127],
+        ...SIGLIP_NORM,
+      }, "t");
+      const px = new Float32Array(5 * 3 * 28 * 28);
+      for (const [i, f] of files.entries()) px.set(preprocess(await readImage(f), image), i * 3 * 28 * 28);
+      const feats = e.noGrad(() =>
+        e.tidy(() => enc.forward(e.tensor(px, [5, 3, 28, 28]), { layer: 1, keepCls: false }))
+      );
+      const rows = await feats.read() as Float32Array;
+      feats.dispose();
+      const want = await fitResidualKMeans(e, rows, { depths: 2, K: 4, Dc: 32, iters: 2, seed: 0 });
+      assertClose(cb.data, want, { atol: 1e-4, rtol: 1e-4, label: "codebooks" });
+
+      // Now only the pixel tokenizer's codebooks are missing: it is the default.
+      const p = await tokenizer("fit", run, "--iters", "1");
+      assert.equal(p.code, 0, p.stderr);
+      assert.match(p.stdout, /tokenizer "pixel": patch pixels, rows of width 147/);
+      const pcb = await Codebooks.load(pixel);
+      assert.deepEqual(pcb.shape, [1, 4, 147]);
+      assert.deepEqual({ layer: pcb.info.layer, encoder: pcb.info.encoder }, {
+        layer: "pixels",
+        encoder: "pixels",
+      });
+
+      // --out and --max-images: 3 of the 5 images.
+      const out = join(dir, "other", "cb.safetensors");
+      const m = await tokenizer(
+        "fit",
+        run,
+        "--tokenizer",
+        "semantic",
+        "--max-images",
+        "3",
+        "--iters",
+        "0",
+        "--sample-limit",
+        "20",
+        "--out",
+        out,
+      );
+      assert.equal(m.code, 0, m.stderr);
+      assert.match(m.stdout, /encoding 3 of them/);
+      assert.match(m.stdout, /on a sample of at most 20 rows/);
+      assert.match(m.stdout, /images 3\/3 +rows 48 /);
+      // 48 rows streamed, 20 of them sampled for k-means.
+      assert.match(m.stdout, /depth 1\/2 +final +mse .* rows 20 /);
+      assert.deepEqual((await Codebooks.load(out)).shape, [2, 4, 32]);
+      for (const t of enc.params().values()) t.dispose();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+gpuTest(
+  "deno task tokenizer fit <run.ts>: errors name the tokenizer, stage, data file or image and the fix",
+  async (e) => {
+    const dir = await Deno.makeTempDir({ prefix: "asvr_tokenizer_fit_run_" });
+    try {
+      const { enc, run } = await writeRun(e, dir);
+      for (const t of enc.params().values()) t.dispose();
+      const cases: [string[], number, RegExp][] = [
+        [
+          ["--tokenizer", "appearance"],
+          2,
+          /--tokenizer "appearance": .*run\.ts has no visual tokenizer of that name; its tokenizers: semantic \(rq\), pixel \(rq\)/,
+        ],
+        [
+          ["--tokenizer", "semantic", "--stage", "2"],
+          2,
+          /--stage 2: the run has 1 stage \(1: stage1\); use 1\.\.1/,
+        ],
+        [
+          ["--tokenizer", "semantic", "--set", `train.stages[0].data=${join(dir, "nope.json")}`],
+          1,
+          /train\.stages\[0\]\.data = .*nope\.json: data file not found/,
+        ],
+        [
+          ["--tokenizer", "semantic", "--set", `visualTokenizers[0].encoder=${join(dir, "nowhere")}`],
+          1,
+          /visualTokenizers\[0\]\.encoder = .*nowhere: no encoder folder there \(config\.json missing\)/,
+        ],
+        [["--tokenizer", "semantic", "--depths", "3"], 2, /--depths belongs to the --features form/],
+      ];
+      for (const [args, code, re] of cases) {
+        const r = await tokenizer("fit", run, ...args);
+        assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
+        assert.match(r.stderr, re);
+      }
+      // An unreadable image stops the fit (data.onError "error"), or is skipped with a warning ("skip").
+      await Deno.writeTextFile(join(dir, "data", "img", "3.png"), "not a png");
+      const stop = await tokenizer("fit", run, "--tokenizer", "pixel", "--iters", "0");
+      assert.equal(stop.code, 1);
+      assert.match(stop.stderr, /img\/3\.png.*data\.onError: "skip"/);
+      const skip = await tokenizer(
+        "fit",
+        run,
+        "--tokenizer",
+        "pixel",
+        "--iters",
+        "0",
+        "--set",
+        "data.onError=skip",
+      );
+      assert.equal(skip.code, 0, skip.stderr);
+      assert.match(skip.stdout, /warning: skipped an unreadable image: .*img\/3\.png/);
+      assert.match(skip.stdout, /images 4\/5 +rows 64 .*skipped 1/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

@@ -17,17 +17,11 @@
 
 import { parseArgs } from "node:util";
 import { basename, dirname, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
-import {
-  applyRunOverrides,
-  type RunBuilder,
-  type RunConfig,
-  type RunConfigInput,
-} from "../trainers/config.ts";
 import { formatPlan, planRun } from "../trainers/plan.ts";
 import { formatMissing, missingInputs } from "../trainers/preflight.ts";
+import { loadRunFile } from "../trainers/run_file.ts";
 import { train } from "../trainers/trainer.ts";
 
 const USAGE = `usage: deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--out DIR]
@@ -64,7 +58,8 @@ try {
 }
 
 async function runFile(file: string): Promise<void> {
-  const cfg = await loadRunFile(file, values.set ?? []);
+  // A builder gets { build: false } for --plan: the config without building anything.
+  const cfg = await loadRunFile(file, values.set ?? [], { build: !values.plan });
   if (values.plan) {
     const plan = await planRun(cfg);
     let limits: { maxStorageBufferBindingSize: number; maxBufferSize: number } | undefined;
@@ -117,22 +112,4 @@ async function runFile(file: string): Promise<void> {
       `; run folder ${runDir}, checkpoint ${r.checkpoint ?? "none"}`,
   );
   e.destroy();
-}
-
-/** Imports a run file and applies the overrides; errors name the file and the field. */
-async function loadRunFile(file: string, sets: string[]): Promise<RunConfig> {
-  let mod: { default?: unknown };
-  try {
-    mod = await import(pathToFileURL(resolve(file)).href);
-  } catch (err) {
-    throw new Error(`${file}: cannot import it: ${(err as Error).message}`);
-  }
-  if (!mod.default) {
-    throw new Error(`${file}: no default export; write \`export default defineRun({ ... })\``);
-  }
-  // A builder gets { build: false } for --plan: the config without building anything.
-  const cfg = typeof mod.default === "function"
-    ? await (mod.default as RunBuilder)({ build: !values.plan })
-    : mod.default as RunConfigInput;
-  return applyRunOverrides(cfg, sets, file);
 }

@@ -284,6 +284,14 @@ async function collectSample(
   return { rows: buf.subarray(0, n * Dc), n, seen };
 }
 
+/**
+ * The rows a fit samples when `sampleLimit` is not given: 64 per code (64 * K), or fewer when rows of
+ * width Dc would not fit one storage binding of the adapter.
+ */
+export function defaultSampleLimit(e: Engine, K: number, Dc: number): number {
+  return Math.min(64 * K, Math.floor(e.limit("maxStorageBufferBindingSize") / (4 * Dc)));
+}
+
 function checkOptions(e: Engine, o: FitOptions): { iters: number; seed: number; limit: number } {
   const int = (name: string, v: unknown, min: number): number => {
     if (!Number.isInteger(v) || (v as number) < min) {
@@ -297,7 +305,7 @@ function checkOptions(e: Engine, o: FitOptions): { iters: number; seed: number; 
   const iters = int("iters", o.iters ?? 10, 0);
   const seed = int("seed", o.seed ?? 0, 0);
   const fit = Math.floor(e.limit("maxStorageBufferBindingSize") / (4 * o.Dc));
-  const limit = int("sampleLimit", o.sampleLimit ?? Math.min(64 * o.K, fit), 1);
+  const limit = int("sampleLimit", o.sampleLimit ?? defaultSampleLimit(e, o.K, o.Dc), 1);
   if (limit > fit) {
     throw new Error(
       `fitResidualKMeans: sampleLimit ${limit} rows of Dc = ${o.Dc} floats exceed one storage binding ` +

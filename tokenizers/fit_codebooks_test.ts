@@ -238,6 +238,68 @@ gpuTest("a stream of chunks gives what one array gives; sampleLimit samples the 
   );
 });
 
+gpuTest(
+  "sampleLimit: a longer stream gives the same sample for a seed whatever its chunks; K rows are enough",
+  async (e) => {
+    const Dc = 3, K = 5, N = 90;
+    const x = randn(N * Dc, 17);
+    async function* chunks(sizes: number[]) {
+      let at = 0;
+      for (const s of sizes) {
+        yield x.slice(at * Dc, (at + s) * Dc);
+        at += s;
+      }
+      assert.equal(at, N);
+    }
+    const opts = { depths: 2, K, Dc, iters: 2 };
+    const a = await fitResidualKMeans(e, chunks([7, 40, 43]), { ...opts, seed: 3, sampleLimit: 30 });
+    const b = await fitResidualKMeans(e, chunks([90]), { ...opts, seed: 3, sampleLimit: 30 });
+    const c = await fitResidualKMeans(e, chunks([7, 40, 43]), { ...opts, seed: 4, sampleLimit: 30 });
+    assert.deepEqual(b, a, "the same seed: the same sample and codebooks");
+    assert.notDeepEqual(c, a, "another seed: another sample");
+
+    // A sample of exactly K rows: k-means++ takes every sampled row as a code, so the codebook shows
+    // the sample; the residuals left for depth 1 are all zero, and so is its codebook.
+    const rowsOf = (cb: Float32Array) =>
+      Array.from({ length: K }, (_, k) => cb.slice(k * Dc, (k + 1) * Dc).join(",")).sort();
+    const rowIndex = new Map(
+      Array.from({ length: N }, (_, i) => [x.slice(i * Dc, (i + 1) * Dc).join(","), i]),
+    );
+    const picks: number[][] = [];
+    for (const seed of [0, 1]) {
+      const rows: number[] = [];
+      const cb = await fitResidualKMeans(e, chunks([30, 60]), {
+        depths: 2,
+        K,
+        Dc,
+        iters: 0,
+        seed,
+        sampleLimit: K,
+        onProgress: (p) => rows.push(p.rows),
+      });
+      assert.ok(rows.every((n) => n === K), `rows ${rows}`);
+      const sample = rowsOf(cb.subarray(0, K * Dc));
+      assert.equal(new Set(sample).size, K, `seed ${seed}: codes repeat`);
+      const at = sample.map((r) => rowIndex.get(r));
+      assert.ok(at.every((i) => i !== undefined), `seed ${seed}: a code is not a data row`);
+      picks.push((at as number[]).sort((u, v) => u - v));
+      assert.ok(cb.subarray(K * Dc).every((v) => v === 0), `seed ${seed}: depth 1 ${cb.subarray(K * Dc)}`);
+      const again = await fitResidualKMeans(e, chunks([90]), {
+        depths: 2,
+        K,
+        Dc,
+        iters: 0,
+        seed,
+        sampleLimit: K,
+      });
+      assert.deepEqual(rowsOf(again.subarray(0, K * Dc)), sample, `seed ${seed}: the same sample`);
+    }
+    // The sample is drawn from the whole stream, not its first K rows, and the seed decides it.
+    assert.ok(picks.some((p) => p.some((i) => i >= K)), `samples ${picks.join(" | ")}`);
+    assert.notDeepEqual(picks[0], picks[1]);
+  },
+);
+
 gpuTest("fitResidualKMeans refuses bad input, naming the option and the fix", async (e) => {
   const x = randn(40, 1);
   await assert.rejects(fitResidualKMeans(e, x, { depths: 1, K: 20, Dc: 4 }), /10 feature rows for K = 20/);

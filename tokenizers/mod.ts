@@ -37,7 +37,7 @@ export {
 } from "./rq.ts";
 export { type RqCpuResult, rqDecodeCpu, rqEncodeCpu, type RqShape } from "./rq_cpu.ts";
 export { Codebooks, CODEBOOKS_FORMAT, CODEBOOKS_TENSOR, type CodebooksInfo } from "./codebooks.ts";
-export { type FitOptions, type FitProgress, fitResidualKMeans } from "./fit_codebooks.ts";
+export { defaultSampleLimit, type FitOptions, type FitProgress, fitResidualKMeans } from "./fit_codebooks.ts";
 export {
   imageHash,
   MAX_U16_CODES,
@@ -64,3 +64,11 @@ export {
   llamaTokenizerFiles,
   type TokenizerFolderFiles,
 } from "./llama_layout.ts";
+export {
+  type ImageFeatureOptions,
+  type ImageFeatureProgress,
+  imageFeatures,
+  imageFeatureWidth,
+  preprocessedImages,
+  type PreprocessedImagesOptions,
+} from "./fit_from_images.ts";

@@ -25,3 +25,4 @@ export * from "./plan.ts";
 export * from "./preflight.ts";
 export * from "./ablation.ts";
 export * from "./image_reliance.ts";
+export * from "./run_file.ts";

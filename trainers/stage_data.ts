@@ -23,6 +23,7 @@ import {
   SIGLIP_NORM,
 } from "../data/preprocess.ts";
 import type { RunConfig, StageConfig } from "./config.ts";
+import type { VisionConfig } from "../encoders/config.ts";
 
 /** Options of {@linkcode StageData.open}. */
 export interface StageDataOptions {
@@ -82,7 +83,12 @@ export class StageData {
   ): Promise<StageData> {
     const { rows, skipped } = await readLlavaRows(stage.data, { onError: cfg.data.onError });
     if (rows.length === 0) throw new Error(`${stage.data}: no usable rows (${skipped.length} skipped)`);
-    const { image, imageTokens: N } = encoderInput(cfg, model, stage.imageMode, `stage ${stage.name}`);
+    const { image, imageTokens: N } = encoderInput(
+      cfg,
+      model.encoder,
+      stage.imageMode,
+      `stage ${stage.name}`,
+    );
     return new StageData(cfg, stage, rows, skipped.length, tokenizer, image, N, opts.seed);
   }
 
@@ -198,11 +204,10 @@ export class StageData {
  */
 export function encoderInput(
   cfg: RunConfig,
-  model: AsvrModel,
+  enc: AsvrModel["encoder"] | { cfg: VisionConfig; numPatches: number },
   mode: ImagePreprocessConfig["mode"],
   where: string,
 ): { image: ImagePreprocessConfig; imageTokens: number } {
-  const enc = model.encoder;
   if (!("numPatches" in enc)) {
     throw new Error(
       `${where}: images need a GPU vision encoder (siglip or clip); an ONNX encoder is not supported here`,

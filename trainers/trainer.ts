@@ -135,7 +135,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
   const questions = cfg.train.evalData ? await loadQuestions(cfg.train.evalData) : null;
   const runEval = questions
     ? async (step: number, stage: StageConfig): Promise<EvalReport> => {
-      const { image, imageTokens } = encoderInput(cfg, model, stage.imageMode, "train.evalData");
+      const { image, imageTokens } = encoderInput(cfg, model.encoder, stage.imageMode, "train.evalData");
       const report = await evaluate(model, tokenizer, questions as Question[], {
         template: stage.template,
         imageRoot: dirname(cfg.train.evalData!),
