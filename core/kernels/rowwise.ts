@@ -12,13 +12,17 @@ import type { Tensor } from "../tensor.ts";
 /** Threads per workgroup of the row-wise kernels at most (a power of two). */
 export const ROW_WG = 256;
 
+/** Rows per workgroup when each thread owns a whole row (rowThreads 1). */
+const ROWS_PER_WG = 64;
+
 /**
- * Threads per row for rows of C elements: about 8 elements per thread, a power of two in [8, 256].
- * Narrow rows get small workgroups with short reductions (a 256-thread tree over a 64-wide row spends
- * most of its time in barriers, on CPU adapters especially); wide rows get {@linkcode ROW_WG}.
+ * Threads per row for rows of C elements: 1 for C <= 256 (a thread owns a row, 64 rows per workgroup, no
+ * barriers: CPU adapters pay a lot per workgroup and per barrier, and such rows are cheap anyway), else
+ * about 8 elements per thread, 64 to {@linkcode ROW_WG} threads, reduced through workgroup memory.
  */
 export function rowThreads(C: number): number {
-  let wg = 8;
+  if (C <= 256) return 1;
+  let wg = 64;
   while (wg < ROW_WG && wg * 8 < C) wg *= 2;
   return wg;
 }
@@ -34,6 +38,10 @@ export function enableF16(...dtypes: DType[]): string {
  * thread. Call them from uniform control flow (they hold barriers).
  */
 export function workgroupReduceWgsl(wg: number = ROW_WG): string {
+  if (wg === 1) {
+    return `fn reduceSum(lid: u32, v: f32) -> f32 { return v; }
+fn reduceMax(lid: u32, v: f32) -> f32 { return v; }`;
+  }
   const reduce = (name: string, op: string) => `
 fn ${name}(lid: u32, v: f32) -> f32 {
   red[lid] = v;
@@ -50,9 +58,9 @@ fn ${name}(lid: u32, v: f32) -> f32 {
     reduce("reduceSum", "red[lid] + red[lid + s]") + reduce("reduceMax", "max(red[lid], red[lid + s])");
 }
 
-/** Workgroup counts for one workgroup per row; kernels index `row = wid.x + wid.y * nwg.x`. */
-export function rowGrid(rows: number): [number, number] {
-  return grid1d(rows, 1);
+/** Workgroup counts for `rows` rows of `wg` threads each ({@linkcode rowThreads}; default one workgroup per row). */
+export function rowGrid(rows: number, wg = ROW_WG): [number, number] {
+  return grid1d(rows, wg === 1 ? ROWS_PER_WG : 1);
 }
 
 /** The last dimension C of `x` and the number of rows R = size / C; throws for a scalar. */
@@ -68,9 +76,19 @@ export function rowsOf(x: Tensor, op: string): { R: number; C: number } {
  * {@linkcode rowGrid}; `wg` from {@linkcode rowThreads}): opens `main`, defines `lid`, `row` and `base`
  * (the row's first element) and returns past the last row. Needs a uniform `p` with fields `R` and `C`.
  * The row loops stride by `wg`; the row index is uniform across the workgroup, so the early return
- * keeps the reductions' barriers in uniform control flow.
+ * keeps the reductions' barriers in uniform control flow. With `wg` 1 a workgroup holds 64 rows, one
+ * per thread (`lid` is 0), and the reductions are the identity.
  */
 export function rowMainWgsl(wg: number): string {
+  if (wg === 1) {
+    return `@compute @workgroup_size(${ROWS_PER_WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) li: u32) {
+  let row = (wid.x + wid.y * nwg.x) * ${ROWS_PER_WG}u + li;
+  if (row >= p.R) { return; }
+  let lid = 0u;
+  let base = row * p.C;`;
+  }
   return `@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {

@@ -140,7 +140,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     code: forwardCode(logits.dtype, rowThreads(V)),
     bindings: [logits, targets, lse, losses],
     params,
-    workgroups: rowGrid(N),
+    workgroups: rowGrid(N, rowThreads(V)),
   });
   let out = losses, count: Tensor | null = null;
   if (reduction !== "none") {
@@ -165,7 +165,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
       code: backwardCode(logits.dtype, reduction, rowThreads(V)),
       bindings: reduction === "mean" ? [...bindings, count!] : bindings,
       params,
-      workgroups: rowGrid(N),
+      workgroups: rowGrid(N, rowThreads(V)),
     });
     return [dlogits, null];
   });

@@ -128,7 +128,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias?: Tensor | null, eps =
     code: forwardCode(x.dtype, weight.dtype, bias?.dtype ?? null, rowThreads(C)),
     bindings: bias ? [x, weight, y, mean, rstd, bias] : [x, weight, y, mean, rstd],
     params: [R, C, f32Bits(eps)],
-    workgroups: rowGrid(R),
+    workgroups: rowGrid(R, rowThreads(C)),
   });
   const inputs = bias ? [x, weight, bias] : [x, weight];
   record(y, inputs, (g, needs) => {
@@ -141,7 +141,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias?: Tensor | null, eps =
         code: backwardCode(x.dtype, weight.dtype, rowThreads(C)),
         bindings: [x, weight, g, mean, rstd, dx],
         params: [R, C],
-        workgroups: rowGrid(R),
+        workgroups: rowGrid(R, rowThreads(C)),
       });
     }
     if (needs[1] || needs[2]) {

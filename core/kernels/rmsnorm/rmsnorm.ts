@@ -103,7 +103,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
     code: forwardCode(x.dtype, weight.dtype, rowThreads(C)),
     bindings: [x, weight, y, rrms],
     params: [R, C, f32Bits(eps)],
-    workgroups: rowGrid(R),
+    workgroups: rowGrid(R, rowThreads(C)),
   });
   record(y, [x, weight], (g, needs) => {
     checkGrad(g, y, "rmsNorm");
@@ -115,7 +115,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
         code: backwardCode(x.dtype, weight.dtype, rowThreads(C)),
         bindings: [x, weight, g, rrms, dx],
         params: [R, C],
-        workgroups: rowGrid(R),
+        workgroups: rowGrid(R, rowThreads(C)),
       });
     }
     if (needs[1]) {

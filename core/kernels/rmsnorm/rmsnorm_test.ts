@@ -7,8 +7,8 @@ import { rmsNorm } from "./rmsnorm.ts";
 import { rmsNormBackwardCpu, rmsNormForwardCpu } from "./rmsnorm_cpu.ts";
 
 const ROWS = [1, 7, 33];
-// Widths span every row workgroup size (rowThreads: 8 ... 256 threads).
-const WIDTHS = [1, 7, 129, 1000, 2500];
+// Widths span every row layout (rowThreads: a thread per row up to 256, then 64, 128, 256 threads).
+const WIDTHS = [1, 7, 129, 300, 1000, 2500];
 const EPS = 1e-6;
 
 // f16 storage: inputs are rounded to f16 before the CPU reference runs; outputs are f16-rounded too.

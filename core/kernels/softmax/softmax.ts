@@ -66,7 +66,7 @@ export function softmax(x: Tensor): Tensor {
     code: forwardCode(x.dtype, rowThreads(C)),
     bindings: [x, y],
     params: [R, C],
-    workgroups: rowGrid(R),
+    workgroups: rowGrid(R, rowThreads(C)),
   });
   return record(y, [x], (g) => {
     checkGrad(g, y, "softmax");
@@ -76,7 +76,7 @@ export function softmax(x: Tensor): Tensor {
       code: backwardCode(x.dtype, rowThreads(C)),
       bindings: [y, g, dx],
       params: [R, C],
-      workgroups: rowGrid(R),
+      workgroups: rowGrid(R, rowThreads(C)),
     });
     return [dx];
   });
