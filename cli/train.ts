@@ -1,5 +1,5 @@
 /**
- * `deno task train [config.ts] [--set key=value ...] [--plan] [--resume DIR] [--out DIR]`
+ * `deno task train [config.ts] [--set key=value ...] [--plan] [--resume DIR] [--out DIR] [--profile]`
  *
  * - With a run file (`export default defineRun({...})`, e.g. examples/asvr_vicuna7b.ts): trains its
  *   stages into `<out>/<name>` (default `runs/<name>`), with progress, metrics, curves and checkpoints.
@@ -8,6 +8,7 @@
  * - `--plan` prints parameters per component, trainable parameters per stage and estimated memory
  *   against the adapter's limits, without loading weights, then exits.
  * - `--resume DIR` continues the latest checkpoint of run folder DIR (or the checkpoint folder DIR).
+ * - `--profile` prints the GPU time per kernel label at the end (timestamp queries).
  * - With no run file: `examples/asvr_tiny.ts`, the embedded default (a tiny ASVR study on generated data).
  *
  * A run file's default export is the config (`defineRun({...})`) or an async function returning it (which may
@@ -19,18 +20,20 @@ import { parseArgs } from "node:util";
 import { basename, dirname, join, resolve } from "node:path";
 import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
+import { formatKernelTimes } from "../core/profiler.ts";
 import { formatPlan, planRun } from "../trainers/plan.ts";
 import { formatMissing, missingInputs } from "../trainers/preflight.ts";
 import { loadRunFile } from "../trainers/run_file.ts";
 import { train } from "../trainers/trainer.ts";
 
-const USAGE = `usage: deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--out DIR]
+const USAGE = `usage: deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--out DIR] [--profile]
   run.ts         a run file (export default defineRun({...})), e.g. examples/asvr_vicuna7b.ts;
                  default examples/asvr_tiny.ts, the embedded tiny study
   --set k=v      override a config key (repeatable): train.stages[0].lr=2e-5, head.kind=none
   --plan         print parameters and estimated memory per stage, then exit (no weights needed)
   --resume DIR   continue a run folder's latest checkpoint (or the checkpoint folder given)
-  --out DIR      the run folder (default: <train.out>/<name>)`;
+  --out DIR      the run folder (default: <train.out>/<name>)
+  --profile      print the GPU time per kernel at the end (needs the adapter's timestamp-query)`;
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -40,6 +43,7 @@ const { values, positionals } = parseArgs({
     plan: { type: "boolean", default: false },
     resume: { type: "string" },
     out: { type: "string" },
+    profile: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -100,7 +104,9 @@ async function runFile(file: string): Promise<void> {
   };
   Deno.addSignalListener("SIGINT", onInt);
   const t0 = performance.now();
+  if (values.profile) e.startProfiling();
   const r = await train(e, cfg, { runDir, resume, signal: abort.signal });
+  if (values.profile) console.log(`GPU time per kernel:\n${formatKernelTimes(await e.stopProfiling())}`);
   Deno.removeSignalListener("SIGINT", onInt);
   if (r.stopped) console.log(`stopped; continue with --resume ${runDir}`);
   const last = r.history.at(-1);

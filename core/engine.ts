@@ -10,6 +10,7 @@
 import { bytesPerElement, type DType, f16BitsToF32, f32ToF16Bits, type HostArray } from "./dtype.ts";
 import { type DeviceInfo, openDevice, type OpenDeviceOptions } from "./device.ts";
 import { BufferPool } from "./pool.ts";
+import { KernelProfiler, type KernelTime } from "./profiler.ts";
 import { Tensor } from "./tensor.ts";
 
 /** One recorded op of the autograd tape. */
@@ -71,6 +72,7 @@ export class Engine {
   #errors: string[] = [];
   #submits = 0;
   #dispatches = 0;
+  #profiler: KernelProfiler | null = null;
 
   /** The current autograd tape (ops append while gradients are enabled). */
   tape: TapeNode[] = [];
@@ -276,7 +278,7 @@ export class Engine {
       layout: pipeline.getBindGroupLayout(0),
       entries,
     });
-    const pass = this.encoder.beginComputePass({ label: call.label });
+    const pass = this.encoder.beginComputePass(this.#profiler?.pass(call.label) ?? { label: call.label });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(call.workgroups[0], call.workgroups[1] ?? 1, call.workgroups[2] ?? 1);
@@ -288,12 +290,32 @@ export class Engine {
   /** Submits everything recorded so far (does not wait). */
   flush(): void {
     if (!this.#encoder) return;
+    this.#profiler?.resolve(this.#encoder);
     this.device.queue.submit([this.#encoder.finish()]);
     this.#submits++;
     this.#encoder = null;
     this.#pending = 0;
     for (const b of this.#transient) b.destroy();
     this.#transient = [];
+  }
+
+  /**
+   * Starts measuring the GPU time of every dispatch by label (timestamp queries; throws when the adapter
+   * lacks `timestamp-query`). Work recorded before the call is not measured.
+   */
+  startProfiling(): void {
+    this.flush();
+    this.#profiler = new KernelProfiler(this.device);
+  }
+
+  /** Stops profiling; waits for the measured work and returns GPU time per label, largest first. */
+  async stopProfiling(): Promise<KernelTime[]> {
+    const p = this.#profiler;
+    if (!p) throw new Error("stopProfiling: profiling was not started (call startProfiling first)");
+    this.flush();
+    this.#profiler = null;
+    await this.device.queue.onSubmittedWorkDone();
+    return await p.finish();
   }
 
   /** Submits pending work and waits until the GPU has finished it. Throws recorded GPU errors. */

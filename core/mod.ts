@@ -34,6 +34,7 @@ export {
   type RaisedLimit,
 } from "./device.ts";
 export { BufferPool, sizeClass } from "./pool.ts";
+export { formatKernelTimes, KernelProfiler, type KernelTime } from "./profiler.ts";
 export {
   bytesPerElement,
   type DType,
