@@ -26,7 +26,8 @@ import { formatMissing, missingInputs } from "../trainers/preflight.ts";
 import { loadRunFile } from "../trainers/run_file.ts";
 import { train } from "../trainers/trainer.ts";
 
-const USAGE = `usage: deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--out DIR] [--profile]
+const USAGE =
+  `usage: deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--out DIR] [--profile]
   run.ts         a run file (export default defineRun({...})), e.g. examples/asvr_vicuna7b.ts;
                  default examples/asvr_tiny.ts, the embedded tiny study
   --set k=v      override a config key (repeatable): train.stages[0].lr=2e-5, head.kind=none
