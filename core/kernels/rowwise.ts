@@ -1,7 +1,7 @@
 /**
- * Helpers shared by the row-wise kernels (softmax, layer norm, RMS norm, cross-entropy): one
- * workgroup per row, sized to the row, with WGSL tree reductions, and column sums of per-chunk partials for the
- * gradients of per-column weights (no float atomics).
+ * Helpers shared by the row-wise kernels (softmax, layer norm, RMS norm, cross-entropy): a thread per
+ * narrow row, or a workgroup per wide row with WGSL tree reductions ({@linkcode rowThreads}), and column
+ * sums of per-chunk partials for the gradients of per-column weights (no float atomics).
  * @module
  */
 
@@ -58,8 +58,8 @@ fn ${name}(lid: u32, v: f32) -> f32 {
     reduce("reduceSum", "red[lid] + red[lid + s]") + reduce("reduceMax", "max(red[lid], red[lid + s])");
 }
 
-/** Workgroup counts for `rows` rows of `wg` threads each ({@linkcode rowThreads}; default one workgroup per row). */
-export function rowGrid(rows: number, wg = ROW_WG): [number, number] {
+/** Workgroup counts for `rows` rows of `wg` threads each (`wg` from {@linkcode rowThreads}). */
+export function rowGrid(rows: number, wg: number): [number, number] {
   return grid1d(rows, wg === 1 ? ROWS_PER_WG : 1);
 }
 
