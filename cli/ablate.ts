@@ -7,7 +7,8 @@
  * each over several seeds. Prints and writes `<out>/ablation.md` (mean and spread of accuracy per question
  * category and overall, final losses, and how much each model's text depends on its image: the stage-2 text
  * loss with each row's own image against another row's) and `<out>/ablation.svg`. A run already finished (its `eval.json`
- * exists) is read back instead of retrained, so an interrupted ablation continues where it stopped.
+ * exists) is read back instead of retrained, so an interrupted ablation continues where it stopped; one
+ * trained with another config (the recipe or its parts changed since) stops it with an error.
  * @module
  */
 
@@ -15,7 +16,6 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
-import type { EvalReport } from "../eval/report.ts";
 import { applyRunOverrides, modelConfig, parseRunConfig } from "../trainers/config.ts";
 import { type ImageReliance, imageReliance } from "../trainers/image_reliance.ts";
 import { StageData } from "../trainers/stage_data.ts";
@@ -27,7 +27,13 @@ import { loadParams } from "../io/params.ts";
 import { readJsonFile } from "../io/json.ts";
 import { train } from "../trainers/trainer.ts";
 import { readMetrics } from "../trainers/metrics.ts";
-import { ablationMarkdown, type AblationRun, ablationSvg, aggregateAblation } from "../trainers/ablation.ts";
+import {
+  ablationMarkdown,
+  type AblationRun,
+  ablationSvg,
+  aggregateAblation,
+  finishedRunReport,
+} from "../trainers/ablation.ts";
 import { buildTinyParts, TINY_HEADS, tinyRun } from "../examples/asvr_tiny.ts";
 
 /** The variants: a head, and the overrides that make it. */
@@ -89,13 +95,13 @@ async function main(): Promise<void> {
   for (const variant of variants) {
     for (let seed = 1; seed <= seeds; seed++) {
       const runDir = join(values.out, `${variant}-s${seed}`);
-      let report = await readReport(runDir);
+      const cfg = applyRunOverrides(
+        tinyRun(parts),
+        [...VARIANTS[variant], `train.seed=${seed}`, `name=${variant}-s${seed}`, ...(values.set ?? [])],
+        `ablate ${variant} seed ${seed}`,
+      );
+      let report = await finishedRunReport(runDir, cfg);
       if (!report) {
-        const cfg = applyRunOverrides(
-          tinyRun(parts),
-          [...VARIANTS[variant], `train.seed=${seed}`, `name=${variant}-s${seed}`, ...(values.set ?? [])],
-          `ablate ${variant} seed ${seed}`,
-        );
         console.log(
           `\n== ${variant}, seed ${seed} (${((performance.now() - t0) / 60000).toFixed(1)} min so far)`,
         );
@@ -163,14 +169,4 @@ async function relianceOf(e: Engine, runDir: string): Promise<ImageReliance> {
   await model.dispose();
   await writeTextAtomic(file, JSON.stringify(r) + "\n");
   return r;
-}
-
-/** A finished run's final evaluation, or null. */
-async function readReport(runDir: string): Promise<EvalReport | null> {
-  try {
-    return JSON.parse(await Deno.readTextFile(join(runDir, "eval.json")));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return null;
-    throw new Error(`${runDir}/eval.json: ${(err as Error).message}; delete the run folder to redo it`);
-  }
 }

@@ -54,6 +54,12 @@ export interface ShapesConfig {
   colours: ColourName[];
   /** The shapes objects take (default square, circle, triangle). */
   shapes: ShapeKind[];
+  /**
+   * Cells per image side that objects snap to (absent or 0: anywhere on a 1/64 grid). With G > 0
+   * each object is centred on the smallest block of whole cells that holds it; G = S / patch size puts
+   * a small object exactly on one patch of a ViT, so that each patch shows whole shapes.
+   */
+  grid?: number;
 }
 
 const count = z.number().int().nonnegative();
@@ -72,6 +78,7 @@ const shapesSchema = z.strictObject({
   shapes: z.array(z.enum(SHAPE_KINDS as [ShapeKind, ...ShapeKind[]])).min(1)
     .refine((a) => new Set(a).size === a.length)
     .default(["square", "circle", "triangle"]),
+  grid: z.union([z.literal(0), z.literal(2), z.literal(4), z.literal(8), z.literal(16)]).optional(),
 });
 
 const WANT: Record<string, string> = {
@@ -85,6 +92,7 @@ const WANT: Record<string, string> = {
   maxTurns: "an integer in [1, 8] (default 3)",
   colours: `an array of at least 2 distinct colours among ${COLOUR_NAMES.join(", ")}`,
   shapes: `an array of at least 1 distinct shape among ${SHAPE_KINDS.join(", ")}`,
+  grid: "0 (free placement, as when absent), 2, 4, 8 or 16 cells per image side",
 };
 
 /**
@@ -162,30 +170,29 @@ export function objectsOverlap(a: SceneObject, b: SceneObject): boolean {
 
 /**
  * A random scene of 1 to `cfg.maxObjects` objects (uniform count, colour, shape, size; positions on
- * a 1/64 grid), no two within 2/64 of each other, drawn with `r`. Objects are placed by rejection
- * sampling; a scene whose objects cannot all be placed is drawn again with the same count.
+ * a 1/64 grid, or centred on blocks of `cfg.grid` cells), no two within 2/64 of each other, drawn
+ * with `r`. Objects are placed by rejection sampling; a scene whose objects cannot all be placed is
+ * drawn again with the same count.
  */
 export function randomScene(
-  cfg: Pick<ShapesConfig, "maxObjects" | "colours" | "shapes">,
+  cfg: Pick<ShapesConfig, "maxObjects" | "colours" | "shapes" | "grid">,
   r: () => number,
 ): Scene {
+  const grid = cfg.grid ?? 0;
   const n = 1 + Math.floor(r() * cfg.maxObjects);
   for (let attempt = 0; attempt < SCENE_TRIES; attempt++) {
     const objects: SceneObject[] = [];
     while (objects.length < n) {
       const shape = pick(r, cfg.shapes), colour = pick(r, cfg.colours), size = pick(r, SIZE_NAMES);
       const side = SIZE_EXTENT[size] * GRID;
-      const span = GRID - side - 2 * MARGIN + 1; // positions on each axis
+      // Free: any offset from the margin. On cells: a block of k cells, the object centred in it.
+      const cell = grid > 0 ? GRID / grid : 1, k = grid > 0 ? Math.ceil(side / cell) : 1;
+      const inset = grid > 0 ? (k * cell - side) / 2 : MARGIN;
+      const span = grid > 0 ? grid - k + 1 : GRID - side - 2 * MARGIN + 1; // positions on each axis
+      const at = () => (inset + Math.floor(r() * span) * cell) / GRID;
       let placed: SceneObject | null = null;
       for (let t = 0; t < PLACE_TRIES && !placed; t++) {
-        const o: SceneObject = {
-          shape,
-          colour,
-          size,
-          x: (MARGIN + Math.floor(r() * span)) / GRID,
-          y: (MARGIN + Math.floor(r() * span)) / GRID,
-          w: side / GRID,
-        };
+        const o: SceneObject = { shape, colour, size, x: at(), y: at(), w: side / GRID };
         if (!objects.some((p) => objectsOverlap(o, p))) placed = o;
       }
       if (!placed) break;

@@ -163,6 +163,38 @@ Deno.test("random scenes: 1..maxObjects objects, inside the image, never overlap
   }
 });
 
+Deno.test("random scenes on a grid: each object centred on the fewest whole cells that hold it", () => {
+  const cfg = parseShapesConfig({ grid: 4 });
+  const sizes = new Set<number>();
+  for (let i = 0; i < 100; i++) {
+    const s = randomScene(cfg, rng(itemSeed(3, 0, i)));
+    for (const o of s.objects) {
+      const cells = Math.ceil(o.w * 4); // small (1/4): 1 cell; large (3/8): 2 x 2 cells
+      sizes.add(cells);
+      const start = (o.x + o.w / 2 - cells / 8) * 4, top = (o.y + o.w / 2 - cells / 8) * 4;
+      assert.ok(
+        Number.isInteger(start) && Number.isInteger(top),
+        `object at ${o.x}, ${o.y} is off the cells`,
+      );
+      assert.ok(start >= 0 && top >= 0 && start + cells <= 4 && top + cells <= 4);
+    }
+    for (let k = 1; k < s.objects.length; k++) {
+      for (let l = 0; l < k; l++) assert.ok(!objectsOverlap(s.objects[l], s.objects[k]));
+    }
+  }
+  assert.deepEqual([...sizes].sort(), [1, 2]);
+  // Free placement (the default) puts objects off the cells.
+  const free = Array.from(
+    { length: 20 },
+    (_, i) => randomScene(parseShapesConfig({}), rng(itemSeed(3, 0, i))),
+  );
+  assert.ok(free.some((s) => s.objects.some((o) => !Number.isInteger((o.x + o.w / 2) * 8))));
+  assert.throws(
+    () => parseShapesConfig({ grid: 3 }),
+    /shapes\.grid is 3; it must be 0 \(free placement, as when absent\), 2, 4/,
+  );
+});
+
 Deno.test("sceneCaption counts objects that share colour and shape", () => {
   const s = scene(
     obj("triangle", "green", 20, 4, 8),

@@ -12,7 +12,7 @@ gpuTest(
     try {
       const study: TinyStudy = {
         ...TINY_STUDY,
-        shapes: { seed: 0, imageSize: 32, stage1Images: 64, stage2Images: 64, evalImages: 6 },
+        shapes: { ...TINY_STUDY.shapes, stage1Images: 64, stage2Images: 64, evalImages: 6 },
         encoder: { ...TINY_STUDY.encoder, pretrain: { steps: 30, batch: 16, lr: 3e-3, seed: 0 } },
         llm: { pretrain: { steps: 30, batch: 16, lr: 3e-3, seed: 0 } },
         codebooks: { layer: 2, depths: 2, codebookSize: 16, iters: 2, seed: 0 },

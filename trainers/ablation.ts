@@ -6,6 +6,8 @@
  * @module
  */
 
+import { join } from "node:path";
+import type { EvalReport } from "../eval/report.ts";
 import type { EvalSummary } from "../eval/score.ts";
 import { CHART_COLORS } from "./svg.ts";
 
@@ -173,4 +175,37 @@ export function ablationSvg(rows: readonly AblationRow[], title: string): string
   });
   out.push("</svg>");
   return out.join("\n") + "\n";
+}
+
+/**
+ * The final evaluation of the ablation run in `runDir` (its `eval.json`), or null when it has none yet.
+ * A run whose `config.json` differs from `cfg` (the recipe, or the parts it was built on, changed since)
+ * is an error naming the folder, so that a table never mixes runs of another recipe into its rows.
+ */
+export async function finishedRunReport(runDir: string, cfg: unknown): Promise<EvalReport | null> {
+  const read = async (file: string): Promise<string | null> => {
+    try {
+      return await Deno.readTextFile(join(runDir, file));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return null;
+      throw new Error(`${join(runDir, file)}: ${(err as Error).message}; delete the run folder to redo it`);
+    }
+  };
+  const parse = (file: string, text: string | null): unknown => {
+    try {
+      return text === null ? null : JSON.parse(text);
+    } catch (err) {
+      throw new Error(`${join(runDir, file)}: ${(err as Error).message}; delete the run folder to redo it`);
+    }
+  };
+  const report = parse("eval.json", await read("eval.json"));
+  if (report === null) return null;
+  const saved = parse("config.json", await read("config.json"));
+  if (JSON.stringify(saved) !== JSON.stringify(cfg)) {
+    throw new Error(
+      `${runDir}: this finished run was trained with another config than the ablation's (the recipe or ` +
+        `its parts changed since); delete the folder to retrain it, or give the ablation another --out`,
+    );
+  }
+  return report as EvalReport;
 }

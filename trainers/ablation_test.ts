@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { EvalSummary } from "../eval/score.ts";
-import { ablationMarkdown, ablationSvg, aggregateAblation, meanStd } from "./ablation.ts";
+import { join } from "node:path";
+import { ablationMarkdown, ablationSvg, aggregateAblation, finishedRunReport, meanStd } from "./ablation.ts";
 
 function summary(overall: number, color: number): EvalSummary {
   const g = (acc: number) => ({ n: 10, correct: Math.round(10 * acc), accuracy: acc });
@@ -42,4 +43,25 @@ Deno.test("aggregateAblation: per variant over seeds; markdown and SVG carry eve
   assert.equal((svg.match(/<rect x=/g) ?? []).length, 4 + 2); // 2 groups x 2 variants, 2 legend swatches
   assert.match(svg, /<title>semantic color: 60\.0 ± 0\.0<\/title>/);
   assert.ok(svg.startsWith("<svg") && svg.trimEnd().endsWith("</svg>"));
+});
+
+Deno.test("finishedRunReport: none yet, the report of a run of the same config, an error for another config", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cfg = { name: "semantic-s1", train: { seed: 1, stages: [{ lr: 3e-3 }] } };
+    assert.equal(await finishedRunReport(dir, cfg), null);
+    const report = { meta: {}, summary: { overall: { n: 1, correct: 1, accuracy: 1 } }, answers: [] };
+    await Deno.writeTextFile(join(dir, "eval.json"), JSON.stringify(report));
+    await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+    assert.deepEqual(await finishedRunReport(dir, cfg), report);
+    const changed = { ...cfg, train: { seed: 1, stages: [{ lr: 1e-3 }] } };
+    await assert.rejects(
+      () => finishedRunReport(dir, changed),
+      /trained with another config.*delete the folder/,
+    );
+    await Deno.writeTextFile(join(dir, "eval.json"), "{");
+    await assert.rejects(() => finishedRunReport(dir, cfg), /eval\.json: .*delete the run folder/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
