@@ -3,7 +3,8 @@
  * weights): parameters per component, trainable parameters per stage, and estimated GPU memory per
  * stage (weights, gradients, optimizer state, activations and head logits at the configured micro-batch),
  * beside the adapter's per-tensor limits. Estimates, not measurements: activations are counted per
- * decoder layer from the tensors its forward keeps.
+ * decoder layer from the tensors its forward keeps. A test holds the stage total within 10% of the
+ * buffer pool's measured peak over training steps of scaled-down models at `data.maxLength`.
  * @module
  */
 
@@ -171,10 +172,15 @@ function stagePlan(
   // One decoder layer keeps: 2 norms' inputs and outputs, q/k/v, the attention output and its
   // statistics, the output projection, gate/up/SwiGLU, the residual sums.
   const perLayer = B * T * (6 * C + qkv + llm.numHeads * llm.headDim + 3 * I) * bytes;
-  const layers = cfg.train.checkpointLayers
-    ? B * T * C * bytes * llm.numLayers + perLayer
-    : perLayer * llm.numLayers;
-  const logitsBytes = Math.min(B * T * llm.vocabSize * 4, 64 * 2 ** 20) * 2;
+  // Kept for backward: every layer's input with checkpointing (one layer recomputed at a time), else
+  // every layer's tensors; then the gradients of one layer's tensors while its backward runs.
+  const layers =
+    (cfg.train.checkpointLayers ? B * T * C * bytes * llm.numLayers + perLayer : perLayer * llm.numLayers) +
+    perLayer;
+  // The text logits (f32), held once; or, past 64 MiB, one chunk of them recomputed in backward beside
+  // its gradient (losses/text_ce.ts). Both measured by the plan's test.
+  const fullLogits = B * T * llm.vocabSize * 4, chunk = 64 * 2 ** 20;
+  const logitsBytes = fullLogits <= chunk ? fullLogits : 2 * chunk;
   // Per head: its activations over the B x N image rows and its peak logits (one depth, one chunk).
   let headActs = 0, headLogits = 0;
   for (const h of headSides(cfg.head)) {

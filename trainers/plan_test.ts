@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { gpuTest } from "../core/testing.ts";
-import { AsvrModel, PARAM_PREFIXES } from "../models/asvr_model.ts";
-import { tinyConfig, writeTinyCodebooks } from "../models/testing.ts";
+import { backward, zeroGrad } from "../core/autograd.ts";
+import { AdamW } from "../core/kernels/adamw/adamw.ts";
+import { type AsvrBatch, AsvrModel, PARAM_PREFIXES } from "../models/asvr_model.ts";
+import { TINY, tinyConfig, writeTinyCodebooks } from "../models/testing.ts";
 import { modelConfig, parseRunConfig } from "./config.ts";
 import { formatPlan, planRun } from "./plan.ts";
 
@@ -60,4 +62,81 @@ Deno.test("planRun: the recipe's sizes without its folders (known checkpoints), 
   assert.ok(Math.abs(get("head").params - 737e6) < 1e6, `head ${get("head").params}`);
   assert.match(get("llm").source, /lmsys\/vicuna-7b-v1.5/);
   assert.equal(plan.imageTokens, 729);
+});
+
+/** B rows of T tokens (the plan's length), each with an image at positions 1..N. */
+function fullBatch(B: number, T: number, V: number): AsvrBatch {
+  const N = TINY.patches;
+  const inputIds = new Int32Array(B * T).map((_, i) => (i * 7) % V);
+  const labels = inputIds.slice();
+  for (let b = 0; b < B; b++) labels.fill(-100, b * T + 1, b * T + 1 + N);
+  return {
+    inputIds,
+    labels,
+    imagePositions: Array.from({ length: B }, () => Array.from({ length: N }, (_, i) => 1 + i)),
+    pixels: new Float32Array(B * 3 * TINY.image * TINY.image),
+    hasImage: new Array(B).fill(true),
+  };
+}
+
+gpuTest("planRun: a stage's total is within 10% of the measured peak of its training steps", async (e) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const books = await writeTinyCodebooks(dir);
+    // LLaMAs scaled down; the last one's text logits (B*T*V*4 = 131 MB) pass 64 MiB and go in chunks.
+    // Stage 2 trains the LLM; stage 1 (llm: false) only sends the gradient through it to the projector.
+    const cases = [
+      { C: 256, I: 688, V: 2000, T: 256, B: 4, llm: true },
+      { C: 256, I: 688, V: 2000, T: 256, B: 4, llm: false },
+      { C: 128, I: 344, V: 4000, T: 128, B: 8, llm: true },
+      { C: 64, I: 172, V: 32000, T: 256, B: 4, llm: true },
+    ];
+    for (const k of cases) {
+      const llm = {
+        kind: "llama" as const,
+        config: {
+          vocabSize: k.V,
+          hiddenSize: k.C,
+          intermediateSize: k.I,
+          numLayers: 2,
+          numHeads: 4,
+          numKvHeads: 4,
+        },
+      };
+      const stage = {
+        data: "a.json",
+        batchSize: k.B,
+        trainable: { projector: true, head: true, llm: k.llm },
+      };
+      const cfg = parseRunConfig(
+        { ...tinyConfig(books, { llm }), data: { maxLength: k.T }, train: { stages: [stage] } },
+        "test",
+      );
+      const plan = (await planRun(cfg)).stages[0];
+      const before = e.pool.bytesInUse;
+      const m = await AsvrModel.build(e, modelConfig(cfg), { checkpointLayers: cfg.train.checkpointLayers });
+      m.setTrainable(cfg.train.stages[0].trainable);
+      const params = m.trainableParams();
+      const opt = new AdamW(params, { lr: 1e-4 });
+      const batch = fullBatch(k.B, k.T, k.V);
+      for (let i = 0; i < 2; i++) {
+        if (i === 1) e.pool.resetPeak(); // the first step has made the optimizer's state
+        const loss = e.tidy(() => {
+          const r = m.forward(batch);
+          backward(r.total);
+          opt.step();
+          zeroGrad(params);
+          return r.total;
+        });
+        await loss.read();
+        loss.dispose();
+      }
+      const ratio = (e.pool.peakBytesInUse - before) / plan.total;
+      assert.ok(Math.abs(ratio - 1) <= 0.1, `${JSON.stringify(k)}: measured / planned = ${ratio.toFixed(3)}`);
+      opt.dispose();
+      await m.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
