@@ -39,6 +39,7 @@ import {
   nameTable,
 } from "./names.ts";
 import { causalLmLoss } from "./causal_lm_loss.ts";
+import type { LoraAdapters } from "./lora.ts";
 import { KvCache } from "./kv_cache.ts";
 
 /** The storage dtype of a decoder's parameters and activations (math is f32 either way). */
@@ -182,6 +183,7 @@ export class Decoder {
   #norm: Tensor; // [C]
   #head: Tensor; // [V, C] (the embedding when tied)
   #layers: Layer[] = [];
+  #lora: LoraAdapters | null = null;
 
   private constructor(e: Engine, cfg: LlmConfig, dtype: DecoderDType, make: MakeParam) {
     checkLlmConfig(cfg);
@@ -302,11 +304,11 @@ export class Decoder {
     }
     const offset = opts.positionOffset ?? 0;
     let x = inputsEmbeds; // [B, T, C]
-    for (const layer of this.#layers) {
+    this.#layers.forEach((layer, i) => {
       x = opts.checkpointLayers
-        ? checkpoint((y) => this.#layer(layer, y, offset), x)
-        : this.#layer(layer, x, offset);
-    }
+        ? checkpoint((y) => this.#layer(layer, i, y, offset), x)
+        : this.#layer(layer, i, x, offset);
+    });
     return rmsNorm(x, this.#norm, this.cfg.rmsNormEps);
   }
 
@@ -357,7 +359,7 @@ export class Decoder {
     const offset = cache.length;
     const out = this.engine.noGrad(() => {
       let h = x; // [B, T, C]
-      this.#layers.forEach((layer, i) => h = this.#layer(layer, h, offset, { cache, index: i }));
+      this.#layers.forEach((layer, i) => h = this.#layer(layer, i, h, offset, { cache, index: i }));
       return rmsNorm(h, this.#norm, this.cfg.rmsNormEps);
     });
     cache.commit(x.shape[1]);
@@ -387,27 +389,45 @@ export class Decoder {
     return reshape(o, [B, NH, 1, HS]);
   }
 
-  /** One decoder layer: x [B, T, C] -> [B, T, C]; with `kv`, attention goes through the cache. */
-  #layer(p: Layer, x: Tensor, positionOffset: number, kv?: { cache: KvCache; index: number }): Tensor {
+  /**
+   * Decoder layer `index`: x [B, T, C] -> [B, T, C]; with `kv`, attention goes through the cache. An
+   * adapted projection adds its LoRA path.
+   */
+  #layer(
+    p: Layer,
+    index: number,
+    x: Tensor,
+    positionOffset: number,
+    kv?: { cache: KvCache; index: number },
+  ): Tensor {
     const { numHeads: NH, numKvHeads: NKV, headDim: HS, rmsNormEps: eps, ropeTheta: theta } = this.cfg;
     const [B, T] = x.shape;
-    const linear = (h: Tensor, w: Tensor, b: Tensor | null) =>
-      matmul(h, w, { transB: true, ...(b ? { bias: b } : {}) });
+    const lora = this.#lora;
+    const linear = (
+      h: Tensor,
+      key: Exclude<LayerParamKey, BiasKey | "attnNorm" | "mlpNorm">,
+      bias: BiasKey | null,
+    ) => {
+      const b = bias ? p[bias] : null;
+      const y = matmul(h, p[key], { transB: true, ...(b ? { bias: b } : {}) });
+      const d = lora?.delta(h, index, key) ?? null; // the LoRA path, when this projection has one
+      return d ? add(y, d) : y;
+    };
     // [B, T, n*HS] -> [B, n, T, HS]
     const heads = (t: Tensor, n: number) => permute(reshape(t, [B, T, n, HS]), [0, 2, 1, 3]);
     const h = rmsNorm(x, p.attnNorm, eps); // [B, T, C]
-    const q = rope(heads(linear(h, p.wq, p.bq), NH), { theta, positionOffset }); // [B, NH, T, HS]
-    const k = rope(heads(linear(h, p.wk, p.bk), NKV), { theta, positionOffset }); // [B, NKV, T, HS]
-    const v = heads(linear(h, p.wv, p.bv), NKV); // [B, NKV, T, HS]
+    const q = rope(heads(linear(h, "wq", "bq"), NH), { theta, positionOffset }); // [B, NH, T, HS]
+    const k = rope(heads(linear(h, "wk", "bk"), NKV), { theta, positionOffset }); // [B, NKV, T, HS]
+    const v = heads(linear(h, "wv", "bv"), NKV); // [B, NKV, T, HS]
     const window = this.cfg.slidingWindow;
     const att = kv
       ? this.#cachedAttention(q, k, v, kv)
       : attention(q, k, v, { causal: true, ...(window !== null ? { window } : {}) }); // [B, NH, T, HS]
     const a = reshape(permute(att, [0, 2, 1, 3]), [B, T, NH * HS]); // [B, T, NH*HS]
-    x = add(x, linear(a, p.wo, p.bo)); // [B, T, C]
+    x = add(x, linear(a, "wo", "bo")); // [B, T, C]
     const h2 = rmsNorm(x, p.mlpNorm, eps);
-    const f = swiglu(linear(h2, p.wGate, null), linear(h2, p.wUp, null)); // [B, T, F]
-    return add(x, linear(f, p.wDown, null)); // [B, T, C]
+    const f = swiglu(linear(h2, "wGate", null), linear(h2, "wUp", null)); // [B, T, F]
+    return add(x, linear(f, "wDown", null)); // [B, T, C]
   }
 
   /** The LM head: hidden [B, T, C] -> logits [B, T, V] (of the decoder's dtype). */
@@ -430,6 +450,45 @@ export class Decoder {
    */
   async save(dir: string, opts: DecoderSaveOptions = {}): Promise<void> {
     await writeHfFolder(dir, llmConfigToHf(this.cfg), this.params(), opts);
+  }
+
+  /** The LoRA adapters the forward adds, or null (see {@linkcode Decoder.setLora}). */
+  get lora(): LoraAdapters | null {
+    return this.#lora;
+  }
+
+  /**
+   * Attaches LoRA adapters (backbones/lora.ts), made for this decoder's config, or detaches them
+   * (null): each adapted projection then adds its low-rank path in {@linkcode forward} and the cached
+   * passes. The decoder keeps its own parameters; freeze them to train the adapters alone. f32 only.
+   */
+  setLora(adapters: LoraAdapters | null): void {
+    if (adapters) {
+      if (this.dtype !== "f32") {
+        throw new Error(`Decoder.setLora: LoRA needs an f32 decoder for now; this one is ${this.dtype}`);
+      }
+      for (let i = 0; i < this.cfg.numLayers; i++) {
+        for (const key of LAYER_PARAM_KEYS) {
+          const pair = adapters.pair(i, key);
+          if (!pair) continue;
+          const [out, inDim] = layerParamShape(this.cfg, key);
+          if (pair.a.shape[1] !== inDim || pair.b.shape[0] !== out) {
+            throw new Error(
+              `Decoder.setLora: layer ${i} ${key}: the pair is [${pair.b.shape[0]}, r] x [r, ${
+                pair.a.shape[1]
+              }], ` +
+                `the weight [${out}, ${inDim}]; make the adapters from this decoder's config`,
+            );
+          }
+        }
+      }
+      if (adapters.llm.numLayers !== this.cfg.numLayers) {
+        throw new Error(
+          `Decoder.setLora: the adapters have ${adapters.llm.numLayers} layers, the decoder ${this.cfg.numLayers}`,
+        );
+      }
+    }
+    this.#lora = adapters;
   }
 
   /** Stops gradients to every parameter (activation gradients still flow through). */

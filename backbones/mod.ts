@@ -1,6 +1,6 @@
 /**
  * LLM decoder backbones: LLaMA / Vicuna, Mistral (sliding window) and Qwen2 (q/k/v biases), with
- * Hugging Face configs, parameter names, loading and saving.
+ * Hugging Face configs, parameter names, loading and saving; LoRA adapters for their projections.
  *
  * ```ts ignore
  * import { Decoder } from "./mod.ts";
@@ -45,3 +45,14 @@ export {
 } from "./decoder.ts";
 export { KvCache, type KvCacheOptions, type LayerKv } from "./kv_cache.ts";
 export { argmax, generateGreedy, type GenerateOptions } from "./generate.ts";
+export {
+  LORA_TARGET_KEYS,
+  LORA_TARGETS,
+  LoraAdapters,
+  type LoraConfig,
+  type LoraPair,
+  loraParamNames,
+  type LoraTarget,
+  mergeLora,
+  parseLoraConfig,
+} from "./lora.ts";

@@ -1,0 +1,217 @@
+/**
+ * LoRA (low-rank adaptation) for a decoder's projections: each adapted weight W [out, in] gains a
+ * trainable pair A [r, in], B [out, r], and the projection becomes
+ *
+ *   y = x W^T + (alpha / r) (x A^T) B^T
+ *
+ * with W frozen. B starts at zero (the adapted model starts equal to the base), A uniform in
+ * +-1/sqrt(in) (PEFT's default). `mergeLora` folds the pairs into the weights for export
+ * (W += (alpha / r) B A), so the saved folder is a plain Hugging Face model. The pairs are named as
+ * PEFT saves them (`base_model.model.<weight name without .weight>.lora_A.weight`), so
+ * `saveLoraAdapters`' file sits beside an `adapter_config.json` that PEFT reads.
+ *
+ * ```ts ignore
+ * const lora = LoraAdapters.create(e, llm.cfg, parseLoraConfig({ rank: 16, alpha: 32 }));
+ * llm.freeze();
+ * llm.setLora(lora); // forward now adds the low-rank path; lora.params() are what train
+ * await mergeLora(llm); // before llm.save(dir)
+ * ```
+ * @module
+ */
+
+import { z } from "zod";
+import type { Engine } from "../core/engine.ts";
+import type { Tensor } from "../core/tensor.ts";
+import { rng } from "../core/random.ts";
+import { scale } from "../core/kernels/elementwise/elementwise.ts";
+import { matmul } from "../core/kernels/matmul/matmul.ts";
+import type { LlmConfig } from "./config.ts";
+import { type Decoder, layerParamShape } from "./decoder.ts";
+import { type LayerParamKey, layerParamName } from "./names.ts";
+
+/** The projections LoRA can adapt, by their Hugging Face / PEFT module names. */
+export const LORA_TARGETS = [
+  "q_proj",
+  "k_proj",
+  "v_proj",
+  "o_proj",
+  "gate_proj",
+  "up_proj",
+  "down_proj",
+] as const;
+
+/** One of {@linkcode LORA_TARGETS}. */
+export type LoraTarget = typeof LORA_TARGETS[number];
+
+/** The decoder's parameter key of each target. */
+export const LORA_TARGET_KEYS: Readonly<Record<LoraTarget, LayerParamKey>> = {
+  q_proj: "wq",
+  k_proj: "wk",
+  v_proj: "wv",
+  o_proj: "wo",
+  gate_proj: "wGate",
+  up_proj: "wUp",
+  down_proj: "wDown",
+};
+
+/** A LoRA config (see {@linkcode parseLoraConfig} for the defaults). */
+export interface LoraConfig {
+  /** The rank r of each pair (default 16). */
+  rank: number;
+  /** The scale's numerator: the low-rank path is multiplied by alpha / r (default 2 * rank). */
+  alpha: number;
+  /** The adapted projections, in every layer (default q_proj, k_proj, v_proj, o_proj). */
+  targets: LoraTarget[];
+  /** Seed of A's initialization (default 0). */
+  seed: number;
+}
+
+const loraSchema = z.strictObject({
+  rank: z.number().int().min(1).default(16),
+  alpha: z.number().positive().optional(),
+  targets: z.array(z.enum(LORA_TARGETS)).min(1).refine((a) => new Set(a).size === a.length)
+    .default(["q_proj", "k_proj", "v_proj", "o_proj"]),
+  seed: z.number().int().nonnegative().default(0),
+});
+
+const WANT: Record<string, string> = {
+  rank: "an integer >= 1 (default 16)",
+  alpha: "a number > 0 (default 2 * rank)",
+  targets: `a non-empty array of distinct projections among ${LORA_TARGETS.join(", ")}`,
+  seed: "an integer >= 0 (default 0)",
+};
+
+/**
+ * Validates a LoRA config given as data and fills in the defaults; `path` names where it sits in
+ * errors (`train.lora.rank is 0; it must be an integer >= 1 (default 16)`).
+ */
+export function parseLoraConfig(value: unknown = {}, path = "lora"): LoraConfig {
+  const r = loraSchema.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    if (issue.code === "unrecognized_keys") {
+      const keys = issue.keys.map((k) => `${path}.${k}`).join(", ");
+      throw new Error(`${keys}: unknown LoRA field; the fields are ${Object.keys(WANT).join(", ")}`);
+    }
+    if (issue.path.length === 0) {
+      throw new Error(`${path}: the LoRA config must be an object, got ${JSON.stringify(value)}`);
+    }
+    const field = String(issue.path[0]);
+    const raw = (value as Record<string, unknown>)[field];
+    throw new Error(`${path}.${field} is ${JSON.stringify(raw)}; it must be ${WANT[field] ?? issue.message}`);
+  }
+  return { ...r.data, alpha: r.data.alpha ?? 2 * r.data.rank };
+}
+
+/** One adapted projection: A [r, in], B [out, r]. */
+export interface LoraPair {
+  /** The down projection A [r, in]. */
+  a: Tensor;
+  /** The up projection B [out, r]. */
+  b: Tensor;
+}
+
+/** The LoRA pairs of a decoder: one per target per layer. */
+export class LoraAdapters {
+  /** The config. */
+  readonly cfg: LoraConfig;
+  /** alpha / r, the low-rank path's scale. */
+  readonly scale: number;
+  /** The decoder config the pairs were made for. */
+  readonly llm: LlmConfig;
+  #pairs: Map<string, LoraPair>; // `${layer}.${key}`
+  #params: Map<string, Tensor>;
+
+  private constructor(
+    llm: LlmConfig,
+    cfg: LoraConfig,
+    pairs: Map<string, LoraPair>,
+    params: Map<string, Tensor>,
+  ) {
+    this.llm = llm;
+    this.cfg = cfg;
+    this.scale = cfg.alpha / cfg.rank;
+    this.#pairs = pairs;
+    this.#params = params;
+  }
+
+  /**
+   * Fresh pairs for every layer of `llm` and every target of `cfg`: A uniform in +-1/sqrt(in)
+   * (seeded), B zeros, f32 and trainable.
+   */
+  static create(e: Engine, llm: LlmConfig, cfg: LoraConfig): LoraAdapters {
+    const pairs = new Map<string, LoraPair>(), params = new Map<string, Tensor>();
+    const r = cfg.rank;
+    for (let i = 0; i < llm.numLayers; i++) {
+      for (const target of cfg.targets) {
+        const key = LORA_TARGET_KEYS[target];
+        const [out, inDim] = layerParamShape(llm, key);
+        const names = loraParamNames(llm, key, i);
+        const draw = rng((cfg.seed * 1_000_003 + i * 31 + LORA_TARGETS.indexOf(target)) >>> 0);
+        const bound = 1 / Math.sqrt(inDim);
+        const aData = new Float32Array(r * inDim).map(() => (2 * draw() - 1) * bound);
+        const a = e.param(aData, [r, inDim], { name: names.a });
+        const b = e.param(new Float32Array(out * r), [out, r], { name: names.b });
+        pairs.set(`${i}.${key}`, { a, b });
+        params.set(names.a, a);
+        params.set(names.b, b);
+      }
+    }
+    return new LoraAdapters(llm, cfg, pairs, params);
+  }
+
+  /** Every A and B by its PEFT name, layer by layer. */
+  params(): Map<string, Tensor> {
+    return new Map(this.#params);
+  }
+
+  /** The pair of projection `key` in layer `layer`, or undefined when it is not adapted. */
+  pair(layer: number, key: LayerParamKey): LoraPair | undefined {
+    return this.#pairs.get(`${layer}.${key}`);
+  }
+
+  /**
+   * The low-rank path of projection `key` in layer `layer` for inputs x [..., in]:
+   * (alpha / r) (x A^T) B^T [..., out], or null when the projection is not adapted.
+   */
+  delta(x: Tensor, layer: number, key: LayerParamKey): Tensor | null {
+    const p = this.pair(layer, key);
+    if (!p) return null;
+    return scale(matmul(matmul(x, p.a, { transB: true }), p.b, { transB: true }), this.scale);
+  }
+
+  /** Frees every pair (and its gradients). */
+  dispose(): void {
+    for (const t of this.#params.values()) t.dispose();
+  }
+}
+
+/** PEFT's names of a pair: `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`, ... */
+export function loraParamNames(llm: LlmConfig, key: LayerParamKey, layer: number): { a: string; b: string } {
+  const base = `base_model.model.${layerParamName(llm.arch, key, layer).replace(/\.weight$/, "")}`;
+  return { a: `${base}.lora_A.weight`, b: `${base}.lora_B.weight` };
+}
+
+/**
+ * Folds `decoder`'s LoRA pairs into its weights (W += (alpha / r) B A, computed on the GPU, added on
+ * the host in f32) and detaches them, so that `decoder.save` writes a plain model whose forward equals
+ * the adapted one. The pairs stay allocated (dispose them when done).
+ */
+export async function mergeLora(decoder: Decoder): Promise<void> {
+  const lora = decoder.lora;
+  if (!lora) throw new Error("mergeLora: the decoder has no LoRA adapters (decoder.setLora)");
+  const e = decoder.engine, weights = decoder.params();
+  for (let i = 0; i < decoder.cfg.numLayers; i++) {
+    for (const target of lora.cfg.targets) {
+      const key = LORA_TARGET_KEYS[target];
+      const p = lora.pair(i, key)!;
+      const w = weights.get(layerParamName(decoder.cfg.arch, key, i))!; // [out, in]
+      const d = e.noGrad(() => e.tidy(() => scale(matmul(p.b, p.a), lora.scale))); // [out, in]
+      const [wv, dv] = [Float32Array.from(await w.read()), await d.read()];
+      d.dispose();
+      for (let j = 0; j < wv.length; j++) wv[j] += dv[j];
+      e.write(w, wv);
+    }
+  }
+  decoder.setLora(null);
+}
