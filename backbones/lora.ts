@@ -7,8 +7,7 @@
  * with W frozen. B starts at zero (the adapted model starts equal to the base), A uniform in
  * +-1/sqrt(in) (PEFT's default). `mergeLora` folds the pairs into the weights for export
  * (W += (alpha / r) B A), so the saved folder is a plain Hugging Face model. The pairs are named as
- * PEFT saves them (`base_model.model.<weight name without .weight>.lora_A.weight`), so
- * `saveLoraAdapters`' file sits beside an `adapter_config.json` that PEFT reads.
+ * PEFT saves them (`base_model.model.<weight name without .weight>.lora_A.weight`).
  *
  * ```ts ignore
  * const lora = LoraAdapters.create(e, llm.cfg, parseLoraConfig({ rank: 16, alpha: 32 }));
