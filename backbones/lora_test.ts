@@ -101,52 +101,72 @@ for (const arch of ["llama", "mistral", "qwen2"] as const) {
   );
 }
 
-gpuTest("LoRA gradients: A and B against finite differences; the frozen base gets none", async (e) => {
-  const cfg = tinyDecoderConfig("llama");
-  const model = randomDecoder(e, cfg, 8, 0.2);
-  const lora = LoraAdapters.create(
-    e,
-    cfg,
-    parseLoraConfig({ rank: 2, targets: ["q_proj", "down_proj"], seed: 1 }),
-  );
-  model.setLora(lora);
-  const ids = randInt(B * T, cfg.vocabSize, 6), labels = randInt(B * T, cfg.vocabSize, 7);
-  let s = 70;
-  for (const [name, t] of lora.params()) {
-    if (name.endsWith("lora_B.weight")) e.write(t, randn(t.size, s++, 0.3));
-  }
-  const loss = () =>
-    model.lossFromLabels(
-      model.logits(model.forward(model.embed(e.tensor(ids, [B, T], "i32")))),
-      e.tensor(labels, [B, T], "i32"),
+gpuTest(
+  "LoRA gradients: A and B against finite differences, with and without checkpointed layers; the frozen base gets none",
+  async (e) => {
+    const cfg = tinyDecoderConfig("llama");
+    const model = randomDecoder(e, cfg, 8, 0.2);
+    const lora = LoraAdapters.create(
+      e,
+      cfg,
+      parseLoraConfig({ rank: 2, targets: ["q_proj", "down_proj"], seed: 1 }),
     );
-  try {
-    e.tidy(() => backward(loss()));
-    for (const p of model.params().values()) assert.equal(p.grad, null, `${p.name} is frozen`);
-    const eps = 1e-2;
+    model.setLora(lora);
+    const ids = randInt(B * T, cfg.vocabSize, 6), labels = randInt(B * T, cfg.vocabSize, 7);
+    let s = 70;
     for (const [name, t] of lora.params()) {
-      assert.ok(t.grad, `${name} has a gradient`);
-      const grad = await t.grad!.read(), value = Float32Array.from(await t.read());
-      for (const j of [0, Math.floor(t.size / 3), t.size - 1]) {
-        const at = async (v: number) => {
-          const x = value.slice();
-          x[j] = v;
-          e.write(t, x);
-          const out = e.noGrad(() => e.tidy(loss));
-          const r = (await out.read())[0];
-          out.dispose();
-          return r;
-        };
-        const fd = (await at(value[j] + eps) - await at(value[j] - eps)) / (2 * eps);
-        e.write(t, value);
-        assert.ok(Math.abs(fd - grad[j]) <= 2e-3 + 2e-2 * Math.abs(fd), `${name}[${j}]: ${grad[j]} vs ${fd}`);
-      }
+      if (name.endsWith("lora_B.weight")) e.write(t, randn(t.size, s++, 0.3));
     }
-  } finally {
-    model.dispose();
-    lora.dispose();
-  }
-});
+    const loss = (checkpointLayers = false) =>
+      model.lossFromLabels(
+        model.logits(model.forward(model.embed(e.tensor(ids, [B, T], "i32")), { checkpointLayers })),
+        e.tensor(labels, [B, T], "i32"),
+      );
+    try {
+      // Checkpointed layers (the trainer's default) recompute the LoRA path in backward: same gradients.
+      e.tidy(() => backward(loss(true)));
+      const checkpointed = new Map<string, Float32Array>();
+      for (const [name, t] of lora.params()) {
+        checkpointed.set(name, Float32Array.from(await t.grad!.read()));
+        t.grad!.dispose();
+        t.grad = null;
+      }
+      e.tidy(() => backward(loss()));
+      for (const [name, t] of lora.params()) {
+        assertClose(await t.grad!.read(), checkpointed.get(name)!, {
+          atol: 1e-6,
+          label: `${name}, checkpointed`,
+        });
+      }
+      for (const p of model.params().values()) assert.equal(p.grad, null, `${p.name} is frozen`);
+      const eps = 1e-2;
+      for (const [name, t] of lora.params()) {
+        assert.ok(t.grad, `${name} has a gradient`);
+        const grad = await t.grad!.read(), value = Float32Array.from(await t.read());
+        for (const j of [0, Math.floor(t.size / 3), t.size - 1]) {
+          const at = async (v: number) => {
+            const x = value.slice();
+            x[j] = v;
+            e.write(t, x);
+            const out = e.noGrad(() => e.tidy(() => loss()));
+            const r = (await out.read())[0];
+            out.dispose();
+            return r;
+          };
+          const fd = (await at(value[j] + eps) - await at(value[j] - eps)) / (2 * eps);
+          e.write(t, value);
+          assert.ok(
+            Math.abs(fd - grad[j]) <= 2e-3 + 2e-2 * Math.abs(fd),
+            `${name}[${j}]: ${grad[j]} vs ${fd}`,
+          );
+        }
+      }
+    } finally {
+      model.dispose();
+      lora.dispose();
+    }
+  },
+);
 
 gpuTest("LoRA: PEFT names, and what setLora refuses", (e) => {
   const cfg = tinyDecoderConfig("llama");
