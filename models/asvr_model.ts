@@ -23,6 +23,7 @@
  * @module
  */
 
+import { LoraAdapters } from "../backbones/lora.ts";
 import { gatherRows, scatterRows } from "../core/kernels/rows/rows.ts";
 import { reshape } from "../core/autograd.ts";
 import type { Engine } from "../core/engine.ts";
@@ -219,6 +220,11 @@ export class AsvrModel {
       cleanup.push(() => disposeEncoder(enc));
       const llm = await buildLlm(e, c.llm, dtype, seed * 4 + 2);
       cleanup.push(() => llm.dispose());
+      if (c.llm.lora) {
+        const lora = LoraAdapters.create(e, llm.cfg, c.llm.lora);
+        cleanup.push(() => lora.dispose());
+        llm.setLora(lora);
+      }
       const toks = new Map<string, TokenizerPart>();
       cleanup.push(() => Promise.all([...toks.values()].map((t) => disposeTokenizer(t, enc))));
       for (const [i, t] of c.visualTokenizers.entries()) {
@@ -248,6 +254,7 @@ export class AsvrModel {
       for (const [n, t] of m) out.set(prefix + n, t);
     };
     put(PARAM_PREFIXES.llm, this.llm.params());
+    if (this.llm.lora) put("", this.llm.lora.params()); // PEFT's names: base_model.model.model.layers.…
     put(PARAM_PREFIXES.projector, this.projector.params());
     if (this.#enc.kind === "vision") put(PARAM_PREFIXES.encoder, this.#enc.enc.params());
     put(PARAM_PREFIXES.head, this.head.params());
@@ -269,7 +276,10 @@ export class AsvrModel {
       for (const p of m.values()) p.requiresGrad = on && !fixed?.has(p);
     };
     set(this.projector.params(), parts.projector);
-    set(this.llm.params(), parts.llm);
+    // With LoRA the adapters train in the LLM's place; its own weights stay frozen.
+    const lora = this.llm.lora;
+    set(this.llm.params(), lora && parts.llm !== undefined ? false : parts.llm);
+    if (lora) set(lora.params(), parts.llm);
     set(this.head.params(), parts.head, this.#headFixed);
   }
 
@@ -386,6 +396,7 @@ export class AsvrModel {
     for (const t of this.#toks.values()) await disposeTokenizer(t, this.#enc);
     disposeAll(this.head.params());
     disposeAll(this.projector.params());
+    if (this.llm.lora) disposeAll(this.llm.lora.params());
     this.llm.dispose();
     await disposeEncoder(this.#enc);
   }

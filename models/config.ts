@@ -23,6 +23,7 @@
  * @module
  */
 
+import { type LoraConfig, parseLoraConfig } from "../backbones/lora.ts";
 import { z } from "zod";
 import { checkLlmConfig, type LlmArch, type LlmConfig, llmConfigFromHf } from "../backbones/config.ts";
 import {
@@ -123,6 +124,11 @@ export interface LlmSlotConfig {
   path?: string;
   /** Sizes for a random init; exactly one of `path` and `config` is given. */
   config?: LlmSizes;
+  /**
+   * LoRA adapters on the LLM's projections (backbones/lora.ts): where a stage trains the LLM, the
+   * adapters train and its own weights stay frozen. Absent: the LLM trains in full.
+   */
+  lora?: LoraConfig;
 }
 
 /** A parsed ASVR config: every slot validated, every default filled. */
@@ -177,6 +183,8 @@ export interface LlmSlotInput {
   path?: string;
   /** Sizes for a random init. */
   config?: LlmSizesInput;
+  /** LoRA adapters (`parseLoraConfig`'s fields; each has a default). */
+  lora?: Partial<LoraConfig>;
 }
 
 /** An rq visual tokenizer as written: `name` and `codebooks` are required, the rest have defaults. */
@@ -314,6 +322,7 @@ const llmSchema = z.strictObject({
   kind: z.enum(LLM_KINDS),
   path: nonEmpty.optional(),
   config: llmSizesSchema.optional(),
+  lora: z.unknown().optional(), // checked by parseLoraConfig
 });
 
 /** The top-level fields, in order, and what each holds (for errors). */
@@ -438,6 +447,7 @@ function parseLlmSlot(value: unknown, path: string): LlmSlotConfig {
   const source = pathOrConfig(v.path, v.config, path, "a Hugging Face model folder");
   const out: LlmSlotConfig = { kind: v.kind, ...(v.path !== undefined ? { path: v.path } : {}) };
   if (source === "config") out.config = llmSizes(v.kind, stripUndefined(v.config!), `${path}.config`);
+  if (v.lora !== undefined) out.lora = parseLoraConfig(v.lora, `${path}.lora`);
   return out;
 }
 

@@ -139,6 +139,8 @@ Deno.test("parseConfig: projector and LLM errors name the path", () => {
     /projector\.inDim is 16 but the encoder's features are 32 wide/,
   );
   const llm = base().llm as { config: Record<string, unknown> };
+  fails({ ...base(), llm: { ...llm, kind: "llama", lora: { rank: 0 } } }, /llm\.lora\.rank is 0; it must be/);
+  fails({ ...base(), llm: { ...llm, kind: "llama", lora: { targets: ["qkv"] } } }, /llm\.lora\.targets is/);
   const wide = { ...llm.config, hiddenSize: 64, numHeads: 4 };
   fails(
     { ...withSlot("projector", { kind: "identity" }), llm: { kind: "llama", config: wide } },

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { gpuTest } from "../core/testing.ts";
 import { SafetensorsFile } from "../io/safetensors.ts";
-import { parseRunConfig } from "../trainers/config.ts";
+import { modelConfig, parseRunConfig } from "../trainers/config.ts";
+import { AsvrModel } from "../models/asvr_model.ts";
 import { train } from "../trainers/trainer.ts";
 import { readMetrics } from "../trainers/metrics.ts";
 import { writeTinyRun } from "./tiny_run.ts";
@@ -161,6 +162,54 @@ gpuTest(
       assert.ok(skipped.slice(firstUpdate).every((s) => !s), `no skip after the scale settled: ${skipped}`);
       for (const h of f16.history) assert.ok(Number.isFinite(h.losses.loss_total));
       assert.ok(f16.history.at(-1)!.losses.loss_total < a, "the loss falls once steps update");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+gpuTest(
+  "train with LoRA: the adapters train in the LLM's place, its own weights stay; a resumed run matches",
+  async (e) => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const input = await writeTinyRun(dir, { steps: 2 });
+      const lora = { rank: 2, targets: ["q_proj", "v_proj", "down_proj"] };
+      const cfg = parseRunConfig({ ...input, llm: { ...input.llm, lora } }, "tiny");
+      const quiet = () => {};
+      const lines: string[] = [];
+      const full = await train(e, cfg, { runDir: join(dir, "full"), print: (l) => lines.push(l) });
+      await train(e, cfg, { runDir: join(dir, "resumed"), print: quiet, stopAfter: 3 });
+      const rest = await train(e, cfg, { runDir: join(dir, "resumed"), print: quiet, resume: true });
+      assert.deepEqual(rest.history.map((h) => h.losses), full.history.slice(3).map((h) => h.losses));
+
+      const init = await AsvrModel.build(e, modelConfig(cfg), { seed: cfg.train.seed });
+      const ck = await SafetensorsFile.open(join(full.checkpoint!, "model.safetensors"));
+      try {
+        for (
+          const name of ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"]
+        ) {
+          assert.deepEqual(await ck.read(name), await init.params().get(name)!.read(), `${name} stays`);
+        }
+        const b = "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight";
+        assert.ok((await ck.read(b)).some((v) => v !== 0), `${b} trained (it starts at zero)`);
+        assert.ok(
+          !ck.has("base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight"),
+          "k_proj not adapted",
+        );
+        // Stage 2 trains projector + head + adapters, not the LLM's own weights (1 M of embeddings alone).
+        init.setTrainable(cfg.train.stages[1].trainable);
+        const names = [...init.params()].filter(([, t]) => t.requiresGrad).map(([n]) => n);
+        assert.ok(
+          names.some((n) => n.includes("lora_A")) && !names.some((n) => n.startsWith("model.layers.")),
+        );
+        const count = init.trainableParams().reduce((n, t) => n + t.size, 0);
+        const stage2 = lines.find((l) => l.startsWith("stage 2/2"))!;
+        assert.match(stage2, new RegExp(`\\(${(count / 1e6).toFixed(2)} M parameters\\)`));
+      } finally {
+        ck.close();
+        await init.dispose();
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -11,6 +11,8 @@
 
 import { basename, join } from "node:path";
 import { type LlmConfig, llmConfigFromHf } from "../backbones/config.ts";
+import { layerParamShape } from "../backbones/decoder.ts";
+import { LORA_TARGET_KEYS } from "../backbones/lora.ts";
 import { type VisionConfig, visionConfigFromHf } from "../encoders/config.ts";
 import type { BuiltinHeadConfig, HeadConfig } from "../heads/config.ts";
 import { isBuiltinHeadKind } from "../heads/head.ts";
@@ -129,6 +131,16 @@ export async function planRun(cfg: RunConfig): Promise<RunPlan> {
     ? inDim * C + C + C * C + C
     : 0;
   components.push({ name: "projector", params: proj, source: "run file", largest: Math.max(inDim, C) * C });
+  if (cfg.llm.lora) {
+    const l = cfg.llm.lora;
+    const shapes = l.targets.map((t) => layerParamShape(llm.cfg, LORA_TARGET_KEYS[t])); // [out, in] each
+    components.push({
+      name: "lora",
+      params: llm.cfg.numLayers * shapes.reduce((n, [out, inDim]) => n + l.rank * (out + inDim), 0),
+      source: `rank ${l.rank} on ${l.targets.join(", ")}`,
+      largest: Math.max(...shapes.map(([out, inDim]) => l.rank * Math.max(out, inDim))),
+    });
+  }
   const head = headParams(cfg.head, C);
   components.push({ name: "head", params: head.params, source: "run file", largest: head.largest });
   for (const t of cfg.visualTokenizers) {
@@ -159,7 +171,9 @@ function stagePlan(
   bytes: number,
 ): StagePlan {
   const count = (name: string) => components.find((c) => c.name === name)?.params ?? 0;
-  const trainable = (s.trainable.llm ? count("llm") : 0) + (s.trainable.projector ? count("projector") : 0) +
+  // With LoRA a stage that trains the LLM trains its adapters instead.
+  const llmTrains = s.trainable.llm ? (cfg.llm.lora ? count("lora") : count("llm")) : 0;
+  const trainable = llmTrains + (s.trainable.projector ? count("projector") : 0) +
     (s.trainable.head ? count("head") : 0);
   const tokenizers = components.filter((c) => c.name.startsWith("tokenizer ")).reduce(
     (a, c) => a + c.params,
@@ -172,7 +186,12 @@ function stagePlan(
   const qkv = (llm.numHeads + 2 * llm.numKvHeads) * llm.headDim;
   // One decoder layer keeps: 2 norms' inputs and outputs, q/k/v, the attention output and its
   // statistics, the output projection, gate/up/SwiGLU, the residual sums.
-  const perLayer = B * T * (6 * C + qkv + llm.numHeads * llm.headDim + 3 * I) * bytes;
+  // LoRA adds per adapted projection x A^T [r] and the scaled low-rank output [out] twice (not measured).
+  const lora = cfg.llm.lora;
+  const loraWidths = lora
+    ? lora.targets.reduce((n, t) => n + 2 * layerParamShape(llm, LORA_TARGET_KEYS[t])[0] + lora.rank, 0)
+    : 0;
+  const perLayer = B * T * (6 * C + qkv + llm.numHeads * llm.headDim + 3 * I + loraWidths) * bytes;
   // Kept for backward: every layer's input with checkpointing (one layer recomputed at a time), else
   // every layer's tensors; then the gradients of one layer's tensors while its backward runs.
   const layers =

@@ -49,6 +49,21 @@ gpuTest("planRun: parameter counts equal the built model's, per component and pe
       assert.match(formatPlan(plan), /estimated GPU memory per stage/);
       await m.dispose();
     }
+    // With LoRA, stage 2 trains the adapters in the LLM's place.
+    const model = tinyConfig(books);
+    const lora = { rank: 3, targets: ["q_proj", "o_proj", "up_proj"] };
+    const stages = [{ data: "b.json", trainable: { projector: true, head: true, llm: true } }];
+    const cfg = parseRunConfig({ ...model, llm: { ...model.llm, lora }, train: { stages } }, "test");
+    const plan = await planRun(cfg);
+    const m = await AsvrModel.build(e, modelConfig(cfg));
+    const adapters = [...m.params()].filter(([n]) => n.includes(".lora_")).reduce(
+      (s, [, t]) => s + t.size,
+      0,
+    );
+    assert.equal(plan.components.find((c) => c.name === "lora")?.params, adapters);
+    m.setTrainable(cfg.train.stages[0].trainable);
+    assert.equal(plan.stages[0].trainable, m.trainableParams().reduce((s, t) => s + t.size, 0));
+    await m.dispose();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
