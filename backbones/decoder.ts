@@ -460,12 +460,17 @@ export class Decoder {
   /**
    * Attaches LoRA adapters (backbones/lora.ts), made for this decoder's config, or detaches them
    * (null): each adapted projection then adds its low-rank path in {@linkcode forward} and the cached
-   * passes. The decoder keeps its own parameters; freeze them to train the adapters alone. f32 only.
+   * passes. The decoder keeps its own parameters; freeze them to train the adapters alone. The pairs
+   * must have the decoder's dtype.
    */
   setLora(adapters: LoraAdapters | null): void {
     if (adapters) {
-      if (this.dtype !== "f32") {
-        throw new Error(`Decoder.setLora: LoRA needs an f32 decoder for now; this one is ${this.dtype}`);
+      const dtypes = new Set([...adapters.params().values()].map((t) => t.dtype));
+      if (dtypes.size !== 1 || !dtypes.has(this.dtype)) {
+        throw new Error(
+          `Decoder.setLora: the pairs are ${[...dtypes].join(", ")}, the decoder ${this.dtype}; ` +
+            `make them with LoraAdapters.create(e, cfg, lora, "${this.dtype}")`,
+        );
       }
       for (let i = 0; i < this.cfg.numLayers; i++) {
         for (const key of LAYER_PARAM_KEYS) {

@@ -25,7 +25,7 @@ import { rng } from "../core/random.ts";
 import { scale } from "../core/kernels/elementwise/elementwise.ts";
 import { matmul } from "../core/kernels/matmul/matmul.ts";
 import type { LlmConfig } from "./config.ts";
-import { type Decoder, layerParamShape } from "./decoder.ts";
+import { type Decoder, type DecoderDType, layerParamShape } from "./decoder.ts";
 import { type LayerParamKey, layerParamName } from "./names.ts";
 
 /** The projections LoRA can adapt, by their Hugging Face / PEFT module names. */
@@ -136,9 +136,10 @@ export class LoraAdapters {
 
   /**
    * Fresh pairs for every layer of `llm` and every target of `cfg`: A uniform in +-1/sqrt(in)
-   * (seeded), B zeros, f32 and trainable.
+   * (seeded), B zeros, trainable, stored in `dtype` (the decoder's; default "f32"; AdamW keeps f32
+   * masters of f16 pairs).
    */
-  static create(e: Engine, llm: LlmConfig, cfg: LoraConfig): LoraAdapters {
+  static create(e: Engine, llm: LlmConfig, cfg: LoraConfig, dtype: DecoderDType = "f32"): LoraAdapters {
     const pairs = new Map<string, LoraPair>(), params = new Map<string, Tensor>();
     const r = cfg.rank;
     for (let i = 0; i < llm.numLayers; i++) {
@@ -149,8 +150,8 @@ export class LoraAdapters {
         const draw = rng((cfg.seed * 1_000_003 + i * 31 + LORA_TARGETS.indexOf(target)) >>> 0);
         const bound = 1 / Math.sqrt(inDim);
         const aData = new Float32Array(r * inDim).map(() => (2 * draw() - 1) * bound);
-        const a = e.param(aData, [r, inDim], { name: names.a });
-        const b = e.param(new Float32Array(out * r), [out, r], { name: names.b });
+        const a = e.param(aData, [r, inDim], { name: names.a, dtype });
+        const b = e.param(new Float32Array(out * r), [out, r], { name: names.b, dtype });
         pairs.set(`${i}.${key}`, { a, b });
         params.set(names.a, a);
         params.set(names.b, b);

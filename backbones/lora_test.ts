@@ -206,3 +206,42 @@ Deno.test("parseLoraConfig: defaults, and errors that name the field", () => {
   );
   assert.throws(() => parseLoraConfig({ ranks: 4 }), /lora\.ranks: unknown LoRA field/);
 });
+
+gpuTest(
+  "LoRA at f16: f16 pairs on an f16 decoder follow the f32 ones; mixed dtypes are refused",
+  async (e) => {
+    if (!e.hasF16) throw new Error("this adapter lacks shader-f16; the f16 LoRA test needs it");
+    const cfg = tinyDecoderConfig("llama");
+    const ids = randInt(B * T, cfg.vocabSize, 9);
+    const lora = parseLoraConfig({ rank: 2, alpha: 8, targets: ["q_proj", "up_proj"] });
+    const models = [randomDecoder(e, cfg, 4, 0.2), randomDecoder(e, cfg, 4, 0.2, "f16")];
+    const pairs = [LoraAdapters.create(e, cfg, lora), LoraAdapters.create(e, cfg, lora, "f16")];
+    try {
+      assert.throws(() => models[1].setLora(pairs[0]), /the pairs are f32, the decoder f16/);
+      const base = await logitsOf(e, models[0], ids);
+      const logits: Float32Array[] = [];
+      for (const k of [0, 1]) {
+        models[k].setLora(pairs[k]);
+        let s = 90;
+        for (const [name, t] of pairs[k].params()) {
+          if (name.endsWith("lora_B.weight")) e.write(t, randn(t.size, s++, 0.3));
+        }
+        logits.push(await logitsOf(e, models[k], ids));
+      }
+      assert.ok(
+        logits[0].some((v, i) => Math.abs(v - base[i]) > 0.2),
+        "the pairs move the logits past the tolerance",
+      );
+      assertClose(logits[1], logits[0], { atol: 3e-2, rtol: 3e-2, label: "f16 vs f32 adapted logits" });
+      await mergeLora(models[1]);
+      assertClose(await logitsOf(e, models[1], ids), logits[0], {
+        atol: 3e-2,
+        rtol: 3e-2,
+        label: "f16 merged",
+      });
+    } finally {
+      for (const m of models) m.dispose();
+      for (const p of pairs) p.dispose();
+    }
+  },
+);

@@ -221,7 +221,7 @@ export class AsvrModel {
       const llm = await buildLlm(e, c.llm, dtype, seed * 4 + 2);
       cleanup.push(() => llm.dispose());
       if (c.llm.lora) {
-        const lora = LoraAdapters.create(e, llm.cfg, c.llm.lora);
+        const lora = LoraAdapters.create(e, llm.cfg, c.llm.lora, dtype);
         cleanup.push(() => lora.dispose());
         llm.setLora(lora);
       }
