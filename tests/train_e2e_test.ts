@@ -210,6 +210,27 @@ gpuTest(
         ck.close();
         await init.dispose();
       }
+
+      // At f16 (f16 pairs, f32 masters, loss scaling): stage 2 alone trains the adapters too.
+      if (e.hasF16) {
+        const long = parseRunConfig({
+          ...(await writeTinyRun(join(dir, "f16"), { steps: 6 })),
+          llm: { ...input.llm, lora },
+        }, "tiny");
+        long.train.evalData = null;
+        long.train.stages = long.train.stages.slice(1);
+        const r = await train(e, { ...long, train: { ...long.train, dtype: "f16" } }, {
+          runDir: join(dir, "f16run"),
+          print: quiet,
+        });
+        assert.ok(r.history.some((h) => !h.skipped), `some step updates: ${r.history.map((h) => h.skipped)}`);
+        for (const h of r.history) assert.ok(Number.isFinite(h.losses.loss_total));
+        const f16ck = await SafetensorsFile.open(join(r.checkpoint!, "model.safetensors"));
+        const b = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight";
+        assert.equal(f16ck.info(b).dtype, "F16");
+        assert.ok((await f16ck.read(b)).some((v) => v !== 0), `${b} trained at f16`);
+        f16ck.close();
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
