@@ -478,11 +478,10 @@ export class Decoder {
           if (!pair) continue;
           const [out, inDim] = layerParamShape(this.cfg, key);
           if (pair.a.shape[1] !== inDim || pair.b.shape[0] !== out) {
+            const got = `[${pair.b.shape[0]}, r] x [r, ${pair.a.shape[1]}]`;
             throw new Error(
-              `Decoder.setLora: layer ${i} ${key}: the pair is [${pair.b.shape[0]}, r] x [r, ${
-                pair.a.shape[1]
-              }], ` +
-                `the weight [${out}, ${inDim}]; make the adapters from this decoder's config`,
+              `Decoder.setLora: layer ${i} ${key}: the pair is ${got}, the weight [${out}, ${inDim}]; ` +
+                `make the adapters from this decoder's config`,
             );
           }
         }
