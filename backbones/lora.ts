@@ -177,7 +177,8 @@ export class LoraAdapters {
   delta(x: Tensor, layer: number, key: LayerParamKey): Tensor | null {
     const p = this.pair(layer, key);
     if (!p) return null;
-    return scale(matmul(matmul(x, p.a, { transB: true }), p.b, { transB: true }), this.scale);
+    // Scaled at width r, the narrow end, so the path adds one [..., out] tensor (and the sum) per projection.
+    return matmul(scale(matmul(x, p.a, { transB: true }), this.scale), p.b, { transB: true });
   }
 
   /** Frees every pair (and its gradients). */

@@ -186,10 +186,11 @@ function stagePlan(
   const qkv = (llm.numHeads + 2 * llm.numKvHeads) * llm.headDim;
   // One decoder layer keeps: 2 norms' inputs and outputs, q/k/v, the attention output and its
   // statistics, the output projection, gate/up/SwiGLU, the residual sums.
-  // LoRA adds per adapted projection x A^T [r] and the scaled low-rank output [out] twice (not measured).
+  // LoRA adds per adapted projection x A^T and its scaled copy [r], the low-rank output and the sum [out]
+  // (counted, not measured).
   const lora = cfg.llm.lora;
   const loraWidths = lora
-    ? lora.targets.reduce((n, t) => n + 2 * layerParamShape(llm, LORA_TARGET_KEYS[t])[0] + lora.rank, 0)
+    ? lora.targets.reduce((n, t) => n + 2 * layerParamShape(llm, LORA_TARGET_KEYS[t])[0] + 2 * lora.rank, 0)
     : 0;
   const perLayer = B * T * (6 * C + qkv + llm.numHeads * llm.headDim + 3 * I + loraWidths) * bytes;
   // Kept for backward: every layer's input with checkpointing (one layer recomputed at a time), else
