@@ -20,6 +20,7 @@
 
 import { z } from "zod";
 import type { Engine } from "../core/engine.ts";
+import { parseFields } from "../core/parse_fields.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { rng } from "../core/random.ts";
 import { scale } from "../core/kernels/elementwise/elementwise.ts";
@@ -85,21 +86,8 @@ const WANT: Record<string, string> = {
  * errors (`train.lora.rank is 0; it must be an integer >= 1 (default 16)`).
  */
 export function parseLoraConfig(value: unknown = {}, path = "lora"): LoraConfig {
-  const r = loraSchema.safeParse(value);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    if (issue.code === "unrecognized_keys") {
-      const keys = issue.keys.map((k) => `${path}.${k}`).join(", ");
-      throw new Error(`${keys}: unknown LoRA field; the fields are ${Object.keys(WANT).join(", ")}`);
-    }
-    if (issue.path.length === 0) {
-      throw new Error(`${path}: the LoRA config must be an object, got ${JSON.stringify(value)}`);
-    }
-    const field = String(issue.path[0]);
-    const raw = (value as Record<string, unknown>)[field];
-    throw new Error(`${path}.${field} is ${JSON.stringify(raw)}; it must be ${WANT[field] ?? issue.message}`);
-  }
-  return { ...r.data, alpha: r.data.alpha ?? 2 * r.data.rank };
+  const cfg = parseFields(loraSchema, value, path, "LoRA", WANT);
+  return { ...cfg, alpha: cfg.alpha ?? 2 * cfg.rank };
 }
 
 /** One adapted projection: A [r, in], B [out, r]. */

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import sharp from "sharp";
 import { z } from "zod";
 import { rng } from "../core/random.ts";
+import { parseFields } from "../core/parse_fields.ts";
 import type { Question, QuestionType } from "../eval/questions.ts";
 import { IMAGE_MARKER, type LlavaTurn } from "./llava_json.ts";
 import {
@@ -107,21 +108,7 @@ const WANT: Record<string, string> = {
  * ```
  */
 export function parseShapesConfig(value: unknown = {}, path = "shapes"): ShapesConfig {
-  const r = shapesSchema.safeParse(value);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    if (issue.code === "unrecognized_keys") {
-      const keys = issue.keys.map((k) => `${path}.${k}`).join(", ");
-      throw new Error(`${keys}: unknown shapes field; the fields are ${Object.keys(WANT).join(", ")}`);
-    }
-    if (issue.path.length === 0) {
-      throw new Error(`${path}: the shapes config must be an object, got ${JSON.stringify(value)}`);
-    }
-    const field = String(issue.path[0]);
-    const raw = (value as Record<string, unknown>)[field];
-    throw new Error(`${path}.${field} is ${JSON.stringify(raw)}; it must be ${WANT[field] ?? issue.message}`);
-  }
-  const cfg = r.data;
+  const cfg = parseFields(shapesSchema, value, path, "shapes", WANT);
   if (cfg.colours.length * cfg.shapes.length <= cfg.maxObjects) {
     throw new Error(
       `${path}: ${cfg.colours.length} colours x ${cfg.shapes.length} shapes give only ` +

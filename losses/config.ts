@@ -6,6 +6,7 @@
  */
 
 import { z } from "zod";
+import { parseFields } from "../core/parse_fields.ts";
 
 /**
  * Which codes the hidden state at image patch i predicts: "same", the codes of patch i (the
@@ -70,18 +71,5 @@ const WANT: Record<string, string> = {
  * ```
  */
 export function parseLossConfig(value: unknown, path: string): LossConfig {
-  const r = lossSchema.safeParse(value);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  if (issue.code === "unrecognized_keys") {
-    const keys = issue.keys.map((k) => `${path}.${k}`).join(", ");
-    throw new Error(`${keys}: unknown loss field; the fields are ${Object.keys(WANT).join(", ")}`);
-  }
-  if (issue.path.length === 0) {
-    throw new Error(`${path}: the loss config must be an object, got ${JSON.stringify(value)}`);
-  }
-  const field = String(issue.path[0]);
-  const raw = (value as Record<string, unknown>)[field];
-  const got = typeof raw === "number" ? String(raw) : JSON.stringify(raw);
-  throw new Error(`${path}.${field} is ${got}; it must be ${WANT[field] ?? issue.message}`);
+  return parseFields(lossSchema, value, path, "loss", WANT);
 }
