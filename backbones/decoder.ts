@@ -230,7 +230,7 @@ export class Decoder {
       seed++;
       if (opts.init === "gpu") {
         const t = init === "normal"
-          ? randnGpu(e, shape, seed, INIT_STD, dtype)
+          ? randnGpu(e, shape, seed, INIT_STD, dtype, { split: true })
           : e.full(shape, init === "ones" ? 1 : 0, dtype);
         e.untrack(t);
         t.isParam = true;
@@ -260,7 +260,7 @@ export class Decoder {
     let model: Decoder | null = null;
     try {
       model = new Decoder(e, cfg, dtype, (name, shape) => {
-        const t = e.empty(shape, dtype); // filled by loadParams
+        const t = e.empty(shape, dtype, { split: true }); // filled by loadParams
         e.untrack(t);
         t.isParam = true;
         t.requiresGrad = true;

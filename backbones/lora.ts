@@ -25,6 +25,8 @@ import type { Tensor } from "../core/tensor.ts";
 import { rng } from "../core/random.ts";
 import { scale } from "../core/kernels/elementwise/elementwise.ts";
 import { matmul } from "../core/kernels/matmul/matmul.ts";
+import { slice } from "../core/kernels/rows/rows.ts";
+import { pieceRows } from "../core/split_tensor.ts";
 import type { LlmConfig } from "./config.ts";
 import { type Decoder, type DecoderDType, layerParamShape } from "./decoder.ts";
 import { type LayerParamKey, layerParamName } from "./names.ts";
@@ -194,11 +196,19 @@ export async function mergeLora(decoder: Decoder): Promise<void> {
     for (const target of lora.cfg.targets) {
       const key = LORA_TARGET_KEYS[target];
       const p = lora.pair(i, key)!;
-      const w = weights.get(layerParamName(decoder.cfg.arch, key, i))!; // [out, in]
-      const d = e.noGrad(() => e.tidy(() => scale(matmul(p.b, p.a), lora.scale))); // [out, in]
-      const [wv, dv] = [Float32Array.from(await w.read()), await d.read()];
-      d.dispose();
-      for (let j = 0; j < wv.length; j++) wv[j] += dv[j];
+      const w = weights.get(layerParamName(decoder.cfg.arch, key, i))!; // [out, in], maybe split by rows
+      const wv = Float32Array.from(await w.read());
+      const starts = pieceRows(w), width = w.shape[1];
+      for (let k = 0; k + 1 < starts.length; k++) {
+        // Rows r0..r1 of s B A: [r1 - r0, in], the size of one piece of w.
+        const d = e.noGrad(() =>
+          e.tidy(() => scale(matmul(slice(p.b, 0, starts[k], starts[k + 1]), p.a), lora.scale))
+        );
+        const dv = await d.read();
+        d.dispose();
+        const at = starts[k] * width;
+        for (let j = 0; j < dv.length; j++) wv[at + j] += dv[j];
+      }
       e.write(w, wv);
     }
   }

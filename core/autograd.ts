@@ -153,9 +153,14 @@ export function detach(x: Tensor): Tensor {
 
 /** Sets every parameter's gradient to zero (keeping the buffers). */
 export function zeroGrad(params: Iterable<Tensor>): void {
-  for (const p of params) {
+  for (const p of leaves(params)) {
     if (p.grad) p.engine.encoder.clearBuffer(p.grad.buffer, 0, p.grad.bindSize);
   }
+}
+
+/** The tensors that hold parameters' data and gradients: each parameter, or a split one's pieces. */
+export function leaves(params: Iterable<Tensor>): Tensor[] {
+  return [...params].flatMap((p) => p.pieces);
 }
 
 /** Adds `g` into `param.grad`, creating it (untracked by scopes) on first use. */

@@ -12,6 +12,7 @@ import { type DeviceInfo, openDevice, type OpenDeviceOptions } from "./device.ts
 import { BufferPool } from "./pool.ts";
 import { KernelProfiler, type KernelTime } from "./profiler.ts";
 import { Tensor } from "./tensor.ts";
+import { rowsPerPiece, SplitTensor } from "./split_tensor.ts";
 
 /** One recorded op of the autograd tape. */
 export interface TapeNode {
@@ -50,6 +51,17 @@ export interface EngineOptions extends OpenDeviceOptions {}
 
 /** Initial values or shape-only description of a new tensor. */
 export type TensorData = ArrayLike<number> | HostArray;
+
+/** Options of {@linkcode Engine.empty} and the factories built on it. */
+export interface EmptyOptions {
+  /**
+   * Split by rows over several buffers (a {@linkcode SplitTensor}) when the tensor, counted at 4 bytes
+   * per element, is larger than one binding (`maxStorageBufferBindingSize`) or buffer (`maxBufferSize`);
+   * otherwise an ordinary tensor.
+   * For parameters and their optimizer state: only some ops take split tensors.
+   */
+  split?: boolean;
+}
 
 /** The GPU engine. Create one with {@linkcode Engine.create}. */
 export class Engine {
@@ -111,8 +123,8 @@ export class Engine {
   // ---------------------------------------------------------------- tensors
 
   /** A new tensor holding `data` (converted to `dtype`). */
-  tensor(data: TensorData, shape: readonly number[], dtype: DType = "f32"): Tensor {
-    const t = this.empty(shape, dtype);
+  tensor(data: TensorData, shape: readonly number[], dtype: DType = "f32", opts: EmptyOptions = {}): Tensor {
+    const t = this.empty(shape, dtype, opts);
     if (data.length !== t.size) {
       throw new Error(`tensor: ${data.length} values given for shape [${shape}] (${t.size} elements)`);
     }
@@ -121,10 +133,23 @@ export class Engine {
   }
 
   /** A new tensor whose contents are undefined (for kernel outputs). */
-  empty(shape: readonly number[], dtype: DType = "f32"): Tensor {
+  empty(shape: readonly number[], dtype: DType = "f32", opts: EmptyOptions = {}): Tensor {
     this.#checkDtype(dtype);
     const size = shape.reduce((a, b) => a * b, 1);
     const bytes = Math.max(4, Math.ceil((size * bytesPerElement(dtype)) / 4) * 4);
+    // Decided at f32 size, so f32 state of a parameter (AdamW's moments) splits the same way and fits.
+    if (opts.split && size * 4 > this.maxPieceBytes && shape.length > 0) {
+      const rows = rowsPerPiece(shape, this.maxPieceBytes);
+      if (rows < 1) {
+        throw new Error(
+          `tensor ${dtype}[${shape}]: one row of it is over this adapter's binding limit ` +
+            `(${this.maxPieceBytes} bytes), so it cannot be split by rows`,
+        );
+      }
+      const starts: number[] = [];
+      for (let r = 0; r < shape[0]; r += rows) starts.push(r);
+      return this.splitTensor(shape, dtype, starts);
+    }
     if (bytes > this.info.limits.maxBufferSize) {
       throw new Error(
         `tensor ${dtype}[${shape}] needs ${bytes} bytes, over this adapter's maxBufferSize ` +
@@ -136,25 +161,57 @@ export class Engine {
     return t;
   }
 
+  /**
+   * The largest piece of a split tensor, in bytes: the smaller of the binding and buffer limits.
+   * Pieces are sized for f32 whatever their dtype, so f32 state split the same way fits too.
+   */
+  get maxPieceBytes(): number {
+    return Math.min(this.info.limits.maxStorageBufferBindingSize, this.info.limits.maxBufferSize);
+  }
+
+  /**
+   * A new {@linkcode SplitTensor} of undefined contents whose pieces start at rows `starts`
+   * (starts[0] = 0, increasing). Most callers want `empty(shape, dtype, { split: true })`.
+   */
+  splitTensor(shape: readonly number[], dtype: DType, starts: readonly number[]): SplitTensor {
+    const bounds = [...starts, shape[0]];
+    const pieces = starts.map((r, i) => {
+      const piece = this.empty([bounds[i + 1] - r, ...shape.slice(1)], dtype);
+      this.untrack(piece); // the split tensor owns its pieces
+      return piece;
+    });
+    const t = new SplitTensor(this, shape, dtype, pieces);
+    this.#track(t);
+    return t;
+  }
+
+  /** An empty tensor of `t`'s shape and `dtype`, split over the same rows when `t` is split. */
+  emptyLike(t: Tensor, dtype: DType = t.dtype): Tensor {
+    return t instanceof SplitTensor
+      ? this.splitTensor(t.shape, dtype, t.rowStarts.slice(0, -1))
+      : this.empty(t.shape, dtype);
+  }
+
   /** A new tensor of zeros. */
-  zeros(shape: readonly number[], dtype: DType = "f32"): Tensor {
-    const t = this.empty(shape, dtype);
-    this.encoder.clearBuffer(t.buffer, 0, t.bindSize);
+  zeros(shape: readonly number[], dtype: DType = "f32", opts: EmptyOptions = {}): Tensor {
+    const t = this.empty(shape, dtype, opts);
+    for (const p of t.pieces) this.encoder.clearBuffer(p.buffer, 0, p.bindSize);
     return t;
   }
 
   /** A new tensor with every element `value`. */
-  full(shape: readonly number[], value: number, dtype: DType = "f32"): Tensor {
+  full(shape: readonly number[], value: number, dtype: DType = "f32", opts: EmptyOptions = {}): Tensor {
     const size = shape.reduce((a, b) => a * b, 1);
-    return this.tensor(new Float32Array(size).fill(value), shape, dtype);
+    return this.tensor(new Float32Array(size).fill(value), shape, dtype, opts);
   }
 
   /**
-   * A trainable parameter: long-lived (never freed by a tidy scope), with `requiresGrad` set.
-   * Its gradient accumulates into `param.grad` on {@linkcode backward}.
+   * A trainable parameter: long-lived (never freed by a tidy scope), with `requiresGrad` set, split
+   * over several buffers when larger than one binding. Its gradient accumulates into `param.grad`
+   * (a split parameter's into its pieces') on {@linkcode backward}.
    */
   param(data: TensorData, shape: readonly number[], options: { dtype?: DType; name?: string } = {}): Tensor {
-    const t = this.tensor(data, shape, options.dtype ?? "f32");
+    const t = this.tensor(data, shape, options.dtype ?? "f32", { split: true });
     this.untrack(t);
     t.isParam = true;
     t.requiresGrad = true;
@@ -164,6 +221,16 @@ export class Engine {
 
   /** Writes host values into a tensor (ordered after all work recorded so far). */
   write(t: Tensor, data: TensorData): void {
+    if (t instanceof SplitTensor) {
+      if (data.length !== t.size) {
+        throw new Error(`write: ${data.length} values for ${t} (${t.size} elements)`);
+      }
+      const row = t.size / Math.max(1, t.shape[0]);
+      t.pieces.forEach((p, i) =>
+        this.write(p, slicePart(data, t.rowStarts[i] * row, t.rowStarts[i + 1] * row))
+      );
+      return;
+    }
     const bytes = t.bindSize;
     const staging = this.device.createBuffer({
       size: bytes,
@@ -194,6 +261,21 @@ export class Engine {
 
   /** Reads a tensor back to the host (f16 widens to f32). Submits pending work and waits for it. */
   async read(t: Tensor): Promise<HostArray> {
+    if (t instanceof SplitTensor) {
+      const parts = [];
+      for (const p of t.pieces) parts.push(await this.read(p));
+      const out = t.dtype === "i32"
+        ? new Int32Array(t.size)
+        : t.dtype === "u32"
+        ? new Uint32Array(t.size)
+        : new Float32Array(t.size);
+      let at = 0;
+      for (const part of parts) {
+        out.set(part, at);
+        at += part.length;
+      }
+      return out;
+    }
     const bytes = t.bindSize;
     const staging = this.device.createBuffer({
       size: bytes,
@@ -227,10 +309,16 @@ export class Engine {
     return out;
   }
 
-  /** Copies `src` into `dst` (same byte size). */
+  /** Copies `src` into `dst` (same byte size; split tensors must be split over the same rows). */
   copy(src: Tensor, dst: Tensor): void {
-    if (src.bindSize !== dst.bindSize) throw new Error(`copy: ${src} into ${dst}: sizes differ`);
-    this.encoder.copyBufferToBuffer(src.buffer, 0, dst.buffer, 0, src.bindSize);
+    const from = src.pieces, to = dst.pieces;
+    if (src.bindSize !== dst.bindSize || from.length !== to.length) {
+      throw new Error(`copy: ${src} into ${dst}: sizes differ`);
+    }
+    from.forEach((s, i) => {
+      if (s.bindSize !== to[i].bindSize) throw new Error(`copy: ${src} into ${dst}: split over other rows`);
+      this.encoder.copyBufferToBuffer(s.buffer, 0, to[i].buffer, 0, s.bindSize);
+    });
   }
 
   // ---------------------------------------------------------------- execution
@@ -254,6 +342,12 @@ export class Engine {
     }
     const maxBinding = this.info.limits.maxStorageBufferBindingSize;
     for (const t of call.bindings) {
+      if (t instanceof SplitTensor) {
+        throw new Error(
+          `${call.label}: ${t} is split over ${t.pieces.length} buffers, and this kernel binds one tensor ` +
+            `whole; run it once per piece (t.pieces)`,
+        );
+      }
       if (t instanceof Tensor && t.bindSize > maxBinding) {
         throw new Error(
           `${call.label}: ${t} is ${t.bindSize} bytes, over this adapter's maxStorageBufferBindingSize ` +
@@ -427,6 +521,13 @@ export class Engine {
     this.pool.trim();
     this.device.destroy();
   }
+}
+
+/** Elements start .. end of host data (a view of typed arrays). */
+function slicePart(data: TensorData, start: number, end: number): TensorData {
+  return ArrayBuffer.isView(data)
+    ? (data as HostArray).subarray(start, end)
+    : Array.prototype.slice.call(data, start, end);
 }
 
 function collectTensors(v: unknown, out: Set<Tensor>): void {

@@ -17,6 +17,7 @@
  */
 
 export {
+  type EmptyOptions,
   Engine,
   type EngineOptions,
   grid1d,
@@ -25,6 +26,7 @@ export {
   type TensorData,
 } from "./engine.ts";
 export { Tensor } from "./tensor.ts";
+export { pieceRows, rowsPerPiece, SplitTensor } from "./split_tensor.ts";
 export {
   type DeviceInfo,
   NoAdapterError,
@@ -51,6 +53,7 @@ export {
   backward,
   checkpoint,
   detach,
+  leaves,
   record,
   reshape,
   runTape,

@@ -17,12 +17,6 @@ export class Tensor {
   readonly dtype: DType;
   /** The number of elements. */
   readonly size: number;
-  /** Whether autograd computes a gradient for this tensor. */
-  requiresGrad = false;
-  /** True for trainable parameters (leaves whose gradient accumulates into `grad`). */
-  isParam = false;
-  /** The accumulated gradient of a parameter, after {@linkcode backward}. */
-  grad: Tensor | null = null;
   /** An optional name (parameters: the Hugging Face name). */
   name?: string;
 
@@ -31,9 +25,18 @@ export class Tensor {
 
   #buffer: GPUBuffer | null;
   #owner: boolean;
+  #requiresGrad = false;
+  #isParam = false;
+  #grad: Tensor | null = null;
 
   /** @internal Use the engine's factories (`tensor`, `empty`, `zeros`, `param`). */
-  constructor(engine: Engine, shape: readonly number[], dtype: DType, buffer: GPUBuffer, owner = true) {
+  constructor(
+    engine: Engine,
+    shape: readonly number[],
+    dtype: DType,
+    buffer: GPUBuffer | null,
+    owner = true,
+  ) {
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) {
         throw new Error(`tensor shape [${shape}]: dims must be integers >= 0`);
@@ -45,6 +48,39 @@ export class Tensor {
     this.size = shape.reduce((a, b) => a * b, 1);
     this.#buffer = buffer;
     this.#owner = owner;
+  }
+
+  /** Whether autograd computes a gradient for this tensor. */
+  get requiresGrad(): boolean {
+    return this.#requiresGrad;
+  }
+  set requiresGrad(v: boolean) {
+    this.#requiresGrad = v;
+  }
+
+  /** True for trainable parameters (leaves whose gradient accumulates into `grad`). */
+  get isParam(): boolean {
+    return this.#isParam;
+  }
+  set isParam(v: boolean) {
+    this.#isParam = v;
+  }
+
+  /** The accumulated gradient of a parameter, after {@linkcode backward}. */
+  get grad(): Tensor | null {
+    return this.#grad;
+  }
+  set grad(g: Tensor | null) {
+    this.#grad = g;
+  }
+
+  /**
+   * The tensors that hold the data: the tensor itself, or for a tensor split over several buffers
+   * (core/split_tensor.ts) its row blocks, in order. Loops over parameters and their gradients go
+   * through the pieces, so they work on both.
+   */
+  get pieces(): readonly Tensor[] {
+    return [this];
   }
 
   /** The GPU buffer (throws if the tensor was disposed). */

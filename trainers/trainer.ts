@@ -14,7 +14,7 @@
 import { dirname, join } from "node:path";
 import type { Engine } from "../core/engine.ts";
 import type { Tensor } from "../core/tensor.ts";
-import { backward, zeroGrad } from "../core/autograd.ts";
+import { backward, leaves, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { clipGradNorm } from "../core/kernels/clip/clip.ts";
 import { scale } from "../core/kernels/elementwise/elementwise.ts";
@@ -395,7 +395,7 @@ async function readScalars(terms: Record<string, Tensor>): Promise<Record<string
 /** Multiplies every gradient by `s` (undoes the f16 loss scale before clipping and the update). */
 function unscaleGrads(e: Engine, params: Tensor[], s: number): void {
   e.noGrad(() => {
-    for (const p of params) {
+    for (const p of leaves(params)) {
       if (!p.grad) continue;
       const g = e.tidy(() => scale(p.grad!, s));
       e.untrack(g);

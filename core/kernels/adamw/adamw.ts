@@ -139,25 +139,29 @@ export class AdamW {
 
   /**
    * Updates every parameter that has a gradient (others are skipped) with learning rate `lr`
-   * (default {@linkcode lr}): one dispatch per parameter, nothing waits on the GPU.
+   * (default {@linkcode lr}): one dispatch per parameter (per piece of a split one), nothing waits on the GPU.
    */
   step(lr: number = this.lr): void {
     this.#step++;
     this.params.forEach((p, i) => {
-      if (!p.grad) return;
-      if (p.grad.size !== p.size || p.grad.dtype !== p.dtype) {
-        throw new Error(`AdamW: gradient ${p.grad} of ${p}`);
-      }
+      const pieces = p.pieces; // the parameter, or a split one's row blocks
+      if (!pieces.some((q) => q.grad)) return;
       const s = this.#slots[i] ??= this.#newSlot(p);
       s.step++;
       const bc1 = 1 - this.beta1 ** s.step, bc2 = 1 - this.beta2 ** s.step;
       const floats = [lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2].map(f32Bits);
-      this.#engine.run({
-        label: "adamw",
-        code: adamwCode(p.dtype),
-        bindings: s.master ? [p, p.grad, s.m, s.v, s.master] : [p, p.grad, s.m, s.v],
-        params: [p.size, ...floats, s.fromParam ? 1 : 0],
-        workgroups: grid1d(p.size, WG),
+      const [m, v, master] = [s.m.pieces, s.v.pieces, s.master?.pieces];
+      pieces.forEach((q, k) => {
+        const g = q.grad;
+        if (!g) return;
+        if (g.size !== q.size || g.dtype !== q.dtype) throw new Error(`AdamW: gradient ${g} of ${p}`);
+        this.#engine.run({
+          label: "adamw",
+          code: adamwCode(q.dtype),
+          bindings: master ? [q, g, m[k], v[k], master[k]] : [q, g, m[k], v[k]],
+          params: [q.size, ...floats, s.fromParam ? 1 : 0],
+          workgroups: grid1d(q.size, WG),
+        });
       });
       s.fromParam = false;
     });
@@ -222,10 +226,16 @@ export class AdamW {
       return t;
     };
     const f16 = p.dtype === "f16";
+    // Split like the parameter (pieces are sized so that f32 fits), so piece k updates with its state.
+    const zeros = () => {
+      const t = keep(e.emptyLike(p, "f32"));
+      for (const q of t.pieces) e.encoder.clearBuffer(q.buffer, 0, q.bindSize);
+      return t;
+    };
     return {
-      m: keep(e.zeros(p.shape)),
-      v: keep(e.zeros(p.shape)),
-      master: f16 ? keep(e.empty(p.shape)) : null,
+      m: zeros(),
+      v: zeros(),
+      master: f16 ? keep(e.emptyLike(p, "f32")) : null,
       step: 0,
       fromParam: f16,
     };

@@ -5,6 +5,7 @@
  */
 
 import { type DType, f32Bits, isFloat } from "../../dtype.ts";
+import { leaves } from "../../autograd.ts";
 import { grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 
@@ -119,7 +120,7 @@ export function globalNorm(tensors: Tensor[]): Tensor {
  */
 export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
   if (params.length === 0) throw new Error("clipGradNorm: no parameters");
-  const grads = params.flatMap((p) => (p.grad ? [p.grad] : []));
+  const grads = leaves(params).flatMap((p) => (p.grad ? [p.grad] : []));
   if (grads.length === 0) return params[0].engine.zeros([1]);
   const norm = globalNorm(grads);
   for (const g of grads) {

@@ -13,6 +13,8 @@ import { record } from "../../autograd.ts";
 import { type DType, isFloat } from "../../dtype.ts";
 import { grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
+import { SplitTensor } from "../../split_tensor.ts";
+import { add } from "../elementwise/elementwise.ts";
 
 const WG = 256;
 
@@ -20,19 +22,19 @@ function header(dtype: DType): string {
   return dtype === "f16" ? "enable f16;\n" : "";
 }
 
-/** out[n, c] = weight[ids[n], c], zero where the id is out of range. */
+/** out[n, c] = weight[ids[n] - off, c], zero where that row is out of range. */
 function gatherCode(dtype: DType): string {
   return `${header(dtype)}
 @group(0) @binding(0) var<storage, read> weight: array<${dtype}>;   // [V, C]
 @group(0) @binding(1) var<storage, read> ids: array<i32>;           // [N]
 @group(0) @binding(2) var<storage, read_write> out: array<${dtype}>; // [N, C]
-struct P { n: u32, c: u32, v: u32 }  // n = N * C
+struct P { n: u32, c: u32, v: u32, off: u32 }  // n = N * C; off: the id of weight's row 0
 @group(0) @binding(3) var<uniform> p: P;
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * ${WG}u;
   if (i >= p.n) { return; }
-  let id = ids[i / p.c];
+  let id = ids[i / p.c] - i32(p.off);
   if (id < 0 || u32(id) >= p.v) {
     out[i] = ${dtype}(0);
     return;
@@ -41,17 +43,17 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }`;
 }
 
-/** Counting sort, step 1: counts[v] = number of positions n with ids[n] = v. */
+/** Counting sort, step 1: counts[v] = number of positions n with ids[n] - off = v. */
 const HISTOGRAM_CODE = `
 @group(0) @binding(0) var<storage, read> ids: array<i32>;                 // [N]
 @group(0) @binding(1) var<storage, read_write> counts: array<atomic<u32>>; // [V], zeroed
-struct P { n: u32, v: u32 }
+struct P { n: u32, v: u32, off: u32 }
 @group(0) @binding(2) var<uniform> p: P;
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let n = gid.x + gid.y * nwg.x * ${WG}u;
   if (n >= p.n) { return; }
-  let id = ids[n];
+  let id = ids[n] - i32(p.off);
   if (id < 0 || u32(id) >= p.v) { return; }
   atomicAdd(&counts[u32(id)], 1u);
 }`;
@@ -102,13 +104,13 @@ const SCATTER_CODE = `
 @group(0) @binding(1) var<storage, read_write> counts: array<atomic<u32>>; // [V]
 @group(0) @binding(2) var<storage, read> offsets: array<u32>;             // [V + 1]
 @group(0) @binding(3) var<storage, read_write> order: array<u32>;         // [N]
-struct P { n: u32, v: u32 }
+struct P { n: u32, v: u32, off: u32 }
 @group(0) @binding(4) var<uniform> p: P;
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let n = gid.x + gid.y * nwg.x * ${WG}u;
   if (n >= p.n) { return; }
-  let id = ids[n];
+  let id = ids[n] - i32(p.off);
   if (id < 0 || u32(id) >= p.v) { return; }
   let slot = offsets[u32(id)] + atomicSub(&counts[u32(id)], 1u) - 1u;
   order[slot] = n;
@@ -144,9 +146,10 @@ function checkIds(ids: Tensor, op: string): void {
 
 /**
  * The forward gather without autograd: weight [V, C], ids i32 [...] -> [..., C] (weight's dtype).
- * Rows of out-of-range ids are zero. Any dtype works (f32, f16, i32, u32).
+ * Rows of out-of-range ids are zero. Any dtype works (f32, f16, i32, u32). With `rowOffset`, weight
+ * holds the rows of ids rowOffset .. rowOffset + V - 1 (a piece of a split table).
  */
-export function embeddingForward(weight: Tensor, ids: Tensor): Tensor {
+export function embeddingForward(weight: Tensor, ids: Tensor, rowOffset = 0): Tensor {
   checkIds(ids, "embedding");
   if (weight.shape.length !== 2) throw new Error(`embedding: weight must be [V, C], got ${weight}`);
   const e = weight.engine;
@@ -158,7 +161,7 @@ export function embeddingForward(weight: Tensor, ids: Tensor): Tensor {
     label: "embedding_gather",
     code: gatherCode(weight.dtype),
     bindings: [weight, ids, out],
-    params: [n, C, V],
+    params: [n, C, V, rowOffset],
     workgroups: grid1d(n, WG),
   });
   return out;
@@ -169,9 +172,10 @@ export function embeddingForward(weight: Tensor, ids: Tensor): Tensor {
  * rows of dout whose id is v; rows of unused ids are zero and out-of-range ids are skipped. No float
  * atomics: a counting sort of the positions by id (histogram, scan, scatter), then a sum per element
  * of dweight over its id's positions. Cost O(V * C + N * C); the summation order within one id is not
- * fixed, so repeated ids may round differently from run to run.
+ * fixed, so repeated ids may round differently from run to run. With `rowOffset`, dweight holds the
+ * rows of ids rowOffset .. rowOffset + V - 1.
  */
-export function embeddingBackward(dout: Tensor, ids: Tensor, V: number): Tensor {
+export function embeddingBackward(dout: Tensor, ids: Tensor, V: number, rowOffset = 0): Tensor {
   checkIds(ids, "embedding backward");
   const e = dout.engine;
   const N = ids.size;
@@ -186,7 +190,7 @@ export function embeddingBackward(dout: Tensor, ids: Tensor, V: number): Tensor 
       label: "embedding_histogram",
       code: HISTOGRAM_CODE,
       bindings: [ids, counts],
-      params: [N, V],
+      params: [N, V, rowOffset],
       workgroups: grid1d(N, WG),
     });
   }
@@ -202,7 +206,7 @@ export function embeddingBackward(dout: Tensor, ids: Tensor, V: number): Tensor 
       label: "embedding_scatter",
       code: SCATTER_CODE,
       bindings: [ids, counts, offsets, order],
-      params: [N, V],
+      params: [N, V, rowOffset],
       workgroups: grid1d(N, WG),
     });
   }
@@ -225,13 +229,23 @@ export function embeddingBackward(dout: Tensor, ids: Tensor, V: number): Tensor 
 /**
  * Embedding lookup, differentiable in `weight`: weight [V, C] (f32/f16), ids i32 [...] -> [..., C].
  * Out-of-range ids give zero rows and no gradient (the kernels never read out of bounds).
- * The backward is {@linkcode embeddingBackward}.
+ * The backward is {@linkcode embeddingBackward}. A table split over several buffers
+ * ({@linkcode SplitTensor}) is looked up piece by piece and the rows summed (each id hits one piece).
  */
 export function embedding(weight: Tensor, ids: Tensor): Tensor {
   if (!isFloat(weight.dtype)) throw new Error(`embedding: weight must be f32 or f16, got ${weight}`);
-  const out = embeddingForward(weight, ids);
+  if (weight instanceof SplitTensor) {
+    const parts = weight.pieces.map((piece, i) => lookup(piece, ids, weight.rowStarts[i]));
+    return parts.reduce((sum, part) => add(sum, part));
+  }
+  return lookup(weight, ids, 0);
+}
+
+/** The differentiable lookup in one table of rows rowOffset .. rowOffset + V - 1. */
+function lookup(weight: Tensor, ids: Tensor, rowOffset: number): Tensor {
+  const out = embeddingForward(weight, ids, rowOffset);
   return record(out, [weight, ids], (g, needs) => [
-    needs[0] ? embeddingBackward(g, ids, weight.shape[0]) : null,
+    needs[0] ? embeddingBackward(g, ids, weight.shape[0], rowOffset) : null,
     null,
   ]);
 }

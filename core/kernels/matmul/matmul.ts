@@ -24,6 +24,8 @@ import { sumTo } from "../reduce/reduce.ts";
 import { type DType, isFloat } from "../../dtype.ts";
 import type { Engine } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
+import { SplitTensor } from "../../split_tensor.ts";
+import { concat, slice } from "../rows/rows.ts";
 
 /** Options of {@linkcode matmul}. */
 export interface MatmulOptions {
@@ -56,6 +58,9 @@ export const TEX_WIDTH = 4096;
  * Returns [..., M, N]. Backward gives dA, dB (summed over the batch when `b` was shared) and
  * dbias (column sums of the output gradient), each only where needed.
  *
+ * A weight split over several buffers ({@linkcode SplitTensor}, rows of [N, K]) is taken with
+ * `transB`: one product per piece, the output columns concatenated.
+ *
  * @example
  * ```ts
  * const y = matmul(x, w, { transB: true, bias }); // x [B, T, C], w [C_out, C] -> y [B, T, C_out]
@@ -69,6 +74,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (a.dtype !== b.dtype || !isFloat(a.dtype)) {
     throw new Error(`matmul: ${a} @ ${b}: dtypes must be equal floats`);
   }
+  if (b instanceof SplitTensor) return matmulSplitB(a, b, opts);
   const M = a.shape[ra - (transA ? 1 : 2)], K = a.shape[ra - (transA ? 2 : 1)];
   const Kb = b.shape[rb - (transB ? 1 : 2)], N = b.shape[rb - (transB ? 2 : 1)];
   if (K !== Kb) throw new Error(`matmul: ${a} @ ${b} (transA ${transA}, transB ${transB}): K ${K} != ${Kb}`);
@@ -110,6 +116,22 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     if (bias && needs[2]) grads[2] = sumTo(g, [N]); // dbias [N]: column sums of g
     return grads;
   });
+}
+
+/**
+ * a @ b^T for b [N, K] split by rows: y_i = a @ b_i^T (+ bias_i) [..., N_i], concatenated along the
+ * last dim to [..., N]. Autograd goes through the pieces (each gets its own gradient).
+ */
+function matmulSplitB(a: Tensor, b: SplitTensor, opts: MatmulOptions): Tensor {
+  if (!opts.transB || b.shape.length !== 2) {
+    throw new Error(`matmul: ${b} is split by rows; only a 2-D weight used with transB can be split`);
+  }
+  const bias = opts.bias;
+  const ys = b.pieces.map((piece, i) => {
+    const [r0, r1] = [b.rowStarts[i], b.rowStarts[i + 1]];
+    return matmul(a, piece, { ...opts, bias: bias ? slice(bias, 0, r0, r1) : undefined });
+  });
+  return concat(ys, -1);
 }
 
 /** A matmul operand: matrices of `t`, stored transposed when `trans`, `stride` elements apart (0: one shared). */
