@@ -36,40 +36,43 @@ async function splitGrad(t: Tensor): Promise<Float32Array> {
   return Float32Array.from(parts);
 }
 
-gpuTest("split tensors: rows over pieces sized for f32, read and write whole, kernels refuse them", async () => {
-  await onSmallDevice(async (s) => {
-    const data = randn(40 * 32, 1);
-    const w = s.param(data, [40, 32], { name: "w" }); // 5120 bytes: 32 rows fit a binding
-    assert.ok(w instanceof SplitTensor);
-    assert.deepEqual(w.rowStarts, [0, 32, 40]);
-    assert.deepEqual(w.pieces.map((p) => p.shape), [[32, 32], [8, 32]]);
-    assert.ok(w.pieces.every((p) => p.isParam && p.requiresGrad));
-    assertClose(await w.read(), data, { atol: 0, rtol: 0 });
-    w.requiresGrad = false;
-    assert.ok(w.pieces.every((p) => !p.requiresGrad));
-    // f16 pieces keep f32's rows, so f32 state split the same way fits as well.
-    if (s.hasF16) {
-      const h = s.param(data, [40, 32], { dtype: "f16" });
-      assert.deepEqual((h as SplitTensor).rowStarts, [0, 32, 40]);
-      assertClose(await h.read(), roundToF16(Float32Array.from(data)), { atol: 0, rtol: 0 }); // rounds in place
-      h.dispose();
-    }
-    const z = s.zeros([40, 32], "f32", { split: true });
-    assertClose(await z.read(), new Float32Array(40 * 32), { atol: 0, rtol: 0 });
-    s.copy(w, z);
-    assertClose(await z.read(), data, { atol: 0, rtol: 0 });
-    s.write(z, new Float32Array(40 * 32).fill(2));
-    assertClose(await z.read(), new Float32Array(40 * 32).fill(2), { atol: 0, rtol: 0 });
-    assert.equal(s.empty([8, 32], "f32", { split: true }).pieces.length, 1); // fits: not split
-    s.tidy(() => assert.throws(() => add(w, w), /w:f32\[40,32\] \(split in 2\) is split over 2 buffers/));
-    assert.throws(() => w.view([1280]), /cannot view it/);
-    assert.throws(() => w.grad, /lives on its pieces/);
-    assert.throws(() => s.empty([2, 2000], "f32", { split: true }), /one row of it is over/);
-    w.dispose();
-    z.dispose();
-    assert.ok(w.disposed);
-  });
-});
+gpuTest(
+  "split tensors: rows over pieces sized for f32, read and write whole, kernels refuse them",
+  async () => {
+    await onSmallDevice(async (s) => {
+      const data = randn(40 * 32, 1);
+      const w = s.param(data, [40, 32], { name: "w" }); // 5120 bytes: 32 rows fit a binding
+      assert.ok(w instanceof SplitTensor);
+      assert.deepEqual(w.rowStarts, [0, 32, 40]);
+      assert.deepEqual(w.pieces.map((p) => p.shape), [[32, 32], [8, 32]]);
+      assert.ok(w.pieces.every((p) => p.isParam && p.requiresGrad));
+      assertClose(await w.read(), data, { atol: 0, rtol: 0 });
+      w.requiresGrad = false;
+      assert.ok(w.pieces.every((p) => !p.requiresGrad));
+      // f16 pieces keep f32's rows, so f32 state split the same way fits as well.
+      if (s.hasF16) {
+        const h = s.param(data, [40, 32], { dtype: "f16" });
+        assert.deepEqual((h as SplitTensor).rowStarts, [0, 32, 40]);
+        assertClose(await h.read(), roundToF16(Float32Array.from(data)), { atol: 0, rtol: 0 }); // rounds in place
+        h.dispose();
+      }
+      const z = s.zeros([40, 32], "f32", { split: true });
+      assertClose(await z.read(), new Float32Array(40 * 32), { atol: 0, rtol: 0 });
+      s.copy(w, z);
+      assertClose(await z.read(), data, { atol: 0, rtol: 0 });
+      s.write(z, new Float32Array(40 * 32).fill(2));
+      assertClose(await z.read(), new Float32Array(40 * 32).fill(2), { atol: 0, rtol: 0 });
+      assert.equal(s.empty([8, 32], "f32", { split: true }).pieces.length, 1); // fits: not split
+      s.tidy(() => assert.throws(() => add(w, w), /w:f32\[40,32\] \(split in 2\) is split over 2 buffers/));
+      assert.throws(() => w.view([1280]), /cannot view it/);
+      assert.throws(() => w.grad, /lives on its pieces/);
+      assert.throws(() => s.empty([2, 2000], "f32", { split: true }), /one row of it is over/);
+      w.dispose();
+      z.dispose();
+      assert.ok(w.disposed);
+    });
+  },
+);
 
 gpuTest("matmul with a split weight (transB): forward and backward vs CPU", async () => {
   await onSmallDevice(async (s) => {
@@ -87,28 +90,37 @@ gpuTest("matmul with a split weight (transB): forward and backward vs CPU", asyn
       assertClose(await x.grad!.read(), ref.da, { atol: 1e-4, label: "da" });
       assertClose(await splitGrad(w), ref.db, { atol: 1e-4, label: "db (pieces)" });
       assertClose(await bv.grad!.read(), ref.dbias, { atol: 1e-4, label: "dbias" });
-      assert.throws(() => matmul(s.tensor(randn(5 * 40, 6), [5, 40]), w), /only a 2-D weight used with transB/);
+      assert.throws(
+        () => matmul(s.tensor(randn(5 * 40, 6), [5, 40]), w),
+        /only a 2-D weight used with transB/,
+      );
     });
     for (const t of [x, w, bv]) t.dispose();
   });
 });
 
-gpuTest("embedding with a split table: forward and backward vs CPU, ids in every piece and out of range", async () => {
-  await onSmallDevice(async (s) => {
-    const [V, C] = [70, 32]; // pieces of rows 0-31, 32-63, 64-69
-    const ids = Int32Array.from([...randInt(20, V, 7), 31, 32, 63, 64, 69, -1, 70]);
-    const [w, g] = [randn(V * C, 8), randn(ids.length * C, 9)];
-    const table = s.param(w, [V, C]);
-    assert.equal(table.pieces.length, 3);
-    await s.tidy(async () => {
-      const out = embedding(table, s.tensor(ids, [ids.length], "i32"));
-      backward(out, s.tensor(g, out.shape));
-      assertClose(await out.read(), embeddingCpu(w, ids, V, C), { atol: 0, rtol: 0, label: "forward" });
-      assertClose(await splitGrad(table), embeddingBackwardCpu(g, ids, V, C), { atol: 1e-6, label: "dweight" });
+gpuTest(
+  "embedding with a split table: forward and backward vs CPU, ids in every piece and out of range",
+  async () => {
+    await onSmallDevice(async (s) => {
+      const [V, C] = [70, 32]; // pieces of rows 0-31, 32-63, 64-69
+      const ids = Int32Array.from([...randInt(20, V, 7), 31, 32, 63, 64, 69, -1, 70]);
+      const [w, g] = [randn(V * C, 8), randn(ids.length * C, 9)];
+      const table = s.param(w, [V, C]);
+      assert.equal(table.pieces.length, 3);
+      await s.tidy(async () => {
+        const out = embedding(table, s.tensor(ids, [ids.length], "i32"));
+        backward(out, s.tensor(g, out.shape));
+        assertClose(await out.read(), embeddingCpu(w, ids, V, C), { atol: 0, rtol: 0, label: "forward" });
+        assertClose(await splitGrad(table), embeddingBackwardCpu(g, ids, V, C), {
+          atol: 1e-6,
+          label: "dweight",
+        });
+      });
+      table.dispose();
     });
-    table.dispose();
-  });
-});
+  },
+);
 
 gpuTest("randnGpu split over pieces gives the unsplit values", async () => {
   await onSmallDevice(async (s) => {

@@ -76,6 +76,11 @@ export interface AsvrModelBuildOptions {
   seed?: number;
   /** Re-run each LLM layer's forward in backward instead of keeping its activations (default false). */
   checkpointLayers?: boolean;
+  /**
+   * Where a randomly initialized LLM draws its weights: "host" (default) or "gpu" (seconds instead of
+   * minutes for billion-parameter shapes; other values than "host"). See `DecoderCreateOptions.init`.
+   */
+  llmInit?: "host" | "gpu";
 }
 
 /** Which parts train (see {@linkcode AsvrModel.setTrainable}); a part left out keeps its state. */
@@ -218,7 +223,7 @@ export class AsvrModel {
     try {
       const enc = await buildEncoder(e, c.encoder, dtype, seed * 4 + 1);
       cleanup.push(() => disposeEncoder(enc));
-      const llm = await buildLlm(e, c.llm, dtype, seed * 4 + 2);
+      const llm = await buildLlm(e, c.llm, dtype, seed * 4 + 2, opts.llmInit);
       cleanup.push(() => llm.dispose());
       if (c.llm.lora) {
         const lora = LoraAdapters.create(e, llm.cfg, c.llm.lora, dtype);
@@ -686,8 +691,16 @@ async function buildEncoder(
   }
 }
 
-async function buildLlm(e: Engine, cfg: LlmSlotConfig, dtype: DecoderDType, seed: number): Promise<Decoder> {
-  if (cfg.path === undefined) return Decoder.create(e, { arch: cfg.kind, ...cfg.config! }, { dtype, seed });
+async function buildLlm(
+  e: Engine,
+  cfg: LlmSlotConfig,
+  dtype: DecoderDType,
+  seed: number,
+  init: "host" | "gpu" = "host",
+): Promise<Decoder> {
+  if (cfg.path === undefined) {
+    return Decoder.create(e, { arch: cfg.kind, ...cfg.config! }, { dtype, seed, init });
+  }
   const llm = await Decoder.load(e, cfg.path, { dtype });
   if (llm.cfg.arch !== cfg.kind) {
     llm.dispose();
