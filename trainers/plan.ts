@@ -94,7 +94,7 @@ export interface RunPlan {
   components: ComponentPlan[];
   /** Per stage. */
   stages: StagePlan[];
-  /** Bytes of the largest single tensor (must fit `maxStorageBufferBindingSize` unless split). */
+  /** Bytes of the largest single tensor (parameters over `maxStorageBufferBindingSize` are split by rows). */
   largestTensorBytes: number;
   /** Image positions per row (the encoder's patches). */
   imageTokens: number;
@@ -375,7 +375,9 @@ export function formatPlan(
     const fits = plan.largestTensorBytes <= limits.maxStorageBufferBindingSize;
     lines.push(
       `${big}; adapter maxStorageBufferBindingSize ${G(limits.maxStorageBufferBindingSize)}, maxBufferSize ` +
-        `${G(limits.maxBufferSize)}: ${fits ? "fits" : "does not fit in one binding (needs split tensors)"}`,
+        `${G(limits.maxBufferSize)}: ${
+          fits ? "fits" : "over one binding: such parameters are split by rows over several buffers"
+        }`,
     );
     lines.push("WebGPU does not report the adapter's total memory: compare the totals with your GPU's.");
   } else lines.push(big);
