@@ -24,18 +24,19 @@
  *   trainerState: { step: 500, stage: 1, epoch: 0, sample: 128000 },
  * });
  * const ck = await loadCheckpoint("runs/stage1", { expectParams: trainable });
- * for (const [name, t] of trainable) e.write(t, ck.params.get(name)!.data);
- * opt.loadState(adamWStateFor([...trainable.keys()], ck));
+ * for (const [name, t] of trainable) e.write(t, await ck.params.get(name)!.read());
+ * await restoreAdamW(opt, [...trainable.keys()], ck);
  * ```
  * @module
  */
 
 import { z } from "zod";
-import type { AdamWParamState, AdamWState } from "../core/kernels/adamw/adamw.ts";
+import type { AdamW, AdamWParamState, AdamWState } from "../core/kernels/adamw/adamw.ts";
 import { Tensor } from "../core/tensor.ts";
 import { readJsonFile } from "../io/json.ts";
 import {
   closeNames,
+  isSafeFloat,
   type SafeDType,
   type SafeTensorInput,
   SafetensorsFile,
@@ -91,12 +92,23 @@ export interface SaveCheckpointOptions {
 
 const keepLastSchema = z.number().int().min(1).default(2);
 
-/** The optimizer state read back, by parameter name. */
+/** The optimizer state of a loaded checkpoint, by parameter name. */
 export interface LoadedOptimizer {
   /** How many times the optimizer stepped. */
   step: number;
-  /** Each updated parameter's state (parameters never updated are absent). */
-  params: Map<string, AdamWParamState>;
+  /**
+   * Each updated parameter's state (parameters never updated are absent): its step count, and its
+   * moments (and f32 master weights) read from disk on demand, one parameter at a time.
+   */
+  params: Map<string, { step: number; read(): Promise<AdamWParamState> }>;
+}
+
+/** A parameter of a loaded checkpoint: its shape, and its values read from disk on demand. */
+export interface CheckpointParam {
+  /** The shape, outermost first. */
+  shape: number[];
+  /** Reads the values (widened to f32) from the checkpoint's model.safetensors. */
+  read(): Promise<Float32Array>;
 }
 
 /** A checkpoint read back by {@linkcode loadCheckpoint}. */
@@ -105,8 +117,11 @@ export interface LoadedCheckpoint {
   dir: string;
   /** The step of its folder name (or `step` of trainer_state.json for a folder named otherwise). */
   step: number;
-  /** The parameters by name, widened to f32. */
-  params: Map<string, { data: Float32Array; shape: number[] }>;
+  /**
+   * The parameters by name. Values are read when asked for, so restoring a model holds one tensor in
+   * host memory at a time (a 7B model's checkpoint is larger than many hosts' memory).
+   */
+  params: Map<string, CheckpointParam>;
   /** The optimizer state. */
   optimizer: LoadedOptimizer;
   /** The caller's JSON, as saved. */
@@ -288,11 +303,16 @@ export async function loadCheckpoint(
 }
 
 /**
- * The `AdamW.loadState` argument for an optimizer over the parameters `names` (in its order) from a
- * loaded checkpoint; parameters the checkpoint has no state for start fresh (null). Throws when the
- * checkpoint holds state for a name not in `names` (the trainable set changed).
+ * Restores an optimizer over the parameters `names` (in its order) from a loaded checkpoint's state,
+ * one parameter at a time (host memory holds one parameter's state); parameters the checkpoint has no
+ * state for start fresh. Throws when the checkpoint holds state for a name not in `names` (the
+ * trainable set changed).
  */
-export function adamWStateFor(names: readonly string[], ck: LoadedCheckpoint): AdamWState {
+export async function restoreAdamW(
+  opt: AdamW,
+  names: readonly string[],
+  ck: Pick<LoadedCheckpoint, "dir" | "optimizer">,
+): Promise<void> {
   const known = new Set(names);
   const extra = [...ck.optimizer.params.keys()].filter((n) => !known.has(n));
   if (extra.length) {
@@ -302,7 +322,17 @@ export function adamWStateFor(names: readonly string[], ck: LoadedCheckpoint): A
         `(stage and freezing config) that wrote the checkpoint`,
     );
   }
-  return { step: ck.optimizer.step, params: names.map((n) => ck.optimizer.params.get(n) ?? null) };
+  if (names.length !== opt.params.length) {
+    throw new Error(
+      `restoreAdamW: ${names.length} names for an optimizer over ${opt.params.length} parameters`,
+    );
+  }
+  for (let i = 0; i < names.length; i++) {
+    const entry = ck.optimizer.params.get(names[i]);
+    opt.loadParamState(i, entry ? await entry.read() : null);
+    opt.params[i].engine.flush(); // the upload's staging copies go now, not at the end
+  }
+  opt.stepCount = ck.optimizer.step;
 }
 
 // ------------------------------------------------------------------ saving helpers
@@ -483,22 +513,19 @@ async function recoveryHint(dir: string): Promise<string> {
     : `delete ${dir} and start the run from scratch`;
 }
 
-async function readModel(
-  path: string,
-  fix: string,
-): Promise<Map<string, { data: Float32Array; shape: number[] }>> {
+/** The parameters' shapes, checked to be floats, with readers that open the file when called. */
+async function readModel(path: string, fix: string): Promise<Map<string, CheckpointParam>> {
   const f = await openFile(path, fix);
   try {
-    const out = new Map<string, { data: Float32Array; shape: number[] }>();
+    const out = new Map<string, CheckpointParam>();
     for (const name of f.names()) {
       const info = f.info(name);
-      const data = await f.read(name);
-      if (!(data instanceof Float32Array)) {
+      if (!isSafeFloat(info.dtype)) {
         throw new Error(
           `${path}: tensor "${name}" is ${info.dtype}; checkpoint parameters are floats (${fix})`,
         );
       }
-      out.set(name, { data, shape: info.shape });
+      out.set(name, { shape: info.shape, read: () => readFloats(path, name, fix) });
     }
     return out;
   } finally {
@@ -506,9 +533,23 @@ async function readModel(
   }
 }
 
+/** One float tensor of a safetensors file, widened to f32 (the file is opened for this read). */
+async function readFloats(path: string, name: string, fix: string): Promise<Float32Array> {
+  const f = await openFile(path, fix);
+  try {
+    const data = await f.read(name);
+    if (!(data instanceof Float32Array)) {
+      throw new Error(`${path}: tensor "${name}" must hold floats (${fix})`);
+    }
+    return data;
+  } finally {
+    f.close();
+  }
+}
+
 async function readOptimizer(
   path: string,
-  params: Map<string, { data: Float32Array; shape: number[] }>,
+  params: Map<string, CheckpointParam>,
   fix: string,
 ): Promise<LoadedOptimizer> {
   const f = await openFile(path, fix);
@@ -533,7 +574,8 @@ async function readOptimizer(
     if (steps === null || typeof steps !== "object" || Array.isArray(steps)) {
       throw bad(`__metadata__.param_steps must be a JSON object {name: step}, got ${JSON.stringify(steps)}`);
     }
-    const parts = new Map<string, Partial<Record<"exp_avg" | "exp_avg_sq" | "master", Float32Array>>>();
+    // Per parameter: the names of its state tensors (read on demand).
+    const parts = new Map<string, Partial<Record<"exp_avg" | "exp_avg_sq" | "master", string>>>();
     for (const tname of f.names()) {
       const dot = tname.indexOf(".");
       const kind = tname.slice(0, dot);
@@ -555,13 +597,12 @@ async function readOptimizer(
       if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i])) {
         throw bad(`tensor "${tname}" has shape [${shape}], the parameter "${name}" has [${p.shape}]`);
       }
-      const data = await f.read(tname);
-      if (!(data instanceof Float32Array)) throw bad(`tensor "${tname}" must hold floats`);
+      if (!isSafeFloat(f.info(tname).dtype)) throw bad(`tensor "${tname}" must hold floats`);
       const entry = parts.get(name) ?? {};
-      entry[kind] = data;
+      entry[kind] = tname;
       parts.set(name, entry);
     }
-    const out = new Map<string, AdamWParamState>();
+    const out: LoadedOptimizer["params"] = new Map();
     for (const [name, e] of parts) {
       if (!e.exp_avg || !e.exp_avg_sq) {
         throw bad(
@@ -574,9 +615,17 @@ async function readOptimizer(
       if (!Number.isSafeInteger(s) || (s as number) < 1) {
         throw bad(`__metadata__.param_steps["${name}"] is ${JSON.stringify(s)}, expected an integer >= 1`);
       }
-      const st: AdamWParamState = { step: s as number, m: e.exp_avg, v: e.exp_avg_sq };
-      if (e.master) st.master = e.master;
-      out.set(name, st);
+      const [m, v, master] = [e.exp_avg, e.exp_avg_sq, e.master];
+      const read = async (): Promise<AdamWParamState> => {
+        const st: AdamWParamState = {
+          step: s as number,
+          m: await readFloats(path, m, fix),
+          v: await readFloats(path, v, fix),
+        };
+        if (master) st.master = await readFloats(path, master, fix);
+        return st;
+      };
+      out.set(name, { step: s as number, read });
     }
     const orphans = Object.keys(steps).filter((n) => !parts.has(n));
     if (orphans.length) {

@@ -23,7 +23,7 @@ import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
 import { writeTextAtomic } from "../io/safetensors.ts";
 import { modelConfig, type RunConfig, type StageConfig } from "./config.ts";
 import { lrAt } from "./schedule.ts";
-import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { loadCheckpoint, type LoadedCheckpoint, restoreAdamW, saveCheckpoint } from "./checkpoint.ts";
 import { type MetricsRecord, MetricsWriter, readMetrics } from "./metrics.ts";
 import { ProgressLine } from "./progress.ts";
 import { writeCurves } from "./svg.ts";
@@ -118,15 +118,18 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
   const history: StepRecord[] = [];
   const skippedRows: Record<string, number> = {};
   let pos: Position = { stage: 0, stageStep: 0, step: 0, epoch: 0, row: 0, scaler: new LossScaler().state() };
-  let resumeOpt: Awaited<ReturnType<typeof loadCheckpoint>>["optimizer"] | null = null;
+  let resumeOpt: LoadedCheckpoint | null = null;
   let checkpoint: string | null = null;
   if (opts.resume) {
     const from = typeof opts.resume === "string" ? opts.resume : opts.runDir;
     const ck = await loadCheckpoint(from, { expectParams: model.params() });
     const dir = ck.dir;
-    for (const [name, t] of model.params()) e.write(t, ck.params.get(name)!.data);
+    for (const [name, t] of model.params()) {
+      e.write(t, await ck.params.get(name)!.read()); // one tensor in host memory at a time
+      e.flush();
+    }
     pos = ck.trainerState.position as Position;
-    resumeOpt = ck.optimizer;
+    resumeOpt = ck;
     checkpoint = dir;
     print(`resumed from ${dir}: stage ${pos.stage + 1}, step ${pos.step}`);
   }
@@ -245,19 +248,14 @@ async function runStage(
   model: AsvrModel,
   data: StageData,
   pos: Position,
-  resumeOpt: Awaited<ReturnType<typeof loadCheckpoint>>["optimizer"] | null,
+  resumeOpt: LoadedCheckpoint | null,
   ctx: StageContext,
 ): Promise<{ checkpoint: string | null; stopped: boolean }> {
   model.setTrainable(stage.trainable);
   const named = [...model.params()].filter(([, t]) => t.requiresGrad);
   const params = named.map(([, t]) => t);
   const opt = new AdamW(params, { lr: stage.lr, weightDecay: stage.weightDecay });
-  if (resumeOpt) {
-    opt.loadState({
-      step: resumeOpt.step,
-      params: named.map(([n]) => resumeOpt.params.get(n) ?? null),
-    });
-  }
+  if (resumeOpt) await restoreAdamW(opt, named.map(([n]) => n), resumeOpt);
   const perStep = stage.batchSize * stage.gradAccum;
   const stepsPerEpoch = Math.max(1, Math.floor(data.rows / perStep));
   const total = stage.maxSteps ?? stepsPerEpoch * stage.epochs;

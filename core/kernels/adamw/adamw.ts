@@ -132,9 +132,13 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0;
   }
 
-  /** How many times {@linkcode step} ran. */
+  /** How many times {@linkcode step} ran (set when restoring a state parameter by parameter). */
   get stepCount(): number {
     return this.#step;
+  }
+  set stepCount(n: number) {
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`AdamW.stepCount: ${n} is not an integer >= 0`);
+    this.#step = n;
   }
 
   /**
@@ -192,26 +196,33 @@ export class AdamW {
     if (state.params.length !== this.params.length) {
       throw new Error(`AdamW.loadState: ${state.params.length} entries for ${this.params.length} parameters`);
     }
-    state.params.forEach((st, i) => {
-      const p = this.params[i];
-      if (!st) {
-        this.#disposeSlot(i);
-        return;
-      }
-      const check = (name: string, a: Float32Array) => {
-        if (a.length !== p.size) throw new Error(`AdamW.loadState: ${name} has ${a.length} values for ${p}`);
-      };
-      check("m", st.m);
-      check("v", st.v);
-      if (st.master) check("master", st.master);
-      const s = this.#slots[i] ??= this.#newSlot(p);
-      this.#engine.write(s.m, st.m);
-      this.#engine.write(s.v, st.v);
-      if (s.master && st.master) this.#engine.write(s.master, st.master);
-      s.fromParam = s.master !== null && !st.master;
-      s.step = st.step;
-    });
+    state.params.forEach((st, i) => this.loadParamState(i, st));
     this.#step = state.step;
+  }
+
+  /**
+   * Restores the state of parameter `i` alone (null: none yet), as {@linkcode loadState} does for every
+   * one: to restore a large model's state one parameter at a time, then set {@linkcode stepCount}.
+   */
+  loadParamState(i: number, st: AdamWParamState | null): void {
+    const p = this.params[i];
+    if (!p) throw new Error(`AdamW.loadParamState: no parameter ${i} (${this.params.length} in all)`);
+    if (!st) {
+      this.#disposeSlot(i);
+      return;
+    }
+    const check = (name: string, a: Float32Array) => {
+      if (a.length !== p.size) throw new Error(`AdamW.loadState: ${name} has ${a.length} values for ${p}`);
+    };
+    check("m", st.m);
+    check("v", st.v);
+    if (st.master) check("master", st.master);
+    const s = this.#slots[i] ??= this.#newSlot(p);
+    this.#engine.write(s.m, st.m);
+    this.#engine.write(s.v, st.v);
+    if (s.master && st.master) this.#engine.write(s.master, st.master);
+    s.fromParam = s.master !== null && !st.master;
+    s.step = st.step;
   }
 
   /** Frees the optimizer's GPU state (the parameters stay). */
