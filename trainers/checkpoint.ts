@@ -31,7 +31,7 @@
  */
 
 import { z } from "zod";
-import type { AdamW, AdamWParamState, AdamWState } from "../core/kernels/adamw/adamw.ts";
+import { AdamW, type AdamWParamState, type AdamWState } from "../core/kernels/adamw/adamw.ts";
 import { Tensor } from "../core/tensor.ts";
 import { readJsonFile } from "../io/json.ts";
 import {
@@ -68,12 +68,15 @@ export interface HostParam {
   shape: readonly number[];
 }
 
-/** The optimizer state to save: `state.params[i]` belongs to the parameter named `names[i]`. */
+/** The optimizer state to save: entry i belongs to the parameter named `names[i]`. */
 export interface OptimizerSnapshot {
   /** The parameter name of each state entry, in the optimizer's order. */
   names: readonly string[];
-  /** The state from `AdamW.state()`. */
-  state: AdamWState;
+  /**
+   * The state: host arrays from `AdamW.state()`, or the optimizer itself, whose GPU state is then read
+   * one tensor at a time while the file is written (host memory holds one tensor, not the whole state).
+   */
+  state: AdamWState | AdamW;
 }
 
 /** What {@linkcode saveCheckpoint} writes. */
@@ -371,17 +374,25 @@ function optimizerInputs(
   opt: OptimizerSnapshot,
   params: Map<string, Tensor | HostParam>,
 ): { tensors: SafeTensorInput[]; metadata: Record<string, string> } {
-  if (opt.names.length !== opt.state.params.length) {
+  const st = opt.state;
+  const live = st instanceof AdamW ? st : null;
+  const count = live ? live.params.length : (st as AdamWState).params.length;
+  if (opt.names.length !== count) {
     throw new Error(
-      `saveCheckpoint: optimizer.names has ${opt.names.length} names for ${opt.state.params.length} ` +
+      `saveCheckpoint: optimizer.names has ${opt.names.length} names for ${count} ` +
         `state entries; pass one name per optimizer parameter, in its order`,
     );
   }
   const tensors: SafeTensorInput[] = [];
   const steps: Record<string, number> = {};
   opt.names.forEach((name, i) => {
-    const st = opt.state.params[i];
-    if (!st) return;
+    const host = live ? null : (st as AdamWState).params[i];
+    const info = live
+      ? live.paramInfo(i)
+      : host
+      ? { step: host.step, master: host.master !== undefined }
+      : null;
+    if (!info) return;
     const p = params.get(name);
     if (!p) {
       throw new Error(
@@ -391,24 +402,30 @@ function optimizerInputs(
     }
     const shape = [...p.shape];
     const n = shape.reduce((a, b) => a * b, 1);
-    const add = (kind: string, data: Float32Array) => {
-      if (data.length !== n) {
+    const add = (kind: string, data: Float32Array | (() => Promise<Float32Array>)) => {
+      if (data instanceof Float32Array && data.length !== n) {
         throw new Error(
           `saveCheckpoint: optimizer ${kind} of "${name}" has ${data.length} values, the param has ${n}`,
         );
       }
       tensors.push({ name: `${kind}.${name}`, dtype: "F32", shape, data });
     };
-    add("exp_avg", st.m);
-    add("exp_avg_sq", st.v);
-    if (st.master) add("master", st.master);
-    steps[name] = st.step;
+    if (live) {
+      add("exp_avg", async () => (await live.readState(i, "m"))!);
+      add("exp_avg_sq", async () => (await live.readState(i, "v"))!);
+      if (info.master) add("master", async () => (await live.readState(i, "master"))!);
+    } else {
+      add("exp_avg", host!.m);
+      add("exp_avg_sq", host!.v);
+      if (host!.master) add("master", host!.master);
+    }
+    steps[name] = info.step;
   });
   return {
     tensors,
     metadata: {
       format: "asvr-adamw",
-      step: String(opt.state.step),
+      step: String(live ? live.stepCount : (st as AdamWState).step),
       param_steps: JSON.stringify(steps),
     },
   };

@@ -291,6 +291,35 @@ gpuTest("GPU tensors and a real AdamW state restore to the same next update", as
       optimizer: { names, state: await opt.state() },
       trainerState: { step: 1 },
     });
+    // Given the optimizer itself, the save reads its state tensor by tensor: the same file.
+    await saveCheckpoint(`${run}/live`, {
+      step: 1,
+      params: new Map([["w", w], ["b", b]]),
+      optimizer: { names, state: opt },
+      trainerState: { step: 1 },
+    });
+    const file = (r: string) => Deno.readFile(`${r}/checkpoints/step-00000001/optimizer.safetensors`);
+    assert.deepEqual(await file(`${run}/live`), await file(run));
+    if (e.hasF16) { // an f16 parameter's f32 master weights are saved as well, either way
+      const h = e.param(Float32Array.from([0.5, -1, 2]), [3], { dtype: "f16" });
+      const hopt = new AdamW([h], { lr: 0.1 });
+      h.grad = e.tensor(Float32Array.from([1, 2, 3]), [3], "f16");
+      e.untrack(h.grad);
+      hopt.step();
+      for (const [r, state] of [[`${run}/f16`, await hopt.state()], [`${run}/f16live`, hopt]] as const) {
+        await saveCheckpoint(r, {
+          step: 1,
+          params: new Map([["h", h]]),
+          optimizer: { names: ["h"], state },
+          trainerState: {},
+        });
+      }
+      assert.deepEqual(await file(`${run}/f16live`), await file(`${run}/f16`));
+      const back = await (await loadCheckpoint(`${run}/f16live`)).optimizer.params.get("h")!.read();
+      assert.equal(back.master?.length, 3);
+      hopt.dispose();
+      h.dispose();
+    }
     grads(-2);
     opt.step();
     const expected = await w.read();

@@ -274,11 +274,10 @@ async function runStage(
   );
   let checkpoint: string | null = null;
   const save = async () => {
-    const state = await opt.state();
     checkpoint = await saveCheckpoint(ctx.runDir, {
       step: pos.step,
       params: model.params(),
-      optimizer: { names: named.map(([n]) => n), state },
+      optimizer: { names: named.map(([n]) => n), state: opt }, // read one tensor at a time
       trainerState: { position: { ...pos, scaler: scaler.state() }, stage: stage.name, config: cfg.name },
       keepLast: cfg.train.keepLast,
     });

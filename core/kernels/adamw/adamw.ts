@@ -174,18 +174,43 @@ export class AdamW {
   /** The state as host arrays (reads the GPU), for checkpoints. */
   async state(): Promise<AdamWState> {
     const params: (AdamWParamState | null)[] = [];
-    for (const s of this.#slots) {
-      if (!s) {
+    for (let i = 0; i < this.params.length; i++) {
+      const info = this.paramInfo(i);
+      if (!info) {
         params.push(null);
         continue;
       }
-      const m = (await s.m.read()) as Float32Array, v = (await s.v.read()) as Float32Array;
-      const entry: AdamWParamState = { step: s.step, m, v };
-      // A master not yet read from its parameter holds nothing yet: leave it out.
-      if (s.master && !s.fromParam) entry.master = (await s.master.read()) as Float32Array;
+      const entry: AdamWParamState = {
+        step: info.step,
+        m: (await this.readState(i, "m"))!,
+        v: (await this.readState(i, "v"))!,
+      };
+      const master = await this.readState(i, "master");
+      if (master) entry.master = master;
       params.push(entry);
     }
     return { step: this.#step, params };
+  }
+
+  /**
+   * Parameter `i`'s state without reading it: its update count and whether it holds f32 master weights
+   * to save; null before its first update (no state yet).
+   */
+  paramInfo(i: number): { step: number; master: boolean } | null {
+    const s = this.#slots[i];
+    return s ? { step: s.step, master: s.master !== null && !s.fromParam } : null;
+  }
+
+  /**
+   * One part of parameter `i`'s state read back: "m", "v" or "master" (null when it has none: no
+   * update yet, an f32 parameter's master, or an f16 master not yet taken from its parameter). For
+   * writing a large state one tensor at a time.
+   */
+  async readState(i: number, part: "m" | "v" | "master"): Promise<Float32Array | null> {
+    const s = this.#slots[i];
+    if (!s) return null;
+    const t = part === "m" ? s.m : part === "v" ? s.v : s.fromParam ? null : s.master;
+    return t ? (await t.read()) as Float32Array : null;
   }
 
   /**
