@@ -27,7 +27,7 @@ import { permute } from "../core/kernels/permute/permute.ts";
 import { embedding } from "../core/kernels/embedding/embedding.ts";
 import { softmax } from "../core/kernels/softmax/softmax.ts";
 import { Checkpoint } from "../io/safetensors.ts";
-import { loadParams, writeHfFolder } from "../io/params.ts";
+import { loadParams, type LoadProgress, writeHfFolder } from "../io/params.ts";
 import { readJsonFile } from "../io/json.ts";
 import { checkLlmConfig, type LlmConfig, llmConfigFromHf, llmConfigToHf } from "./config.ts";
 import {
@@ -63,6 +63,8 @@ export interface DecoderCreateOptions {
 export interface DecoderLoadOptions {
   /** Parameter dtype; the checkpoint's values are converted on upload (default "f32"). */
   dtype?: DecoderDType;
+  /** Called after each tensor is on the GPU (see `loadParams`). */
+  onProgress?: (p: LoadProgress) => void;
 }
 
 /** Options of {@linkcode Decoder.save}. */
@@ -270,7 +272,7 @@ export class Decoder {
       // What transformers also skips: old RoPE buffers, and a head saved although it is tied.
       const ignored = ["*.self_attn.rotary_emb.inv_freq"];
       if (cfg.tieWordEmbeddings) ignored.push(nameTable(cfg.arch).model.head);
-      await loadParams(model.params(), ckpt, { ignoreUnexpected: ignored });
+      await loadParams(model.params(), ckpt, { ignoreUnexpected: ignored, onProgress: opts.onProgress });
     } catch (err) {
       model?.dispose();
       throw err;

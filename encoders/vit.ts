@@ -26,7 +26,7 @@ import { concat, slice } from "../core/kernels/rows/rows.ts";
 import { randn } from "../core/random.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { readJsonFile } from "../io/json.ts";
-import { loadParams, writeHfFolder } from "../io/params.ts";
+import { loadParams, type LoadProgress, writeHfFolder } from "../io/params.ts";
 import { Checkpoint } from "../io/safetensors.ts";
 import { checkVisionConfig, type VisionConfig, visionConfigFromHf, visionConfigToHf } from "./config.ts";
 import { patchEmbed } from "./patch_embed.ts";
@@ -48,6 +48,8 @@ export interface VisionLoadOptions {
    * "model.vision_tower.vision_tower." in a LLaVA checkpoint). Default: none.
    */
   prefix?: string;
+  /** Called after each tensor is on the GPU (see `loadParams`). */
+  onProgress?: (p: LoadProgress) => void;
 }
 
 /** Options of {@linkcode VisionEncoder.forward}. */
@@ -208,7 +210,11 @@ export class VisionEncoder {
     let enc: VisionEncoder | null = null;
     try {
       enc = new VisionEncoder(e, cfg, opts.dtype ?? "f32", null);
-      await loadParams(enc.params(), ckpt, { prefix: opts.prefix, ignoreUnexpected: true });
+      await loadParams(enc.params(), ckpt, {
+        prefix: opts.prefix,
+        ignoreUnexpected: true,
+        onProgress: opts.onProgress,
+      });
     } catch (err) {
       for (const t of enc ? enc.#params.values() : []) t.dispose();
       throw err;

@@ -32,6 +32,7 @@ export {
   type HfFolderOptions,
   loadParams,
   type LoadParamsOptions,
+  type LoadProgress,
   saveParams,
   type SaveParamsOptions,
   writeHfFolder,

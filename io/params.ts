@@ -32,6 +32,22 @@ export interface LoadParamsOptions {
   allowMissing?: string[];
   /** `true` ignores checkpoint tensors under the prefix that no param takes; a list ignores those names/globs. */
   ignoreUnexpected?: boolean | string[];
+  /** Called after each tensor is on the GPU (for a progress line while a large model loads). */
+  onProgress?: (p: LoadProgress) => void;
+}
+
+/** How far a load has come: tensors and stored bytes done, of the total. */
+export interface LoadProgress {
+  /** The tensor just loaded (its checkpoint name). */
+  name: string;
+  /** Tensors loaded so far. */
+  tensors: number;
+  /** Tensors to load. */
+  totalTensors: number;
+  /** Stored bytes read so far. */
+  bytes: number;
+  /** Stored bytes to read. */
+  totalBytes: number;
 }
 
 /**
@@ -40,7 +56,7 @@ export interface LoadParamsOptions {
  * Everything is checked before anything is written, so a failed load leaves the params untouched:
  * missing tensors (not allowed) give ONE error listing them, so do unexpected checkpoint tensors
  * under the prefix (unless ignored) and shape mismatches. Tensors are read and uploaded one at a
- * time, so host memory holds one tensor.
+ * time, so host memory holds one tensor; `onProgress` hears of each.
  */
 export async function loadParams(
   params: Map<string, Tensor>,
@@ -105,11 +121,15 @@ export async function loadParams(
   }
   if (errors.length) throw new Error(`loadParams from ${ckpt.path}:\n${errors.join("\n")}`);
 
-  for (const [key, t] of plan) {
+  const totalBytes = plan.reduce((sum, [key]) => sum + ckpt.info(key).byteLength, 0);
+  let bytes = 0;
+  for (const [i, [key, t]] of plan.entries()) {
     const data = toParamData(await ckpt.read(key), t, key);
     const e = t.engine;
     e.write(t, data);
     e.flush(); // submit now, so the staging copy of this tensor is freed before the next one
+    bytes += ckpt.info(key).byteLength;
+    opts.onProgress?.({ name: key, tensors: i + 1, totalTensors: plan.length, bytes, totalBytes });
   }
 }
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { gpuTest } from "../core/testing.ts";
 import type { Engine } from "../core/engine.ts";
 import type { Tensor } from "../core/tensor.ts";
-import { loadParams, saveParams, writeHfFolder } from "./params.ts";
+import { loadParams, type LoadProgress, saveParams, writeHfFolder } from "./params.ts";
 import { Checkpoint, type SafeTensorInput, writeSafetensors } from "./safetensors.ts";
 import { bf16Reference } from "./testdata/bf16_reference.ts";
 
@@ -41,8 +41,15 @@ gpuTest("loadParams: f32 and f16 params from F32/BF16/F16/I64 tensors, with a pr
       { name: "vision.other", dtype: "F16", shape: [1], data: Float32Array.from([1]) }, // outside the prefix
     ]);
     const params = freshParams(e);
-    await loadParams(params, ckpt, { prefix: "model." });
+    const progress: LoadProgress[] = [];
+    await loadParams(params, ckpt, { prefix: "model.", onProgress: (p) => progress.push(p) });
     ckpt.close();
+    // One report per tensor loaded, in order, counting stored bytes (BF16 12 + F32 12 + I64 32).
+    assert.deepEqual(progress.map((p) => [p.name, p.tensors, p.totalTensors, p.bytes, p.totalBytes]), [
+      ["model.layer.weight", 1, 3, 12, 56],
+      ["model.layer.bias", 2, 3, 24, 56],
+      ["model.ids", 3, 3, 56, 56],
+    ]);
     assert.deepEqual(Array.from(await params.get("layer.weight")!.read()), Array.from(W, bf16Reference));
     assert.deepEqual(
       Array.from(await params.get("layer.bias")!.read()),

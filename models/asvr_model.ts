@@ -50,6 +50,7 @@ import { OnnxVisualTokenizer } from "../tokenizers/onnx_tokenizer.ts";
 import { rqDecode, rqEncode } from "../tokenizers/rq.ts";
 import type { OnnxTokenizerConfig } from "../tokenizers/onnx_tokenizer.ts";
 import type { RqTokenizerConfig, VisualTokenizerConfig } from "../tokenizers/visual_config.ts";
+import type { LoadProgress } from "../io/params.ts";
 import {
   type AsvrConfig,
   type AsvrConfigInput,
@@ -81,6 +82,8 @@ export interface AsvrModelBuildOptions {
    * minutes for billion-parameter shapes; other values than "host"). See `DecoderCreateOptions.init`.
    */
   llmInit?: "host" | "gpu";
+  /** Called after each tensor of a loaded part ("llm", "encoder") is on the GPU. */
+  onLoadProgress?: (part: "llm" | "encoder", p: LoadProgress) => void;
 }
 
 /** Which parts train (see {@linkcode AsvrModel.setTrainable}); a part left out keeps its state. */
@@ -221,9 +224,19 @@ export class AsvrModel {
     const seed = opts.seed ?? 0;
     const cleanup: (() => unknown)[] = [];
     try {
-      const enc = await buildEncoder(e, c.encoder, dtype, seed * 4 + 1);
+      const progress = opts.onLoadProgress;
+      const enc = await buildEncoder(
+        e,
+        c.encoder,
+        dtype,
+        seed * 4 + 1,
+        progress && ((p) => progress("encoder", p)),
+      );
       cleanup.push(() => disposeEncoder(enc));
-      const llm = await buildLlm(e, c.llm, dtype, seed * 4 + 2, opts.llmInit);
+      const llm = await buildLlm(e, c.llm, dtype, seed * 4 + 2, {
+        init: opts.llmInit,
+        onProgress: progress && ((p) => progress("llm", p)),
+      });
       cleanup.push(() => llm.dispose());
       if (c.llm.lora) {
         const lora = LoraAdapters.create(e, llm.cfg, c.llm.lora, dtype);
@@ -655,6 +668,7 @@ async function buildEncoder(
   cfg: EncoderSlotConfig,
   dtype: DecoderDType,
   seed: number,
+  onProgress?: (p: LoadProgress) => void,
 ): Promise<EncoderPart> {
   const kind = cfg.kind;
   switch (kind) {
@@ -663,7 +677,7 @@ async function buildEncoder(
       const c = cfg as VisionEncoderSlotConfig;
       let enc: VisionEncoder;
       if (c.path !== undefined) {
-        enc = await VisionEncoder.load(e, c.path, { dtype });
+        enc = await VisionEncoder.load(e, c.path, { dtype, onProgress });
         if (enc.cfg.arch !== kind) {
           disposeAll(enc.params());
           throw new Error(
@@ -696,12 +710,12 @@ async function buildLlm(
   cfg: LlmSlotConfig,
   dtype: DecoderDType,
   seed: number,
-  init: "host" | "gpu" = "host",
+  opts: { init?: "host" | "gpu"; onProgress?: (p: LoadProgress) => void },
 ): Promise<Decoder> {
   if (cfg.path === undefined) {
-    return Decoder.create(e, { arch: cfg.kind, ...cfg.config! }, { dtype, seed, init });
+    return Decoder.create(e, { arch: cfg.kind, ...cfg.config! }, { dtype, seed, init: opts.init });
   }
-  const llm = await Decoder.load(e, cfg.path, { dtype });
+  const llm = await Decoder.load(e, cfg.path, { dtype, onProgress: opts.onProgress });
   if (llm.cfg.arch !== cfg.kind) {
     llm.dispose();
     throw new Error(

@@ -42,7 +42,15 @@ gpuTest(
       const part = await train(e, cfg, { runDir: join(dir, "resumed"), print: quiet, stopAfter: 2 });
       assert.equal(part.stopped, true);
       assert.equal(part.history.length, 2);
-      const rest = await train(e, cfg, { runDir: join(dir, "resumed"), print: quiet, resume: true });
+      const lines: string[] = [];
+      const rest = await train(e, cfg, {
+        runDir: join(dir, "resumed"),
+        print: (l) => lines.push(l),
+        resume: true,
+      });
+      // Restoring the checkpoint reports its progress, ending at the total.
+      const restored = /^loading checkpoint .*checkpoints\/step-\d+: .* of .* \((\d+)\/\1 tensors\)$/;
+      assert.ok(lines.some((l) => restored.test(l)), lines.join("\n"));
       assert.deepEqual(rest.history.map((h) => h.step), [3, 4, 5, 6]);
       for (const [i, h] of rest.history.entries()) {
         const want = full.history[i + 2];

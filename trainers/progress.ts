@@ -17,6 +17,7 @@
  */
 
 import { z } from "zod";
+import type { LoadProgress } from "../io/params.ts";
 
 /** The fields of one progress line; absent ones are left out. */
 export interface ProgressFields {
@@ -59,6 +60,27 @@ export function formatBytes(bytes: number): string {
     u++;
   }
   return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/**
+ * A printer of a long load's progress for `print`: `loading llm: 3.2 GiB of 12.6 GiB (120/291
+ * tensors)`, at most every `intervalSec` seconds, and always for the last tensor.
+ */
+export function loadProgressPrinter(
+  print: (line: string) => void,
+  intervalSec = 2,
+): (what: string, p: LoadProgress) => void {
+  let last = -Infinity;
+  return (what, p) => {
+    const now = performance.now() / 1000, done = p.tensors === p.totalTensors;
+    if (!done && now - last < intervalSec) return;
+    last = now;
+    print(
+      `loading ${what}: ${formatBytes(p.bytes)} of ${
+        formatBytes(p.totalBytes)
+      } (${p.tensors}/${p.totalTensors} tensors)`,
+    );
+  };
 }
 
 /** A learning rate with two significant digits: `1.0e-3`, `2.5e-5`. */

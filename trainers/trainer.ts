@@ -25,7 +25,7 @@ import { modelConfig, type RunConfig, type StageConfig } from "./config.ts";
 import { lrAt } from "./schedule.ts";
 import { loadCheckpoint, type LoadedCheckpoint, restoreAdamW, saveCheckpoint } from "./checkpoint.ts";
 import { type MetricsRecord, MetricsWriter, readMetrics } from "./metrics.ts";
-import { ProgressLine } from "./progress.ts";
+import { loadProgressPrinter, ProgressLine } from "./progress.ts";
 import { writeCurves } from "./svg.ts";
 import { LossScaler, type LossScalerState, NonFiniteGuard } from "./loss_scaler.ts";
 import { encoderInput, StageData } from "./stage_data.ts";
@@ -110,10 +110,12 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
   const tokDir = cfg.data.tokenizer ?? requirePath(cfg);
   const tokenizer = await TextTokenizer.load(tokDir);
   await copyTokenizer(tokDir, join(opts.runDir, "tokenizer"));
+  const loading = loadProgressPrinter(print);
   const model = await AsvrModel.build(e, modelConfig(cfg), {
     dtype: cfg.train.dtype,
     seed: cfg.train.seed,
     checkpointLayers: cfg.train.checkpointLayers,
+    onLoadProgress: loading,
   });
   const history: StepRecord[] = [];
   const skippedRows: Record<string, number> = {};
@@ -124,9 +126,14 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     const from = typeof opts.resume === "string" ? opts.resume : opts.runDir;
     const ck = await loadCheckpoint(from, { expectParams: model.params() });
     const dir = ck.dir;
-    for (const [name, t] of model.params()) {
+    const params = [...model.params()];
+    const totalBytes = params.reduce((sum, [, t]) => sum + t.byteLength, 0);
+    let bytes = 0;
+    for (const [i, [name, t]] of params.entries()) {
       e.write(t, await ck.params.get(name)!.read()); // one tensor in host memory at a time
       e.flush();
+      bytes += t.byteLength;
+      loading(`checkpoint ${dir}`, { name, tensors: i + 1, totalTensors: params.length, bytes, totalBytes });
     }
     pos = ck.trainerState.position as Position;
     resumeOpt = ck;
