@@ -251,7 +251,8 @@ export class Decoder {
    * Loads a Hugging Face model folder: `config.json` (model_type llama, mistral or qwen2) and the
    * weights (model.safetensors, or shards with model.safetensors.index.json), converted to
    * `opts.dtype`. Errors name the file and the missing, unexpected or misshapen parameters.
-   * Ignored: `lm_head.weight` when the embeddings are tied, and RoPE's `rotary_emb.inv_freq` buffers.
+   * Ignored: `lm_head.weight` when the embeddings are tied, RoPE's `rotary_emb.inv_freq` buffers, and
+   * a LLaVA folder's multimodal weights (`model.mm_projector.*`, `model.vision_tower.*`, `visual_head.*`).
    */
   static async load(e: Engine, dir: string, opts: DecoderLoadOptions = {}): Promise<Decoder> {
     const configPath = join(dir, "config.json");
@@ -269,8 +270,14 @@ export class Decoder {
         t.name = name;
         return t;
       });
-      // What transformers also skips: old RoPE buffers, and a head saved although it is tied.
-      const ignored = ["*.self_attn.rotary_emb.inv_freq"];
+      // What transformers also skips: old RoPE buffers, and a head saved although it is tied; and the
+      // multimodal weights of a LLaVA-layout folder (what models/export.ts writes).
+      const ignored = [
+        "*.self_attn.rotary_emb.inv_freq",
+        "model.mm_projector.*",
+        "model.vision_tower.*",
+        "visual_head.*",
+      ];
       if (cfg.tieWordEmbeddings) ignored.push(nameTable(cfg.arch).model.head);
       await loadParams(model.params(), ckpt, { ignoreUnexpected: ignored, onProgress: opts.onProgress });
     } catch (err) {

@@ -13,19 +13,14 @@ import { parseArgs } from "node:util";
 import { basename, dirname, join } from "node:path";
 import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
-import { AsvrModel } from "../models/asvr_model.ts";
 import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
-import { Checkpoint, writeTextAtomic } from "../io/safetensors.ts";
-import { loadParams } from "../io/params.ts";
-import { readJsonFile } from "../io/json.ts";
+import { writeTextAtomic } from "../io/safetensors.ts";
 import { loadQuestions } from "../eval/questions.ts";
 import { formatReport } from "../eval/report.ts";
-import { modelConfig, parseRunConfig } from "../trainers/config.ts";
-import { latestCheckpoint } from "../trainers/checkpoint.ts";
 import { encoderInput } from "../trainers/stage_data.ts";
 import { evaluate } from "../trainers/evaluate.ts";
+import { findRun, loadRunModel } from "../trainers/run_model.ts";
 import { TEMPLATE_NAMES, type TemplateName } from "../data/templates.ts";
-import { pathExists } from "../io/path_exists.ts";
 
 const USAGE = `usage: deno task eval <run folder or checkpoint folder> <questions.json> [options]
   --image-root DIR      folder of the questions' images (default: the questions file's folder)
@@ -58,15 +53,8 @@ try {
 }
 
 async function main(target: string, questionsFile: string): Promise<void> {
-  // A checkpoint folder (runs/x/checkpoints/step-00000120) or a run folder (its latest checkpoint).
-  const isCheckpoint = basename(dirname(target)) === "checkpoints";
-  const runDir = isCheckpoint ? dirname(dirname(target)) : target;
-  const ckDir = isCheckpoint ? target : await latestCheckpoint(runDir);
-  if (!ckDir) throw new Error(`${runDir}: no complete checkpoint under ${runDir}/checkpoints`);
-  const cfg = parseRunConfig(
-    await readJsonFile(join(runDir, "config.json"), "a run's config"),
-    join(runDir, "config.json"),
-  );
+  const run = await findRun(target);
+  const { runDir, checkpoint: ckDir, cfg } = run;
   const last = cfg.train.stages.at(-1)!;
   const template = (values.template ?? last.template) as TemplateName;
   if (!TEMPLATE_NAMES.includes(template)) {
@@ -81,20 +69,8 @@ async function main(target: string, questionsFile: string): Promise<void> {
   const questions = await loadQuestions(questionsFile);
 
   const e = await Engine.create();
-  // The run's own copy of the tokenizer, else where the config found it.
-  const ownTokenizer = join(runDir, "tokenizer");
-  const tokenizer = await TextTokenizer.load(
-    await pathExists(join(ownTokenizer, "tokenizer.json"))
-      ? ownTokenizer
-      : cfg.data.tokenizer ?? cfg.llm.path!,
-  );
-  const model = await AsvrModel.build(e, modelConfig(cfg), { dtype: cfg.train.dtype, seed: cfg.train.seed });
-  const ckpt = await Checkpoint.open(join(ckDir, "model.safetensors"));
-  try {
-    await loadParams(model.params(), ckpt);
-  } finally {
-    ckpt.close();
-  }
+  const tokenizer = await TextTokenizer.load(run.tokenizerDir);
+  const model = await loadRunModel(e, run, console.log);
   console.log(`model: ${runDir} at ${basename(ckDir)}; ${questions.length} questions from ${questionsFile}`);
   const { image, imageTokens } = encoderInput(cfg, model.encoder, last.imageMode, "eval");
   const t0 = performance.now();

@@ -54,3 +54,12 @@ export {
   PARAM_PREFIXES,
   type TrainableParts,
 } from "./asvr_model.ts";
+export {
+  copyTokenizerFiles,
+  exportConfig,
+  type ExportDType,
+  exportModel,
+  type ExportOptions,
+  type ExportResult,
+  sourceDType,
+} from "./export.ts";

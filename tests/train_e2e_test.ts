@@ -219,6 +219,41 @@ gpuTest(
         await init.dispose();
       }
 
+      // deno task export: one folder in BF16, the adapters merged into the LLM, with the run's tokenizer.
+      const hf = join(dir, "hf");
+      const cmd = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("../cli/export.ts", import.meta.url).pathname,
+          join(dir, "full"),
+          "--out",
+          hf,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(cmd.stdout) + new TextDecoder().decode(cmd.stderr);
+      assert.equal(cmd.code, 0, text);
+      assert.match(text, /merging LoRA \(rank 2 on q_proj, v_proj, down_proj\) into the LLM/);
+      assert.match(
+        text,
+        /wrote .*hf in .* s: .* M parameters as F32, .*config\.json, model\.safetensors, tokenizer\.json/,
+      );
+      const [exported, saved] = await Promise.all([
+        SafetensorsFile.open(join(hf, "model.safetensors")),
+        SafetensorsFile.open(join(full.checkpoint!, "model.safetensors")),
+      ]);
+      try {
+        assert.ok(!exported.names().some((n) => n.includes("lora_")), "adapters merged, not stored");
+        const q = "model.layers.0.self_attn.q_proj.weight"; // the checkpoint holds it unadapted
+        const [merged, base] = [await exported.read(q), await saved.read(q)];
+        assert.ok(merged.some((v, i) => Math.abs(v - base[i]) > 1e-7), `${q} holds the trained adapter`);
+      } finally {
+        exported.close();
+        saved.close();
+      }
+
       // At f16 (f16 pairs, f32 masters, loss scaling): stage 2 alone trains the adapters too.
       if (e.hasF16) {
         const long = parseRunConfig({

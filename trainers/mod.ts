@@ -26,3 +26,4 @@ export * from "./preflight.ts";
 export * from "./ablation.ts";
 export * from "./image_reliance.ts";
 export * from "./run_file.ts";
+export * from "./run_model.ts";

@@ -18,6 +18,7 @@ import { backward, leaves, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { clipGradNorm } from "../core/kernels/clip/clip.ts";
 import { scale } from "../core/kernels/elementwise/elementwise.ts";
+import { copyTokenizerFiles } from "../models/export.ts";
 import { AsvrModel } from "../models/asvr_model.ts";
 import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
 import { writeTextAtomic } from "../io/safetensors.ts";
@@ -109,7 +110,8 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
   await writeTextAtomic(join(opts.runDir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
   const tokDir = cfg.data.tokenizer ?? requirePath(cfg);
   const tokenizer = await TextTokenizer.load(tokDir);
-  await copyTokenizer(tokDir, join(opts.runDir, "tokenizer"));
+  await Deno.mkdir(join(opts.runDir, "tokenizer"), { recursive: true });
+  await copyTokenizerFiles(tokDir, join(opts.runDir, "tokenizer"));
   const loading = loadProgressPrinter(print);
   const model = await AsvrModel.build(e, modelConfig(cfg), {
     dtype: cfg.train.dtype,
@@ -210,17 +212,6 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
 }
 
 /** Copies the text tokenizer's files into the run folder, so a run evaluates without its sources. */
-async function copyTokenizer(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for (const f of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
-    try {
-      await Deno.copyFile(join(from, f), join(to, f));
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    }
-  }
-}
-
 function nextStage(p: Position): Position {
   return { ...p, stage: p.stage + 1, stageStep: 0, epoch: 0, row: 0 };
 }

@@ -1,0 +1,78 @@
+/**
+ * A trained run's model, rebuilt: the run's `config.json`, the model it describes (the base weights
+ * from the config's folders), then a checkpoint's parameters, streamed one tensor at a time. What
+ * `deno task eval` and `deno task export` start from.
+ * @module
+ */
+
+import { basename, dirname, join } from "node:path";
+import type { Engine } from "../core/engine.ts";
+import { Checkpoint } from "../io/safetensors.ts";
+import { loadParams } from "../io/params.ts";
+import { readJsonFile } from "../io/json.ts";
+import { pathExists } from "../io/path_exists.ts";
+import { AsvrModel } from "../models/asvr_model.ts";
+import { latestCheckpoint } from "./checkpoint.ts";
+import { modelConfig, parseRunConfig, type RunConfig } from "./config.ts";
+import { loadProgressPrinter } from "./progress.ts";
+
+/** A trained run: where it is, which checkpoint, its config. */
+export interface RunInfo {
+  /** The run folder (holding config.json and checkpoints/). */
+  runDir: string;
+  /** The checkpoint folder the parameters come from. */
+  checkpoint: string;
+  /** The run's config. */
+  cfg: RunConfig;
+  /** The folder of the run's tokenizer.json: its own copy, else where the config found it. */
+  tokenizerDir: string;
+}
+
+/**
+ * Finds the run of `target`, a run folder (its latest complete checkpoint) or a checkpoint folder
+ * (`runs/x/checkpoints/step-00000120`), and reads its config (nothing is loaded yet).
+ */
+export async function findRun(target: string): Promise<RunInfo> {
+  const isCheckpoint = basename(dirname(target)) === "checkpoints";
+  const runDir = isCheckpoint ? dirname(dirname(target)) : target;
+  const checkpoint = isCheckpoint ? target : await latestCheckpoint(runDir);
+  if (!checkpoint) throw new Error(`${runDir}: no complete checkpoint under ${runDir}/checkpoints`);
+  const configPath = join(runDir, "config.json");
+  const cfg = parseRunConfig(await readJsonFile(configPath, "a run's config"), configPath);
+  const ownTokenizer = join(runDir, "tokenizer");
+  const tokenizerDir = await pathExists(join(ownTokenizer, "tokenizer.json"))
+    ? ownTokenizer
+    : cfg.data.tokenizer ?? cfg.llm.path!;
+  return { runDir, checkpoint, cfg, tokenizerDir };
+}
+
+/**
+ * Builds the model of a run found by {@linkcode findRun} (the base weights from its config's folders)
+ * and loads its checkpoint's parameters, printing load progress through `print`.
+ */
+export async function loadRunModel(
+  e: Engine,
+  run: RunInfo,
+  print: (line: string) => void = () => {},
+): Promise<AsvrModel> {
+  const loading = loadProgressPrinter(print);
+  const model = await AsvrModel.build(e, modelConfig(run.cfg), {
+    dtype: run.cfg.train.dtype,
+    seed: run.cfg.train.seed,
+    onLoadProgress: loading,
+  });
+  try {
+    const ckpt = await Checkpoint.open(join(run.checkpoint, "model.safetensors"));
+    try {
+      await loadParams(model.params(), ckpt, {
+        onProgress: (p) => loading(`checkpoint ${run.checkpoint}`, p),
+      });
+    } finally {
+      ckpt.close();
+    }
+  } catch (err) {
+    await model.dispose();
+    throw err;
+  }
+  return model;
+}
