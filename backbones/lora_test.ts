@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { assertClose, gpuTest, randInt, randn } from "../core/testing.ts";
 import { backward } from "../core/autograd.ts";
-import type { Engine } from "../core/engine.ts";
+import { Engine } from "../core/engine.ts";
 import type { Decoder } from "./decoder.ts";
 import {
   LORA_TARGET_KEYS,
@@ -100,6 +100,42 @@ for (const arch of ["llama", "mistral", "qwen2"] as const) {
     },
   );
 }
+
+gpuTest(
+  "LoRA on a decoder whose weights are split over buffers: adapted and merged logits equal the whole one's",
+  async (e) => {
+    // 2 KiB bindings: [48, 32] weights split in 3, [32, 48] in 4, the [32, 32] embedding in 2.
+    const small = await Engine.create({ limitOverrides: { maxStorageBufferBindingSize: 2048 } });
+    try {
+      const cfg = tinyDecoderConfig("llama");
+      const ids = randInt(B * T, cfg.vocabSize, 6);
+      const run = async (eng: Engine) => {
+        const model = randomDecoder(eng, cfg, 3, 0.2);
+        const lora = LoraAdapters.create(eng, cfg, parseLoraConfig({ rank: 2, targets: [...LORA_TARGETS] }));
+        let seed = 60;
+        for (const t of lora.params().values()) {
+          if (t.shape[1] === 2) eng.write(t, randn(t.size, seed++, 0.3)); // B [out, r]
+        }
+        model.setLora(lora);
+        const adapted = await logitsOf(eng, model, ids);
+        await mergeLora(model);
+        const merged = await logitsOf(eng, model, ids);
+        const pieces = model.params().get(layerParamName("llama", "wDown", 0))!.pieces.length;
+        model.dispose();
+        lora.dispose();
+        return { adapted, merged, pieces };
+      };
+      const [split, whole] = [await run(small), await run(e)];
+      assert.equal(split.pieces, 4);
+      assert.equal(whole.pieces, 1);
+      assertClose(split.adapted, whole.adapted, { atol: 2e-5, label: "adapted" });
+      assertClose(split.merged, whole.merged, { atol: 2e-5, label: "merged" });
+      assertClose(split.merged, split.adapted, { atol: 2e-5, label: "merged vs adapted, split" });
+    } finally {
+      small.destroy();
+    }
+  },
+);
 
 gpuTest(
   "LoRA gradients: A and B against finite differences, with and without checkpointed layers; the frozen base gets none",
