@@ -113,8 +113,8 @@ gpuTest(
         const model = randomDecoder(eng, cfg, 3, 0.2);
         const lora = LoraAdapters.create(eng, cfg, parseLoraConfig({ rank: 2, targets: [...LORA_TARGETS] }));
         let seed = 60;
-        for (const t of lora.params().values()) {
-          if (t.shape[1] === 2) eng.write(t, randn(t.size, seed++, 0.3)); // B [out, r]
+        for (const [n, t] of lora.params()) {
+          if (n.endsWith("lora_B.weight")) eng.write(t, randn(t.size, seed++, 0.3)); // B starts at zero
         }
         model.setLora(lora);
         const adapted = await logitsOf(eng, model, ids);

@@ -6,7 +6,8 @@
  * - `--set key=value` overrides a typed config key (`train.stages[0].lr=2e-5`, `head.kind=none`); an
  *   unknown key or a wrong type is an error naming the path.
  * - `--plan` prints parameters per component, trainable parameters per stage and estimated memory
- *   against the adapter's limits, without loading weights, then exits.
+ *   against the adapter's limits, and which modes (full fine-tuning, LoRA) fit the GPU's memory
+ *   (`--gpu-memory-gb N`, else nvidia-smi's figure), without loading weights, then exits.
  * - `--resume DIR` continues the latest checkpoint of run folder DIR (or the checkpoint folder DIR).
  * - `--profile` prints the GPU time per kernel label at the end (timestamp queries).
  * - With no run file: `examples/asvr_tiny.ts`, the embedded default (a tiny ASVR study on generated data).
@@ -21,7 +22,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
 import { formatKernelTimes } from "../core/profiler.ts";
-import { formatPlan, planRun } from "../trainers/plan.ts";
+import { formatPlan, planFits, planRun } from "../trainers/plan.ts";
 import { formatMissing, missingInputs } from "../trainers/preflight.ts";
 import { loadRunFile } from "../trainers/run_file.ts";
 import { train } from "../trainers/trainer.ts";
@@ -31,10 +32,13 @@ const USAGE =
   run.ts         a run file (export default defineRun({...})), e.g. examples/asvr_vicuna7b.ts;
                  default examples/asvr_tiny.ts, the embedded tiny study
   --set k=v      override a config key (repeatable): train.stages[0].lr=2e-5, head.kind=none
-  --plan         print parameters and estimated memory per stage, then exit (no weights needed)
+  --plan         print parameters and estimated memory per stage, then exit (no weights needed);
+                 with --gpu-memory-gb N (or nvidia-smi's figure) it says which modes fit
   --resume DIR   continue a run folder's latest checkpoint (or the checkpoint folder given)
   --out DIR      the run folder (default: <train.out>/<name>)
   --profile      print the GPU time per kernel at the end (needs the adapter's timestamp-query)`;
+
+const GB = 1e9;
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -45,6 +49,7 @@ const { values, positionals } = parseArgs({
     resume: { type: "string" },
     out: { type: "string" },
     profile: { type: "boolean", default: false },
+    "gpu-memory-gb": { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -79,6 +84,13 @@ async function runFile(file: string): Promise<void> {
       console.log("adapter: none found (limits unknown)");
     }
     console.log(formatPlan(plan, limits));
+    const memory = values["gpu-memory-gb"] !== undefined
+      ? Number(values["gpu-memory-gb"]) * GB
+      : await nvidiaMemory();
+    if (memory !== null && !(memory > 0)) {
+      throw new Error(`--gpu-memory-gb: a number > 0, got ${values["gpu-memory-gb"]}`);
+    }
+    for (const line of await planFits(cfg, plan, memory)) console.log(line);
     return;
   }
   const missing = await missingInputs(cfg);
@@ -119,4 +131,19 @@ async function runFile(file: string): Promise<void> {
       `; run folder ${runDir}, checkpoint ${r.checkpoint ?? "none"}`,
   );
   e.destroy();
+}
+
+/** The first GPU's memory in bytes as nvidia-smi reports it, or null without nvidia-smi. */
+async function nvidiaMemory(): Promise<number | null> {
+  try {
+    const r = await new Deno.Command("nvidia-smi", {
+      args: ["--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const mib = Number(new TextDecoder().decode(r.stdout).split("\n")[0]);
+    return r.success && mib > 0 ? mib * 2 ** 20 : null;
+  } catch {
+    return null; // not installed
+  }
 }

@@ -12,7 +12,7 @@
 import { basename, join } from "node:path";
 import { type LlmConfig, llmConfigFromHf } from "../backbones/config.ts";
 import { layerParamShape } from "../backbones/decoder.ts";
-import { LORA_TARGET_KEYS } from "../backbones/lora.ts";
+import { LORA_TARGET_KEYS, LORA_TARGETS, parseLoraConfig } from "../backbones/lora.ts";
 import { type VisionConfig, visionConfigFromHf } from "../encoders/config.ts";
 import type { BuiltinHeadConfig, HeadConfig } from "../heads/config.ts";
 import { isBuiltinHeadKind } from "../heads/head.ts";
@@ -379,7 +379,36 @@ export function formatPlan(
           fits ? "fits" : "over one binding: such parameters are split by rows over several buffers"
         }`,
     );
-    lines.push("WebGPU does not report the adapter's total memory: compare the totals with your GPU's.");
   } else lines.push(big);
   return lines.join("\n");
+}
+
+/** LLaVA's LoRA setting (rank 128, alpha 256, every projection): the mode {@linkcode planFits} offers. */
+export const LLAVA_LORA = { rank: 128, alpha: 256, targets: [...LORA_TARGETS] };
+
+/**
+ * Which modes fit a GPU of `memoryBytes` (null: unknown): one line per stage of `cfg`'s plan, and for a
+ * stage that fine-tunes the whole LLM and does not fit, the same stage with {@linkcode LLAVA_LORA}.
+ */
+export async function planFits(cfg: RunConfig, plan: RunPlan, memoryBytes: number | null): Promise<string[]> {
+  const G = (b: number) => `${(b / GiB).toFixed(2)} GiB`;
+  const fits = (b: number) => memoryBytes === null ? "" : b <= memoryBytes ? " fits" : " does not fit";
+  const lines = [
+    memoryBytes === null
+      ? "GPU memory unknown (WebGPU does not report it): pass --gpu-memory-gb to see which modes fit"
+      : `on a GPU with ${G(memoryBytes)}:`,
+  ];
+  const lora = cfg.llm.lora
+    ? null
+    : await planRun({ ...cfg, llm: { ...cfg.llm, lora: parseLoraConfig(LLAVA_LORA) } });
+  plan.stages.forEach((s, i) => {
+    const full = cfg.train.stages[i].trainable.llm && !cfg.llm.lora;
+    let line = `  ${s.name.padEnd(12)} ${full ? "full fine-tuning " : ""}${G(s.total)}${fits(s.total)}`;
+    if (full && lora && (memoryBytes === null || s.total > memoryBytes)) {
+      const t = lora.stages[i].total;
+      line += `; with LoRA (--set 'llm.lora=${JSON.stringify(LLAVA_LORA)}') ${G(t)}${fits(t)}`;
+    }
+    lines.push(line);
+  });
+  return lines;
 }

@@ -5,7 +5,7 @@ import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { type AsvrBatch, AsvrModel, PARAM_PREFIXES } from "../models/asvr_model.ts";
 import { TINY, tinyConfig, writeTinyCodebooks } from "../models/testing.ts";
 import { modelConfig, parseRunConfig } from "./config.ts";
-import { formatPlan, planRun } from "./plan.ts";
+import { formatPlan, LLAVA_LORA, planFits, planRun } from "./plan.ts";
 
 gpuTest("planRun: parameter counts equal the built model's, per component and per stage", async (e) => {
   const dir = await Deno.makeTempDir();
@@ -77,6 +77,31 @@ Deno.test("planRun: the recipe's sizes without its folders (known checkpoints), 
   assert.ok(Math.abs(get("head").params - 737e6) < 1e6, `head ${get("head").params}`);
   assert.match(get("llm").source, /lmsys\/vicuna-7b-v1.5/);
   assert.equal(plan.imageTokens, 729);
+});
+
+Deno.test("planFits: on 80 GB the recipe's stage 2 needs LoRA, on 141 GB it fits whole; unknown memory says how", async () => {
+  const { default: recipe } = await import("../examples/asvr_vicuna7b.ts");
+  const cfg = parseRunConfig(recipe, "asvr_vicuna7b.ts");
+  const plan = await planRun(cfg);
+  const withLora = await planRun(
+    parseRunConfig({ ...recipe, llm: { ...recipe.llm, lora: LLAVA_LORA } }, "lora"),
+  );
+  const G = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  const [, pre, fine] = await planFits(cfg, plan, 80e9);
+  assert.match(pre, new RegExp(`pretrain +${G(plan.stages[0].total)} fits$`));
+  assert.match(
+    fine,
+    new RegExp(
+      `full fine-tuning ${G(plan.stages[1].total)} does not fit; with LoRA .*rank":128.* ${
+        G(withLora.stages[1].total)
+      } fits$`,
+    ),
+  );
+  const big = await planFits(cfg, plan, 141e9);
+  assert.match(big[2], /full fine-tuning 121\.\d\d GiB fits$/);
+  const unknown = await planFits(cfg, plan, null);
+  assert.match(unknown[0], /--gpu-memory-gb/);
+  assert.match(unknown[2], /with LoRA/);
 });
 
 /** B rows of T tokens (the plan's length), each with an image at positions 1..N. */
