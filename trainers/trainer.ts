@@ -110,6 +110,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
   await writeTextAtomic(join(opts.runDir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
   const tokDir = cfg.data.tokenizer ?? requirePath(cfg);
   const tokenizer = await TextTokenizer.load(tokDir);
+  // The run keeps its tokenizer's files, so it evaluates and exports without its sources.
   await Deno.mkdir(join(opts.runDir, "tokenizer"), { recursive: true });
   await copyTokenizerFiles(tokDir, join(opts.runDir, "tokenizer"));
   const loading = loadProgressPrinter(print);
@@ -122,7 +123,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
   const history: StepRecord[] = [];
   const skippedRows: Record<string, number> = {};
   let pos: Position = { stage: 0, stageStep: 0, step: 0, epoch: 0, row: 0, scaler: new LossScaler().state() };
-  let resumeOpt: LoadedCheckpoint | null = null;
+  let resumed: LoadedCheckpoint | null = null;
   let checkpoint: string | null = null;
   if (opts.resume) {
     const from = typeof opts.resume === "string" ? opts.resume : opts.runDir;
@@ -138,7 +139,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
       loading(`checkpoint ${dir}`, { name, tensors: i + 1, totalTensors: params.length, bytes, totalBytes });
     }
     pos = ck.trainerState.position as Position;
-    resumeOpt = ck;
+    resumed = ck;
     checkpoint = dir;
     print(`resumed from ${dir}: stage ${pos.stage + 1}, step ${pos.step}`);
   }
@@ -174,7 +175,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
         seed: cfg.train.seed + 1000 * pos.stage,
       });
       try {
-        const r = await runStage(e, cfg, stage, model, data, pos, resumeOpt, {
+        const r = await runStage(e, cfg, stage, model, data, pos, resumed, {
           runDir: opts.runDir,
           signal: opts.signal,
           write: opts.print ? (t) => opts.print!(t.replace(/^\r|\n$/g, "")) : null,
@@ -185,7 +186,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
           history,
           evaluate: runEval,
         });
-        resumeOpt = null;
+        resumed = null;
         checkpoint = r.checkpoint ?? checkpoint;
         skippedRows[stage.name] = data.skipped;
         if (data.skipped > 0) {
@@ -211,7 +212,6 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
   return { runDir: opts.runDir, history, skippedRows, stopped, checkpoint, eval: finalEval };
 }
 
-/** Copies the text tokenizer's files into the run folder, so a run evaluates without its sources. */
 function nextStage(p: Position): Position {
   return { ...p, stage: p.stage + 1, stageStep: 0, epoch: 0, row: 0 };
 }
@@ -246,14 +246,14 @@ async function runStage(
   model: AsvrModel,
   data: StageData,
   pos: Position,
-  resumeOpt: LoadedCheckpoint | null,
+  resumed: LoadedCheckpoint | null,
   ctx: StageContext,
 ): Promise<{ checkpoint: string | null; stopped: boolean }> {
   model.setTrainable(stage.trainable);
   const named = [...model.params()].filter(([, t]) => t.requiresGrad);
   const params = named.map(([, t]) => t);
   const opt = new AdamW(params, { lr: stage.lr, weightDecay: stage.weightDecay });
-  if (resumeOpt) await restoreAdamW(opt, named.map(([n]) => n), resumeOpt);
+  if (resumed) await restoreAdamW(opt, named.map(([n]) => n), resumed);
   const perStep = stage.batchSize * stage.gradAccum;
   const stepsPerEpoch = Math.max(1, Math.floor(data.rows / perStep));
   const total = stage.maxSteps ?? stepsPerEpoch * stage.epochs;
