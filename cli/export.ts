@@ -12,7 +12,7 @@ import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
 import { copyTokenizerFiles, type ExportDType, exportModel } from "../models/export.ts";
 import { findRun, loadRunModel } from "../trainers/run_model.ts";
-import { formatBytes } from "../trainers/progress.ts";
+import { formatBytes, transferProgressPrinter } from "../trainers/progress.ts";
 
 const USAGE = `usage: deno task export <run folder or checkpoint folder> [options]
   --out DIR            the folder to write (default: <run>/export)
@@ -59,9 +59,11 @@ async function main(target: string): Promise<void> {
       (lora ? `; merging LoRA (rank ${lora.cfg.rank} on ${lora.cfg.targets.join(", ")}) into the LLM` : ""),
   );
   const t0 = performance.now();
+  const progress = transferProgressPrinter(console.log);
   const r = await exportModel(model, out, {
     dtype: dtype as ExportDType | undefined,
     maxShardBytes: shardGb * 1e9,
+    onProgress: (p) => progress(`writing ${out}`, p),
   });
   const tokenizer = await copyTokenizerFiles(run.tokenizerDir, out);
   const files: string[] = [];

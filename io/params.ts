@@ -36,7 +36,7 @@ export interface LoadParamsOptions {
   onProgress?: (p: LoadProgress) => void;
 }
 
-/** How far a load has come: tensors and stored bytes done, of the total. */
+/** How far a load (or a save) has come: tensors and stored bytes done, of the total. */
 export interface LoadProgress {
   /** The tensor just loaded (its checkpoint name). */
   name: string;
@@ -141,6 +141,8 @@ export interface SaveParamsOptions {
   dtype?: "F32" | "F16" | "BF16";
   /** `__metadata__` strings ("format": "pt" is added unless given, as transformers expects). */
   metadata?: Record<string, string>;
+  /** Called as each tensor has been read back for writing (stored bytes, in file order). */
+  onProgress?: (p: LoadProgress) => void;
 }
 
 /**
@@ -210,6 +212,7 @@ function storedBytes(dtype: SafeDType): number {
 function paramInputs(params: Map<string, Tensor>, opts: SaveParamsOptions): SafeTensorInput[] {
   const prefix = opts.prefix ?? "";
   const out: SafeTensorInput[] = [];
+  let [tensors, bytes, totalBytes] = [0, 0, 0];
   for (const [name, t] of params) {
     let dtype: SafeDType;
     switch (t.dtype) {
@@ -224,12 +227,22 @@ function paramInputs(params: Map<string, Tensor>, opts: SaveParamsOptions): Safe
         dtype = "I32";
         break;
     }
+    const stored = t.size * storedBytes(dtype);
+    totalBytes += stored;
     out.push({
       name: prefix + name,
       dtype,
       shape: [...t.shape],
       data: async () => {
         const host = await t.read();
+        bytes += stored;
+        opts.onProgress?.({
+          name: prefix + name,
+          tensors: ++tensors,
+          totalTensors: params.size,
+          bytes,
+          totalBytes,
+        });
         if (host instanceof Uint32Array) {
           const i = host.findIndex((v) => v > 0x7fffffff);
           if (i >= 0) {

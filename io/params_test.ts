@@ -151,7 +151,18 @@ gpuTest("saveParams round trip (F32, BF16; f16 params stay F16), format metadata
       ["h", e.param(B, [3], { dtype: "f16" })],
       ["ids", e.tensor([1, -2], [2], "i32")],
     ]);
-    await saveParams(`${dir}/p.safetensors`, params, { prefix: "model.", metadata: { step: "3" } });
+    const progress: LoadProgress[] = [];
+    await saveParams(`${dir}/p.safetensors`, params, {
+      prefix: "model.",
+      metadata: { step: "3" },
+      onProgress: (p) => progress.push(p),
+    });
+    // One report per tensor as it is read back, in file order, in stored bytes (F16 6, I32 8, F32 24).
+    assert.deepEqual(progress.map((p) => [p.name, p.tensors, p.bytes, p.totalBytes]), [
+      ["model.h", 1, 6, 38],
+      ["model.ids", 2, 14, 38],
+      ["model.w", 3, 38, 38],
+    ]);
     const ckpt = await Checkpoint.open(`${dir}/p.safetensors`);
     assert.deepEqual(ckpt.names(), ["model.h", "model.ids", "model.w"]);
     assert.deepEqual(ckpt.files[0].metadata, { format: "pt", step: "3" });

@@ -17,7 +17,7 @@
 
 import { join } from "node:path";
 import { Checkpoint } from "../io/safetensors.ts";
-import { writeHfFolder } from "../io/params.ts";
+import { type LoadProgress, writeHfFolder } from "../io/params.ts";
 import { llmConfigToHf } from "../backbones/config.ts";
 import { mergeLora } from "../backbones/lora.ts";
 import type { AsvrModel } from "./asvr_model.ts";
@@ -31,6 +31,8 @@ export interface ExportOptions {
   dtype?: ExportDType;
   /** Largest weight file in bytes (default 5 GB, transformers' default shard size). */
   maxShardBytes?: number;
+  /** Called as each tensor is read back for writing. */
+  onProgress?: (p: LoadProgress) => void;
 }
 
 /** What {@linkcode exportModel} wrote. */
@@ -86,6 +88,7 @@ export async function exportModel(
   await writeHfFolder(dir, exportConfig(model), params, {
     dtype,
     maxShardBytes: opts.maxShardBytes ?? DEFAULT_SHARD_BYTES,
+    onProgress: opts.onProgress,
   });
   return {
     dtype,

@@ -63,10 +63,11 @@ export function formatBytes(bytes: number): string {
 }
 
 /**
- * A printer of a long load's progress for `print`: `loading llm: 3.2 GiB of 12.6 GiB (120/291
- * tensors)`, at most every `intervalSec` seconds, and always for the last tensor.
+ * A printer of a long load's (or save's) progress for `print`: `loading llm: 3.2 GiB of 12.6 GiB
+ * (120/291 tensors)` for `what` = "loading llm", at most every `intervalSec` seconds, and always for the
+ * last tensor.
  */
-export function loadProgressPrinter(
+export function transferProgressPrinter(
   print: (line: string) => void,
   intervalSec = 2,
 ): (what: string, p: LoadProgress) => void {
@@ -76,7 +77,7 @@ export function loadProgressPrinter(
     if (!done && now - last < intervalSec) return;
     last = now;
     print(
-      `loading ${what}: ${formatBytes(p.bytes)} of ${
+      `${what}: ${formatBytes(p.bytes)} of ${
         formatBytes(p.totalBytes)
       } (${p.tensors}/${p.totalTensors} tensors)`,
     );

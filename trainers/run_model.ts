@@ -14,7 +14,7 @@ import { pathExists } from "../io/path_exists.ts";
 import { AsvrModel } from "../models/asvr_model.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { modelConfig, parseRunConfig, type RunConfig } from "./config.ts";
-import { loadProgressPrinter } from "./progress.ts";
+import { transferProgressPrinter } from "./progress.ts";
 
 /** A trained run: where it is, which checkpoint, its config. */
 export interface RunInfo {
@@ -55,17 +55,17 @@ export async function loadRunModel(
   run: RunInfo,
   print: (line: string) => void = () => {},
 ): Promise<AsvrModel> {
-  const loading = loadProgressPrinter(print);
+  const loading = transferProgressPrinter(print);
   const model = await AsvrModel.build(e, modelConfig(run.cfg), {
     dtype: run.cfg.train.dtype,
     seed: run.cfg.train.seed,
-    onLoadProgress: loading,
+    onLoadProgress: (part, p) => loading(`loading ${part}`, p),
   });
   try {
     const ckpt = await Checkpoint.open(join(run.checkpoint, "model.safetensors"));
     try {
       await loadParams(model.params(), ckpt, {
-        onProgress: (p) => loading(`checkpoint ${run.checkpoint}`, p),
+        onProgress: (p) => loading(`loading checkpoint ${run.checkpoint}`, p),
       });
     } finally {
       ckpt.close();

@@ -26,7 +26,7 @@ import { modelConfig, type RunConfig, type StageConfig } from "./config.ts";
 import { lrAt } from "./schedule.ts";
 import { loadCheckpoint, type LoadedCheckpoint, restoreAdamW, saveCheckpoint } from "./checkpoint.ts";
 import { type MetricsRecord, MetricsWriter, readMetrics } from "./metrics.ts";
-import { loadProgressPrinter, ProgressLine } from "./progress.ts";
+import { ProgressLine, transferProgressPrinter } from "./progress.ts";
 import { writeCurves } from "./svg.ts";
 import { LossScaler, type LossScalerState, NonFiniteGuard } from "./loss_scaler.ts";
 import { encoderInput, StageData } from "./stage_data.ts";
@@ -113,12 +113,12 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
   // The run keeps its tokenizer's files, so it evaluates and exports without its sources.
   await Deno.mkdir(join(opts.runDir, "tokenizer"), { recursive: true });
   await copyTokenizerFiles(tokDir, join(opts.runDir, "tokenizer"));
-  const loading = loadProgressPrinter(print);
+  const loading = transferProgressPrinter(print);
   const model = await AsvrModel.build(e, modelConfig(cfg), {
     dtype: cfg.train.dtype,
     seed: cfg.train.seed,
     checkpointLayers: cfg.train.checkpointLayers,
-    onLoadProgress: loading,
+    onLoadProgress: (part, p) => loading(`loading ${part}`, p),
   });
   const history: StepRecord[] = [];
   const skippedRows: Record<string, number> = {};
@@ -136,7 +136,13 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
       e.write(t, await ck.params.get(name)!.read()); // one tensor in host memory at a time
       e.flush();
       bytes += t.byteLength;
-      loading(`checkpoint ${dir}`, { name, tensors: i + 1, totalTensors: params.length, bytes, totalBytes });
+      loading(`loading checkpoint ${dir}`, {
+        name,
+        tensors: i + 1,
+        totalTensors: params.length,
+        bytes,
+        totalBytes,
+      });
     }
     pos = ck.trainerState.position as Position;
     resumed = ck;
