@@ -186,18 +186,19 @@ function stagePlan(
   const qkv = (llm.numHeads + 2 * llm.numKvHeads) * llm.headDim;
   // One decoder layer keeps: 2 norms' inputs and outputs, q/k/v, the attention output and its
   // statistics, the output projection, gate/up/SwiGLU, the residual sums.
-  // LoRA adds per adapted projection x A^T and its scaled copy [r], the low-rank output and the sum [out]
-  // (counted, not measured).
+  // LoRA adds per adapted projection x A^T and its scaled copy [r], the low-rank output and the sum [out].
   const lora = cfg.llm.lora;
   const loraWidths = lora
     ? lora.targets.reduce((n, t) => n + 2 * layerParamShape(llm, LORA_TARGET_KEYS[t])[0] + 2 * lora.rank, 0)
     : 0;
-  const perLayer = B * T * (6 * C + qkv + llm.numHeads * llm.headDim + 3 * I + loraWidths) * bytes;
+  const base = B * T * (6 * C + qkv + llm.numHeads * llm.headDim + 3 * I) * bytes;
+  const perLayer = base + B * T * loraWidths * bytes;
   // Kept for backward: every layer's input with checkpointing (one layer recomputed at a time), else
-  // every layer's tensors; then the gradients of one layer's tensors while its backward runs.
+  // every layer's tensors; then the gradients of one layer's tensors while its backward runs (the LoRA
+  // path counted once: what the plan's test measures).
   const layers =
     (cfg.train.checkpointLayers ? B * T * C * bytes * llm.numLayers + perLayer : perLayer * llm.numLayers) +
-    perLayer;
+    base;
   // The text logits (f32), held once; or, past 64 MiB, one chunk of them recomputed in backward beside
   // its gradient (losses/text_ce.ts). Both measured by the plan's test.
   const fullLogits = B * T * llm.vocabSize * 4, chunk = 64 * 2 ** 20;

@@ -6,6 +6,7 @@ import { type AsvrBatch, AsvrModel, PARAM_PREFIXES } from "../models/asvr_model.
 import { TINY, tinyConfig, writeTinyCodebooks } from "../models/testing.ts";
 import { modelConfig, parseRunConfig } from "./config.ts";
 import { formatPlan, LLAVA_LORA, planFits, planRun } from "./plan.ts";
+import type { LoraTarget } from "../backbones/lora.ts";
 
 gpuTest("planRun: parameter counts equal the built model's, per component and per stage", async (e) => {
   const dir = await Deno.makeTempDir();
@@ -123,13 +124,15 @@ gpuTest("planRun: a stage's total is within 10% of the measured peak of its trai
   const dir = await Deno.makeTempDir();
   try {
     const books = await writeTinyCodebooks(dir);
-    // LLaMAs scaled down; the last one's text logits (B*T*V*4 = 131 MB) pass 64 MiB and go in chunks.
+    // LLaMAs scaled down; the fourth one's text logits (B*T*V*4 = 131 MB) pass 64 MiB and go in chunks;
+    // the last trains LoRA adapters on six projections in the LLM's place.
     // Stage 2 trains the LLM; stage 1 (llm: false) only sends the gradient through it to the projector.
     const cases = [
       { C: 256, I: 688, V: 2000, T: 256, B: 4, llm: true },
       { C: 256, I: 688, V: 2000, T: 256, B: 4, llm: false },
       { C: 128, I: 344, V: 4000, T: 128, B: 8, llm: true },
       { C: 64, I: 172, V: 32000, T: 256, B: 4, llm: true },
+      { C: 256, I: 688, V: 2000, T: 256, B: 4, llm: true, lora: true },
     ];
     for (const k of cases) {
       const llm = {
@@ -142,6 +145,14 @@ gpuTest("planRun: a stage's total is within 10% of the measured peak of its trai
           numHeads: 4,
           numKvHeads: 4,
         },
+        ...(k.lora
+          ? {
+            lora: {
+              rank: 8,
+              targets: ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"] as LoraTarget[],
+            },
+          }
+          : {}),
       };
       const stage = {
         data: "a.json",
