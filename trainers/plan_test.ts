@@ -125,7 +125,8 @@ gpuTest("planRun: a stage's total is within 10% of the measured peak of its trai
   try {
     const books = await writeTinyCodebooks(dir);
     // LLaMAs scaled down; the fourth one's text logits (B*T*V*4 = 131 MB) pass 64 MiB and go in chunks;
-    // the last trains LoRA adapters on six projections in the LLM's place.
+    // the fifth trains LoRA adapters on six projections in the LLM's place; the last stores f16 (with f32
+    // masters and moments).
     // Stage 2 trains the LLM; stage 1 (llm: false) only sends the gradient through it to the projector.
     const cases = [
       { C: 256, I: 688, V: 2000, T: 256, B: 4, llm: true },
@@ -133,8 +134,10 @@ gpuTest("planRun: a stage's total is within 10% of the measured peak of its trai
       { C: 128, I: 344, V: 4000, T: 128, B: 8, llm: true },
       { C: 64, I: 172, V: 32000, T: 256, B: 4, llm: true },
       { C: 256, I: 688, V: 2000, T: 256, B: 4, llm: true, lora: true },
+      { C: 256, I: 688, V: 2000, T: 256, B: 4, llm: true, f16: true },
     ];
     for (const k of cases) {
+      if (k.f16 && !e.hasF16) continue;
       const llm = {
         kind: "llama" as const,
         config: {
@@ -160,12 +163,19 @@ gpuTest("planRun: a stage's total is within 10% of the measured peak of its trai
         trainable: { projector: true, head: true, llm: k.llm },
       };
       const cfg = parseRunConfig(
-        { ...tinyConfig(books, { llm }), data: { maxLength: k.T }, train: { stages: [stage] } },
+        {
+          ...tinyConfig(books, { llm }),
+          data: { maxLength: k.T },
+          train: { stages: [stage], dtype: k.f16 ? "f16" : "f32" },
+        },
         "test",
       );
       const plan = (await planRun(cfg)).stages[0];
       const before = e.pool.bytesInUse;
-      const m = await AsvrModel.build(e, modelConfig(cfg), { checkpointLayers: cfg.train.checkpointLayers });
+      const m = await AsvrModel.build(e, modelConfig(cfg), {
+        checkpointLayers: cfg.train.checkpointLayers,
+        dtype: cfg.train.dtype,
+      });
       m.setTrainable(cfg.train.stages[0].trainable);
       const params = m.trainableParams();
       const opt = new AdamW(params, { lr: 1e-4 });
