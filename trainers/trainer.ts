@@ -21,10 +21,17 @@ import { scale } from "../core/kernels/elementwise/elementwise.ts";
 import { copyTokenizerFiles } from "../models/export.ts";
 import { AsvrModel } from "../models/asvr_model.ts";
 import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
-import { writeTextAtomic } from "../io/safetensors.ts";
+import { Checkpoint, writeTextAtomic } from "../io/safetensors.ts";
+import { loadParams } from "../io/params.ts";
 import { modelConfig, type RunConfig, type StageConfig } from "./config.ts";
 import { lrAt } from "./schedule.ts";
-import { loadCheckpoint, type LoadedCheckpoint, restoreAdamW, saveCheckpoint } from "./checkpoint.ts";
+import {
+  CHECKPOINT_FILES,
+  loadCheckpoint,
+  type LoadedCheckpoint,
+  restoreAdamW,
+  saveCheckpoint,
+} from "./checkpoint.ts";
 import { type MetricsRecord, MetricsWriter, readMetrics } from "./metrics.ts";
 import { ProgressLine, transferProgressPrinter } from "./progress.ts";
 import { writeCurves } from "./svg.ts";
@@ -129,20 +136,12 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     const from = typeof opts.resume === "string" ? opts.resume : opts.runDir;
     const ck = await loadCheckpoint(from, { expectParams: model.params() });
     const dir = ck.dir;
-    const params = [...model.params()];
-    const totalBytes = params.reduce((sum, [, t]) => sum + t.byteLength, 0);
-    let bytes = 0;
-    for (const [i, [name, t]] of params.entries()) {
-      e.write(t, await ck.params.get(name)!.read()); // one tensor in host memory at a time
-      e.flush();
-      bytes += t.byteLength;
-      loading(`loading checkpoint ${dir}`, {
-        name,
-        tensors: i + 1,
-        totalTensors: params.length,
-        bytes,
-        totalBytes,
-      });
+    // The names and shapes match (checked above); the values go up one tensor at a time.
+    const file = await Checkpoint.open(join(dir, CHECKPOINT_FILES.model));
+    try {
+      await loadParams(model.params(), file, { onProgress: (p) => loading(`loading checkpoint ${dir}`, p) });
+    } finally {
+      file.close();
     }
     pos = ck.trainerState.position as Position;
     resumed = ck;
