@@ -84,6 +84,11 @@ export interface DataConfig {
   prefetch: number;
   /** Shuffle rows each epoch (seeded by `train.seed` and the epoch). */
   shuffle: boolean;
+  /**
+   * Put rows of similar length in the same micro-batch (data/length_groups.ts): less padding, so faster
+   * steps on data of mixed lengths, as LLaVA's `group_by_modality_length`.
+   */
+  groupByLength: boolean;
 }
 
 /** The optimizer, precision, checkpointing and evaluation of a run. */
@@ -182,6 +187,7 @@ const dataSchema = z.strictObject({
   onError: z.enum(ON_ROW_ERRORS).default("error"),
   prefetch: posInt.default(2),
   shuffle: z.boolean().default(true),
+  groupByLength: z.boolean().default(false),
 });
 
 const trainSchema = z.strictObject({

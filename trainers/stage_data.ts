@@ -15,6 +15,7 @@ import type { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
 import { type LlavaRow, readLlavaRows } from "../data/llava_json.ts";
 import { type TokenizedRow, tokenizeRow } from "../data/tokenize.ts";
 import { collate } from "../data/collate.ts";
+import { groupByLength, rowLengthEstimate } from "../data/length_groups.ts";
 import { ImagePrefetcher, type ImageResult } from "../data/prefetch.ts";
 import {
   CLIP_NORM,
@@ -46,6 +47,8 @@ export class StageData {
   #imageTokens: number;
   #seed: number;
   #orders = new Map<number, Int32Array>();
+  /** Each row's length estimate, for `data.groupByLength` (computed on first use). */
+  #lengths: number[] | null = null;
   #pending = new Map<string, Promise<Loaded[]>>();
   /** Decodes and preprocesses images in a worker, in the order they are asked for. */
   #images: ImagePrefetcher;
@@ -181,17 +184,24 @@ export class StageData {
     return { row: tokens, pixels: r.pixels };
   }
 
-  /** Epoch `epoch`'s order of the rows: a seeded shuffle, or file order with `data.shuffle: false`. */
+  /**
+   * Epoch `epoch`'s order of the rows: a seeded shuffle, or file order with `data.shuffle: false`; then,
+   * with `data.groupByLength`, rearranged into micro-batches of rows of similar length.
+   */
   #order(epoch: number): Int32Array {
     let o = this.#orders.get(epoch);
     if (o) return o;
     o = Int32Array.from(this.#rows.keys());
+    const r = rng(this.#seed * 7919 + epoch);
     if (this.#cfg.data.shuffle) {
-      const r = rng(this.#seed * 7919 + epoch);
       for (let i = o.length - 1; i > 0; i--) {
         const j = Math.floor(r() * (i + 1));
         [o[i], o[j]] = [o[j], o[i]];
       }
+    }
+    if (this.#cfg.data.groupByLength) {
+      this.#lengths ??= this.#rows.map((row) => rowLengthEstimate(row, this.#imageTokens));
+      o = groupByLength(o, this.#lengths, this.#stage.batchSize, r);
     }
     this.#orders.set(epoch, o);
     return o;
