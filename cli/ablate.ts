@@ -149,7 +149,8 @@ async function relianceOf(e: Engine, runDir: string): Promise<ImageReliance> {
     if (!(err instanceof Deno.errors.NotFound)) throw new Error(`${file}: ${(err as Error).message}`);
   }
   const cfg = parseRunConfig(await readJsonFile(join(runDir, "config.json"), "a run's config"), runDir);
-  cfg.data.shuffle = false;
+  cfg.data.shuffle = false; // the same rows for every run
+  cfg.data.groupByLength = false;
   const model = await AsvrModel.build(e, modelConfig(cfg), { dtype: cfg.train.dtype });
   const ckDir = await latestCheckpoint(runDir);
   if (!ckDir) throw new Error(`${runDir}: no checkpoint to measure; delete the folder to redo the run`);

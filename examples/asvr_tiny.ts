@@ -18,7 +18,12 @@
 
 import { join } from "node:path";
 import { Engine } from "../core/engine.ts";
-import { buildShapesDataset, parseShapesConfig, writeShapesDataset } from "../data/shapes.ts";
+import {
+  buildShapesDataset,
+  parseShapesConfig,
+  type ShapesConfig,
+  writeShapesDataset,
+} from "../data/shapes.ts";
 import { patchLabels, renderScene } from "../data/shapes_render.ts";
 import { normalizeImage, SIGLIP_NORM } from "../data/preprocess.ts";
 import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
@@ -30,15 +35,26 @@ import type { HeadConfigInput } from "../models/config.ts";
 import { cachedPart } from "./tiny/cache.ts";
 import { fitTinyCodebooks } from "./tiny/codebooks.ts";
 import { pretrainEncoder } from "./tiny/pretrain_encoder.ts";
-import { pretrainLlm, tinyLlmConfig } from "./tiny/pretrain_llm.ts";
+import { pretrainLlm, tinyLlmConfig, VOCAB_MULTIPLE } from "./tiny/pretrain_llm.ts";
 import type { PretrainOptions } from "./tiny/pretrain_options.ts";
 
 /** Every setting of the study's parts (a change rebuilds the parts it touches). */
 export const TINY_STUDY: TinyStudy = {
-  /** The generated data (data/shapes.ts). */
-  shapes: { seed: 0, imageSize: 32, stage1Images: 600, stage2Images: 600, evalImages: 24 },
-  /** The text tokenizer's vocabulary. */
-  tokenizer: { vocabSize: 512 },
+  /**
+   * The generated data (data/shapes.ts): objects on the encoder's 4 x 4 patch grid, so each patch shows
+   * whole shapes, and up to 6 questions per stage-2 image.
+   */
+  shapes: {
+    seed: 0,
+    imageSize: 32,
+    stage1Images: 600,
+    stage2Images: 600,
+    evalImages: 24,
+    maxTurns: 6,
+    grid: 4,
+  },
+  /** The text tokenizer's vocabulary (at most: BPE stops when no pair repeats). */
+  tokenizer: { vocabSize: 768 },
   /** The vision encoder (SigLIP layout), pretrained on patch labels. */
   encoder: {
     config: {
@@ -52,7 +68,7 @@ export const TINY_STUDY: TinyStudy = {
       layerNormEps: 1e-6,
       act: "gelu_tanh",
     } as VisionConfig,
-    pretrain: { steps: 300, batch: 16, lr: 3e-3, seed: 0 },
+    pretrain: { steps: 100, batch: 16, lr: 3e-3, seed: 0 },
     /** Patches at least this covered by an object are labelled with it. */
     minCover: 0.25,
   },
@@ -65,7 +81,11 @@ export const TINY_STUDY: TinyStudy = {
 /** The settings of the study's parts: see {@linkcode TINY_STUDY}. */
 export interface TinyStudy {
   /** The generated data (data/shapes.ts `ShapesConfig` fields). */
-  shapes: { seed: number; imageSize: number; stage1Images: number; stage2Images: number; evalImages: number };
+  shapes:
+    & Pick<ShapesConfig, "seed" | "imageSize" | "stage1Images" | "stage2Images" | "evalImages" | "maxTurns">
+    & {
+      grid?: ShapesConfig["grid"];
+    };
   /** The text tokenizer. */
   tokenizer: { vocabSize: number };
   /** The vision encoder, its pretraining, and the patch-label cover threshold. */
@@ -179,7 +199,8 @@ export async function buildTinyParts(
     await r.encoder.save(dir);
     for (const t of r.encoder.params().values()) t.dispose();
   });
-  const llm = await cachedPart(root, "llm", { data: data.hash, tok: tok.hash, ...S.llm }, async (dir) => {
+  const llmKey = { data: data.hash, tok: tok.hash, ...S.llm, vocabMultiple: VOCAB_MULTIPLE };
+  const llm = await cachedPart(root, "llm", llmKey, async (dir) => {
     const tokenizer = await TextTokenizer.load(tok.dir);
     const lines = (await Deno.readTextFile(join(data.dir, "corpus.txt"))).split("\n").filter((l) => l);
     const seqs = lines.map((l) => tokenizer.encode(l, { addBos: true, addEos: true }));
@@ -248,7 +269,7 @@ export function tinyRun(parts: TinyParts | null, S: TinyStudy = TINY_STUDY): Run
     ],
     head: TINY_HEADS.semantic,
     loss: { textWeight: 1, visualWeight: 1 },
-    data: { maxLength: 256, prefetch: 2 },
+    data: { maxLength: 256, prefetch: 2, groupByLength: true },
     train: {
       seed: 0,
       evalData: p.data.eval,
@@ -264,8 +285,10 @@ export function tinyRun(parts: TinyParts | null, S: TinyStudy = TINY_STUDY): Run
           imageMode: "pad",
           trainable: { projector: true, llm: true, head: true },
           batchSize: 16,
-          lr: 1e-3,
-          epochs: 1,
+          lr: 3e-3,
+          epochs: 10,
+          // At this scale the visual term (3-4x the text term at 1:1) crowds out the answers' signal.
+          visualWeight: 0.1,
         },
       ],
     },
