@@ -49,7 +49,7 @@ export const TINY_STUDY: TinyStudy = {
     imageSize: 32,
     stage1Images: 600,
     stage2Images: 600,
-    evalImages: 24,
+    evalImages: 100,
     maxTurns: 6,
     grid: 4,
   },
