@@ -8,6 +8,7 @@ const V = 16;
 /** A smaller model than the default, for speed on a software adapter. */
 const CFG: LlmConfig = {
   ...tinyLlmConfig(V),
+  vocabSize: V,
   hiddenSize: 32,
   intermediateSize: 64,
   numLayers: 1,
@@ -26,6 +27,12 @@ function cycles(): number[][] {
   }
   return out;
 }
+
+Deno.test("tinyLlmConfig: the vocabulary rounded up to a multiple of 64", () => {
+  assert.equal(tinyLlmConfig(595).vocabSize, 640);
+  assert.equal(tinyLlmConfig(640).vocabSize, 640);
+  assert.equal(tinyLlmConfig(1).vocabSize, 64);
+});
 
 Deno.test("padBatch: right-pads ids with the pad id and labels with -100", () => {
   const { ids, labels, shape } = padBatch([[5, 6, 7], [8], [9, 10]], 0);
