@@ -8,6 +8,9 @@
  * - `7b_stage1_f16`: all 32 layers (6.7 B), frozen f16 weights, gradient checkpointing per layer; the
  *   gradient flows through the LLM to its input embeddings, as in stage 1 where only the projector and
  *   the head train.
+ * - `7b_lora_f16`: the recipe's stage 2 on one GPU: the same frozen f16 7B with LoRA pairs of rank 128
+ *   (alpha 256) on all seven projections of every layer, trained with AdamW (f16 pairs, f32 masters and
+ *   moments); the gradient also reaches the input embeddings (the projector trains in stage 2).
  *
  * One step = forward, loss, backward (and the optimizer where parameters train) at B=1, T=2048.
  * Prints one record: ms per step (median of `--steps`, after one warm-up step), tokens/s, the buffer
@@ -22,6 +25,7 @@ import { randInt, randn } from "../core/random.ts";
 import { backward, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { Decoder } from "../backbones/decoder.ts";
+import { LORA_TARGETS, LoraAdapters, parseLoraConfig } from "../backbones/lora.ts";
 import type { LlmConfig } from "../backbones/config.ts";
 import { KNOWN_MODELS } from "../trainers/plan.ts";
 
@@ -54,14 +58,18 @@ function llama7bShapes(numLayers: number, small: boolean): LlmConfig {
 interface StepCase {
   layers: number;
   dtype: "f32" | "f16";
-  /** Train every parameter (AdamW) or freeze them all and take the gradient of the input. */
-  mode: "full" | "stage1";
+  /**
+   * Train every parameter (AdamW), freeze them all and take the gradient of the input ("stage1"), or
+   * freeze them and train LoRA pairs on every projection, with the input's gradient too ("lora").
+   */
+  mode: "full" | "stage1" | "lora";
 }
 
 const CASES: Record<string, StepCase> = {
   "1b_full_f32": { layers: 4, dtype: "f32", mode: "full" },
   "1b_full_f16": { layers: 4, dtype: "f16", mode: "full" },
   "7b_stage1_f16": { layers: 32, dtype: "f16", mode: "stage1" },
+  "7b_lora_f16": { layers: 32, dtype: "f16", mode: "lora" },
 };
 
 const name = positionals[0];
@@ -78,23 +86,33 @@ const t0 = performance.now();
 const llm = Decoder.create(e, cfg, { seed: 1, dtype: c.dtype, init: "gpu" });
 await e.sync();
 const buildS = (performance.now() - t0) / 1000;
-const params = [...llm.params().values()];
-const nParams = params.reduce((s, p) => s + p.size, 0);
-if (c.mode === "stage1") llm.freeze();
-const opt = c.mode === "full" ? new AdamW(params, { lr: 1e-5, weightDecay: 0 }) : null;
+const nParams = [...llm.params().values()].reduce((s, p) => s + p.size, 0);
+if (c.mode !== "full") llm.freeze();
+const lora = c.mode === "lora"
+  ? LoraAdapters.create(
+    e,
+    cfg,
+    parseLoraConfig({ rank: 128, alpha: 256, targets: [...LORA_TARGETS] }),
+    c.dtype,
+  )
+  : null;
+if (lora) llm.setLora(lora);
+const params = [...(lora ? lora.params() : llm.params()).values()]; // what the optimizer steps
+const opt = c.mode === "stage1" ? null : new AdamW(params, { lr: 1e-5, weightDecay: 0 });
+const frozenBase = c.mode !== "full";
 
 const ids = e.tensor(randInt(B * T, cfg.vocabSize, 2), [B, T], "i32");
 const labels = e.tensor(randInt(B * T, cfg.vocabSize, 3), [B, T], "i32");
 const embeds = e.tensor(randn(B * T * cfg.hiddenSize, 4, 0.02), [B, T, cfg.hiddenSize], c.dtype);
-embeds.requiresGrad = c.mode === "stage1";
+embeds.requiresGrad = frozenBase;
 
 let lastLoss = NaN;
 async function step(): Promise<number> {
   const s0 = performance.now();
   const loss = e.tidy(() => {
-    const x = c.mode === "stage1" ? embeds : llm.embed(ids);
+    const x = frozenBase ? embeds : llm.embed(ids);
     const loss = llm.lossFromLabels(
-      llm.logits(llm.forward(x, { checkpointLayers: c.mode === "stage1" })),
+      llm.logits(llm.forward(x, { checkpointLayers: frozenBase })),
       labels,
     );
     backward(loss);
@@ -124,6 +142,7 @@ const rec = {
   adapter: e.info.description,
   layers: cfg.numLayers,
   params: nParams,
+  trained_params: opt ? params.reduce((s, p) => s + p.size, 0) : 0,
   dtype: c.dtype,
   mode: c.mode,
   batch: [B, T],

@@ -19,8 +19,8 @@ for part in "${parts[@]}"; do
       timeout 170 deno run -A --cached-only bench/gpu_report.ts --json > "$out/gpu_report.jsonl" 2> "$out/gpu_report.err"
       echo "gpu_report rc=$?"; cat "$out/gpu_report.jsonl";;
     steps)
-      for c in 1b_full_f32 1b_full_f16 7b_stage1_f16; do
-        steps=3; [ "$c" = 7b_stage1_f16 ] && steps=1
+      for c in 1b_full_f32 1b_full_f16 7b_stage1_f16 7b_lora_f16; do
+        steps=3; case $c in 7b_*) steps=1;; esac
         timeout 200 deno run -A --cached-only bench/gpu_step.ts "$c" --steps $steps --json >> "$out/gpu_step.jsonl" 2>> "$out/gpu_step.err"
         echo "gpu_step $c rc=$?"
         [ -n "${NO_REF:-}" ] || timeout 90 python3 bench/gpu_step_ref.py "$c" >> "$out/gpu_step.jsonl" 2>> "$out/gpu_step.err"
