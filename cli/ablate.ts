@@ -32,6 +32,7 @@ import {
   type AblationRun,
   ablationSvg,
   aggregateAblation,
+  finalLosses,
   finishedRunReport,
 } from "../trainers/ablation.ts";
 import { buildTinyParts, TINY_HEADS, tinyRun } from "../examples/asvr_tiny.ts";
@@ -109,11 +110,7 @@ async function main(): Promise<void> {
         report = r.eval;
         if (!report) throw new Error(`${runDir}: the run ended without an evaluation`);
       }
-      const log = await readMetrics(runDir);
-      const last = [...log].reverse().find((rec) => Object.keys(rec).some((k) => k.startsWith("loss_")));
-      const losses = Object.fromEntries(
-        Object.entries(last ?? {}).filter(([k, v]) => k.startsWith("loss_") && typeof v === "number"),
-      ) as Record<string, number>;
+      const losses = finalLosses(await readMetrics(runDir));
       const reliance = await relianceOf(e, runDir);
       runs.push({ variant, seed, summary: report.summary, losses, reliance: reliance.gap });
       console.log(

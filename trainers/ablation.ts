@@ -19,7 +19,7 @@ export interface AblationRun {
   seed: number;
   /** Its final evaluation. */
   summary: EvalSummary;
-  /** Its final losses (the last step's `loss_*` values). */
+  /** Its final losses (see {@linkcode finalLosses}). */
   losses: Record<string, number>;
   /** Its image reliance gap (trainers/image_reliance.ts), when measured. */
   reliance?: number;
@@ -49,6 +49,30 @@ export interface AblationRow {
   losses: Record<string, MeanStd>;
   /** Image reliance gaps (n = 0 when none was measured). */
   reliance: MeanStd;
+}
+
+/** Steps {@linkcode finalLosses} averages by default. */
+export const FINAL_LOSS_STEPS = 20;
+
+/**
+ * A run's final losses: each `loss_*` value averaged over the last `steps` step records that have one
+ * (one step's loss is one batch's, which varies with the batch's rows: length-grouped batches most).
+ */
+export function finalLosses(
+  records: readonly Record<string, unknown>[],
+  steps: number = FINAL_LOSS_STEPS,
+): Record<string, number> {
+  const withLoss = records.filter((r) => Object.keys(r).some((k) => k.startsWith("loss_"))).slice(-steps);
+  const sums: Record<string, { sum: number; n: number }> = {};
+  for (const r of withLoss) {
+    for (const [k, v] of Object.entries(r)) {
+      if (!k.startsWith("loss_") || typeof v !== "number" || !Number.isFinite(v)) continue;
+      const acc = sums[k] ??= { sum: 0, n: 0 };
+      acc.sum += v;
+      acc.n++;
+    }
+  }
+  return Object.fromEntries(Object.entries(sums).map(([k, { sum, n }]) => [k, sum / n]));
 }
 
 /** Mean and sample standard deviation of some values. */
@@ -120,7 +144,8 @@ export function ablationMarkdown(rows: readonly AblationRow[]): string {
     ];
     lines.push(`| ${cells.join(" | ")} |`);
   }
-  const notes = "Mean ± sample standard deviation over seeds." +
+  const notes = "Mean ± sample standard deviation over seeds. Final text loss: the mean of the last " +
+    `${FINAL_LOSS_STEPS} steps' text losses.` +
     (reliance
       ? " Image reliance: how much higher the stage-2 text loss is when each row gets another row's image."
       : "");

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import type { EvalSummary } from "../eval/score.ts";
 import { join } from "node:path";
-import { ablationMarkdown, ablationSvg, aggregateAblation, finishedRunReport, meanStd } from "./ablation.ts";
+import {
+  ablationMarkdown,
+  ablationSvg,
+  aggregateAblation,
+  finalLosses,
+  finishedRunReport,
+  meanStd,
+} from "./ablation.ts";
 
 function summary(overall: number, color: number): EvalSummary {
   const g = (acc: number) => ({ n: 10, correct: Math.round(10 * acc), accuracy: acc });
@@ -12,6 +19,18 @@ Deno.test("meanStd: mean and sample standard deviation worked by hand", () => {
   assert.deepEqual(meanStd([2, 4, 6]), { mean: 4, std: 2, n: 3 });
   assert.deepEqual(meanStd([5]), { mean: 5, std: 0, n: 1 });
   assert.ok(Number.isNaN(meanStd([]).mean));
+});
+
+Deno.test("finalLosses: each loss term's mean over the last steps that have losses", () => {
+  const records = [
+    { step: 1, loss_text: 9, loss_visual: 9 },
+    { step: 2, loss_text: 1, loss_visual: 4 },
+    { step: 3, eval: true }, // no losses: not a step of its own
+    { step: 4, loss_text: 3, loss_visual: Infinity },
+  ];
+  assert.deepEqual(finalLosses(records, 2), { loss_text: 2, loss_visual: 4 });
+  assert.deepEqual(finalLosses(records), { loss_text: 13 / 3, loss_visual: 6.5 });
+  assert.deepEqual(finalLosses([]), {});
 });
 
 Deno.test("aggregateAblation: per variant over seeds; markdown and SVG carry every variant and group", () => {
