@@ -16,6 +16,21 @@ export function rng(seed: number): () => number {
   };
 }
 
+/**
+ * Shuffles `list` in place (Fisher-Yates, from the last element down) with uniform draws from `r`, and
+ * returns it: the same generator state gives the same order.
+ */
+export function shuffleInPlace<T extends { length: number; [i: number]: unknown }>(
+  list: T,
+  r: () => number,
+): T {
+  for (let i = list.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [list[i], list[j]] = [list[j], list[i]];
+  }
+  return list;
+}
+
 /** `n` standard-normal values times `scale`, from `seed`. */
 export function randn(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);

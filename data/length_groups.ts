@@ -10,7 +10,8 @@
  * @module
  */
 
-import type { LlavaRow } from "./llava_json.ts";
+import { shuffleInPlace } from "../core/random.ts";
+import { IMAGE_MARKER, type LlavaRow } from "./llava_json.ts";
 
 /** Micro-batches per sorting group. */
 export const GROUP_BATCHES = 16;
@@ -22,7 +23,7 @@ export const GROUP_BATCHES = 16;
 export function rowLengthEstimate(row: LlavaRow, imageTokens: number): number {
   let words = 0;
   for (const turn of row.conversations) {
-    const text = turn.value.replace("<image>", " ").trim();
+    const text = turn.value.replace(IMAGE_MARKER, " ").trim();
     if (text) words += text.split(/\s+/).length;
   }
   return words + (row.image ? imageTokens : 0);
@@ -50,11 +51,7 @@ export function groupByLength(
     const rows = Array.from(order.subarray(g0, Math.min(g0 + group, order.length)))
       .sort((a, b) => lengths[b] - lengths[a]);
     const full = Math.floor(rows.length / batchSize);
-    const batches = Array.from({ length: full }, (_, k) => k);
-    for (let i = full - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [batches[i], batches[j]] = [batches[j], batches[i]];
-    }
+    const batches = shuffleInPlace(Array.from({ length: full }, (_, k) => k), rand);
     let at = g0;
     for (const k of batches) {
       out.set(rows.slice(k * batchSize, (k + 1) * batchSize), at);

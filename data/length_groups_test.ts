@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { rng } from "../core/random.ts";
+import { rng, shuffleInPlace } from "../core/random.ts";
 import { GROUP_BATCHES, groupByLength, rowLengthEstimate } from "./length_groups.ts";
 import type { LlavaRow } from "./llava_json.ts";
 
@@ -7,12 +7,7 @@ import type { LlavaRow } from "./llava_json.ts";
 function setup(n: number, seed = 1): { lengths: number[]; order: Int32Array } {
   const r = rng(seed);
   const lengths = Array.from({ length: n }, () => 1 + Math.floor(r() * 200));
-  const order = Int32Array.from(lengths.keys());
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return { lengths, order };
+  return { lengths, order: shuffleInPlace(Int32Array.from(lengths.keys()), r) };
 }
 
 /** Positions a batch is padded to, summed over the full batches of `order`. */

@@ -1,7 +1,8 @@
 /**
  * Training data: LLaVA dataset files (rows checked, bad ones named or skipped), the `plain` and
  * `vicuna_v1` conversation templates with the recipe's label masking, tokenization with image spans,
- * right-padded batches (optionally of rows of similar length), and images (JPEG, PNG, WebP) decoded and preprocessed for an encoder.
+ * right-padded batches (optionally of rows of similar length), and images (JPEG, PNG, WebP) decoded and
+ * preprocessed for an encoder.
  *
  * ```ts ignore
  * import { collate, readLlavaRows, tokenizeRow } from "./mod.ts";

@@ -17,7 +17,7 @@
 import { join } from "node:path";
 import sharp from "sharp";
 import { z } from "zod";
-import { rng } from "../core/random.ts";
+import { rng, shuffleInPlace } from "../core/random.ts";
 import { parseFields } from "../core/parse_fields.ts";
 import type { Question, QuestionType } from "../eval/questions.ts";
 import { IMAGE_MARKER, type LlavaTurn } from "./llava_json.ts";
@@ -141,12 +141,7 @@ function pick<T>(r: () => number, list: readonly T[]): T {
 
 /** The list in a random order (Fisher-Yates), a copy. */
 function shuffled<T>(r: () => number, list: readonly T[]): T[] {
-  const out = list.slice();
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
+  return shuffleInPlace(list.slice(), r);
 }
 
 /** Whether the bounding boxes of `a` and `b` are closer than the gap (they overlap or touch). */

@@ -9,7 +9,7 @@
  */
 
 import { dirname, join } from "node:path";
-import { rng } from "../core/random.ts";
+import { rng, shuffleInPlace } from "../core/random.ts";
 import type { AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
 import type { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
 import { type LlavaRow, readLlavaRows } from "../data/llava_json.ts";
@@ -193,12 +193,7 @@ export class StageData {
     if (o) return o;
     o = Int32Array.from(this.#rows.keys());
     const r = rng(this.#seed * 7919 + epoch);
-    if (this.#cfg.data.shuffle) {
-      for (let i = o.length - 1; i > 0; i--) {
-        const j = Math.floor(r() * (i + 1));
-        [o[i], o[j]] = [o[j], o[i]];
-      }
-    }
+    if (this.#cfg.data.shuffle) shuffleInPlace(o, r);
     if (this.#cfg.data.groupByLength) {
       this.#lengths ??= this.#rows.map((row) => rowLengthEstimate(row, this.#imageTokens));
       o = groupByLength(o, this.#lengths, this.#stage.batchSize, r);

@@ -9,7 +9,7 @@
 import { reshape } from "../../core/autograd.ts";
 import type { Engine } from "../../core/engine.ts";
 import { concat } from "../../core/kernels/rows/rows.ts";
-import { rng } from "../../core/random.ts";
+import { rng, shuffleInPlace } from "../../core/random.ts";
 import type { Tensor } from "../../core/tensor.ts";
 
 /** Options of {@linkcode trainSteps}. */
@@ -97,12 +97,7 @@ export class BatchSampler {
   }
 
   #shuffle(): void {
-    const order = Array.from({ length: this.#n }, (_, i) => i);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(this.#random() * (i + 1));
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    this.#order = order;
+    this.#order = shuffleInPlace(Array.from({ length: this.#n }, (_, i) => i), this.#random);
     this.#at = 0;
   }
 }
