@@ -87,7 +87,8 @@ const llm = Decoder.create(e, cfg, { seed: 1, dtype: c.dtype, init: "gpu" });
 await e.sync();
 const buildS = (performance.now() - t0) / 1000;
 const nParams = [...llm.params().values()].reduce((s, p) => s + p.size, 0);
-if (c.mode !== "full") llm.freeze();
+const frozenBase = c.mode !== "full";
+if (frozenBase) llm.freeze();
 const lora = c.mode === "lora"
   ? LoraAdapters.create(
     e,
@@ -99,7 +100,6 @@ const lora = c.mode === "lora"
 if (lora) llm.setLora(lora);
 const params = [...(lora ? lora.params() : llm.params()).values()]; // what the optimizer steps
 const opt = c.mode === "stage1" ? null : new AdamW(params, { lr: 1e-5, weightDecay: 0 });
-const frozenBase = c.mode !== "full";
 
 const ids = e.tensor(randInt(B * T, cfg.vocabSize, 2), [B, T], "i32");
 const labels = e.tensor(randInt(B * T, cfg.vocabSize, 3), [B, T], "i32");
