@@ -113,18 +113,21 @@ for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
     const size = B * NH * T * HS;
     const [q, k, v] = [3, 4, 5].map((s) => e.tensor(randn(size, s, 0.5), [B, NH, T, HS], dtype));
     for (const t of [q, k, v]) t.requiresGrad = true;
-    const ms = await medianMs(e, () => {
-      const o = attention(q, k, v);
-      backward(o, e.full(o.shape, 1, dtype));
-    });
-    const flops = B * NH * 4 * T * T * HS * 3.5 / 2;
-    emit({
-      what: "attention_fwd_bwd",
-      shape: [B, NH, T, HS],
-      dtype,
-      median_ms: ms,
-      tflops: flops / ms / 1e9,
-    });
+    for (const kernel of ["fused", "matmul"] as const) {
+      const ms = await medianMs(e, () => {
+        const o = attention(q, k, v, { kernel });
+        backward(o, e.full(o.shape, 1, dtype));
+      });
+      const flops = B * NH * 4 * T * T * HS * 3.5 / 2;
+      emit({
+        what: "attention_fwd_bwd",
+        shape: [B, NH, T, HS],
+        dtype,
+        kernel,
+        median_ms: ms,
+        tflops: flops / ms / 1e9,
+      });
+    }
     for (const t of [q, k, v]) t.dispose();
   }
 }

@@ -72,30 +72,33 @@ async function readAll(t: Tensor): Promise<Float32Array> {
 
 if (!args.json) console.log(`adapter: ${e.info.description}`);
 
-// attention forward + backward, B=1, NH=8, T=256, HS=64, causal.
+// attention forward + backward, B=1, NH=8, T=256, HS=64, causal: both implementations.
 {
   const [B, NH, T, HS] = [1, 8, 256, 64];
   const n = B * NH * T * HS;
   const qs = randn(n, 3, 0.5), ks = randn(n, 4, 0.5), vs = randn(n, 5);
   const q = e.tensor(qs, [B, NH, T, HS]), k = e.tensor(ks, [B, NH, T, HS]), v = e.tensor(vs, [B, NH, T, HS]);
   for (const t of [q, k, v]) t.requiresGrad = true;
-  const ms = await medianMs(e, () => {
-    const o = attention(q, k, v);
-    backward(o, e.full(o.shape, 1));
-  });
-  const o = e.tidy(() => e.noGrad(() => attention(q, k, v)));
   const want = attentionCpu(qs, ks, vs, { B, NH, NKV: NH, T, HS }).out;
-  // 4 T^2 HS per head forward (QK^T, PV), about 2.5x that for the backward; causal halves it.
-  const flops = B * NH * (4 * T * T * HS) * 3.5 / 2;
-  emit({
-    op: "attention_fwd_bwd",
-    shape: [B, NH, T, HS],
-    dtype: "f32",
-    median_ms: ms,
-    gflops: flops / ms / 1e6,
-    max_abs_err: maxAbsDiff(await readAll(o), want),
-  }, `attention_fwd_bwd ${B}x${NH}x${T}x${HS}`);
-  for (const t of [q, k, v, o]) t.dispose();
+  for (const kernel of ["fused", "matmul"] as const) {
+    const ms = await medianMs(e, () => {
+      const o = attention(q, k, v, { kernel });
+      backward(o, e.full(o.shape, 1));
+    });
+    const o = e.tidy(() => e.noGrad(() => attention(q, k, v, { kernel })));
+    // 4 T^2 HS per head forward (QK^T, PV), about 2.5x that for the backward; causal halves it.
+    const flops = B * NH * (4 * T * T * HS) * 3.5 / 2;
+    emit({
+      op: `attention_fwd_bwd (${kernel})`,
+      shape: [B, NH, T, HS],
+      dtype: "f32",
+      median_ms: ms,
+      gflops: flops / ms / 1e6,
+      max_abs_err: maxAbsDiff(await readAll(o), want),
+    }, `attention_fwd_bwd ${B}x${NH}x${T}x${HS}`);
+    o.dispose();
+  }
+  for (const t of [q, k, v]) t.dispose();
 }
 
 // softmax and RMSNorm, bandwidth-bound: GB/s counts one read and one write of the tensor.

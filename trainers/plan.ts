@@ -12,6 +12,7 @@
 import { basename, join } from "node:path";
 import { type LlmConfig, llmConfigFromHf } from "../backbones/config.ts";
 import { layerParamShape } from "../backbones/decoder.ts";
+import { matmulAttentionWorkspace } from "../core/kernels/attention/attention_matmul.ts";
 import { LORA_TARGET_KEYS, LORA_TARGETS, parseLoraConfig } from "../backbones/lora.ts";
 import { type VisionConfig, visionConfigFromHf } from "../encoders/config.ts";
 import type { BuiltinHeadConfig, HeadConfig } from "../heads/config.ts";
@@ -211,7 +212,13 @@ function stagePlan(
     const vocab = Math.max(...h.codebookSizes);
     headLogits = Math.max(headLogits, visualLogitsBytes({ rows: B * N, vocab }).chunked);
   }
-  const activations = layers + logitsBytes + headActs;
+  // The attention's score workspace while one layer's backward runs (its matmul path: two score
+  // buffers of a chunk of heads, at most 2 x 128 MiB).
+  const scores = matmulAttentionWorkspace(
+    { B, NH: llm.numHeads, NKV: llm.numKvHeads, T, HS: llm.headDim },
+    bytes === 2 ? "f16" : "f32",
+  );
+  const activations = layers + logitsBytes + headActs + scores;
   return {
     name: s.name,
     trainable,

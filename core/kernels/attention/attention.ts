@@ -10,13 +10,23 @@
  * registers and reads the other side's rows from the shared tile, 4 rows at a time. Pipelines are
  * specialized on dtype, head size, rows per workgroup and tile height; sizes and masking are
  * parameters.
+ *
+ * {@linkcode attention} runs these kernels or the matmul path of attention_matmul.ts, which is faster
+ * where its score blocks fit (see {@linkcode attentionKernel}).
  * @module
  */
 
 import { record } from "../../autograd.ts";
-import { f32Bits } from "../../dtype.ts";
+import { type DType, f32Bits } from "../../dtype.ts";
 import { type Engine, grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
+import type { AttentionDims } from "./attention_cpu.ts";
+import {
+  groupsPerChunk,
+  matmulAttentionBackward,
+  matmulAttentionForward,
+  scoreBudget,
+} from "./attention_matmul.ts";
 
 /** Options of {@linkcode attention}. */
 export interface AttentionOptions {
@@ -26,19 +36,55 @@ export interface AttentionOptions {
   scale?: number;
   /** Sliding window (Mistral): query i attends to keys j with i - j < window. Default: no window. */
   window?: number;
+  /**
+   * Which implementation runs (default "auto": see {@linkcode attentionKernel}); "fused" or "matmul"
+   * force one (tests, benchmarks), and "matmul" throws when one kv group's scores do not fit a buffer.
+   */
+  kernel?: AttentionKernel;
+}
+
+/**
+ * The two implementations: `fused`, this file's kernels (one thread per row, memory O(T)), and
+ * `matmul`, attention_matmul.ts (score blocks through the matmul kernels, a bounded transient
+ * workspace).
+ */
+export type AttentionKernel = "auto" | "fused" | "matmul";
+
+/**
+ * The implementation a call uses: the forced one, else `matmul` whenever one kv group's scores fit its
+ * workspace, except on software adapters when T or HS is not a multiple of 4 (their fast matmul, the
+ * texture kernel, needs that; the tiled one is 10-20x slower there). Forward + backward, f32, on
+ * lavapipe (bench/attention_speed.ts): the matmul path takes 0.23-0.92x the fused kernels' time at T 8 to
+ * 1024 with T a multiple of 4, and 1.7x at T 97.
+ */
+export function attentionKernel(
+  e: Engine,
+  d: AttentionDims,
+  dtype: DType,
+  opts: AttentionOptions = {},
+): "fused" | "matmul" {
+  const fits = groupsPerChunk(d, dtype, scoreBudget(e)) > 0;
+  switch (opts.kernel ?? "auto") {
+    case "fused":
+      return "fused";
+    case "matmul":
+      if (!fits) {
+        const rows = (d.NH / d.NKV) * d.T;
+        throw new Error(
+          `attention: one kv group's scores [${rows}, ${d.T}] do not fit a buffer; use kernel "fused"`,
+        );
+      }
+      return "matmul";
+    case "auto":
+      return fits && (!e.info.isFallbackAdapter || (d.T % 4 === 0 && d.HS % 4 === 0)) ? "matmul" : "fused";
+  }
 }
 
 /** Largest supported head size. */
 export const MAX_HEAD_SIZE = 128;
 
 /** Sizes of a call, read off the tensors and checked. */
-interface Dims {
-  B: number;
-  NH: number;
-  NKV: number;
-  T: number;
-  HS: number;
-}
+type Dims = AttentionDims;
 
 function dimsOf(q: Tensor, k: Tensor, v: Tensor): Dims {
   const fail = (why: string) => new Error(`attention(q ${q}, k ${k}, v ${v}): ${why}`);
@@ -398,6 +444,10 @@ export function attentionForward(
   const out = e.empty(q.shape, q.dtype);
   const lse = e.empty([d.B, d.NH, d.T], "f32");
   if (d.T * d.B * d.NH === 0) return { out, lse };
+  if (attentionKernel(e, d, q.dtype, opts) === "matmul") {
+    matmulAttentionForward(q, k, v, d, opts, out, lse);
+    return { out, lse };
+  }
   const spec = specOf(e, q.dtype, d);
   const nb = Math.ceil(d.T / spec.rows), ngroups = nb * d.B * d.NH;
   e.run({
@@ -408,6 +458,43 @@ export function attentionForward(
     workgroups: grid1d(ngroups, 1),
   });
   return { out, lse };
+}
+
+/** The fused backward kernels: dq, and dk with dv (both computed when either is given). */
+function fusedBackward(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  dout: Tensor,
+  lse: Tensor,
+  D: Tensor,
+  d: Dims,
+  opts: AttentionOptions,
+  { dq, dk, dv }: { dq: Tensor | null; dk: Tensor | null; dv: Tensor | null },
+): void {
+  const e = q.engine;
+  const spec = specOf(e, q.dtype, d);
+  const nb = Math.ceil(d.T / spec.rows);
+  if (dq) {
+    const ngroups = nb * d.B * d.NH;
+    e.run({
+      label: "attention_bwd_dq",
+      code: dqCode(spec),
+      bindings: [q, k, v, dout, lse, D, dq],
+      params: params(d, nb, ngroups, opts),
+      workgroups: grid1d(ngroups, 1),
+    });
+  }
+  if (dk && dv) {
+    const ngroups = nb * d.B * d.NKV;
+    e.run({
+      label: "attention_bwd_dkdv",
+      code: dkdvCode(spec),
+      bindings: [q, k, v, dout, lse, D, dk, dv],
+      params: params(d, nb, ngroups, opts),
+      workgroups: grid1d(ngroups, 1),
+    });
+  }
 }
 
 /**
@@ -444,28 +531,9 @@ export function attentionBackward(
       params: [rows],
       workgroups: grid1d(rows, 64),
     });
-    const spec = specOf(e, q.dtype, d);
-    const nb = Math.ceil(d.T / spec.rows);
-    if (dq) {
-      const ngroups = nb * d.B * d.NH;
-      e.run({
-        label: "attention_bwd_dq",
-        code: dqCode(spec),
-        bindings: [q, k, v, dout, lse, D, dq],
-        params: params(d, nb, ngroups, opts),
-        workgroups: grid1d(ngroups, 1),
-      });
-    }
-    if (dk && dv) {
-      const ngroups = nb * d.B * d.NKV;
-      e.run({
-        label: "attention_bwd_dkdv",
-        code: dkdvCode(spec),
-        bindings: [q, k, v, dout, lse, D, dk, dv],
-        params: params(d, nb, ngroups, opts),
-        workgroups: grid1d(ngroups, 1),
-      });
-    }
+    if (attentionKernel(e, d, q.dtype, opts) === "matmul") {
+      matmulAttentionBackward(q, k, v, dout, lse, D, d, opts, { dq, dk, dv });
+    } else fusedBackward(q, k, v, dout, lse, D, d, opts, { dq, dk, dv });
   }
   D.dispose();
   if (!needs[1]) dk?.dispose();
@@ -474,11 +542,12 @@ export function attentionBackward(
 }
 
 /**
- * Fused scaled-dot-product attention, differentiable: softmax(scale q k^T, masked) v with
+ * Scaled-dot-product attention, differentiable: softmax(scale q k^T, masked) v with
  * q [B, NH, T, HS] and k, v [B, NKV, T, HS], NH % NKV == 0 (grouped-query attention: query head h
  * uses kv head floor(h / (NH / NKV))); HS <= 128. Returns out [B, NH, T, HS] in q's dtype.
- * Memory is O(T) beyond the inputs: the per-row logsumexp [B, NH, T] is saved for backward, which
- * must run in the same tidy scope as the forward.
+ * Saved for backward, which must run in the same tidy scope as the forward: the per-row logsumexp
+ * [B, NH, T]. The matmul path also needs a transient workspace of at most two 128 MiB score buffers
+ * (`SCORE_BUDGET` in attention_matmul.ts) while it runs.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const { out, lse } = attentionForward(q, k, v, opts);

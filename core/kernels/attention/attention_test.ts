@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { backward } from "../../autograd.ts";
 import { roundToF16 } from "../../dtype.ts";
-import type { Engine } from "../../engine.ts";
+import { Engine } from "../../engine.ts";
 import { sizeClass } from "../../pool.ts";
 import { assertClose, finiteDiff, gpuTest, maxAbsDiff, randn } from "../../testing.ts";
-import { attention, attentionForward, type AttentionOptions } from "./attention.ts";
+import { attention, attentionForward, attentionKernel, type AttentionOptions } from "./attention.ts";
+import { groupsPerChunk, matmulAttentionWorkspace, scoreBudget } from "./attention_matmul.ts";
 import { attends, attentionBackwardCpu, attentionCpu, type AttentionDims } from "./attention_cpu.ts";
 
 /** sum(out * w): a scalar loss of the CPU forward, for finite differences. */
@@ -120,19 +121,93 @@ const SHAPES: [AttentionDims, AttentionOptions][] = [
   [{ B: 1, NH: 2, NKV: 1, T: 20, HS: 128 }, {}],
 ];
 
-for (const [d, opts] of SHAPES) {
+for (const kernel of ["fused", "matmul"] as const) {
+  for (const [d, opts] of SHAPES) {
+    gpuTest(
+      `attention gpu f32 ${kernel}: [${d.B},${d.NH}/${d.NKV},${d.T},${d.HS}] ${JSON.stringify(opts)}`,
+      async (e) => {
+        await checkAgainstCpu(e, d, { ...opts, kernel }, "f32", F32);
+      },
+    );
+  }
+
   gpuTest(
-    `attention gpu f32: [${d.B},${d.NH}/${d.NKV},${d.T},${d.HS}] ${JSON.stringify(opts)}`,
+    `attention gpu f16 ${kernel}: forward and backward against the CPU on f16-rounded inputs`,
     async (e) => {
-      await checkAgainstCpu(e, d, opts, "f32", F32);
+      if (!e.hasF16) return;
+      for (const i of [0, 1, 5]) {
+        await checkAgainstCpu(e, SHAPES[i][0], { ...SHAPES[i][1], kernel }, "f16", F16);
+      }
     },
   );
 }
 
-gpuTest("attention gpu f16: forward and backward against the CPU on f16-rounded inputs", async (e) => {
-  if (!e.hasF16) return;
-  for (const i of [0, 1, 5]) await checkAgainstCpu(e, SHAPES[i][0], SHAPES[i][1], "f16", F16);
+gpuTest("attention gpu: which implementation runs", (e) => {
+  const d = { B: 2, NH: 4, NKV: 2, T: 32, HS: 16 };
+  assert.equal(attentionKernel(e, d, "f32", { kernel: "fused" }), "fused");
+  assert.equal(attentionKernel(e, d, "f32"), "matmul");
+  // On a software adapter the matmul path needs T and HS divisible by 4 to be the faster one.
+  const odd = { ...d, T: 33 };
+  assert.equal(attentionKernel(e, odd, "f32"), e.info.isFallbackAdapter ? "fused" : "matmul");
+  assert.equal(attentionKernel(e, odd, "f32", { kernel: "matmul" }), "matmul");
 });
+
+/** Runs `fn` on a device whose storage bindings hold `bytes` bytes, then destroys it. */
+async function withBindingLimit(bytes: number, fn: (s: Engine) => Promise<void>): Promise<void> {
+  const s = await Engine.create({ limitOverrides: { maxStorageBufferBindingSize: bytes } });
+  try {
+    await fn(s);
+  } finally {
+    s.destroy();
+  }
+}
+
+gpuTest("attention gpu matmul: scores in chunks under a small binding limit, workspace bounded", async () => {
+  // One kv group's scores: 2 x 64 x 64 f32 = 32 KiB; 64 KiB bindings hold 2 of the 6 groups.
+  const d = { B: 3, NH: 4, NKV: 2, T: 64, HS: 8 };
+  await withBindingLimit(64 * 1024, async (s) => {
+    assert.equal(groupsPerChunk(d, "f32", scoreBudget(s)), 2);
+    for (const opts of [{}, { causal: false, window: 7 }] as AttentionOptions[]) {
+      await checkAgainstCpu(s, d, { ...opts, kernel: "matmul" }, "f32", F32);
+    }
+    // Peak memory of forward + backward beyond the inputs: the outputs, lse and D, and the workspace,
+    // well under the whole call's two score buffers.
+    const x = inputs(d, 3, false);
+    const qShape = [d.B, d.NH, d.T, d.HS], kShape = [d.B, d.NKV, d.T, d.HS];
+    const q = s.param(x.q, qShape), k = s.param(x.k, kShape), v = s.param(x.v, kShape);
+    const g = s.tensor(x.g, qShape);
+    await s.sync();
+    s.pool.resetPeak();
+    const before = s.pool.bytesInUse;
+    s.tidy(() => backward(attention(q, k, v, { kernel: "matmul" }), g));
+    const extra = s.pool.peakBytesInUse - before;
+    const io = [q.size, q.size, k.size, v.size, 2 * d.B * d.NH * d.T].reduce(
+      (a, n) => a + sizeClass(4 * n),
+      0,
+    );
+    const workspace = matmulAttentionWorkspace(d, "f32", scoreBudget(s));
+    const whole = 2 * d.B * d.NH * d.T * d.T * 4;
+    assert.ok(extra <= io + 1.5 * workspace, `peak ${extra} bytes; outputs ${io}, workspace ${workspace}`);
+    assert.ok(extra < whole, `peak ${extra} bytes, not under the whole call's scores (${whole})`);
+    for (const t of [q, k, v, g]) t.dispose();
+  });
+});
+
+gpuTest(
+  "attention gpu matmul: refused when one group's scores exceed a binding; auto runs fused",
+  async () => {
+    const d = { B: 1, NH: 2, NKV: 1, T: 64, HS: 8 }; // one group: 2 x 64 x 64 f32 = 32 KiB
+    await withBindingLimit(16 * 1024, async (s) => {
+      assert.equal(groupsPerChunk(d, "f32", scoreBudget(s)), 0);
+      assert.throws(
+        () => attentionKernel(s, d, "f32", { kernel: "matmul" }),
+        /do not fit a buffer; use kernel "fused"/,
+      );
+      assert.equal(attentionKernel(s, d, "f32"), "fused");
+      await checkAgainstCpu(s, d, {}, "f32", F32);
+    });
+  },
+);
 
 gpuTest("attention gpu: lse, and frozen k gets no gradient while q and v do", async (e) => {
   const d = { B: 1, NH: 2, NKV: 1, T: 9, HS: 8 };
@@ -167,7 +242,7 @@ gpuTest("attention gpu: without gradients nothing but the output stays allocated
   q.dispose();
 });
 
-gpuTest("attention gpu: T=1024 forward + backward allocates O(T), not T x T", async (e) => {
+gpuTest("attention gpu fused: T=1024 forward + backward allocates O(T), not T x T", async (e) => {
   const d = { B: 1, NH: 4, NKV: 2, T: 1024, HS: 16 };
   const x = inputs(d, 77, false);
   const q = e.param(x.q, [1, 4, 1024, 16]),
@@ -178,7 +253,7 @@ gpuTest("attention gpu: T=1024 forward + backward allocates O(T), not T x T", as
   e.pool.resetPeak();
   const before = e.pool.bytesInUse;
   const out = await e.tidy(async () => {
-    const o = attention(q, k, v);
+    const o = attention(q, k, v, { kernel: "fused" });
     backward(o, g);
     return await o.read();
   });

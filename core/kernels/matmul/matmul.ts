@@ -118,6 +118,45 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   });
 }
 
+/** Sizes of a {@linkcode matmulInto}: `batch` products of op(a) [M, K] and op(b) [K, N]. */
+export interface ProductDims {
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
+  /** `a`'s matrices are stored [K, M]. */
+  transA?: boolean;
+  /** `b`'s matrices are stored [N, K]. */
+  transB?: boolean;
+}
+
+/**
+ * out[z] = op(a[z]) @ op(b[z]) for z < batch into an existing `out`, without autograd: a, b and out
+ * are read as consecutive matrices whatever their shapes (their sizes must match). For kernels built
+ * out of products, such as attention's matmul path.
+ */
+export function matmulInto(out: Tensor, a: Tensor, b: Tensor, d: ProductDims): void {
+  const { batch, M, N, K, transA = false, transB = false } = d;
+  const fits = a.size === batch * M * K && b.size === batch * K * N && out.size === batch * M * N;
+  if (!fits || a.dtype !== b.dtype || a.dtype !== out.dtype || !isFloat(a.dtype)) {
+    throw new Error(
+      `matmulInto: ${out} = ${a} @ ${b} does not hold ${batch} products [${M}, ${K}] @ [${K}, ${N}]`,
+    );
+  }
+  gemm({
+    a: { t: a, trans: transA, stride: M * K },
+    b: { t: b, trans: transB, stride: K * N },
+    out,
+    bias: null,
+    M,
+    N,
+    K,
+    batch,
+    nsum: 1,
+    kernel: "auto",
+  });
+}
+
 /**
  * a @ b^T for b [N, K] split by rows: y_i = a @ b_i^T (+ bias_i) [..., N_i], concatenated along the
  * last dim to [..., N]. Autograd goes through the pieces (each gets its own gradient).

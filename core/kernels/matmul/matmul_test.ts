@@ -3,7 +3,7 @@ import { backward } from "../../autograd.ts";
 import { type DType, roundToF16 } from "../../dtype.ts";
 import type { Engine } from "../../engine.ts";
 import { assertClose, finiteDiff, gpuTest, probe, randn } from "../../testing.ts";
-import { matmul, type MatmulKernel } from "./matmul.ts";
+import { matmul, matmulInto, type MatmulKernel } from "./matmul.ts";
 import { matmulBackwardCpu, matmulCpu, type MatmulDims } from "./matmul_cpu.ts";
 
 const COMBOS = [[false, false], [true, false], [false, true], [true, true]] as const;
@@ -151,3 +151,26 @@ gpuTest("matmul: rejects mismatched shapes and dtypes", (e) => {
   assert.throws(() => matmul(e.zeros([2, 2, 3]), e.zeros([3, 3, 5])), /leading dims/);
   assert.throws(() => matmul(a, e.zeros([3, 5]), { kernel: "texture" }), /texture kernel/);
 });
+
+gpuTest(
+  "matmulInto: batched products into a given tensor, any shapes of the right sizes, every layout",
+  async (e) => {
+    const d = { batch: 3, M: 5, N: 6, K: 7 };
+    for (const [transA, transB] of COMBOS) {
+      const as = randn(d.batch * d.M * d.K, 1), bs = randn(d.batch * d.K * d.N, 2);
+      const a = e.tensor(as, [as.length]), b = e.tensor(bs, [d.batch, bs.length / d.batch]);
+      const out = e.empty([d.batch * d.M * d.N]);
+      matmulInto(out, a, b, { ...d, transA, transB });
+      assertClose(await out.read(), matmulCpu(as, bs, { ...d, transA, transB }), {
+        atol: 1e-5,
+        rtol: 1e-5,
+        label: `transA ${transA} transB ${transB}`,
+      });
+      assert.throws(
+        () => matmulInto(out, a, b, { ...d, M: 4 }),
+        /does not hold 3 products \[4, 7\] @ \[7, 6\]/,
+      );
+      for (const t of [a, b, out]) t.dispose();
+    }
+  },
+);

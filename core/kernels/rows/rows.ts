@@ -63,6 +63,20 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }`;
 }
 
+/** dst[dstOffset + i] = src[srcOffset + i] for i < n, without autograd (one dtype; any offsets). */
+export function copyElements(
+  src: Tensor,
+  srcOffset: number,
+  dst: Tensor,
+  dstOffset: number,
+  n: number,
+): void {
+  if (src.dtype !== dst.dtype || srcOffset + n > src.size || dstOffset + n > dst.size) {
+    throw new Error(`copyElements: ${n} elements from ${src} at ${srcOffset} into ${dst} at ${dstOffset}`);
+  }
+  copyBlocks(src, dst, 1, n, { stride: n, offset: srcOffset }, { stride: n, offset: dstOffset });
+}
+
 /** Copies `outer` blocks of `width` elements from src (block stride, offset) into dst (stride, offset). */
 function copyBlocks(
   src: Tensor,

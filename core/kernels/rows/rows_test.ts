@@ -4,7 +4,7 @@ import { type DType, roundToF16 } from "../../dtype.ts";
 import type { Engine } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 import { assertClose, finiteDiff, gpuTest, probe, randInt, randn } from "../../testing.ts";
-import { concat, gatherRows, scatterRows, slice } from "./rows.ts";
+import { concat, copyElements, gatherRows, scatterRows, slice } from "./rows.ts";
 import {
   concatBackwardCpu,
   concatCpu,
@@ -202,3 +202,18 @@ Deno.test("rows CPU backward matches finite differences", () => {
   assertClose(g.dbase, finiteDiff((v) => lossOf(scatterRowsCpu(v, sidx, src, C)), base), tol);
   assertClose(g.dsrc, finiteDiff((v) => lossOf(scatterRowsCpu(base, sidx, v, C)), src), tol);
 });
+
+gpuTest(
+  "copyElements: a run of elements between offsets, the rest untouched; out-of-range runs refused",
+  async (e) => {
+    for (const dtype of (e.hasF16 ? ["f32", "f16"] : ["f32"]) as DType[]) {
+      const src = e.tensor([1, 2, 3, 4, 5, 6, 7], [7], dtype), dst = e.tensor([0, 0, 0, 0, 0], [5], dtype);
+      copyElements(src, 3, dst, 1, 3);
+      assert.deepEqual([...await dst.read()], [0, 4, 5, 6, 0], dtype);
+      assert.throws(() => copyElements(src, 5, dst, 0, 3), /copyElements: 3 elements from/);
+      assert.throws(() => copyElements(src, 0, dst, 3, 3), /copyElements: 3 elements from/);
+      src.dispose();
+      dst.dispose();
+    }
+  },
+);

@@ -1,0 +1,111 @@
+/**
+ * Attention speed on this machine's adapter: forward + backward (causal, through autograd) of both
+ * implementations, `fused` (one thread per row) and `matmul` (score blocks through the matmul
+ * kernels), beside PyTorch CPU on the same shapes in the same run (bench/attention_ref.py), each
+ * output checked against the CPU reference.
+ *
+ *     deno run -A bench/attention_speed.ts [--json] [--no-ref] [--shapes '[[B, NH, T, HS], ...]']
+ *
+ * Default shapes: short sequences in large batches (the ASVR depth head's T = 8, the embedded study's
+ * text), a T that is not a multiple of 4, and longer ones (T 256, 1024). With `--json`, one object per
+ * shape: {op, shape, dtype, fused_ms, matmul_ms, auto, fused_err, matmul_err, ref_ms, ref_impl}.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { backward } from "../core/autograd.ts";
+import { Engine } from "../core/engine.ts";
+import { maxAbsDiff, randn } from "../core/testing.ts";
+import { attention, attentionKernel } from "../core/kernels/attention/attention.ts";
+import { attentionCpu } from "../core/kernels/attention/attention_cpu.ts";
+import { medianMs } from "./timing.ts";
+
+const DEFAULT_SHAPES = [
+  [512, 4, 8, 32],
+  [64, 4, 16, 32],
+  [16, 4, 64, 32],
+  [8, 4, 97, 32],
+  [8, 4, 128, 32],
+  [1, 8, 256, 64],
+  [1, 8, 1024, 128],
+];
+
+const { values: args } = parseArgs({
+  args: Deno.args.filter((a) => a !== "--"),
+  options: {
+    json: { type: "boolean", default: false },
+    "no-ref": { type: "boolean", default: false },
+    shapes: { type: "string" },
+  },
+});
+const shapes = args.shapes ? JSON.parse(args.shapes) as number[][] : DEFAULT_SHAPES;
+
+/** PyTorch CPU's forward + backward times by shape ("BxNHxTxHS"), or an empty map. */
+async function reference(): Promise<{ impl: string; ms: Map<string, number> }> {
+  const ms = new Map<string, number>();
+  let impl = "";
+  try {
+    const script = new URL("./attention_ref.py", import.meta.url).pathname;
+    const r = await new Deno.Command("/usr/bin/python3", {
+      args: [script, JSON.stringify(shapes)],
+      stderr: "inherit",
+    })
+      .output();
+    for (const line of new TextDecoder().decode(r.stdout).split("\n")) {
+      if (!line.trim()) continue;
+      const rec = JSON.parse(line);
+      if (rec.error) console.error(`reference unavailable: ${rec.error}`);
+      else {
+        ms.set(rec.shape.join("x"), rec.median_ms);
+        impl = rec.impl;
+      }
+    }
+  } catch (err) {
+    console.error(`reference unavailable (${(err as Error).message}); apt-get install python3-torch`);
+  }
+  return { impl, ms };
+}
+
+const ref = args["no-ref"] ? { impl: "", ms: new Map<string, number>() } : await reference();
+const e = await Engine.create();
+if (!args.json) console.log(`adapter: ${e.info.description}; fwd + bwd, causal, f32`);
+for (const [B, NH, T, HS] of shapes) {
+  const n = B * NH * T * HS;
+  const host = [randn(n, 3, 0.5), randn(n, 4, 0.5), randn(n, 5)];
+  const [q, k, v] = host.map((x) => e.tensor(x, [B, NH, T, HS]));
+  for (const t of [q, k, v]) t.requiresGrad = true;
+  const want = attentionCpu(host[0], host[1], host[2], { B, NH, NKV: NH, T, HS }).out;
+  const ms: Record<string, number> = {}, err: Record<string, number> = {};
+  for (const kernel of ["fused", "matmul"] as const) {
+    ms[kernel] = await medianMs(e, () => {
+      const o = attention(q, k, v, { kernel });
+      backward(o, e.full(o.shape, 1));
+    });
+    err[kernel] = maxAbsDiff(await e.tidy(() => e.noGrad(() => attention(q, k, v, { kernel }))).read(), want);
+  }
+  const key = [B, NH, T, HS].join("x"), refMs = ref.ms.get(key) ?? null;
+  const rec = {
+    op: "attention_fwd_bwd",
+    shape: [B, NH, T, HS],
+    dtype: "f32",
+    fused_ms: ms.fused,
+    matmul_ms: ms.matmul,
+    auto: attentionKernel(e, { B, NH, NKV: NH, T, HS }, "f32"),
+    fused_err: err.fused,
+    matmul_err: err.matmul,
+    ref_ms: refMs,
+    ref_impl: refMs === null ? null : ref.impl,
+  };
+  if (args.json) console.log(JSON.stringify(rec));
+  else {
+    const vs = refMs === null ? "" : `  torch-cpu ${refMs.toFixed(1).padStart(7)} ms`;
+    console.log(
+      `${key.padEnd(14)} fused ${ms.fused.toFixed(1).padStart(7)} ms  matmul ${
+        ms.matmul.toFixed(1).padStart(7)
+      } ms  ` +
+        `fused/matmul ${(ms.fused / ms.matmul).toFixed(2)}  auto ${rec.auto.padEnd(6)}  ` +
+        `err ${Math.max(err.fused, err.matmul).toExponential(1)}${vs}`,
+    );
+  }
+  for (const t of [q, k, v]) t.dispose();
+}
