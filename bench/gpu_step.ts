@@ -12,9 +12,12 @@
  *   (alpha 256) on all seven projections of every layer, trained with AdamW (f16 pairs, f32 masters and
  *   moments); the gradient also reaches the input embeddings (the projector trains in stage 2).
  *
- * One step = forward, loss, backward (and the optimizer where parameters train) at B=1, T=2048.
- * Prints one record: ms per step (median of `--steps`, after one warm-up step), tokens/s, the buffer
- * pool's peak bytes. bench/gpu_step_ref.py times the same steps in PyTorch on the same GPU.
+ * One step = forward, the trainer's text loss (from the hidden states in row chunks, as
+ * models/asvr_model.ts does past 64 MiB of logits), backward (and the optimizer where parameters train)
+ * at B=1, T=2048. Prints one record: ms per step (median of `--steps`, after one warm-up step),
+ * tokens/s, the buffer pool's peak bytes, and `planned_gib`, what `--plan`'s formulas
+ * (trainers/plan.ts) give for the same step. bench/gpu_step_ref.py times the same steps in PyTorch on
+ * the same GPU.
  * `--small` shrinks the shapes to check the script on a software adapter.
  * @module
  */
@@ -27,7 +30,11 @@ import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { Decoder } from "../backbones/decoder.ts";
 import { LORA_TARGETS, LoraAdapters, parseLoraConfig } from "../backbones/lora.ts";
 import type { LlmConfig } from "../backbones/config.ts";
-import { KNOWN_MODELS } from "../trainers/plan.ts";
+import { nameTable } from "../backbones/names.ts";
+import { bytesPerElement } from "../core/dtype.ts";
+import { textLoss, textLossFromHidden } from "../losses/text_ce.ts";
+import { CHUNK_LOGITS_BYTES } from "../losses/visual_ce.ts";
+import { KNOWN_MODELS, llmActivationBytes } from "../trainers/plan.ts";
 
 const { values: args, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -89,17 +96,14 @@ const buildS = (performance.now() - t0) / 1000;
 const nParams = [...llm.params().values()].reduce((s, p) => s + p.size, 0);
 const frozenBase = c.mode !== "full";
 if (frozenBase) llm.freeze();
-const lora = c.mode === "lora"
-  ? LoraAdapters.create(
-    e,
-    cfg,
-    parseLoraConfig({ rank: 128, alpha: 256, targets: [...LORA_TARGETS] }),
-    c.dtype,
-  )
+const loraCfg = c.mode === "lora"
+  ? parseLoraConfig({ rank: 128, alpha: 256, targets: [...LORA_TARGETS] })
   : null;
+const lora = loraCfg ? LoraAdapters.create(e, cfg, loraCfg, c.dtype) : null;
 if (lora) llm.setLora(lora);
 const params = [...(lora ? lora.params() : llm.params()).values()]; // what the optimizer steps
 const opt = c.mode === "stage1" ? null : new AdamW(params, { lr: 1e-5, weightDecay: 0 });
+const lmHead = llm.params().get(nameTable(cfg.arch).model.head)!;
 
 const ids = e.tensor(randInt(B * T, cfg.vocabSize, 2), [B, T], "i32");
 const labels = e.tensor(randInt(B * T, cfg.vocabSize, 3), [B, T], "i32");
@@ -111,10 +115,10 @@ async function step(): Promise<number> {
   const s0 = performance.now();
   const loss = e.tidy(() => {
     const x = frozenBase ? embeds : llm.embed(ids);
-    const loss = llm.lossFromLabels(
-      llm.logits(llm.forward(x, { checkpointLayers: frozenBase })),
-      labels,
-    );
+    const hidden = llm.forward(x, { checkpointLayers: frozenBase });
+    const loss = B * T * cfg.vocabSize * 4 > CHUNK_LOGITS_BYTES
+      ? textLossFromHidden(hidden, lmHead, labels)
+      : textLoss(llm.logits(hidden), labels);
     backward(loss);
     opt?.step();
     if (opt) zeroGrad(params);
@@ -135,6 +139,13 @@ const times: number[] = [];
 for (let i = 0; i < steps; i++) times.push(await step());
 times.sort((a, b) => a - b);
 const ms = times[times.length >> 1];
+// What --plan's formulas give for this step: the weights (with the LoRA pairs), the gradients and AdamW
+// state of what trains (f16: with f32 master weights), the decoder's activations.
+const bytes = bytesPerElement(c.dtype);
+const trained = opt ? params.reduce((s, p) => s + p.size, 0) : 0;
+const loraParams = lora ? [...lora.params().values()].reduce((s, p) => s + p.size, 0) : 0;
+const planned = (nParams + loraParams) * bytes + trained * (bytes + 8 + (bytes === 2 ? 4 : 0)) +
+  llmActivationBytes(cfg, { B, T, bytes, lora: loraCfg, checkpointLayers: frozenBase });
 const rec = {
   what: "train_step",
   case: name,
@@ -142,7 +153,7 @@ const rec = {
   adapter: e.info.description,
   layers: cfg.numLayers,
   params: nParams,
-  trained_params: opt ? params.reduce((s, p) => s + p.size, 0) : 0,
+  trained_params: trained,
   dtype: c.dtype,
   mode: c.mode,
   batch: [B, T],
@@ -151,6 +162,7 @@ const rec = {
   median_ms: ms,
   tokens_per_s: B * T / (ms / 1000),
   peak_gib: e.pool.peakBytesInUse / 2 ** 30,
+  planned_gib: planned / 2 ** 30,
   loss: lastLoss,
 };
 console.log(

@@ -13,7 +13,7 @@ import { basename, join } from "node:path";
 import { type LlmConfig, llmConfigFromHf } from "../backbones/config.ts";
 import { layerParamShape } from "../backbones/decoder.ts";
 import { matmulAttentionWorkspace } from "../core/kernels/attention/attention_matmul.ts";
-import { LORA_TARGET_KEYS, LORA_TARGETS, parseLoraConfig } from "../backbones/lora.ts";
+import { LORA_TARGET_KEYS, LORA_TARGETS, type LoraConfig, parseLoraConfig } from "../backbones/lora.ts";
 import { type VisionConfig, visionConfigFromHf } from "../encoders/config.ts";
 import type { BuiltinHeadConfig, HeadConfig } from "../heads/config.ts";
 import { isBuiltinHeadKind } from "../heads/head.ts";
@@ -183,27 +183,14 @@ function stagePlan(
   const weights = (total - tokenizers) * bytes + tokenizers * 4;
   const gradients = trainable * bytes;
   const optimizer = trainable * (8 + (bytes === 2 ? 4 : 0));
-  const B = s.batchSize, T = cfg.data.maxLength, C = llm.hiddenSize, I = llm.intermediateSize;
-  const qkv = (llm.numHeads + 2 * llm.numKvHeads) * llm.headDim;
-  // One decoder layer keeps: 2 norms' inputs and outputs, q/k/v, the attention output and its
-  // statistics, the output projection, gate/up/SwiGLU, the residual sums.
-  // LoRA adds per adapted projection x A^T and its scaled copy [r], the low-rank output and the sum [out].
-  const lora = cfg.llm.lora;
-  const loraWidths = lora
-    ? lora.targets.reduce((n, t) => n + 2 * layerParamShape(llm, LORA_TARGET_KEYS[t])[0] + 2 * lora.rank, 0)
-    : 0;
-  const base = B * T * (6 * C + qkv + llm.numHeads * llm.headDim + 3 * I) * bytes;
-  const perLayer = base + B * T * loraWidths * bytes;
-  // Kept for backward: every layer's input with checkpointing (one layer recomputed at a time), else
-  // every layer's tensors; then the gradients of one layer's tensors while its backward runs (the LoRA
-  // path counted once: what the plan's test measures).
-  const layers =
-    (cfg.train.checkpointLayers ? B * T * C * bytes * llm.numLayers + perLayer : perLayer * llm.numLayers) +
-    base;
-  // The text logits (f32), held once; or, past 64 MiB, one chunk of them recomputed in backward beside
-  // its gradient (losses/text_ce.ts). Both measured by the plan's test.
-  const fullLogits = B * T * llm.vocabSize * 4, chunk = 64 * 2 ** 20;
-  const logitsBytes = fullLogits <= chunk ? fullLogits : 2 * chunk;
+  const B = s.batchSize, T = cfg.data.maxLength;
+  const llmActs = llmActivationBytes(llm, {
+    B,
+    T,
+    bytes,
+    lora: cfg.llm.lora,
+    checkpointLayers: cfg.train.checkpointLayers,
+  });
   // Per head: its activations over the B x N image rows and its peak logits (one depth, one chunk).
   let headActs = 0, headLogits = 0;
   for (const h of headSides(cfg.head)) {
@@ -212,13 +199,7 @@ function stagePlan(
     const vocab = Math.max(...h.codebookSizes);
     headLogits = Math.max(headLogits, visualLogitsBytes({ rows: B * N, vocab }).chunked);
   }
-  // The attention's score workspace while one layer's backward runs (its matmul path: two score
-  // buffers of a chunk of heads, at most 2 x 128 MiB).
-  const scores = matmulAttentionWorkspace(
-    { B, NH: llm.numHeads, NKV: llm.numKvHeads, T, HS: llm.headDim },
-    bytes === 2 ? "f16" : "f32",
-  );
-  const activations = layers + logitsBytes + headActs + scores;
+  const activations = llmActs + headActs;
   return {
     name: s.name,
     trainable,
@@ -229,6 +210,56 @@ function stagePlan(
     headLogits,
     total: weights + gradients + optimizer + activations + headLogits,
   };
+}
+
+/** What {@linkcode llmActivationBytes} needs besides the decoder's config. */
+export interface LlmStepShape {
+  /** Rows per micro-batch. */
+  B: number;
+  /** Positions per row. */
+  T: number;
+  /** Bytes per activation element (4: f32, 2: f16). */
+  bytes: number;
+  /** The LoRA adapters, when the decoder has them. */
+  lora?: LoraConfig | null;
+  /** Whether each decoder layer is recomputed in backward (only its input kept). */
+  checkpointLayers: boolean;
+}
+
+/**
+ * Peak bytes of a decoder's activations in a training step: the layers' kept tensors, one layer's
+ * gradients in backward, the attention's score workspace and the text loss's logits. Part of every
+ * stage's plan; bench/gpu_step.ts states it beside the measured peak of the LLM alone.
+ */
+export function llmActivationBytes(llm: LlmConfig, o: LlmStepShape): number {
+  const { B, T, bytes } = o, C = llm.hiddenSize, I = llm.intermediateSize;
+  const qkv = (llm.numHeads + 2 * llm.numKvHeads) * llm.headDim;
+  // One decoder layer keeps: 2 norms' inputs and outputs, q/k/v, the attention output and its
+  // statistics, the output projection, gate/up/SwiGLU, the residual sums.
+  // LoRA adds per adapted projection x A^T and its scaled copy [r], the low-rank output and the sum [out].
+  const lora = o.lora;
+  const loraWidths = lora
+    ? lora.targets.reduce((n, t) => n + 2 * layerParamShape(llm, LORA_TARGET_KEYS[t])[0] + 2 * lora.rank, 0)
+    : 0;
+  const base = B * T * (6 * C + qkv + llm.numHeads * llm.headDim + 3 * I) * bytes;
+  const perLayer = base + B * T * loraWidths * bytes;
+  // Kept for backward: every layer's input with checkpointing (one layer recomputed at a time), else
+  // every layer's tensors; then the gradients of one layer's tensors while its backward runs (the LoRA
+  // path counted once: what the plan's test measures).
+  const layers =
+    (o.checkpointLayers ? B * T * C * bytes * llm.numLayers + perLayer : perLayer * llm.numLayers) +
+    base;
+  // The text logits (f32), held once; or, past 64 MiB, one chunk of them recomputed in backward beside
+  // its gradient (losses/text_ce.ts). Both measured by the plan's test.
+  const fullLogits = B * T * llm.vocabSize * 4, chunk = 64 * 2 ** 20;
+  const logits = fullLogits <= chunk ? fullLogits : 2 * chunk;
+  // The attention's score workspace while one layer's backward runs (its matmul path: two score
+  // buffers of a chunk of heads, at most 2 x 128 MiB).
+  const scores = matmulAttentionWorkspace(
+    { B, NH: llm.numHeads, NKV: llm.numKvHeads, T, HS: llm.headDim },
+    bytes === 2 ? "f16" : "f32",
+  );
+  return layers + logits + scores;
 }
 
 /** Parameters of a decoder (embeddings, layers, final norm, untied LM head). */
