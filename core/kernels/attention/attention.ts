@@ -83,10 +83,8 @@ export function attentionKernel(
 /** Largest supported head size. */
 export const MAX_HEAD_SIZE = 128;
 
-/** Sizes of a call, read off the tensors and checked. */
-type Dims = AttentionDims;
-
-function dimsOf(q: Tensor, k: Tensor, v: Tensor): Dims {
+/** Sizes of a call, read off the tensors and checked with the options. */
+function dimsOf(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): AttentionDims {
   const fail = (why: string) => new Error(`attention(q ${q}, k ${k}, v ${v}): ${why}`);
   if (q.shape.length !== 4 || k.shape.length !== 4) throw fail("q, k, v must be [B, heads, T, HS]");
   const [B, NH, T, HS] = q.shape;
@@ -97,15 +95,15 @@ function dimsOf(q: Tensor, k: Tensor, v: Tensor): Dims {
   if (HS < 1 || HS > MAX_HEAD_SIZE) throw fail(`head size must be 1..${MAX_HEAD_SIZE}`);
   if (q.dtype !== k.dtype || q.dtype !== v.dtype) throw fail("dtypes differ");
   if (q.dtype !== "f32" && q.dtype !== "f16") throw fail("dtype must be f32 or f16");
+  if (opts.window !== undefined && !(Number.isInteger(opts.window) && opts.window >= 1)) {
+    throw new Error(`attention: window must be an integer >= 1, got ${opts.window}`);
+  }
   return { B, NH, NKV, T, HS };
 }
 
 /** The uniform block of the tiled kernels: the layout of `struct P` in {@linkcode header}. */
-function params(d: Dims, nb: number, ngroups: number, opts: AttentionOptions): number[] {
+function params(d: AttentionDims, nb: number, ngroups: number, opts: AttentionOptions): number[] {
   const window = opts.window ?? 0;
-  if (opts.window !== undefined && !(Number.isInteger(window) && window >= 1)) {
-    throw new Error(`attention: window must be an integer >= 1, got ${opts.window}`);
-  }
   return [
     d.T,
     d.NH,
@@ -138,7 +136,7 @@ interface Spec {
  * 2 f32 per row) fit in workgroup memory. Loops over a row are unrolled except on CPU adapters above
  * HS 64, where LLVM takes over 10 s per unrolled kernel.
  */
-function specOf(e: Engine, dtype: string, d: Dims): Spec {
+function specOf(e: Engine, dtype: string, d: AttentionDims): Spec {
   const limit = e.limit("maxComputeWorkgroupStorageSize");
   const HV = Math.ceil(d.HS / 4);
   const tile = [32, 16, 8].find((rows) => rows * (2 * HV * 16 + 8) <= limit) ?? 4;
@@ -439,7 +437,7 @@ export function attentionForward(
   v: Tensor,
   opts: AttentionOptions = {},
 ): { out: Tensor; lse: Tensor } {
-  const d = dimsOf(q, k, v);
+  const d = dimsOf(q, k, v, opts);
   const e = q.engine;
   const out = e.empty(q.shape, q.dtype);
   const lse = e.empty([d.B, d.NH, d.T], "f32");
@@ -468,7 +466,7 @@ function fusedBackward(
   dout: Tensor,
   lse: Tensor,
   D: Tensor,
-  d: Dims,
+  d: AttentionDims,
   opts: AttentionOptions,
   { dq, dk, dv }: { dq: Tensor | null; dk: Tensor | null; dv: Tensor | null },
 ): void {
@@ -512,7 +510,7 @@ export function attentionBackward(
   opts: AttentionOptions = {},
   needs: readonly boolean[] = [true, true, true],
 ): { dq: Tensor | null; dk: Tensor | null; dv: Tensor | null } {
-  const d = dimsOf(q, k, v);
+  const d = dimsOf(q, k, v, opts);
   const e = q.engine;
   if (dout.dtype !== q.dtype || dout.size !== q.size) {
     throw new Error(`attention backward: dout ${dout} for q ${q}`);

@@ -268,3 +268,13 @@ gpuTest("attention gpu fused: T=1024 forward + backward allocates O(T), not T x 
   assertClose(await v.grad!.read(), grad.dv, { ...F32, label: "dv" });
   for (const t of [q, k, v, g]) t.dispose();
 });
+
+gpuTest("attention gpu: a window that is not a positive integer is refused by both implementations", (e) => {
+  const q = e.tensor(randn(2 * 8 * 4, 1), [1, 2, 8, 4]);
+  for (const kernel of ["fused", "matmul"] as const) {
+    for (const window of [0, 2.5]) {
+      assert.throws(() => attention(q, q, q, { window, kernel }), /window must be an integer >= 1, got/);
+    }
+  }
+  q.dispose();
+});
