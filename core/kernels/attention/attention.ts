@@ -22,6 +22,7 @@ import { type Engine, grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import {
+  type AttentionGrads,
   groupsPerChunk,
   matmulAttentionBackward,
   matmulAttentionForward,
@@ -468,7 +469,7 @@ function fusedBackward(
   D: Tensor,
   d: AttentionDims,
   opts: AttentionOptions,
-  { dq, dk, dv }: { dq: Tensor | null; dk: Tensor | null; dv: Tensor | null },
+  { dq, dk, dv }: AttentionGrads,
 ): void {
   const e = q.engine;
   const spec = specOf(e, q.dtype, d);

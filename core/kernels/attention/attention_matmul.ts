@@ -185,6 +185,13 @@ export function matmulAttentionForward(
   });
 }
 
+/** The gradients a backward writes (null: not wanted): dq [B, NH, T, HS], dk and dv [B, NKV, T, HS]. */
+export interface AttentionGrads {
+  dq: Tensor | null;
+  dk: Tensor | null;
+  dv: Tensor | null;
+}
+
 /**
  * Backward into dq [B, NH, T, HS] and dk, dv [B, NKV, T, HS] (each optional) from the forward's
  * inputs, lse, D = rowsum(dout * out) [B, NH, T] (f32) and dout [B, NH, T, HS].
@@ -198,7 +205,7 @@ export function matmulAttentionBackward(
   D: Tensor,
   d: AttentionDims,
   opts: AttentionOptions,
-  grads: { dq: Tensor | null; dk: Tensor | null; dv: Tensor | null },
+  grads: AttentionGrads,
 ): void {
   const e = q.engine, G = d.NH / d.NKV, GT = G * d.T;
   const qw = GT * d.HS, kw = d.T * d.HS;
