@@ -53,10 +53,11 @@ export type AttentionKernel = "auto" | "fused" | "matmul";
 
 /**
  * The implementation a call uses: the forced one, else `matmul` whenever one kv group's scores fit its
- * workspace, except on software adapters when T or HS is not a multiple of 4 (their fast matmul, the
- * texture kernel, needs that; the tiled one is 10-20x slower there). Forward + backward, f32, on
+ * workspace, except on software adapters for f16 or when T or HS is not a multiple of 4. There the fast
+ * matmul, the texture kernel, needs multiples of 4 (the tiled one is 10-20x slower), and its f16 products
+ * with a transposed first operand (dv, dk) run 8-80x slower than f32's. Forward + backward, f32, on
  * lavapipe (bench/attention_speed.ts): the matmul path takes 0.23-0.92x the fused kernels' time at T 8 to
- * 1024 with T a multiple of 4, and 1.7x at T 97.
+ * 1024 with T a multiple of 4, and 1.7x at T 97; f16 at T 128: 7.9x.
  */
 export function attentionKernel(
   e: Engine,
@@ -77,7 +78,9 @@ export function attentionKernel(
       }
       return "matmul";
     case "auto":
-      return fits && (!e.info.isFallbackAdapter || (d.T % 4 === 0 && d.HS % 4 === 0)) ? "matmul" : "fused";
+      if (!fits) return "fused";
+      if (!e.info.isFallbackAdapter) return "matmul";
+      return dtype === "f32" && d.T % 4 === 0 && d.HS % 4 === 0 ? "matmul" : "fused";
   }
 }
 
