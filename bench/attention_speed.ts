@@ -18,7 +18,7 @@ import { Engine } from "../core/engine.ts";
 import { maxAbsDiff, randn } from "../core/testing.ts";
 import { attention, attentionKernel } from "../core/kernels/attention/attention.ts";
 import { attentionCpu } from "../core/kernels/attention/attention_cpu.ts";
-import { medianMs } from "./timing.ts";
+import { medianMs, referenceTimings } from "./timing.ts";
 
 const DEFAULT_SHAPES = [
   [512, 4, 8, 32],
@@ -40,33 +40,9 @@ const { values: args } = parseArgs({
 });
 const shapes = args.shapes ? JSON.parse(args.shapes) as number[][] : DEFAULT_SHAPES;
 
-/** PyTorch CPU's forward + backward times by shape ("BxNHxTxHS"), or an empty map. */
-async function reference(): Promise<{ impl: string; ms: Map<string, number> }> {
-  const ms = new Map<string, number>();
-  let impl = "";
-  try {
-    const script = new URL("./attention_ref.py", import.meta.url).pathname;
-    const r = await new Deno.Command("/usr/bin/python3", {
-      args: [script, JSON.stringify(shapes)],
-      stderr: "inherit",
-    })
-      .output();
-    for (const line of new TextDecoder().decode(r.stdout).split("\n")) {
-      if (!line.trim()) continue;
-      const rec = JSON.parse(line);
-      if (rec.error) console.error(`reference unavailable: ${rec.error}`);
-      else {
-        ms.set(rec.shape.join("x"), rec.median_ms);
-        impl = rec.impl;
-      }
-    }
-  } catch (err) {
-    console.error(`reference unavailable (${(err as Error).message}); apt-get install python3-torch`);
-  }
-  return { impl, ms };
-}
-
-const ref = args["no-ref"] ? { impl: "", ms: new Map<string, number>() } : await reference();
+const ref = args["no-ref"]
+  ? new Map<string, { median_ms: number; impl: string }>()
+  : await referenceTimings("attention_ref.py", [JSON.stringify(shapes)]);
 const e = await Engine.create();
 if (!args.json) console.log(`adapter: ${e.info.description}; fwd + bwd, causal, f32`);
 for (const [B, NH, T, HS] of shapes) {
@@ -83,7 +59,7 @@ for (const [B, NH, T, HS] of shapes) {
     });
     err[kernel] = maxAbsDiff(await e.tidy(() => e.noGrad(() => attention(q, k, v, { kernel }))).read(), want);
   }
-  const key = [B, NH, T, HS].join("x"), refMs = ref.ms.get(key) ?? null;
+  const key = [B, NH, T, HS].join("x"), r = ref.get(`attention_fwd_bwd ${key}`), refMs = r?.median_ms ?? null;
   const rec = {
     op: "attention_fwd_bwd",
     shape: [B, NH, T, HS],
@@ -94,7 +70,7 @@ for (const [B, NH, T, HS] of shapes) {
     fused_err: err.fused,
     matmul_err: err.matmul,
     ref_ms: refMs,
-    ref_impl: refMs === null ? null : ref.impl,
+    ref_impl: r?.impl ?? null,
   };
   if (args.json) console.log(JSON.stringify(rec));
   else {

@@ -43,12 +43,21 @@ export interface BenchRecord {
   ratio_vs_ref?: number;
 }
 
-/** Runs bench/ops_ref.py (PyTorch CPU) and returns its records by op and shape, or an empty map. */
-export async function referenceTimings(): Promise<Map<string, { median_ms: number; impl: string }>> {
+/**
+ * Runs a PyTorch CPU reference script of this folder (default bench/ops_ref.py) with `args` and returns
+ * its records by op and shape ("op BxNHx..."), or an empty map.
+ */
+export async function referenceTimings(
+  script = "ops_ref.py",
+  args: string[] = [],
+): Promise<Map<string, { median_ms: number; impl: string }>> {
   const out = new Map<string, { median_ms: number; impl: string }>();
   try {
     const here = new URL(".", import.meta.url).pathname;
-    const r = await new Deno.Command("/usr/bin/python3", { args: [here + "ops_ref.py"], stderr: "inherit" })
+    const r = await new Deno.Command("/usr/bin/python3", {
+      args: [here + script, ...args],
+      stderr: "inherit",
+    })
       .output();
     for (const line of new TextDecoder().decode(r.stdout).split("\n")) {
       if (!line.trim()) continue;

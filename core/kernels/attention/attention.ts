@@ -17,10 +17,11 @@
  */
 
 import { record } from "../../autograd.ts";
-import { type DType, f32Bits } from "../../dtype.ts";
+import type { DType } from "../../dtype.ts";
 import { type Engine, grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
+import { maskParams, maskWgsl } from "./attention_mask.ts";
 import {
   type AttentionGrads,
   groupsPerChunk,
@@ -107,17 +108,7 @@ function dimsOf(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Attent
 
 /** The uniform block of the tiled kernels: the layout of `struct P` in {@linkcode header}. */
 function params(d: AttentionDims, nb: number, ngroups: number, opts: AttentionOptions): number[] {
-  const window = opts.window ?? 0;
-  return [
-    d.T,
-    d.NH,
-    d.NH / d.NKV,
-    nb,
-    ngroups,
-    (opts.causal ?? true) ? 1 : 0,
-    window >= d.T ? 0 : window, // a window of T or more masks nothing
-    f32Bits(opts.scale ?? 1 / Math.sqrt(d.HS)),
-  ];
+  return [d.T, d.NH, d.NH / d.NKV, nb, ngroups, ...maskParams(d, opts)];
 }
 
 /** What a pipeline is specialized on. */
@@ -188,8 +179,7 @@ struct P {
   scale: f32,
 }
 // Query i attends to key j iff jlo(i) <= j <= jhi(i), or equivalently ilo(j) <= i <= ihi(j).
-fn jlo(i: u32) -> u32 { if (p.window > 0u && i >= p.window) { return i + 1u - p.window; } return 0u; }
-fn jhi(i: u32) -> u32 { if (p.causal != 0u) { return i; } return p.T - 1u; }
+${maskWgsl("p.T")}
 fn ilo(j: u32) -> u32 { if (p.causal != 0u) { return j; } return 0u; }
 fn ihi(j: u32) -> u32 { if (p.window > 0u) { return min(p.T - 1u, j + p.window - 1u); } return p.T - 1u; }
 // Whether query i attends to keys j..j+3, and whether queries i..i+3 attend to key j (rows past T: no).

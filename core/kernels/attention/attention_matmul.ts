@@ -14,7 +14,7 @@
  * @module
  */
 
-import { bytesPerElement, type DType, f32Bits } from "../../dtype.ts";
+import { bytesPerElement, type DType } from "../../dtype.ts";
 import { type Engine, grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 import { matmulInto } from "../matmul/matmul.ts";
@@ -22,6 +22,7 @@ import { copyElements } from "../rows/rows.ts";
 import { enableF16, rowGrid, rowMainWgsl, rowThreads, workgroupReduceWgsl } from "../rowwise.ts";
 import type { AttentionOptions } from "./attention.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
+import { maskParams, maskWgsl } from "./attention_mask.ts";
 
 /** Bytes of one score buffer at most (capped further by the adapter's binding and buffer limits). */
 export const SCORE_BUDGET = 128 * 2 ** 20;
@@ -51,14 +52,13 @@ export function matmulAttentionWorkspace(d: AttentionDims, dtype: DType, budget 
   return scores + rows;
 }
 
-/** The masking rule and parameters shared by the two row kernels (see `attends` in attention_cpu.ts). */
+/** The parameters and masking rule shared by the two row kernels. */
 function header(dtype: DType): string {
   return `${enableF16(dtype)}alias E = ${dtype};
 // C: keys per row (T); a chunk's rows are its heads' T query rows in turn, so row r is query r % C.
 // lse and D rows are rowBase + r.
 struct P { R: u32, C: u32, rowBase: u32, causal: u32, window: u32, scale: f32 }
-fn jlo(i: u32) -> u32 { if (p.window > 0u && i >= p.window) { return i + 1u - p.window; } return 0u; }
-fn jhi(i: u32) -> u32 { if (p.causal != 0u) { return i; } return p.C - 1u; }
+${maskWgsl("p.C")}
 fn attends(i: u32, j: u32) -> bool { return j >= jlo(i) && j <= jhi(i); }`;
 }
 
@@ -108,15 +108,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 /** The uniform block `P` for `rows` rows starting at row `rowBase` of lse/D. */
 function rowParams(d: AttentionDims, rows: number, rowBase: number, opts: AttentionOptions): number[] {
-  const window = opts.window ?? 0;
-  return [
-    rows,
-    d.T,
-    rowBase,
-    (opts.causal ?? true) ? 1 : 0,
-    window >= d.T ? 0 : window,
-    f32Bits(opts.scale ?? 1 / Math.sqrt(d.HS)),
-  ];
+  return [rows, d.T, rowBase, ...maskParams(d, opts)];
 }
 
 /** A chunk of kv groups: g0..g0+n-1. */
