@@ -171,6 +171,38 @@ function layerInit(key: LayerParamKey): InitKind {
 /** Makes one parameter tensor: HF name, shape, how a fresh model initializes it. */
 type MakeParam = (name: string, shape: number[], init: InitKind) => Tensor;
 
+/**
+ * Every parameter of a decoder, in the order a checkpoint lists them: `make(name, shape, init)` for
+ * each, returned by role (a layer's absent biases null; `head` null when tied to the embedding).
+ */
+function makeDecoderParams<T>(
+  cfg: LlmConfig,
+  make: (name: string, shape: number[], init: InitKind) => T,
+): { embed: T; layers: Record<LayerParamKey, T | null>[]; norm: T; head: T | null } {
+  const names = nameTable(cfg.arch);
+  const embed = make(names.model.embed, modelParamShape(cfg, "embed"), "normal");
+  const layers: Record<LayerParamKey, T | null>[] = [];
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const layer: Partial<Record<LayerParamKey, T | null>> = {};
+    for (const key of LAYER_PARAM_KEYS) {
+      layer[key] = hasLayerParam(cfg, key)
+        ? make(layerParamName(cfg.arch, key, i), layerParamShape(cfg, key), layerInit(key))
+        : null;
+    }
+    layers.push(layer as Record<LayerParamKey, T | null>);
+  }
+  const norm = make(names.model.norm, modelParamShape(cfg, "norm"), "ones");
+  const head = cfg.tieWordEmbeddings ? null : make(names.model.head, modelParamShape(cfg, "head"), "normal");
+  return { embed, layers, norm, head };
+}
+
+/** The HF name and shape of every parameter of a decoder of `cfg` (what `--plan` counts); nothing is made. */
+export function decoderParamShapes(cfg: LlmConfig): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  makeDecoderParams(cfg, (name, shape) => out.set(name, shape));
+  return out;
+}
+
 /** A decoder-only LLM. Build with {@linkcode Decoder.create} or {@linkcode Decoder.load}. */
 export class Decoder {
   /** The engine that holds the parameters. */
@@ -198,26 +230,15 @@ export class Decoder {
     this.engine = e;
     this.cfg = cfg;
     this.dtype = dtype;
-    const names = nameTable(cfg.arch);
-    const add = (name: string, shape: number[], init: InitKind) => {
+    const made = makeDecoderParams(cfg, (name, shape, init) => {
       const t = make(name, shape, init);
       this.#params.set(name, t);
       return t;
-    };
-    this.#embed = add(names.model.embed, modelParamShape(cfg, "embed"), "normal");
-    for (let i = 0; i < cfg.numLayers; i++) {
-      const layer: Partial<Record<LayerParamKey, Tensor | null>> = {};
-      for (const key of LAYER_PARAM_KEYS) {
-        layer[key] = hasLayerParam(cfg, key)
-          ? add(layerParamName(cfg.arch, key, i), layerParamShape(cfg, key), layerInit(key))
-          : null;
-      }
-      this.#layers.push(layer as Layer);
-    }
-    this.#norm = add(names.model.norm, modelParamShape(cfg, "norm"), "ones");
-    this.#head = cfg.tieWordEmbeddings
-      ? this.#embed
-      : add(names.model.head, modelParamShape(cfg, "head"), "normal");
+    });
+    this.#embed = made.embed;
+    this.#layers = made.layers as Layer[];
+    this.#norm = made.norm;
+    this.#head = made.head ?? this.#embed;
   }
 
   /**

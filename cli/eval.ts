@@ -1,6 +1,6 @@
 /**
  * `deno task eval <run or checkpoint> <questions.json> [--image-root DIR] [--out FILE]
- * [--max-new-tokens N] [--template plain|vicuna_v1]`
+ * [--max-new-tokens N] [--template plain|vicuna_v1] [--import MODULE ...]`
  *
  * Loads a run's model (its `config.json` and the latest checkpoint, or the checkpoint folder given),
  * answers every question greedily with a KV cache, scores the answers (exact match after VQA-style
@@ -26,7 +26,9 @@ const USAGE = `usage: deno task eval <run folder or checkpoint folder> <question
   --image-root DIR      folder of the questions' images (default: the questions file's folder)
   --out FILE            results JSON (default: <run>/eval-<questions name>.json)
   --max-new-tokens N    longest answer in tokens (default: the run's train.evalMaxNewTokens)
-  --template T          plain or vicuna_v1 (default: the last stage's)`;
+  --template T          plain or vicuna_v1 (default: the last stage's)
+  --import MODULE       a module registering the run's kinds (repeatable); the run's own are
+                        imported from its imports.json`;
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -36,6 +38,7 @@ const { values, positionals } = parseArgs({
     out: { type: "string" },
     "max-new-tokens": { type: "string" },
     template: { type: "string" },
+    import: { type: "string", multiple: true, default: [] },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -53,7 +56,7 @@ try {
 }
 
 async function main(target: string, questionsFile: string): Promise<void> {
-  const run = await findRun(target);
+  const run = await findRun(target, { imports: values.import });
   const { runDir, checkpoint: ckDir, cfg } = run;
   const last = cfg.train.stages.at(-1)!;
   const template = (values.template ?? last.template) as TemplateName;

@@ -1,5 +1,6 @@
 /**
- * `deno task export <run or checkpoint> [--out DIR] [--dtype BF16|F16|F32] [--max-shard-gb N]`
+ * `deno task export <run or checkpoint> [--out DIR] [--dtype BF16|F16|F32] [--max-shard-gb N]
+ * [--import MODULE ...]`
  *
  * Writes a trained run's model (its latest checkpoint, or the checkpoint folder given) as one Hugging
  * Face folder in LLaVA's layout, LoRA adapters merged, with the run's tokenizer: see models/export.ts.
@@ -17,7 +18,9 @@ import { formatBytes, transferProgressPrinter } from "../trainers/progress.ts";
 const USAGE = `usage: deno task export <run folder or checkpoint folder> [options]
   --out DIR            the folder to write (default: <run>/export)
   --dtype D            BF16, F16 or F32 (default: the dtype of the LLM's folder, else the run's)
-  --max-shard-gb N     largest weight file in GB (default 5)`;
+  --max-shard-gb N     largest weight file in GB (default 5)
+  --import MODULE      a module registering the run's kinds (repeatable); the run's own are
+                       imported from its imports.json`;
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -26,6 +29,7 @@ const { values, positionals } = parseArgs({
     out: { type: "string" },
     dtype: { type: "string" },
     "max-shard-gb": { type: "string" },
+    import: { type: "string", multiple: true, default: [] },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -49,7 +53,7 @@ async function main(target: string): Promise<void> {
   }
   const shardGb = values["max-shard-gb"] === undefined ? 5 : Number(values["max-shard-gb"]);
   if (!(shardGb > 0)) throw new Error(`--max-shard-gb: a number of GB > 0, got ${values["max-shard-gb"]}`);
-  const run = await findRun(target);
+  const run = await findRun(target, { imports: values.import });
   const out = values.out ?? join(run.runDir, "export");
   const e = await Engine.create();
   const model = await loadRunModel(e, run, console.log);

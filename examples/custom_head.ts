@@ -1,12 +1,15 @@
 /**
- * Writing your own visual head, in four steps, without editing the framework.
+ * Writing your own visual head, in five steps, without editing the framework.
  *
  * The head here is a **cosine-regression head**: instead of classifying each RQ depth's discrete code,
  * it regresses the tokenizer's quantized feature itself, the reconstruction r = C_0[k_0] + ... +
  * C_{D-1}[k_{D-1}] that the codes stand for, and scores the prediction p = MLP(H) by its cosine
  * with r. A continuous target for the same visual tokens: an ablation next to ASVR's discrete one.
  *
- * Run it: `deno run -A examples/custom_head.ts` trains it on synthetic codes and prints the loss.
+ * This file is also a run file: `deno task train examples/custom_head.ts` trains the embedded tiny
+ * study with this head in place of ASVR's, and `deno task eval` / `export` / `train --resume` of that
+ * run import this file again (the run folder records it), so the head is a kind like the built-in
+ * ones. `deno run -A examples/custom_head.ts` trains the head alone on synthetic codes.
  * @module
  */
 
@@ -31,43 +34,42 @@ import {
   sum,
   type Tensor,
   zeroGrad,
-} from "../core/mod.ts";
+} from "@asvr/asvr/core";
 import {
   buildHead,
   checkVisualInputs,
   type HeadContext,
   type HeadLoss,
   ParamMaker,
+  type ParamSink,
   parseHeadConfig,
   registerHead,
+  ShapeRecorder,
   type VisualHead,
   type VisualTargetCodes,
   type VisualTargets,
-} from "../heads/mod.ts";
+} from "@asvr/asvr/heads";
+import { defineRun, type RunConfigInput } from "@asvr/asvr/trainers";
+import { buildTinyParts, tinyRun } from "./asvr_tiny.ts";
 
 // ---------------------------------------------------------------- 1. the config, as data
 //
 // A kind name and the head's own fields. The zod schema validates a config once, at the edge, and
 // holds the defaults; `parseHeadConfig` reports its issues under the config's path (`head.width`).
-
-/** The config of the cosine-regression head. */
-export interface CosineHeadConfig {
-  /** The registered kind. */
-  kind: "cosine_recon";
-  /** Hidden width of the MLP (default 512). */
-  width: number;
-  /** Width Dc of the codebook vectors, the regression target's width (default 1152). */
-  codebookDim: number;
-  /** Which tokenizer's codes it reconstructs (default "semantic"). */
-  target: string;
-}
+// The config's type is the schema's output: one definition.
 
 const cosineHeadSchema = z.strictObject({
   kind: z.literal("cosine_recon"),
+  /** Hidden width of the MLP (default 512). */
   width: z.number().int().positive().default(512),
+  /** Width Dc of the codebook vectors, the regression target's width (default 1152). */
   codebookDim: z.number().int().positive().default(1152),
+  /** Which tokenizer's codes it reconstructs (default "semantic"). */
   target: z.string().default("semantic"),
 });
+
+/** The config of the cosine-regression head. */
+export type CosineHeadConfig = z.output<typeof cosineHeadSchema>;
 
 // ---------------------------------------------------------------- 2. the head
 //
@@ -89,13 +91,20 @@ export class CosineHead implements VisualHead {
   constructor(e: Engine, cfg: CosineHeadConfig, ctx: HeadContext) {
     this.cfg = cfg;
     this.#llmWidth = ctx.llmWidth;
-    // Names are yours to choose: they are what checkpoints store.
     const m = new ParamMaker(e, ctx.dtype ?? "f32", ctx.seed ?? 0);
-    m.linear("mlp.0.", ctx.llmWidth, cfg.width); // Linear d_llm -> width
-    m.linear("mlp.2.", cfg.width, cfg.codebookDim); // Linear width -> Dc
+    CosineHead.makeParams(m, cfg, ctx.llmWidth);
     this.#params = m.params;
     this.#ones = e.tensor(new Float32Array(cfg.codebookDim).fill(1), [cfg.codebookDim], ctx.dtype ?? "f32");
     e.untrack(this.#ones); // lives as long as the head, like a parameter, but is not trained
+  }
+
+  /**
+   * Makes the parameters in `m`. Names are yours to choose: they are what checkpoints store. The
+   * same code with a `ShapeRecorder` gives the shapes `--plan` counts.
+   */
+  static makeParams<T>(m: ParamSink<T>, cfg: CosineHeadConfig, llmWidth: number): void {
+    m.linear("mlp.0.", llmWidth, cfg.width); // Linear d_llm -> width
+    m.linear("mlp.2.", cfg.width, cfg.codebookDim); // Linear width -> Dc
   }
 
   /** `mlp.0.{weight,bias}` and `mlp.2.{weight,bias}`. */
@@ -147,14 +156,39 @@ function reconstruct(visual: VisualTargetCodes, R: number): Tensor {
 
 // ---------------------------------------------------------------- 3. register the kind
 //
-// From here on `{ kind: "cosine_recon" }` parses (with the schema's defaults and errors) and builds
-// through `buildHead`, like the built-in kinds: import this module before parsing your config.
+// From here on `{ kind: "cosine_recon" }` parses (with the schema's defaults and errors), builds,
+// plans and feeds the head like the built-in kinds. `targets` tells the model which tokenizer's codes
+// the head learns (and that it reads their codebooks, so the widths are checked before training);
+// `paramShapes` lets `--plan` count it.
 
-registerHead("cosine_recon", (e, cfg, ctx) => new CosineHead(e, cosineHeadSchema.parse(cfg), ctx), {
+registerHead({
+  kind: "cosine_recon",
   schema: cosineHeadSchema,
+  build: (e, cfg, ctx) => new CosineHead(e, cfg, ctx),
+  targets: (cfg) => [{ tokenizer: cfg.target, at: "", codebookDim: cfg.codebookDim }],
+  paramShapes: (cfg, llmWidth) => {
+    const m = new ShapeRecorder();
+    CosineHead.makeParams(m, cfg, llmWidth);
+    return m.shapes;
+  },
 });
 
-// ---------------------------------------------------------------- 4. train it (synthetic data)
+// ---------------------------------------------------------------- 4. use it in a run file
+//
+// The embedded tiny study with this head: its semantic codebooks are 64 wide. Every other part of
+// the run is the study's; `--set head.width=32` and the like work as for any kind.
+
+/** The run: the tiny study (its parts built unless planning) with the cosine head. */
+export default async function cosineRun(opts: { build: boolean }): Promise<RunConfigInput> {
+  const study = tinyRun(opts.build ? await buildTinyParts() : null);
+  return defineRun({
+    ...study,
+    name: "asvr_tiny_cosine",
+    head: { kind: "cosine_recon", target: "semantic", width: 64, codebookDim: 64 },
+  });
+}
+
+// ---------------------------------------------------------------- 5. train it alone (synthetic data)
 
 /**
  * Trains a small cosine head on fixed synthetic inputs, `steps` AdamW steps; returns the loss of each

@@ -36,25 +36,25 @@ import { rmsNorm } from "../core/kernels/rmsnorm/rmsnorm.ts";
 import { concat, slice } from "../core/kernels/rows/rows.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { AsvrDepthHeadConfig } from "./config.ts";
-import { DepthClassifiers } from "./depth_classifiers.ts";
+import { DepthClassifiers, makeDepthClassifiers } from "./depth_classifiers.ts";
 import type { HeadContext, HeadLoss, VisualHead, VisualTargetCodes, VisualTargets } from "./head.ts";
-import { ParamMaker } from "./param_init.ts";
+import { ParamMaker, type ParamSink } from "./param_init.ts";
 import { checkVisualInputs } from "./visual_inputs.ts";
 import { depthTargets } from "../losses/targets.ts";
 
 /** The epsilon of every RMSNorm of the head (the reference's RMSNorm default). */
 export const ASVR_RMS_EPS = 1e-6;
 
-/** The parameters of one causal depth layer. */
-interface DepthLayer {
-  ln1: Tensor; // [C]
-  inProjW: Tensor; // [3C, C]: rows [0, C) q, [C, 2C) k, [2C, 3C) v
-  inProjB: Tensor; // [3C]
-  outProjW: Tensor; // [C, C]
-  outProjB: Tensor; // [C]
-  ln2: Tensor; // [C]
-  w1: Tensor; // [2C, D*C], viewed (2C, D, C)
-  w2: Tensor; // [C, D*2C], viewed (C, D, 2C)
+/** The parameters of one causal depth layer (tensors, or their shapes when recorded). */
+interface DepthLayer<T = Tensor> {
+  ln1: T; // [C]
+  inProjW: T; // [3C, C]: rows [0, C) q, [C, 2C) k, [2C, 3C) v
+  inProjB: T; // [3C]
+  outProjW: T; // [C, C]
+  outProjB: T; // [C]
+  ln2: T; // [C]
+  w1: T; // [2C, D*C], viewed (2C, D, C)
+  w2: T; // [C, D*2C], viewed (C, D, 2C)
 }
 
 /** The RQ depth transformer head. Build with {@linkcode AsvrDepthHead.create} (or `buildHead`). */
@@ -74,27 +74,43 @@ export class AsvrDepthHead implements VisualHead {
   #layers: DepthLayer[];
   #headnorm: Tensor;
   #classifiers: DepthClassifiers;
+  #chunkRows: number | null;
 
   private constructor(e: Engine, cfg: AsvrDepthHeadConfig, ctx: HeadContext) {
     this.cfg = cfg;
     this.llmWidth = ctx.llmWidth;
     this.dtype = ctx.dtype ?? "f32";
-    const { width: C, depths: D, codebookDim: Dc } = cfg;
+    this.#chunkRows = cfg.chunkRows ?? ctx.chunkRows ?? null;
     const m = new ParamMaker(e, this.dtype, ctx.seed ?? 0);
+    const made = AsvrDepthHead.makeParams(m, cfg, ctx.llmWidth);
+    this.#proj = made.proj;
+    this.#inMlp = made.inMlp;
+    this.#layers = made.layers;
+    this.#headnorm = made.headnorm;
+    this.#classifiers = new DepthClassifiers(made.classifiers);
+    this.#params = m.params;
+  }
+
+  /**
+   * Makes the parameters in `m`, in the reference's order and init (see the module doc). With a
+   * `ShapeRecorder`, the shapes `--plan` counts.
+   */
+  static makeParams<T>(m: ParamSink<T>, cfg: AsvrDepthHeadConfig, llmWidth: number) {
+    const { width: C, depths: D, codebookDim: Dc } = cfg;
     // The projector is a module of the reference's language model, whose post_init draws Linear
     // weights from N(0, 0.02) with zero biases; the head's modules keep PyTorch's defaults.
-    this.#proj = {
-      w1: m.normal("projector.0.weight", [C, ctx.llmWidth], 0.02),
+    const proj = {
+      w1: m.normal("projector.0.weight", [C, llmWidth], 0.02),
       b1: m.fill("projector.0.bias", [C], 0),
       w2: m.normal("projector.2.weight", [C, C], 0.02),
       b2: m.fill("projector.2.bias", [C], 0),
     };
-    this.#inMlp = m.linear("in_mlp_1.", Dc, C);
-    this.#layers = [];
+    const inMlp = m.linear("in_mlp_1.", Dc, C);
+    const layers: DepthLayer<T>[] = [];
     for (let i = 0; i < cfg.layers; i++) {
       const pre = `head_transformer.${i}.`;
       const attn = `${pre}self_attention.`;
-      this.#layers.push({
+      layers.push({
         // nn.MultiheadAttention: xavier-uniform in_proj_weight, zero biases, out_proj as nn.Linear.
         inProjW: m.uniform(`${attn}in_proj_weight`, [3 * C, C], Math.sqrt(6 / (4 * C))),
         inProjB: m.fill(`${attn}in_proj_bias`, [3 * C], 0),
@@ -106,12 +122,12 @@ export class AsvrDepthHead implements VisualHead {
         w2: m.uniform(`${pre}linear2.weight`, [C, D * 2 * C], 1 / Math.sqrt(D * 2 * C)),
       });
       // In the state dict, never used by the forward: zeros, not trained.
-      m.fill(`${pre}linear1.bias`, [2 * C], 0).requiresGrad = false;
-      m.fill(`${pre}linear2.bias`, [C], 0).requiresGrad = false;
+      m.fill(`${pre}linear1.bias`, [2 * C], 0, { frozen: true });
+      m.fill(`${pre}linear2.bias`, [C], 0, { frozen: true });
     }
-    this.#headnorm = m.fill("headnorm.weight", [C], 1);
-    this.#classifiers = new DepthClassifiers(m, C, cfg.codebookSizes);
-    this.#params = m.params;
+    const headnorm = m.fill("headnorm.weight", [C], 1);
+    const classifiers = makeDepthClassifiers(m, C, cfg.codebookSizes);
+    return { proj, inMlp, layers, headnorm, classifiers };
   }
 
   /**
@@ -138,7 +154,7 @@ export class AsvrDepthHead implements VisualHead {
     const total = this.#classifiers.loss(
       (d) => reshape(slice(y, 1, d, d + 1), [R, C]),
       visual.codes,
-      this.cfg.chunkRows,
+      this.#chunkRows,
     );
     return { total, terms: { [`visual_${this.cfg.target}`]: total } };
   }

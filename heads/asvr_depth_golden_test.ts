@@ -14,7 +14,7 @@ import { Checkpoint } from "../io/safetensors.ts";
 import { alignCodes } from "../losses/targets.ts";
 import { AsvrDepthHead } from "./asvr_depth.ts";
 import { asvrDepthLossCpu } from "./asvr_depth_cpu.ts";
-import { type AsvrDepthHeadConfig, parseHeadConfig } from "./config.ts";
+import { type AsvrDepthHeadConfig, parseHeadConfig } from "./mod.ts";
 
 const DIR = fileURLToPath(new URL("../tests/golden/fixtures/asvr_head/", import.meta.url));
 

@@ -6,7 +6,7 @@ import type { Tensor } from "../core/tensor.ts";
 import { assertClose, gpuTest, randInt, randn } from "../core/testing.ts";
 import { AsvrDepthHead } from "./asvr_depth.ts";
 import { asvrDepthLossCpu } from "./asvr_depth_cpu.ts";
-import { type AsvrDepthHeadConfig, parseHeadConfig } from "./config.ts";
+import { type AsvrDepthHeadConfig, parseHeadConfig } from "./mod.ts";
 import type { VisualTargets } from "./head.ts";
 
 // Tiny sizes: B images of N patches, LLM width DL, head width C (2 heads of 8), D depths, K codes.

@@ -5,8 +5,8 @@ import {
   type DualHeadConfig,
   type LinearHeadConfig,
   parseHeadConfig,
-} from "./config.ts";
-import { registerHead } from "./registry.ts";
+} from "./mod.ts";
+import { registerHead } from "./mod.ts";
 
 const throwsAt = (value: unknown, re: RegExp) => assert.throws(() => parseHeadConfig(value, "head"), re);
 
@@ -100,9 +100,11 @@ Deno.test("parseHeadConfig: errors name the path and what is allowed", () => {
 
 Deno.test("parseHeadConfig: a registered kind parses with its own schema", () => {
   throwsAt({ kind: "config_test_probe" }, /unknown head kind "config_test_probe"/);
-  registerHead("config_test_probe", () => {
-    throw new Error("not built in this test");
-  }, {
+  registerHead({
+    kind: "config_test_probe",
+    build: () => {
+      throw new Error("not built in this test");
+    },
     schema: z.strictObject({
       kind: z.literal("config_test_probe"),
       dim: z.number().int().positive().default(64),
@@ -116,8 +118,11 @@ Deno.test("parseHeadConfig: a registered kind parses with its own schema", () =>
   throwsAt({ kind: "config_test_probe", extra: 1 }, /head\.extra: unknown field; allowed fields: kind, dim/);
   throwsAt({ kind: "nope" }, /use one of .*"dual", "config_test_probe"/);
   // Without a schema, a registered kind's config passes through.
-  registerHead("config_test_free", () => {
-    throw new Error("not built in this test");
+  registerHead({
+    kind: "config_test_free",
+    build: () => {
+      throw new Error("not built in this test");
+    },
   });
   assert.deepEqual(parseHeadConfig({ kind: "config_test_free", anything: [1] }, "head"), {
     kind: "config_test_free",

@@ -9,7 +9,17 @@ import { add, scale } from "../core/kernels/elementwise/elementwise.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { depthTargets } from "../losses/targets.ts";
 import { classifierCrossEntropy } from "../losses/visual_ce.ts";
-import type { ParamMaker } from "./param_init.ts";
+import type { ParamSink } from "./param_init.ts";
+
+/** Makes `heads.{d}.weight` [V_d, width] and `heads.{d}.bias` [V_d] (nn.Linear init) for each of `codebookSizes`. */
+export function makeDepthClassifiers<T>(
+  m: ParamSink<T>,
+  width: number,
+  codebookSizes: readonly number[],
+): { weights: T[]; biases: T[] } {
+  const made = codebookSizes.map((V, d) => m.linear(`heads.${d}.`, width, V));
+  return { weights: made.map((x) => x.weight), biases: made.map((x) => x.bias) };
+}
 
 /** D classifiers, one per RQ depth. */
 export class DepthClassifiers {
@@ -18,11 +28,10 @@ export class DepthClassifiers {
   /** Bias [V_d] of each depth. */
   readonly biases: readonly Tensor[];
 
-  /** Makes `heads.{d}.weight` and `heads.{d}.bias` (nn.Linear init) for each of `codebookSizes`. */
-  constructor(maker: ParamMaker, width: number, codebookSizes: readonly number[]) {
-    const made = codebookSizes.map((V, d) => maker.linear(`heads.${d}.`, width, V));
-    this.weights = made.map((m) => m.weight);
-    this.biases = made.map((m) => m.bias);
+  /** The classifiers made by {@linkcode makeDepthClassifiers}. */
+  constructor(made: { weights: Tensor[]; biases: Tensor[] }) {
+    this.weights = made.weights;
+    this.biases = made.biases;
   }
 
   /** The number of depths D. */

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { backward, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { assertClose, gpuTest, randInt, randn } from "../core/testing.ts";
-import { buildHead } from "./build_head.ts";
-import { parseHeadConfig } from "./config.ts";
+import { buildHead } from "./mod.ts";
+import { parseHeadConfig } from "./mod.ts";
 import { DualHead } from "./dual.ts";
 import type { VisualTargets } from "./head.ts";
 

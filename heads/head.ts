@@ -6,25 +6,14 @@
  * `next`: patch i predicts the codes of patch i + 1) and masks rows (text-only samples, the last patch
  * under `next`) by writing -100 into the codes. The head only learns from what it is given.
  *
- * Heads are built from configs by `buildHead` (see `registry.ts`); a user's head implements
- * {@linkcode VisualHead} and registers its own `kind` with `registerHead`, without editing the
- * framework (see `examples/custom_head.ts`).
+ * Each kind of head is described once, by a `HeadKind` registered with `registerHead` (see
+ * `registry.ts`); the framework's kinds register through the same door as a user's (`builtin.ts`,
+ * and `examples/custom_head.ts` for writing one).
  * @module
  */
 
 import type { DType } from "../core/dtype.ts";
 import type { Tensor } from "../core/tensor.ts";
-
-/** The head kinds the framework builds itself (any other kind must be registered). */
-export type BuiltinHeadKind = "none" | "linear" | "asvr_depth" | "dual";
-
-/** Every {@linkcode BuiltinHeadKind}. */
-export const BUILTIN_HEAD_KINDS: readonly BuiltinHeadKind[] = ["none", "linear", "asvr_depth", "dual"];
-
-/** True when `kind` is one of the {@linkcode BUILTIN_HEAD_KINDS}. */
-export function isBuiltinHeadKind(kind: string): kind is BuiltinHeadKind {
-  return (BUILTIN_HEAD_KINDS as readonly string[]).includes(kind);
-}
 
 /** The visual tokenizers whose codes a built-in head can learn: SigLIP-RQ semantic codes or pixel-VQ codes. */
 export type VisualTarget = "semantic" | "pixel";
@@ -79,10 +68,18 @@ export interface HeadContext {
   dtype?: DType;
   /** Seed of the random initialization (default 0). */
   seed?: number;
+  /**
+   * Rows per chunk of the head's cross-entropy where its own config sets none (the run's
+   * `loss.chunkRows`); undefined: the loss's own choice, 64 MiB of logits per chunk.
+   */
+  chunkRows?: number;
 }
 
 /** The one field every head config has. */
 export interface HeadConfigBase {
-  /** Which head: a {@linkcode BuiltinHeadKind} or a registered custom kind. */
+  /** Which head: a registered kind (`registeredHeadKinds()`). */
   kind: string;
 }
+
+/** A head config of any kind: `kind` plus the kind's own fields. */
+export type HeadConfig = HeadConfigBase & { [field: string]: unknown };

@@ -13,9 +13,9 @@ import { gelu } from "../core/kernels/elementwise/elementwise.ts";
 import { matmul } from "../core/kernels/matmul/matmul.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { LinearHeadConfig } from "./config.ts";
-import { DepthClassifiers } from "./depth_classifiers.ts";
+import { DepthClassifiers, makeDepthClassifiers } from "./depth_classifiers.ts";
 import type { HeadContext, HeadLoss, VisualHead, VisualTargets } from "./head.ts";
-import { ParamMaker } from "./param_init.ts";
+import { ParamMaker, type ParamSink } from "./param_init.ts";
 import { checkVisualInputs } from "./visual_inputs.ts";
 
 /** One classifier per depth on a projected state. Build with {@linkcode LinearHead.create} (or `buildHead`). */
@@ -32,15 +32,29 @@ export class LinearHead implements VisualHead {
   #params: Map<string, Tensor>;
   #proj: { weight: Tensor; bias: Tensor };
   #classifiers: DepthClassifiers;
+  #chunkRows: number | null;
 
   private constructor(e: Engine, cfg: LinearHeadConfig, ctx: HeadContext) {
     this.cfg = cfg;
     this.llmWidth = ctx.llmWidth;
     this.dtype = ctx.dtype ?? "f32";
+    this.#chunkRows = cfg.chunkRows ?? ctx.chunkRows ?? null;
     const m = new ParamMaker(e, this.dtype, ctx.seed ?? 0);
-    this.#proj = m.linear("proj.", ctx.llmWidth, cfg.width);
-    this.#classifiers = new DepthClassifiers(m, cfg.width, cfg.codebookSizes);
+    const made = LinearHead.makeParams(m, cfg, ctx.llmWidth);
+    this.#proj = made.proj;
+    this.#classifiers = new DepthClassifiers(made.classifiers);
     this.#params = m.params;
+  }
+
+  /**
+   * Makes the parameters in `m`: `proj.{weight,bias}` [width, d_llm], [width], then the classifiers.
+   * With a `ShapeRecorder`, the shapes `--plan` counts.
+   */
+  static makeParams<T>(m: ParamSink<T>, cfg: LinearHeadConfig, llmWidth: number) {
+    return {
+      proj: m.linear("proj.", llmWidth, cfg.width),
+      classifiers: makeDepthClassifiers(m, cfg.width, cfg.codebookSizes),
+    };
   }
 
   /** A head with nn.Linear's default initialization (`ctx.dtype`, default f32; `ctx.seed`, default 0). */
@@ -75,7 +89,7 @@ export class LinearHead implements VisualHead {
       }),
       "none",
     ); // [R, width]
-    const total = this.#classifiers.loss(() => s, visual.codes, c.chunkRows);
+    const total = this.#classifiers.loss(() => s, visual.codes, this.#chunkRows);
     return { total, terms: { [`visual_${c.target}`]: total } };
   }
 }

@@ -3,7 +3,7 @@ import { backward, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { erf } from "../core/kernels/elementwise/elementwise_cpu.ts";
 import { assertClose, gpuTest, randInt, randn } from "../core/testing.ts";
-import { type LinearHeadConfig, parseHeadConfig } from "./config.ts";
+import { type LinearHeadConfig, parseHeadConfig } from "./mod.ts";
 import { LinearHead } from "./linear.ts";
 
 const B = 2, N = 4, DL = 10, W = 12, SIZES = [6, 9];

@@ -1,8 +1,9 @@
 /**
  * Visual heads: they turn the LLM's hidden states at the image positions into a visual loss against
- * the discrete codes of a frozen visual tokenizer (ASVR_SPEC sections 3-4). Built-in kinds: `none`
- * (the LLaVA baseline), `linear` (one classifier per depth), `asvr_depth` (ASVR's RQ depth
- * transformer) and `dual` (appearance + semantic heads); custom kinds register with `registerHead`.
+ * the discrete codes of a frozen visual tokenizer (ASVR_SPEC sections 3-4). Each kind is a `HeadKind`
+ * registered with `registerHead`; the framework's kinds (`none`, the LLaVA baseline; `linear`, one
+ * classifier per depth; `asvr_depth`, ASVR's RQ depth transformer; `dual`, appearance + semantic
+ * heads) register through the same door as a user's.
  *
  * ```ts ignore
  * import { buildHead, parseHeadConfig } from "@asvr/asvr/heads";
@@ -12,13 +13,13 @@
  * @module
  */
 
+import "./builtin.ts";
+
 export {
-  BUILTIN_HEAD_KINDS,
-  type BuiltinHeadKind,
+  type HeadConfig,
   type HeadConfigBase,
   type HeadContext,
   type HeadLoss,
-  isBuiltinHeadKind,
   VISUAL_TARGETS,
   type VisualHead,
   type VisualTarget,
@@ -27,29 +28,40 @@ export {
 } from "./head.ts";
 export {
   type AsvrDepthHeadConfig,
-  type BuiltinHeadConfig,
-  type CustomHeadConfig,
+  type AsvrDepthHeadConfigInput,
   type DualHeadConfig,
-  type DualSideConfig,
-  type HeadConfig,
   type LinearHeadConfig,
+  type LinearHeadConfigInput,
   type NoneHeadConfig,
-  parseHeadConfig,
 } from "./config.ts";
 export {
-  type HeadConfigIssue,
-  type HeadConfigParseResult,
-  type HeadConfigSchema,
-  type HeadFactory,
+  buildHead,
+  checkHeadTargets,
+  fillHeadConfig,
+  type HeadKind,
+  headKind,
+  headParamShapes,
+  type HeadPlanBytes,
+  headPlanBytes,
+  type HeadPlanStep,
+  type HeadTarget,
+  headTargets,
+  parseHeadConfig,
   registeredHeadKinds,
   registerHead,
-  type RegisterHeadOptions,
+  type TokenizerSizes,
 } from "./registry.ts";
-export { buildHead } from "./build_head.ts";
+export { ASVR_DEPTH_HEAD, DUAL_HEAD, LINEAR_HEAD, NO_HEAD, NONE_HEAD } from "./builtin.ts";
 export { ASVR_RMS_EPS, AsvrDepthHead } from "./asvr_depth.ts";
 export { LinearHead } from "./linear.ts";
 export { NoneHead } from "./none.ts";
 export { DualHead } from "./dual.ts";
-export { DepthClassifiers } from "./depth_classifiers.ts";
-export { ParamMaker } from "./param_init.ts";
+export { DepthClassifiers, makeDepthClassifiers } from "./depth_classifiers.ts";
+export {
+  ParamMaker,
+  type ParamOptions,
+  type ParamShape,
+  type ParamSink,
+  ShapeRecorder,
+} from "./param_init.ts";
 export { checkVisualInputs, type VisualInputs, type VisualInputSpec } from "./visual_inputs.ts";

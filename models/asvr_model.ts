@@ -34,9 +34,7 @@ import { nameTable } from "../backbones/names.ts";
 import { OnnxEncoder } from "../encoders/onnx_encoder.ts";
 import { patchify } from "../encoders/patch_embed.ts";
 import { VisionEncoder } from "../encoders/vit.ts";
-import { buildHead } from "../heads/build_head.ts";
-import type { AsvrDepthHeadConfig, DualHeadConfig, HeadConfig, LinearHeadConfig } from "../heads/config.ts";
-import { isBuiltinHeadKind, type VisualHead, type VisualTargets } from "../heads/head.ts";
+import { buildHead, type HeadTarget, headTargets, type VisualHead, type VisualTargets } from "../heads/mod.ts";
 import type { LossConfig } from "../losses/config.ts";
 import { type CombinedLoss, combineLosses } from "../losses/composite.ts";
 import { textLoss, textLossFromHidden } from "../losses/text_ce.ts";
@@ -176,9 +174,9 @@ export class AsvrModel {
 
   #enc: EncoderPart;
   #toks: Map<string, TokenizerPart>;
-  /** Tokenizers whose codes the head learns (all of them for a custom head). */
+  /** Tokenizers whose codes the head learns, as its kind declares (none: no visual loss). */
   #targetNames: string[];
-  /** Depths D the built-in head expects of each target (what an onnx tokenizer's codes must have). */
+  /** Depths D the head expects of each target, where it says (what an onnx tokenizer's codes must have). */
   #headDepths: Map<string, number>;
   /** Head parameters built frozen (e.g. unused biases), which stay frozen. */
   #headFixed: Set<Tensor>;
@@ -206,8 +204,9 @@ export class AsvrModel {
     this.projector = parts.projector;
     this.#toks = parts.toks;
     this.head = parts.head;
-    this.#targetNames = headTargets(cfg.head, cfg.visualTokenizers);
-    this.#headDepths = headDepths(cfg.head, new Map());
+    const targets = headTargets(cfg.head, cfg.visualTokenizers);
+    this.#targetNames = [...new Set(targets.map((t) => t.tokenizer))];
+    this.#headDepths = new Map(targets.flatMap((t) => t.depths === undefined ? [] : [[t.tokenizer, t.depths]]));
     this.#headFixed = new Set([...parts.head.params().values()].filter((p) => !p.requiresGrad));
     this.#checkpointLayers = checkpointLayers;
   }
@@ -251,9 +250,13 @@ export class AsvrModel {
       const inDim = projectorInDim(c, enc, toks);
       const projector = buildProjector(e, c.projector, inDim, llm.cfg.hiddenSize, dtype, seed * 4 + 3);
       cleanup.push(() => disposeAll(projector.params()));
-      checkHeadCodebooks(c.head, toks, "head");
-      const headCfg = withChunkRows(c.head, c.loss.chunkRows);
-      const head = buildHead(e, headCfg, { llmWidth: llm.cfg.hiddenSize, dtype, seed: seed * 4 + 4 });
+      checkHeadCodebooks(headTargets(c.head, c.visualTokenizers), toks, "head");
+      const head = buildHead(e, c.head, {
+        llmWidth: llm.cfg.hiddenSize,
+        dtype,
+        seed: seed * 4 + 4,
+        ...(c.loss.chunkRows !== undefined ? { chunkRows: c.loss.chunkRows } : {}),
+      });
       return new AsvrModel(e, c, dtype, { enc, llm, projector, toks, head }, opts.checkpointLayers ?? false);
     } catch (err) {
       for (const f of cleanup.reverse()) await f();
@@ -371,7 +374,7 @@ export class AsvrModel {
       ? textLossFromHidden(hidden, this.#lmHead(), labels)
       : textLoss(this.llm.logits(hidden), labels);
     const visual: Record<string, Tensor> = {};
-    if (this.head.kind !== "none") {
+    if (this.#targetNames.length > 0) {
       const idx = e.tensor(plan.hiddenIdx, [B * N], "i32");
       const h = reshape(gatherRows(reshape(hidden, [B * T, C]), idx), [B, N, C]); // zero rows: no image
       const { total, terms } = this.head.loss(h, targets);
@@ -647,7 +650,7 @@ export class AsvrModel {
 
     // The visual targets of the tokenizers the head learns.
     const targets: VisualTargets = {};
-    if (withTargets && this.head.kind !== "none") {
+    if (withTargets) {
       const noImages = imageRows.length === 0 && this.cfg.loss.textOnlyRows === "mask";
       for (const name of this.#targetNames) {
         const t = this.#toks.get(name)!;
@@ -895,99 +898,17 @@ function projectorInDim(cfg: AsvrConfig, enc: EncoderPart, toks: Map<string, Tok
   }
 }
 
-/** An asvr_depth head teacher-forces with its tokenizer's code vectors: their widths must agree. */
-function checkHeadCodebooks(head: HeadConfig, toks: Map<string, TokenizerPart>, path: string): void {
-  const kind = head.kind;
-  if (!isBuiltinHeadKind(kind)) return;
-  switch (kind) {
-    case "none":
-    case "linear":
-      return;
-    case "asvr_depth": {
-      const h = head as AsvrDepthHeadConfig;
-      const t = toks.get(h.target);
-      if (t?.kind !== "rq") return;
-      const Dc = t.books.shape[2];
-      if (h.codebookDim !== Dc) {
-        throw new Error(
-          `${path}.codebookDim is ${h.codebookDim} but the ${
-            JSON.stringify(h.target)
-          } codebooks (${t.cfg.codebooks}) ` +
-            `hold ${Dc}-wide vectors; set ${path}.codebookDim to ${Dc}`,
-        );
-      }
-      return;
-    }
-    case "dual": {
-      const d = head as DualHeadConfig;
-      checkHeadCodebooks(d.appearance, toks, `${path}.appearance`);
-      checkHeadCodebooks(d.semantic, toks, `${path}.semantic`);
-      return;
-    }
-    default: {
-      const never: never = kind;
-      throw new Error(`${path}.kind: unhandled kind ${never}`);
-    }
-  }
-}
-
-/** `loss.chunkRows`, when set, chunks the built-in heads' cross-entropy where the head sets none. */
-function withChunkRows(head: HeadConfig, rows: number | undefined): HeadConfig {
-  const kind = head.kind;
-  if (rows === undefined || !isBuiltinHeadKind(kind)) return head;
-  switch (kind) {
-    case "linear":
-    case "asvr_depth": {
-      const h = head as LinearHeadConfig | AsvrDepthHeadConfig;
-      return h.chunkRows === null ? { ...h, chunkRows: rows } : h;
-    }
-    case "dual": {
-      const d = head as DualHeadConfig;
-      return {
-        ...d,
-        appearance: withChunkRows(d.appearance, rows) as typeof d.appearance,
-        semantic: withChunkRows(d.semantic, rows) as typeof d.semantic,
-      };
-    }
-    case "none":
-      return head;
-    default: {
-      const never: never = kind;
-      throw new Error(`head.kind: unhandled kind ${never}`);
-    }
-  }
-}
-
-/** The depths each built-in classifier head (or dual side) expects of its target, by target name. */
-function headDepths(head: HeadConfig, out: Map<string, number>): Map<string, number> {
-  const kind = head.kind;
-  if (kind === "linear" || kind === "asvr_depth") {
-    const h = head as LinearHeadConfig | AsvrDepthHeadConfig;
-    out.set(h.target, h.depths);
-  } else if (kind === "dual") {
-    headDepths((head as DualHeadConfig).appearance, out);
-    headDepths((head as DualHeadConfig).semantic, out);
-  }
-  return out;
-}
-
-/** The tokenizers a head learns: its built-in targets, or every tokenizer for a custom head. */
-function headTargets(head: HeadConfig, toks: VisualTokenizerConfig[]): string[] {
-  const kind = head.kind;
-  if (!isBuiltinHeadKind(kind)) return toks.map((t) => t.name);
-  switch (kind) {
-    case "none":
-      return [];
-    case "linear":
-    case "asvr_depth":
-      return [(head as LinearHeadConfig | AsvrDepthHeadConfig).target];
-    case "dual": {
-      const d = head as DualHeadConfig;
-      return [...new Set([...headTargets(d.appearance, toks), ...headTargets(d.semantic, toks)])];
-    }
-    default: {
-      const never: never = kind;
-      throw new Error(`head.kind: unhandled kind ${never}`);
+/** A head that teacher-forces reads its tokenizer's code vectors: their widths must agree. */
+function checkHeadCodebooks(targets: HeadTarget[], toks: Map<string, TokenizerPart>, path: string): void {
+  for (const t of targets) {
+    const tok = toks.get(t.tokenizer);
+    if (t.codebookDim === undefined || tok?.kind !== "rq") continue;
+    const Dc = tok.books.shape[2];
+    if (t.codebookDim !== Dc) {
+      throw new Error(
+        `${path}${t.at}.codebookDim is ${t.codebookDim} but the ${JSON.stringify(t.tokenizer)} codebooks ` +
+          `(${tok.cfg.codebooks}) hold ${Dc}-wide vectors; set ${path}${t.at}.codebookDim to ${Dc}`,
+      );
     }
   }
 }

@@ -34,15 +34,17 @@ import {
   visionConfigFromHf,
 } from "../encoders/config.ts";
 import {
-  type AsvrDepthHeadConfig,
-  type CustomHeadConfig,
-  type DualHeadConfig,
+  type AsvrDepthHeadConfigInput,
+  checkHeadTargets,
+  fillHeadConfig,
   type HeadConfig,
-  type LinearHeadConfig,
+  headTargets,
+  type LinearHeadConfigInput,
+  NO_HEAD,
   type NoneHeadConfig,
   parseHeadConfig,
-} from "../heads/config.ts";
-import { isBuiltinHeadKind } from "../heads/head.ts";
+  type TokenizerSizes,
+} from "../heads/mod.ts";
 import { type LossConfig, parseLossConfig } from "../losses/config.ts";
 import { parseProjectorConfig, PROJECTOR_KINDS, type ProjectorKind } from "../projectors/projector.ts";
 import type { OnnxTokenizerConfig } from "../tokenizers/onnx_tokenizer.ts";
@@ -200,29 +202,14 @@ export interface RqTokenizerConfigInput extends Partial<RqTokenizerConfig> {
 /** A visual tokenizer as written. */
 export type VisualTokenizerConfigInput = RqTokenizerConfigInput | OnnxTokenizerConfig;
 
-/** A linear head as written (every field but `kind` has a default). */
-export interface LinearHeadConfigInput extends Partial<LinearHeadConfig> {
-  /** Discriminator. */
-  kind: "linear";
-}
-
-/** An ASVR depth-transformer head as written (every field but `kind` has a default). */
-export interface AsvrDepthHeadConfigInput extends Partial<AsvrDepthHeadConfig> {
-  /** Discriminator. */
-  kind: "asvr_depth";
-}
-
-/** A side of a dual head as written. */
-export type DualSideConfigInput = LinearHeadConfigInput | AsvrDepthHeadConfigInput | CustomHeadConfig;
-
-/** A dual head as written. */
+/** A dual head as written: each side a head config of any kind as written. */
 export interface DualHeadConfigInput {
   /** Discriminator. */
   kind: "dual";
   /** The head on the "pixel" codes. */
-  appearance: DualSideConfigInput;
+  appearance: HeadConfigInput;
   /** The head on the "semantic" codes. */
-  semantic: DualSideConfigInput;
+  semantic: HeadConfigInput;
 }
 
 /** A head config as written: a built-in kind with any of its fields, or a registered custom kind. */
@@ -231,7 +218,7 @@ export type HeadConfigInput =
   | LinearHeadConfigInput
   | AsvrDepthHeadConfigInput
   | DualHeadConfigInput
-  | CustomHeadConfig;
+  | HeadConfig;
 
 /** An ASVR config as written in a config file (a parsed {@linkcode AsvrConfig} is one too). */
 export interface AsvrConfigInput {
@@ -387,7 +374,7 @@ function parseAll(value: unknown): AsvrConfig {
   const llm = parseLlmSlot(value.llm, "llm");
   const visualTokenizers = parseTokenizers(value.visualTokenizers ?? [], "visualTokenizers");
   const projector = parseProjectorSlot(value.projector, "projector");
-  const head = parseHeadSlot(value.head ?? { kind: "none" }, visualTokenizers, "head");
+  const head = parseHeadSlot(value.head ?? NO_HEAD, visualTokenizers, "head");
   const loss = parseLossConfig(value.loss ?? {}, "loss");
   const cfg: AsvrConfig = { encoder, projector, llm, visualTokenizers, head, loss };
   checkAcrossSlots(cfg);
@@ -491,124 +478,31 @@ function parseTokenizers(value: unknown, path: string): VisualTokenizerConfig[] 
 }
 
 /**
- * The head: parsed by the heads' own parser; a linear / asvr_depth head (or dual side) that leaves
- * out `depths` or `codebookSizes` takes them from its target rq tokenizer; then the cross-slot checks.
+ * The head, by its kind's descriptor: the fields it fills from the tokenizers (a classifier head's
+ * `depths` and `codebookSizes`), parsed, then its targets checked against the tokenizers.
  */
 function parseHeadSlot(value: unknown, toks: VisualTokenizerConfig[], path: string): HeadConfig {
-  // A probe without the sizes finds each classifier's target (and its kind's other defaults).
-  const probe = parseHeadConfig(withoutSizes(value), path);
-  const head = parseHeadConfig(fillFromTokenizers(value, probe, toks), path);
-  checkHead(head, toks, path);
+  const sizes = tokenizerSizes(toks);
+  const head = parseHeadConfig(fillHeadConfig(value, sizes), path);
+  checkHeadTargets(head, sizes, path);
   return head;
 }
 
-/** A head config as written without `depths` / `codebookSizes` (on a dual head's sides too). */
-function withoutSizes(value: unknown): unknown {
-  if (!isRecord(value)) return value;
-  if (value.kind === "linear" || value.kind === "asvr_depth") {
-    const { depths: _d, codebookSizes: _c, ...rest } = value;
-    return rest;
-  }
-  if (value.kind === "dual") {
-    return { ...value, appearance: withoutSizes(value.appearance), semantic: withoutSizes(value.semantic) };
-  }
-  return value;
-}
-
-function fillFromTokenizers(value: unknown, parsed: HeadConfig, toks: VisualTokenizerConfig[]): unknown {
-  if (!isRecord(value)) return value;
-  const kind = parsed.kind;
-  if (kind === "linear" || kind === "asvr_depth") {
-    const tok = toks.find((t) => t.name === (parsed as LinearHeadConfig | AsvrDepthHeadConfig).target);
-    if (!tok || tok.kind !== "rq") return value;
-    if (value.depths !== undefined && value.codebookSizes !== undefined) return value;
-    const depths = typeof value.depths === "number" ? value.depths : tok.depths;
-    return {
-      ...value,
-      depths,
-      codebookSizes: value.codebookSizes ?? new Array<number>(depths).fill(tok.codebookSize),
-    };
-  }
-  if (kind === "dual") {
-    const dual = parsed as DualHeadConfig;
-    const appearance = fillFromTokenizers(value.appearance, dual.appearance, toks);
-    const semantic = fillFromTokenizers(value.semantic, dual.semantic, toks);
-    return appearance === value.appearance && semantic === value.semantic
-      ? value
-      : { ...value, appearance, semantic };
-  }
-  return value;
-}
-
-/** A built-in head's targets exist and match their tokenizers; custom kinds are their own business. */
-function checkHead(head: HeadConfig, toks: VisualTokenizerConfig[], path: string): void {
-  const kind = head.kind;
-  if (!isBuiltinHeadKind(kind)) return;
-  switch (kind) {
-    case "none":
-      return;
-    case "linear":
-    case "asvr_depth":
-      return checkClassifier(head as LinearHeadConfig | AsvrDepthHeadConfig, toks, path);
-    case "dual": {
-      const dual = head as DualHeadConfig;
-      checkHead(dual.appearance, toks, `${path}.appearance`);
-      checkHead(dual.semantic, toks, `${path}.semantic`);
-      return;
-    }
-    default: {
-      const never: never = kind;
-      throw new Error(`${path}.kind: unhandled kind ${never}`);
-    }
-  }
-}
-
-function checkClassifier(
-  head: LinearHeadConfig | AsvrDepthHeadConfig,
-  toks: VisualTokenizerConfig[],
-  path: string,
-): void {
-  const i = toks.findIndex((t) => t.name === head.target);
-  if (i < 0) {
-    const have = toks.length ? toks.map((t) => JSON.stringify(t.name)).join(", ") : "none";
-    throw new Error(
-      `${path}.target is ${JSON.stringify(head.target)}, which names no visual tokenizer (visualTokenizers ` +
-        `has: ${have}); add a visual tokenizer named ${JSON.stringify(head.target)} or change ${path}.target`,
-    );
-  }
-  const tok = toks[i];
-  const at = `visualTokenizers[${i}] (${JSON.stringify(tok.name)})`;
-  const kind = tok.kind;
-  switch (kind) {
-    case "onnx":
-      if (head.kind === "asvr_depth") {
-        throw new Error(
-          `${path}.target: ${at} is an onnx tokenizer, which has no codebooks, but an asvr_depth head ` +
-            `teacher-forces with the codebook vectors; use an rq tokenizer or a linear head`,
-        );
+/** What a head may be filled and checked against, of each visual tokenizer. */
+export function tokenizerSizes(toks: readonly VisualTokenizerConfig[]): TokenizerSizes[] {
+  return toks.map((t) => {
+    const kind = t.kind;
+    switch (kind) {
+      case "rq":
+        return { name: t.name, depths: t.depths, codebookSize: t.codebookSize, hasCodebooks: true };
+      case "onnx":
+        return { name: t.name, hasCodebooks: false };
+      default: {
+        const never: never = kind;
+        throw new Error(`unhandled visual tokenizer kind ${never}`);
       }
-      return;
-    case "rq":
-      if (head.depths !== tok.depths) {
-        throw new Error(
-          `${path}.depths is ${head.depths} but ${at} has depths ${tok.depths}; they must be equal ` +
-            `(leave ${path}.depths out to take the tokenizer's)`,
-        );
-      }
-      head.codebookSizes.forEach((k, d) => {
-        if (k !== tok.codebookSize) {
-          throw new Error(
-            `${path}.codebookSizes[${d}] is ${k} but ${at} has codebookSize ${tok.codebookSize}; they must ` +
-              `be equal (leave ${path}.codebookSizes out to take the tokenizer's)`,
-          );
-        }
-      });
-      return;
-    default: {
-      const never: never = kind;
-      throw new Error(`${at}: unhandled kind ${never}`);
     }
-  }
+  });
 }
 
 /** The checks between encoder, projector, LLM and tokenizers. */
@@ -643,10 +537,10 @@ function checkAcrossSlots(cfg: AsvrConfig): void {
     }
   }
   // CLIP's CLS row has no visual target.
-  if (vision && vision.kind === "clip" && vision.keepCls && cfg.head.kind !== "none") {
+  if (vision && vision.kind === "clip" && vision.keepCls && headTargets(cfg.head, toks).length > 0) {
     throw new Error(
       `encoder.keepCls is true: CLIP's CLS row would take an image position that has no visual target; ` +
-        `set it to false, or use head kind "none"`,
+        `set it to false, or use a head that learns no codes (kind "${NO_HEAD.kind}")`,
     );
   }
   // Widths, where the inline sizes say them.

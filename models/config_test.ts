@@ -121,7 +121,7 @@ Deno.test("parseConfig: top-level and encoder errors name the path and what is a
   );
   fails(
     withSlot("encoder", { kind: "clip", keepCls: true }),
-    /encoder\.keepCls is true: CLIP's CLS row .*head kind "none"/,
+    /encoder\.keepCls is true: CLIP's CLS row .*kind "none"/,
   );
 });
 
@@ -219,7 +219,7 @@ Deno.test("parseConfig: tokenizer, head and loss errors name the path", () => {
   );
   fails(
     { ...base(), visualTokenizers: [{ kind: "onnx", name: "semantic", model: "tok.onnx" }] },
-    /head\.target: visualTokenizers\[0\] \("semantic"\) is an onnx tokenizer, which has no codebooks/,
+    /head\.target: visualTokenizers\[0\] \("semantic"\) has no codebooks, but the asvr_depth head teacher-forces/,
   );
   fails(
     withSlot("loss", { alignment: "prev" }),
@@ -270,9 +270,9 @@ Deno.test("setConfigValue: typed overrides from strings", () => {
   ); // sizes kept
   assert.equal(setConfigValue(c, "llm.config.numLayers", "3").llm.config?.numLayers, 3);
   const deeper = applyOverrides(c, ["visualTokenizers[0].depths=3", "visualTokenizers.0.codebookSize=16"]);
-  assert.deepEqual((deeper.head as { codebookSizes: number[] }).codebookSizes, [16, 16, 16]);
+  assert.deepEqual(deeper.head.codebookSizes, [16, 16, 16]);
   assert.deepEqual(
-    (setConfigValue(c, "head.codebookSizes", "[8, 8]").head as { codebookSizes: number[] }).codebookSizes,
+    setConfigValue(c, "head.codebookSizes", "[8, 8]").head.codebookSizes,
     [8, 8],
   );
   assert.deepEqual(c, before, "the given config is not modified");

@@ -3,9 +3,9 @@
 import assert from "node:assert/strict";
 import { assertClose, gpuTest, randInt, randn } from "../core/testing.ts";
 import { CosineHead, trainCosineHead } from "../examples/custom_head.ts";
-import { buildHead } from "../heads/build_head.ts";
-import { parseHeadConfig } from "../heads/config.ts";
-import { registeredHeadKinds } from "../heads/registry.ts";
+import { buildHead } from "../heads/mod.ts";
+import { parseHeadConfig } from "../heads/mod.ts";
+import { registeredHeadKinds } from "../heads/mod.ts";
 
 Deno.test("custom head: its kind is registered and its config parses with its own defaults and errors", () => {
   assert.ok(registeredHeadKinds().includes("cosine_recon"));

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { headTargets } from "../heads/mod.ts";
 import { z } from "zod";
 import {
   type AsvrConfig,
@@ -264,7 +265,8 @@ export function parseRunConfig(value: unknown, source: string): RunConfig {
         `${source}: train.stages[${i}].trainable: nothing trains; set projector, llm or head to true`,
       );
     }
-    if (s.trainable.head && cfg.head.kind === "none") s.trainable.head = false;
+    // A head that learns no tokenizer's codes has no loss to train on.
+    if (s.trainable.head && headTargets(cfg.head, cfg.visualTokenizers).length === 0) s.trainable.head = false;
   }
   return { ...cfg, name: (name as string | undefined) ?? "run", data: d, train: { ...t, stages } };
 }

@@ -11,13 +11,11 @@
 
 import { basename, join } from "node:path";
 import { type LlmConfig, llmConfigFromHf } from "../backbones/config.ts";
-import { layerParamShape } from "../backbones/decoder.ts";
+import { decoderParamShapes, layerParamShape } from "../backbones/decoder.ts";
 import { matmulAttentionWorkspace } from "../core/kernels/attention/attention_matmul.ts";
 import { LORA_TARGET_KEYS, LORA_TARGETS, type LoraConfig, parseLoraConfig } from "../backbones/lora.ts";
 import { type VisionConfig, visionConfigFromHf } from "../encoders/config.ts";
-import type { BuiltinHeadConfig, HeadConfig } from "../heads/config.ts";
-import { isBuiltinHeadKind } from "../heads/head.ts";
-import { visualLogitsBytes } from "../losses/visual_ce.ts";
+import { headParamShapes, headPlanBytes } from "../heads/mod.ts";
 import type { RunConfig, StageConfig } from "./config.ts";
 
 /** Shapes of public checkpoints, used when a folder is not on disk yet (keyed by folder name). */
@@ -63,6 +61,8 @@ export interface ComponentPlan {
   name: string;
   /** Parameters (codebook entries for a tokenizer). */
   params: number;
+  /** Of those, the ones a stage that trains the component trains (default: all). */
+  trainable?: number;
   /** Where its sizes came from (a config.json, the run file, or a known public checkpoint). */
   source: string;
   /** The largest single tensor, in elements. */
@@ -109,11 +109,12 @@ export async function planRun(cfg: RunConfig): Promise<RunPlan> {
   const llm = await llmSizes(cfg);
   const vision = cfg.encoder.kind === "onnx" ? null : await visionSizes(cfg);
   const components: ComponentPlan[] = [];
+  const llmShapes = decoderParamShapes(llm.cfg);
   components.push({
     name: "llm",
-    params: llmParams(llm.cfg),
+    params: sumShapes(llmShapes.values()),
     source: llm.source,
-    largest: llm.cfg.vocabSize * llm.cfg.hiddenSize,
+    largest: Math.max(...[...llmShapes.values()].map(numel)),
   });
   if (vision) {
     const v = vision.cfg;
@@ -142,8 +143,16 @@ export async function planRun(cfg: RunConfig): Promise<RunPlan> {
       largest: Math.max(...shapes.map(([out, inDim]) => l.rank * Math.max(out, inDim))),
     });
   }
-  const head = headParams(cfg.head, C);
-  components.push({ name: "head", params: head.params, source: "run file", largest: head.largest });
+  const headShapes = [...headParamShapes(cfg.head, C) ?? []].map(([, p]) => p);
+  components.push({
+    name: "head",
+    params: sumShapes(headShapes.map((p) => p.shape)),
+    trainable: sumShapes(headShapes.filter((p) => !p.frozen).map((p) => p.shape)),
+    source: headParamShapes(cfg.head, C)
+      ? "run file"
+      : `run file; kind "${cfg.head.kind}" declares no paramShapes, not counted`,
+    largest: Math.max(0, ...headShapes.map((p) => numel(p.shape))),
+  });
   for (const t of cfg.visualTokenizers) {
     if (t.kind !== "rq") continue;
     const dim = t.layer === "pixels" ? 3 * (vision?.cfg.patchSize ?? 14) ** 2 : vision?.cfg.hiddenSize ?? 0;
@@ -171,7 +180,10 @@ function stagePlan(
   N: number,
   bytes: number,
 ): StagePlan {
-  const count = (name: string) => components.find((c) => c.name === name)?.params ?? 0;
+  const count = (name: string) => {
+    const c = components.find((c) => c.name === name);
+    return c?.trainable ?? c?.params ?? 0;
+  };
   // With LoRA a stage that trains the LLM trains its adapters instead.
   const llmTrains = s.trainable.llm ? (cfg.llm.lora ? count("lora") : count("llm")) : 0;
   const trainable = llmTrains + (s.trainable.projector ? count("projector") : 0) +
@@ -191,15 +203,15 @@ function stagePlan(
     lora: cfg.llm.lora,
     checkpointLayers: cfg.train.checkpointLayers,
   });
-  // Per head: its activations over the B x N image rows and its peak logits (one depth, one chunk).
-  let headActs = 0, headLogits = 0;
-  for (const h of headSides(cfg.head)) {
-    const rows = B * N * h.depths;
-    headActs += rows * h.width * (h.kind === "asvr_depth" ? 4 + 12 * h.layers : 2) * bytes;
-    const vocab = Math.max(...h.codebookSizes);
-    headLogits = Math.max(headLogits, visualLogitsBytes({ rows: B * N, vocab }).chunked);
-  }
-  const activations = llmActs + headActs;
+  // The head's activations over the B x N image rows and its peak logits, as its kind declares them.
+  const head = headPlanBytes(cfg.head, {
+    rows: B * N,
+    bytes,
+    llmWidth: llm.hiddenSize,
+    ...(cfg.loss.chunkRows !== undefined ? { chunkRows: cfg.loss.chunkRows } : {}),
+  });
+  const headLogits = head.logits;
+  const activations = llmActs + head.activations;
   return {
     name: s.name,
     trainable,
@@ -262,14 +274,6 @@ export function llmActivationBytes(llm: LlmConfig, o: LlmStepShape): number {
   return layers + logits + scores;
 }
 
-/** Parameters of a decoder (embeddings, layers, final norm, untied LM head). */
-export function llmParams(c: LlmConfig): number {
-  const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim, C = c.hiddenSize;
-  const attn = C * q + 2 * C * kv + q * C + (c.attentionBias ? q + 2 * kv : 0);
-  const layer = attn + 3 * C * c.intermediateSize + 2 * C;
-  return c.vocabSize * C * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * layer + C;
-}
-
 /** Parameters of a SigLIP / CLIP vision tower (patch embedding, positions, layers, norms). */
 export function visionParams(v: VisionConfig): number {
   const C = v.hiddenSize, N = Math.floor(v.imageSize / v.patchSize) ** 2;
@@ -279,58 +283,15 @@ export function visionParams(v: VisionConfig): number {
   return embed + v.numLayers * layer + 2 * C + (clip ? 2 * C : 0);
 }
 
-/** The built-in classifier heads in a head config (both sides of a dual head; none for custom kinds). */
-function headSides(h: HeadConfig): (Extract<BuiltinHeadConfig, { kind: "linear" | "asvr_depth" }>)[] {
-  if (!isBuiltinHeadKind(h.kind)) return [];
-  const b = h as BuiltinHeadConfig;
-  switch (b.kind) {
-    case "none":
-      return [];
-    case "linear":
-    case "asvr_depth":
-      return [b];
-    case "dual":
-      return [...headSides(b.appearance), ...headSides(b.semantic)];
-    default: {
-      const never: never = b;
-      throw new Error(`unhandled head ${JSON.stringify(never)}`);
-    }
-  }
+/** The number of elements of each shape, summed. */
+function sumShapes(shapes: Iterable<readonly number[]>): number {
+  let n = 0;
+  for (const s of shapes) n += numel(s);
+  return n;
 }
 
-/** Trainable parameters of a built-in head and its largest tensor, in elements (custom heads: 0). */
-export function headParams(h: HeadConfig, llmWidth: number): { params: number; largest: number } {
-  if (!isBuiltinHeadKind(h.kind)) return { params: 0, largest: 0 };
-  const b = h as BuiltinHeadConfig;
-  switch (b.kind) {
-    case "none":
-      return { params: 0, largest: 0 };
-    case "linear": {
-      const h = b;
-      const cls = h.codebookSizes.reduce((s, K) => s + K * h.width + K, 0);
-      return { params: llmWidth * h.width + h.width + cls, largest: Math.max(...h.codebookSizes) * h.width };
-    }
-    case "asvr_depth": {
-      const h = b;
-      const C = h.width, D = h.depths;
-      const proj = C * llmWidth + C + C * C + C;
-      const inMlp = h.codebookDim * C + C;
-      const layer = 3 * C * C + 3 * C + C * C + C + 2 * C + 2 * C * D * C + C * D * 2 * C;
-      const cls = h.codebookSizes.reduce((s, K) => s + K * C + K, 0);
-      return {
-        params: proj + inMlp + h.layers * layer + C + cls,
-        largest: Math.max(2 * C * D * C, Math.max(...h.codebookSizes) * C),
-      };
-    }
-    case "dual": {
-      const a = headParams(b.appearance, llmWidth), s = headParams(b.semantic, llmWidth);
-      return { params: a.params + s.params, largest: Math.max(a.largest, s.largest) };
-    }
-    default: {
-      const never: never = b;
-      throw new Error(`unhandled head ${JSON.stringify(never)}`);
-    }
-  }
+function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
 }
 
 async function llmSizes(cfg: RunConfig): Promise<{ cfg: LlmConfig; source: string }> {

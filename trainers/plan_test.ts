@@ -35,10 +35,7 @@ gpuTest("planRun: parameter counts equal the built model's, per component and pe
       const count = (prefix: string) =>
         [...m.params()].filter(([n]) => n.startsWith(prefix)).reduce((s, [, t]) => s + t.size, 0);
       const got = Object.fromEntries(plan.components.map((c) => [c.name, c.params]));
-      const headBuilt = [...m.head.params().values()].filter((t) => t.requiresGrad).reduce(
-        (s, t) => s + t.size,
-        0,
-      );
+      const headBuilt = [...m.head.params().values()].reduce((s, t) => s + t.size, 0);
       assert.equal(got.head, headBuilt, `${head.kind} head`);
       assert.equal(got.projector, count(PARAM_PREFIXES.projector), "projector");
       assert.equal(got.encoder, count(PARAM_PREFIXES.encoder), "encoder");

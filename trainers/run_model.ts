@@ -14,6 +14,7 @@ import { pathExists } from "../io/path_exists.ts";
 import { AsvrModel } from "../models/asvr_model.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { modelConfig, parseRunConfig, type RunConfig } from "./config.ts";
+import { importModules, importRunModules, withMissingModules } from "./run_file.ts";
 import { transferProgressPrinter } from "./progress.ts";
 
 /** A trained run: where it is, which checkpoint, its config. */
@@ -28,22 +29,44 @@ export interface RunInfo {
   tokenizerDir: string;
 }
 
+/** Options of {@linkcode findRun}. */
+export interface FindRunOptions {
+  /** Modules to import before reading the config (`--import`), besides those the run records. */
+  imports?: readonly string[];
+}
+
 /**
  * Finds the run of `target`, a run folder (its latest complete checkpoint) or a checkpoint folder
- * (`runs/x/checkpoints/step-00000120`), and reads its config (nothing is loaded yet).
+ * (`runs/x/checkpoints/step-00000120`), imports the modules it records (`imports.json`, the kinds of
+ * its run file) and `opts.imports`, and reads its config (nothing is loaded yet).
  */
-export async function findRun(target: string): Promise<RunInfo> {
+export async function findRun(target: string, opts: FindRunOptions = {}): Promise<RunInfo> {
   const isCheckpoint = basename(dirname(target)) === "checkpoints";
   const runDir = isCheckpoint ? dirname(dirname(target)) : target;
   const checkpoint = isCheckpoint ? target : await latestCheckpoint(runDir);
   if (!checkpoint) throw new Error(`${runDir}: no complete checkpoint under ${runDir}/checkpoints`);
-  const configPath = join(runDir, "config.json");
-  const cfg = parseRunConfig(await readJsonFile(configPath, "a run's config"), configPath);
+  const cfg = await readRunConfig(runDir, opts.imports ?? []);
   const ownTokenizer = join(runDir, "tokenizer");
   const tokenizerDir = await pathExists(join(ownTokenizer, "tokenizer.json"))
     ? ownTokenizer
     : cfg.data.tokenizer ?? cfg.llm.path!;
   return { runDir, checkpoint, cfg, tokenizerDir };
+}
+
+/**
+ * The config of run folder `runDir` (`config.json`), read after importing `imports` and the modules
+ * the run records; an unknown kind names the recorded modules that are gone and the fix.
+ */
+export async function readRunConfig(runDir: string, imports: readonly string[]): Promise<RunConfig> {
+  await importModules(imports);
+  const { missing } = await importRunModules(runDir);
+  const configPath = join(runDir, "config.json");
+  const json = await readJsonFile(configPath, "a run's config");
+  try {
+    return parseRunConfig(json, configPath);
+  } catch (err) {
+    throw withMissingModules(err, missing);
+  }
 }
 
 /**

@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import type { Engine } from "../core/engine.ts";
 import { gpuTest } from "../core/testing.ts";
 import { AsvrDepthHead } from "./asvr_depth.ts";
-import { buildHead } from "./build_head.ts";
-import type { CustomHeadConfig, HeadConfig } from "./config.ts";
+import { buildHead } from "./mod.ts";
+import type { HeadConfig } from "./mod.ts";
 import type { HeadContext, VisualHead } from "./head.ts";
 import { LinearHead } from "./linear.ts";
 import { NoneHead } from "./none.ts";
-import { registerHead } from "./registry.ts";
+import { registerHead } from "./mod.ts";
 
 const dispose = (h: VisualHead) => {
   for (const t of h.params().values()) t.dispose();
@@ -41,17 +41,20 @@ gpuTest("buildHead: each built-in kind, with defaults filled and the context app
 gpuTest(
   "buildHead: a registered kind is built by its factory; an unknown kind lists the registered ones",
   (e) => {
-    let seen: { cfg: CustomHeadConfig; ctx: HeadContext } | null = null;
-    registerHead("build_test_head", (eng: Engine, cfg, ctx) => {
-      seen = { cfg, ctx };
-      return new NoneHead(eng);
+    let seen: { cfg: HeadConfig; ctx: HeadContext } | null = null;
+    registerHead({
+      kind: "build_test_head",
+      build: (eng: Engine, cfg, ctx) => {
+        seen = { cfg, ctx };
+        return new NoneHead(eng);
+      },
     });
     const head = buildHead(e, { kind: "build_test_head", size: 3 }, { llmWidth: 4 });
     assert.ok(head instanceof NoneHead);
     assert.deepEqual(seen, { cfg: { kind: "build_test_head", size: 3 }, ctx: { llmWidth: 4 } });
     assert.throws(
       () => buildHead(e, { kind: "no_such_head" }, { llmWidth: 4 }),
-      /unknown head kind "no_such_head"; registered kinds: none, linear, asvr_depth, dual, .*build_test_head/,
+      /head\.kind: unknown head kind "no_such_head"; use one of "none", "linear", "asvr_depth", "dual", .*"build_test_head"/,
     );
   },
 );

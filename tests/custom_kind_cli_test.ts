@@ -1,0 +1,95 @@
+// A user's head kind, defined in a module outside the framework's folders
+// (tests/fixtures/custom_kind/first_depth_head.ts), goes through every shipped command: --plan counts
+// it as the built head has it, train records the run file, and eval, export and resume import it
+// again; a run moved away from its modules names them and takes --import.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { gpuTest } from "../core/testing.ts";
+import { buildHead, parseHeadConfig } from "../heads/mod.ts";
+import { SafetensorsFile } from "../io/safetensors.ts";
+import { readMetrics } from "../trainers/metrics.ts";
+import { writeTinyRun } from "./tiny_run.ts";
+import { TINY } from "../models/testing.ts";
+
+const HEAD_MODULE = new URL("./fixtures/custom_kind/first_depth_head.ts", import.meta.url);
+
+/** Runs a deno task's script with arguments; returns the exit code and the output. */
+async function run(script: string, args: string[]): Promise<{ code: number; out: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(`../cli/${script}`, import.meta.url).pathname, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
+}
+
+gpuTest("a custom head kind plans, trains, evaluates, exports and resumes through the CLI", async (e) => {
+  await import(HEAD_MODULE.href);
+  const dir = await Deno.makeTempDir();
+  try {
+    const input = await writeTinyRun(dir, { steps: 1 });
+    const head = { kind: "first_depth_mlp", target: "semantic", width: 20, codebookSize: TINY.codes };
+    const cfg = { ...input, head, train: { ...input.train, evalData: null } };
+    const runFile = join(dir, "run.ts");
+    await Deno.writeTextFile(
+      runFile,
+      `import ${JSON.stringify(HEAD_MODULE.href)};\nexport default ${JSON.stringify(cfg, null, 1)};\n`,
+    );
+
+    // --plan counts the head from the shapes its kind declares: the built head's parameters.
+    const built = buildHead(e, parseHeadConfig(head, "head"), { llmWidth: TINY.llmWidth });
+    const count = [...built.params().values()].reduce((n, t) => n + t.size, 0);
+    for (const t of built.params().values()) t.dispose();
+    let r = await run("train.ts", [runFile, "--plan"]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, new RegExp(`\\n  head\\s+${count}  \\(run file\\)`), r.out);
+
+    // Train: the run folder records the run file.
+    const runDir = join(dir, "run");
+    r = await run("train.ts", [runFile, "--out", runDir]);
+    assert.equal(r.code, 0, r.out);
+    const imports = JSON.parse(await Deno.readTextFile(join(runDir, "imports.json")));
+    assert.ok(imports.modules.some((m: string) => m.endsWith("/run.ts")), JSON.stringify(imports));
+    const steps = await readMetrics(runDir);
+    assert.equal(steps.length, 2);
+    assert.ok(steps.every((s) => Number.isFinite(s.loss_visual_first)), JSON.stringify(steps));
+
+    // Eval and export import the recorded run file, so the kind parses and builds.
+    const questions = join(dir, "images", "eval.json");
+    r = await run("eval.ts", [runDir, questions, "--max-new-tokens", "2", "--out", join(dir, "ev.json")]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /overall/);
+    const exported = join(dir, "export");
+    r = await run("export.ts", [runDir, "--out", exported]);
+    assert.equal(r.code, 0, r.out);
+    const f = await SafetensorsFile.open(join(exported, "model.safetensors"));
+    assert.ok(f.names().includes("visual_head.fc2.weight"), f.names().join(", "));
+    f.close();
+
+    // Resume with the run's own config: one more step of stage 2.
+    r = await run("train.ts", ["--resume", runDir, "--set", "train.stages[1].maxSteps=2"]);
+    assert.equal(r.code, 0, r.out);
+    assert.deepEqual((await readMetrics(runDir)).map((s) => s.step), [1, 2, 3]);
+
+    // Moved away from its run file: the error names the module and the fix; --import covers it.
+    await Deno.rename(runFile, join(dir, "elsewhere.ts"));
+    r = await run("eval.ts", [runDir, questions, "--max-new-tokens", "1", "--out", join(dir, "ev2.json")]);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /unknown head kind "first_depth_mlp"/);
+    assert.match(r.out, /the run records module\(s\) not found here: file:\/\/.*\/run\.ts; .*--import <module>/);
+    r = await run("eval.ts", [
+      runDir,
+      questions,
+      "--max-new-tokens",
+      "1",
+      "--out",
+      join(dir, "ev2.json"),
+      "--import",
+      HEAD_MODULE.pathname,
+    ]);
+    assert.equal(r.code, 0, r.out);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
