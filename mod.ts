@@ -12,7 +12,8 @@
  * - `./heads`: visual heads (none, linear, the ASVR depth transformer, dual) and the custom-head registry;
  * - `./losses`: text and chunked visual cross-entropy, target alignment and masks, loss composition;
  * - `./models`: the ASVR config (`defineConfig`, one `kind` union per slot) and the model composing the slots;
- * - `./data`: LLaVA datasets, conversation templates, tokenization, batches, image decoding and preprocessing;
+ * - `./data`: LLaVA datasets, conversation templates, tokenization, batches, image decoding and preprocessing,
+ *   image feature streams for codebook fitting;
  * - `./trainers`: run configs (`defineRun`), the two-stage trainer, checkpoints, metrics, plans, evaluation;
  * - `./eval`: question files, answer scoring (exact match, multiple choice, POPE) and reports.
  *

@@ -8,9 +8,7 @@ import { reshape } from "../core/autograd.ts";
 import { crossEntropy } from "../core/kernels/cross_entropy/cross_entropy.ts";
 import { concat, slice } from "../core/kernels/rows/rows.ts";
 import type { Tensor } from "../core/tensor.ts";
-
-/** The label that marks a position as not supervised. */
-export const IGNORE_INDEX: number = -100;
+import { IGNORE_INDEX } from "../core/labels.ts";
 
 /**
  * The targets of each position: labels i32 [B, T] -> i32 [B, T] with out[b, t] = labels[b, t + 1]

@@ -32,7 +32,7 @@ export {
   nameTable,
   QWEN2_NAMES,
 } from "./names.ts";
-export { causalLmLoss, IGNORE_INDEX, shiftLabels } from "./causal_lm_loss.ts";
+export { causalLmLoss, shiftLabels } from "./causal_lm_loss.ts";
 export {
   Decoder,
   type DecoderCreateOptions,

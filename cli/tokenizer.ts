@@ -35,7 +35,7 @@ import { loadRunFile } from "../trainers/run_file.ts";
 import { encoderInput } from "../trainers/stage_data.ts";
 import { Codebooks } from "../tokenizers/codebooks.ts";
 import { defaultSampleLimit, type FitProgress, fitResidualKMeans } from "../tokenizers/fit_codebooks.ts";
-import { imageFeatures, imageFeatureWidth, preprocessedImages } from "../tokenizers/fit_from_images.ts";
+import { imageFeatures, imageFeatureWidth, preprocessedImages } from "../data/image_features.ts";
 import { MAX_U16_CODES } from "../tokenizers/target_cache.ts";
 import type { RqTokenizerConfig } from "../tokenizers/visual_config.ts";
 

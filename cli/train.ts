@@ -95,7 +95,7 @@ async function loadConfig(file: string | null): Promise<{ cfg: RunConfig; module
     const cfg = applyRunOverrides(await readRunConfig(runDir, imports), sets, configPath);
     return { cfg, modules: imports.map(moduleUrl) };
   }
-  const runFile = file ?? new URL("../examples/asvr_tiny.ts", import.meta.url).pathname;
+  const runFile = file ?? new URL("../examples/asvr_tiny.ts", import.meta.url).href;
   const urls = await importModules(imports);
   // A builder gets { build: false } for --plan: the config without building anything.
   const cfg = await loadRunFile(runFile, sets, { build: !values.plan });

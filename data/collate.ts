@@ -9,8 +9,8 @@
  * @module
  */
 
-import { IGNORE_INDEX } from "../backbones/causal_lm_loss.ts";
-import type { AsvrBatch } from "../models/asvr_model.ts";
+import { IGNORE_INDEX } from "../core/labels.ts";
+import type { AsvrBatch } from "./batch.ts";
 import type { TokenizedRow } from "./tokenize.ts";
 
 /** Options of {@linkcode collate}. */

@@ -2,7 +2,8 @@
  * Training data: LLaVA dataset files (rows checked, bad ones named or skipped), the `plain` and
  * `vicuna_v1` conversation templates with the recipe's label masking, tokenization with image spans,
  * right-padded batches (optionally of rows of similar length), and images (JPEG, PNG, WebP) decoded and
- * preprocessed for an encoder.
+ * preprocessed for an encoder, or streamed through a frozen encoder as feature rows for fitting RQ
+ * codebooks.
  *
  * ```ts ignore
  * import { collate, readLlavaRows, tokenizeRow } from "./mod.ts";
@@ -15,10 +16,10 @@
 export * from "./llava_json.ts";
 export * from "./templates.ts";
 export * from "./tokenize.ts";
+export * from "./batch.ts";
 export * from "./collate.ts";
 export * from "./length_groups.ts";
 export * from "./image.ts";
 export * from "./preprocess.ts";
 export * from "./prefetch.ts";
-export * from "./shapes.ts";
-export * from "./shapes_render.ts";
+export * from "./image_features.ts";

@@ -33,7 +33,7 @@
  * @module
  */
 
-import { IGNORE_INDEX } from "../backbones/causal_lm_loss.ts";
+import { IGNORE_INDEX } from "../core/labels.ts";
 import type { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
 import { DataRowError, IMAGE_MARKER, type LlavaRow } from "./llava_json.ts";
 

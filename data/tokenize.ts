@@ -10,7 +10,7 @@
  * @module
  */
 
-import { IGNORE_INDEX } from "../backbones/causal_lm_loss.ts";
+import { IGNORE_INDEX } from "../core/labels.ts";
 import { DataRowError, type LlavaRow } from "./llava_json.ts";
 import { applyTemplate, IMAGE_TOKEN_ID, type TemplateName, type TemplateTokenizer } from "./templates.ts";
 

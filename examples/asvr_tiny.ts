@@ -4,7 +4,7 @@
  *
  * 1. builds what the recipe assumes, each part once (cached under `.cache/asvr_tiny/`, keyed by a hash of
  *    its settings): generated shape scenes with captions, QA conversations and a typed evaluation set
- *    (data/shapes.ts); a BPE tokenizer.json trained on their text; a tiny SigLIP-style encoder pretrained
+ *    (tiny/shapes.ts); a BPE tokenizer.json trained on their text; a tiny SigLIP-style encoder pretrained
  *    to label each patch's object; a tiny LLaMA pretrained on the text; "semantic" RQ codebooks fitted
  *    on the encoder's features and "pixel" ones on raw patches;
  * 2. trains the paper's two stages on them (captions: projector + head; QA: everything, 10 epochs in
@@ -24,8 +24,8 @@ import {
   parseShapesConfig,
   type ShapesConfig,
   writeShapesDataset,
-} from "../data/shapes.ts";
-import { patchLabels, renderScene } from "../data/shapes_render.ts";
+} from "./tiny/shapes.ts";
+import { patchLabels, renderScene } from "./tiny/shapes_render.ts";
 import { normalizeImage, SIGLIP_NORM } from "../data/preprocess.ts";
 import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
 import { generationPrompt } from "../data/templates.ts";
@@ -42,7 +42,7 @@ import type { PretrainOptions } from "./tiny/pretrain_options.ts";
 /** Every setting of the study's parts (a change rebuilds the parts it touches). */
 export const TINY_STUDY: TinyStudy = {
   /**
-   * The generated data (data/shapes.ts): objects on the encoder's 4 x 4 patch grid, so each patch shows
+   * The generated data (tiny/shapes.ts): objects on the encoder's 4 x 4 patch grid, so each patch shows
    * whole shapes, and up to 6 questions per stage-2 image.
    */
   shapes: {
@@ -81,7 +81,7 @@ export const TINY_STUDY: TinyStudy = {
 
 /** The settings of the study's parts: see {@linkcode TINY_STUDY}. */
 export interface TinyStudy {
-  /** The generated data (data/shapes.ts `ShapesConfig` fields). */
+  /** The generated data (tiny/shapes.ts `ShapesConfig` fields). */
   shapes: Pick<
     ShapesConfig,
     "seed" | "imageSize" | "stage1Images" | "stage2Images" | "evalImages" | "maxTurns" | "grid"

@@ -46,7 +46,7 @@ import { depthTargets } from "../losses/targets.ts";
 export const ASVR_RMS_EPS = 1e-6;
 
 /** The parameters of one causal depth layer (tensors, or their shapes when recorded). */
-interface DepthLayer<T = Tensor> {
+export interface DepthLayer<T = Tensor> {
   ln1: T; // [C]
   inProjW: T; // [3C, C]: rows [0, C) q, [C, 2C) k, [2C, 3C) v
   inProjB: T; // [3C]
@@ -55,6 +55,20 @@ interface DepthLayer<T = Tensor> {
   ln2: T; // [C]
   w1: T; // [2C, D*C], viewed (2C, D, C)
   w2: T; // [C, D*2C], viewed (C, D, 2C)
+}
+
+/** The parameters of the head (tensors, or their shapes when recorded), by role. */
+export interface DepthHeadParams<T> {
+  /** The input projector: `projector.0` [C, d_llm], [C] and `projector.2` [C, C], [C]. */
+  proj: { w1: T; b1: T; w2: T; b2: T };
+  /** `in_mlp_1` [C, Dc], [C]. */
+  inMlp: { weight: T; bias: T };
+  /** One entry per causal depth layer. */
+  layers: DepthLayer<T>[];
+  /** `headnorm.weight` [C]. */
+  headnorm: T;
+  /** The per-depth classifiers. */
+  classifiers: { weights: T[]; biases: T[] };
 }
 
 /** The RQ depth transformer head. Build with {@linkcode AsvrDepthHead.create} (or `buildHead`). */
@@ -95,7 +109,7 @@ export class AsvrDepthHead implements VisualHead {
    * Makes the parameters in `m`, in the reference's order and init (see the module doc). With a
    * `ShapeRecorder`, the shapes `--plan` counts.
    */
-  static makeParams<T>(m: ParamSink<T>, cfg: AsvrDepthHeadConfig, llmWidth: number) {
+  static makeParams<T>(m: ParamSink<T>, cfg: AsvrDepthHeadConfig, llmWidth: number): DepthHeadParams<T> {
     const { width: C, depths: D, codebookDim: Dc } = cfg;
     // The projector is a module of the reference's language model, whose post_init draws Linear
     // weights from N(0, 0.02) with zero biases; the head's modules keep PyTorch's defaults.

@@ -22,7 +22,7 @@ const MAX_HEAD_SIZE = 128;
 const posInt = z.number().int().positive();
 const target = z.enum(VISUAL_TARGETS as [VisualTarget, ...VisualTarget[]]);
 
-/** The classifier fields both classifier heads share. */
+/** The classifier fields both classifier heads share, with their defaults. */
 const CLASSIFIER_FIELDS = {
   /** Width of the projected state (default 2048). */
   width: posInt.default(2048),
@@ -56,15 +56,57 @@ function withCodebookSizes<T extends { depths: number; codebookSizes?: number[] 
   return { ...v, codebookSizes };
 }
 
-/** The LLaVA baseline: no visual head, no visual loss. */
-export const noneHeadSchema = z.strictObject({ kind: z.literal("none") });
+/** The LLaVA baseline's config. */
+export type NoneHeadConfig = { kind: "none" };
+
+/** The fields both classifier heads share, parsed (see the schema's fields for each default). */
+export type ClassifierFields = {
+  /** Width of the projected state. */
+  width: number;
+  /** Number of RQ depths D. */
+  depths: number;
+  /** Codebook size V_d per depth, D entries. */
+  codebookSizes: number[];
+  /** Which tokenizer's codes it learns. */
+  target: VisualTarget;
+  /** Rows per chunk of the classifier cross-entropy; null: the run's `loss.chunkRows`, else 64 MiB of logits. */
+  chunkRows: number | null;
+};
 
 /** One classifier per depth on a projected state: Linear d_llm -> width, exact GELU, D x Linear width -> V_d. */
-export const linearHeadSchema = z.strictObject({ kind: z.literal("linear"), ...CLASSIFIER_FIELDS })
-  .transform((v, ctx) => withCodebookSizes(v, ctx));
+export type LinearHeadConfig = { kind: "linear" } & ClassifierFields;
 
-/** ASVR's RQ depth transformer (ASVR_SPEC section 3). */
-export const asvrDepthHeadSchema = z.strictObject({
+/** ASVR's RQ depth transformer (ASVR_SPEC section 3), parsed. */
+export type AsvrDepthHeadConfig = { kind: "asvr_depth" } & ClassifierFields & {
+  /** Causal depth-transformer layers. */
+  layers: number;
+  /** Attention heads NH. */
+  heads: number;
+  /** Width Dc of the codebook vectors used for teacher forcing. */
+  codebookDim: number;
+  /** Re-run each depth layer's forward in backward instead of keeping its activations. */
+  checkpointLayers: boolean;
+};
+
+/** A linear head as written (every field but `kind` has a default). */
+export type LinearHeadConfigInput = { kind: "linear" } & Partial<ClassifierFields>;
+
+/** An ASVR depth-transformer head as written (every field but `kind` has a default). */
+export type AsvrDepthHeadConfigInput = { kind: "asvr_depth" } & Partial<Omit<AsvrDepthHeadConfig, "kind">>;
+
+// The schemas are typed by the configs above, so the compiler holds each type to its schema.
+
+/** Validates a `none` head config. */
+export const noneHeadSchema: z.ZodType<NoneHeadConfig> = z.strictObject({ kind: z.literal("none") });
+
+/** Validates a linear head config and fills its defaults. */
+export const linearHeadSchema: z.ZodType<LinearHeadConfig, LinearHeadConfigInput> = z.strictObject({
+  kind: z.literal("linear"),
+  ...CLASSIFIER_FIELDS,
+}).transform((v, ctx) => withCodebookSizes(v, ctx));
+
+/** Validates an asvr_depth head config and fills its defaults. */
+export const asvrDepthHeadSchema: z.ZodType<AsvrDepthHeadConfig, AsvrDepthHeadConfigInput> = z.strictObject({
   kind: z.literal("asvr_depth"),
   ...CLASSIFIER_FIELDS,
   /** Causal depth-transformer layers (default 3). */
@@ -104,17 +146,6 @@ const dualHeadSchema = z.strictObject({
   semantic: sideSchema,
 });
 
-/** The LLaVA baseline's config. */
-export type NoneHeadConfig = z.output<typeof noneHeadSchema>;
-/** A linear head's config, parsed. */
-export type LinearHeadConfig = z.output<typeof linearHeadSchema>;
-/** An ASVR depth-transformer head's config, parsed. */
-export type AsvrDepthHeadConfig = z.output<typeof asvrDepthHeadSchema>;
-/** A linear head as written (every field but `kind` has a default). */
-export type LinearHeadConfigInput = z.input<typeof linearHeadSchema>;
-/** An ASVR depth-transformer head as written (every field but `kind` has a default). */
-export type AsvrDepthHeadConfigInput = z.input<typeof asvrDepthHeadSchema>;
-
 /**
  * Two heads whose losses add: an appearance head on the "pixel" codes and a semantic head on the
  * "semantic" codes (ASVR's dual ablation). Each side is a head of any kind but `none` and `dual`; a
@@ -127,6 +158,7 @@ export interface DualHeadConfig {
   appearance: HeadConfig;
   /** The head on the semantic codes; its loss is reported as `visual_semantic`. */
   semantic: HeadConfig;
+  /** No other fields (the index signature makes it a `HeadConfig`). */
   [field: string]: unknown;
 }
 

@@ -50,7 +50,11 @@ export class LinearHead implements VisualHead {
    * Makes the parameters in `m`: `proj.{weight,bias}` [width, d_llm], [width], then the classifiers.
    * With a `ShapeRecorder`, the shapes `--plan` counts.
    */
-  static makeParams<T>(m: ParamSink<T>, cfg: LinearHeadConfig, llmWidth: number) {
+  static makeParams<T>(
+    m: ParamSink<T>,
+    cfg: LinearHeadConfig,
+    llmWidth: number,
+  ): { proj: { weight: T; bias: T }; classifiers: { weights: T[]; biases: T[] } } {
     return {
       proj: m.linear("proj.", llmWidth, cfg.width),
       classifiers: makeDepthClassifiers(m, cfg.width, cfg.codebookSizes),

@@ -26,9 +26,11 @@ export {
   type VisualTargetCodes,
   type VisualTargets,
 } from "./head.ts";
+export type { SafeParser, SchemaIssue } from "../schema/parse.ts";
 export {
   type AsvrDepthHeadConfig,
   type AsvrDepthHeadConfigInput,
+  type ClassifierFields,
   type DualHeadConfig,
   type LinearHeadConfig,
   type LinearHeadConfigInput,

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { IGNORE_INDEX } from "../backbones/causal_lm_loss.ts";
+import { IGNORE_INDEX } from "../core/labels.ts";
 import type { Engine } from "../core/engine.ts";
 import { ROW_WG, workgroupReduceWgsl } from "../core/kernels/rowwise.ts";
 import type { Tensor } from "../core/tensor.ts";

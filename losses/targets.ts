@@ -12,7 +12,7 @@
 import { concat, scatterRows, slice } from "../core/kernels/rows/rows.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { Alignment, LossConfig, TextOnlyRows } from "./config.ts";
-import { IGNORE_INDEX } from "../backbones/causal_lm_loss.ts";
+import { IGNORE_INDEX } from "../core/labels.ts";
 
 /** The shape [B, N, D] of a codes array: B samples, N patches, D depths. */
 export type CodesShape = readonly [number, number, number];

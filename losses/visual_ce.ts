@@ -25,7 +25,7 @@ import { mul, scale } from "../core/kernels/elementwise/elementwise.ts";
 import { matmul } from "../core/kernels/matmul/matmul.ts";
 import { slice } from "../core/kernels/rows/rows.ts";
 import type { Tensor } from "../core/tensor.ts";
-import { IGNORE_INDEX } from "../backbones/causal_lm_loss.ts";
+import { IGNORE_INDEX } from "../core/labels.ts";
 import { meanWeight } from "./mean_weight.ts";
 
 /** Options of {@linkcode classifierCrossEntropy}. */

@@ -25,6 +25,7 @@
 
 import { type LoraConfig, parseLoraConfig } from "../backbones/lora.ts";
 import { z } from "zod";
+import { parseSchema, type SafeParser } from "../schema/parse.ts";
 import { checkLlmConfig, type LlmArch, type LlmConfig, llmConfigFromHf } from "../backbones/config.ts";
 import {
   checkVisionConfig,
@@ -764,60 +765,12 @@ function formatPath(segs: (string | number)[]): string {
 
 // ------------------------------------------------------------------ helpers
 
-/** Anything with zod's `safeParse`. */
-interface SafeParser<T> {
-  safeParse(value: unknown): { success: true; data: T } | {
-    success: false;
-    error: { issues: readonly { code: string; path: PropertyKey[]; message: string; keys?: string[] }[] };
-  };
-}
-
-/**
- * Parses with a zod schema; on failure one error listing every issue under its full path, with the
- * value found, and for `kind` the allowed kinds (`hints[field]` adds what a field must be).
- */
+/** Parses an object slot with its zod schema (errors: see `parseSchema`), `hints` naming the kinds. */
 function parseZod<T>(schema: SafeParser<T>, value: unknown, path: string, hints: Record<string, string>): T {
   if (!isRecord(value)) {
     throw new Error(`${path}: expected an object with a "kind" field, got ${describe(value)}`);
   }
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const lines = r.error.issues.map((issue) => {
-    const at = path + issue.path.map((k) => (typeof k === "number" ? `[${k}]` : `.${String(k)}`)).join("");
-    if (issue.code === "unrecognized_keys" && issue.keys) {
-      const allowed = allowedFields(schema, value.kind, issue.path);
-      return issue.keys.map((k) =>
-        `${at}.${k}: unknown field${allowed ? `; allowed fields: ${allowed}` : ""}`
-      )
-        .join("\n");
-    }
-    let got: unknown = value;
-    for (const k of issue.path) got = (got as Record<PropertyKey, unknown> | undefined)?.[k];
-    const field = String(issue.path.at(-1) ?? "");
-    const hint = issue.path.length === 1 && hints[field] ? `; use one of ${hints[field]}` : "";
-    const gotText = got === undefined ? " (missing)" : ` (got ${describe(got)})`;
-    const isKind = issue.path.length === 1 && field === "kind";
-    return `${at}: ${isKind ? "unknown kind" : issue.message}${gotText}${hint}`;
-  });
-  throw new Error(lines.join("\n"));
-}
-
-/** The fields an object schema (or the union member of `kind`) allows at `at` (top level or `config`). */
-function allowedFields(schema: unknown, kind: unknown, at: PropertyKey[]): string {
-  type Shaped = { shape?: Record<string, unknown>; options?: unknown[]; unwrap?: () => unknown };
-  let s = schema as Shaped;
-  if (s.options) {
-    s = (s.options as Shaped[]).find((o) => {
-      const k = o.shape?.kind as { value?: unknown; options?: unknown[] } | undefined;
-      return k?.value === kind || k?.options?.includes(kind);
-    }) ?? {};
-  }
-  for (const k of at) {
-    let inner = s.shape?.[String(k)] as Shaped | undefined;
-    while (inner && !inner.shape && inner.unwrap) inner = inner.unwrap() as Shaped;
-    s = inner ?? {};
-  }
-  return s.shape ? Object.keys(s.shape).join(", ") : "";
+  return parseSchema(schema, value, path, { hints });
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -32,8 +32,8 @@ export interface ParseSchemaOptions {
 
 /**
  * Parses `value` with `schema`. On failure throws one error with a line per issue:
- * `<path><field path>: <message> (got <value>)`, or for unknown keys
- * `<path>.<key>: unknown field; allowed fields: ...`.
+ * `<path><field path>: <message> (got <value>)` ("unknown kind" for a top-level `kind`), or for
+ * unknown keys `<path>.<key>: unknown field; allowed fields: ...`.
  */
 export function parseSchema<T>(
   schema: SafeParser<T>,
@@ -84,12 +84,13 @@ function formatIssue(
   for (const k of issue.path) got = isRecord(got) || Array.isArray(got) ? (got as never)[k] : undefined;
   const field = String(issue.path.at(-1) ?? "");
   const hint = issue.path.length === 1 && opts.hints?.[field] ? `; use one of ${opts.hints[field]}` : "";
+  const message = issue.path.length === 1 && field === "kind" ? "unknown kind" : issue.message;
   const gotText = issue.code === "custom"
     ? ""
     : got === undefined
     ? " (missing)"
     : ` (got ${describeValue(got)})`;
-  return `${at}: ${issue.message}${gotText}${hint}`;
+  return `${at}: ${message}${gotText}${hint}`;
 }
 
 /** The fields an object schema (through transforms, optionals and a union on `kind`) allows at `segs`. */

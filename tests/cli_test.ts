@@ -22,7 +22,7 @@ Deno.test("train --plan: the recipe's sizes and memory per stage, without weight
   const r = await run("train.ts", [RECIPE, "--plan", "--set", "train.stages[0].batchSize=2"]);
   assert.equal(r.code, 0, r.out);
   assert.match(r.out, /llm\s+6\.74 B/);
-  assert.match(r.out, /head\s+736\.5 M/);
+  assert.match(r.out, /head\s+736\.6 M/);
   assert.match(r.out, /pretrain\s+758\.0 M/);
   assert.match(r.out, /finetune\s+7\.50 B/);
 });

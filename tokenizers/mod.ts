@@ -64,11 +64,3 @@ export {
   llamaTokenizerFiles,
   type TokenizerFolderFiles,
 } from "./llama_layout.ts";
-export {
-  type ImageFeatureOptions,
-  type ImageFeatureProgress,
-  imageFeatures,
-  imageFeatureWidth,
-  preprocessedImages,
-  type PreprocessedImagesOptions,
-} from "./fit_from_images.ts";

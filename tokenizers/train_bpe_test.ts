@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { IGNORE_INDEX } from "../backbones/causal_lm_loss.ts";
+import { IGNORE_INDEX } from "../core/labels.ts";
 import { rng } from "../core/random.ts";
 import { parseLlavaRow } from "../data/llava_json.ts";
 import { applyTemplate } from "../data/templates.ts";

@@ -24,7 +24,7 @@ export const METRICS_FILE: string = "metrics.jsonl";
 export interface MetricsRecord {
   /** The optimizer updates done when the values were measured. */
   step: number;
-  /** The values, e.g. `loss_text`, `loss_visual_semantic`, `loss_total`, `lr`, `tok_s`, `stage`. */
+  /** The values, e.g. `loss_text`, `loss_visual_semantic`, `loss_total`, `lr`, `tokens_per_s`, `stage`. */
   [key: string]: number | string | boolean | null;
 }
 

@@ -13,6 +13,8 @@
 
 export * from "./config.ts";
 export * from "./trainer.ts";
+export * from "./step.ts";
+export * from "./step_log.ts";
 export * from "./stage_data.ts";
 export * from "./evaluate.ts";
 export * from "./checkpoint.ts";

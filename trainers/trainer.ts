@@ -13,13 +13,9 @@
 
 import { dirname, join } from "node:path";
 import type { Engine } from "../core/engine.ts";
-import type { Tensor } from "../core/tensor.ts";
-import { backward, leaves, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
-import { clipGradNorm } from "../core/kernels/clip/clip.ts";
-import { scale } from "../core/kernels/elementwise/elementwise.ts";
 import { copyTokenizerFiles } from "../models/export.ts";
-import { AsvrModel } from "../models/asvr_model.ts";
+import { type AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
 import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
 import { Checkpoint, writeTextAtomic } from "../io/safetensors.ts";
 import { loadParams } from "../io/params.ts";
@@ -33,9 +29,11 @@ import {
   saveCheckpoint,
 } from "./checkpoint.ts";
 import { type MetricsRecord, MetricsWriter, readMetrics } from "./metrics.ts";
-import { ProgressLine, transferProgressPrinter } from "./progress.ts";
+import { transferProgressPrinter } from "./progress.ts";
 import { writeCurves } from "./svg.ts";
 import { LossScaler, type LossScalerState, NonFiniteGuard } from "./loss_scaler.ts";
+import { type MicroBatches, type StepSetup, trainStep } from "./step.ts";
+import { StepLogger, type StepRecord } from "./step_log.ts";
 import { encoderInput, StageData } from "./stage_data.ts";
 import { evaluate } from "./evaluate.ts";
 import { loadQuestions, type Question } from "../eval/questions.ts";
@@ -53,26 +51,6 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Where progress lines go (default: the terminal). */
   print?: (line: string) => void;
-}
-
-/** One optimizer step's record (also a line of `metrics.jsonl`). */
-export interface StepRecord {
-  /** Optimizer steps over the whole run, this one included. */
-  step: number;
-  /** The stage's name. */
-  stage: string;
-  /** Optimizer steps within the stage, this one included. */
-  stageStep: number;
-  /** Learning rate used. */
-  lr: number;
-  /** Mean loss terms over the step's micro-batches (`loss_text`, `loss_visual_<name>`, `loss_total`). */
-  losses: Record<string, number>;
-  /** Pre-clip gradient norm. */
-  gradNorm: number;
-  /** Whether the step was skipped (non-finite gradients). */
-  skipped: boolean;
-  /** Tokens (all positions of the rows) per second over the step. */
-  tokensPerSecond: number;
 }
 
 /** What {@linkcode train} returns. */
@@ -266,9 +244,25 @@ async function runStage(
   const f16 = cfg.train.dtype === "f16" && cfg.train.lossScale === "dynamic";
   const scaler = new LossScaler();
   scaler.loadState(pos.scaler);
-  const guard = new NonFiniteGuard({ maxConsecutive: cfg.train.maxNonFinite });
-  const lossWeights = { ...cfg.loss, visualWeight: stage.visualWeight ?? cfg.loss.visualWeight };
-  const progress = new ProgressLine(ctx.write ? { write: ctx.write, isTty: false, intervalSec: 0 } : {});
+  const setup: StepSetup = {
+    engine: e,
+    model,
+    params,
+    opt,
+    lossWeights: { ...cfg.loss, visualWeight: stage.visualWeight ?? cfg.loss.visualWeight },
+    maxGradNorm: cfg.train.maxGradNorm,
+    scaler: f16 ? scaler : null,
+    guard: new NonFiniteGuard({ maxConsecutive: cfg.train.maxNonFinite }),
+  };
+  const batches: MicroBatches = { count: stage.gradAccum, next: () => nextBatch(data, pos, stage.batchSize) };
+  const log = new StepLogger({
+    metrics: ctx.metrics,
+    records: ctx.records,
+    history: ctx.history,
+    stage: { name: stage.name, index: pos.stage + 1, count: cfg.train.stages.length },
+    totalSteps: total,
+    write: ctx.write,
+  });
   ctx.print(
     `stage ${pos.stage + 1}/${cfg.train.stages.length} ${stage.name}: ${data.rows} rows, ${total} steps of ` +
       `${stage.batchSize} x ${stage.gradAccum} rows, lr ${stage.lr}, trains ${
@@ -286,86 +280,16 @@ async function runStage(
     });
   };
   while (pos.stageStep < total) {
-    const t0 = performance.now();
     const lr = lrAt(pos.stageStep, sched);
-    const sums: Record<string, number> = {};
-    let tokens = 0;
-    for (let micro = 0; micro < stage.gradAccum; micro++) {
-      if (pos.row + stage.batchSize > data.rowsPerEpoch(pos.epoch)) {
-        pos.epoch++;
-        pos.row = 0;
-      }
-      const batch = await data.batch(pos.epoch, pos.row, stage.batchSize);
-      pos.row += stage.batchSize;
-      if (!batch) continue; // every row of it was bad and skipped
-      tokens += batch.inputIds.length;
-      const terms = e.tidy(() => {
-        const { total: loss, terms } = model.forward(batch, lossWeights);
-        const k = (f16 ? scaler.scale : 1) / stage.gradAccum;
-        backward(k === 1 ? loss : scale(loss, k));
-        return terms;
-      });
-      const values = await readScalars(terms);
-      for (const [k, v] of Object.entries(values)) sums[k] = (sums[k] ?? 0) + v;
-      for (const t of Object.values(terms)) t.dispose();
-    }
-    if (f16) unscaleGrads(e, params, 1 / scaler.scale);
-    const normT = cfg.train.maxGradNorm > 0 ? clipGradNorm(params, cfg.train.maxGradNorm) : null;
-    const gradNorm = normT ? (await normT.read())[0] : 0;
-    normT?.dispose();
-    const finite = Number.isFinite(gradNorm) && Object.values(sums).every(Number.isFinite);
-    const skip = f16 ? scaler.update(finite).skip : !finite;
+    const result = await trainStep(setup, batches, lr, pos.step + 1);
     pos.scaler = scaler.state();
-    if (!skip) opt.step(lr);
-    zeroGrad(params);
-    guard.record(skip, { step: pos.step + 1, scale: f16 ? scaler.scale : undefined });
     pos.stageStep++;
     pos.step++;
-    const losses = Object.fromEntries(
-      Object.entries(sums).map(([k, v]) => [`loss_${k}`, v / stage.gradAccum]),
-    );
-    const ms = performance.now() - t0;
-    const rec: StepRecord = {
-      step: pos.step,
-      stage: stage.name,
-      stageStep: pos.stageStep,
-      lr,
-      losses,
-      gradNorm,
-      skipped: skip,
-      tokensPerSecond: tokens / (ms / 1000),
-    };
-    ctx.history.push(rec);
-    const line: MetricsRecord = {
-      step: pos.step,
-      stage: stage.name,
-      stage_step: pos.stageStep,
-      lr,
-      grad_norm: gradNorm,
-      skipped: skip,
-      tokens_per_s: rec.tokensPerSecond,
-      ...losses,
-    };
-    ctx.metrics.write(line);
-    ctx.records.push(line);
-    progress.update({
-      stage: { index: pos.stage + 1, count: cfg.train.stages.length },
-      step: pos.stageStep,
-      totalSteps: total,
-      losses,
-      lr,
-      tokensPerSec: rec.tokensPerSecond,
-      gpuBytes: e.pool.bytesInUse,
-    });
+    log.step({ step: pos.step, stageStep: pos.stageStep, lr, result, gpuBytes: e.pool.bytesInUse });
     const last = pos.stageStep === total;
     if (ctx.evaluate && cfg.train.evalEvery > 0 && pos.step % cfg.train.evalEvery === 0 && !last) {
       const report = await ctx.evaluate(pos.step, stage);
-      const acc: MetricsRecord = {
-        step: pos.step,
-        stage: stage.name,
-        eval_accuracy: report.summary.overall.accuracy,
-      };
-      ctx.metrics.write(acc);
+      log.eval(pos.step, report.summary.overall.accuracy);
     }
     const stop = (ctx.stopAfter !== undefined && pos.step >= ctx.stopAfter) || ctx.signal?.aborted === true;
     if (last || stop || (cfg.train.saveEvery > 0 && pos.step % cfg.train.saveEvery === 0)) {
@@ -385,22 +309,16 @@ async function runStage(
   };
 }
 
-/** Reads scalar loss terms (one wait for all). */
-async function readScalars(terms: Record<string, Tensor>): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  for (const [k, t] of Object.entries(terms)) out[k] = (await t.read())[0];
-  return out;
-}
-
-/** Multiplies every gradient by `s` (undoes the f16 loss scale before clipping and the update). */
-function unscaleGrads(e: Engine, params: Tensor[], s: number): void {
-  e.noGrad(() => {
-    for (const p of leaves(params)) {
-      if (!p.grad) continue;
-      const g = e.tidy(() => scale(p.grad!, s));
-      e.untrack(g);
-      p.grad.dispose();
-      p.grad = g;
-    }
-  });
+/**
+ * The micro-batch of `size` rows at `pos` (the next epoch's first when this epoch has too few rows
+ * left); moves `pos` past it. Null when every row of it was bad and skipped.
+ */
+async function nextBatch(data: StageData, pos: Position, size: number): Promise<AsvrBatch | null> {
+  if (pos.row + size > data.rowsPerEpoch(pos.epoch)) {
+    pos.epoch++;
+    pos.row = 0;
+  }
+  const batch = await data.batch(pos.epoch, pos.row, size);
+  pos.row += size;
+  return batch;
 }

@@ -16,7 +16,7 @@ import type { Engine } from "../../core/engine.ts";
 import { AdamW } from "../../core/kernels/adamw/adamw.ts";
 import { clipGradNorm } from "../../core/kernels/clip/clip.ts";
 import { Decoder } from "../../backbones/decoder.ts";
-import { IGNORE_INDEX } from "../../backbones/causal_lm_loss.ts";
+import { IGNORE_INDEX } from "../../core/labels.ts";
 import type { LlmConfig } from "../../backbones/config.ts";
 import { lrAt } from "../../trainers/schedule.ts";
 import { parseOptions, PRETRAIN_WANT, type PretrainOptions, pretrainSchema } from "./pretrain_options.ts";

@@ -7,6 +7,7 @@
 
 import { record } from "../../autograd.ts";
 import type { DType } from "../../dtype.ts";
+import { IGNORE_INDEX } from "../../labels.ts";
 import type { Tensor } from "../../tensor.ts";
 import {
   checkGrad,
@@ -21,7 +22,10 @@ import {
 
 /** Options of {@linkcode crossEntropy}. */
 export interface CrossEntropyOptions {
-  /** Rows whose target is this id count for nothing (default -100, as in PyTorch). */
+  /**
+   * Rows whose target is this id count for nothing (default {@linkcode IGNORE_INDEX}, -100, as in
+   * PyTorch).
+   */
   ignoreIndex?: number;
   /**
    * "mean" (default): the sum of row losses over the number of counted rows (0 when none counts);
@@ -128,7 +132,7 @@ ${rowMainWgsl(wg)}
  */
 export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
   const e = logits.engine;
-  const ignore = opts.ignoreIndex ?? -100, reduction = opts.reduction ?? "mean";
+  const ignore = opts.ignoreIndex ?? IGNORE_INDEX, reduction = opts.reduction ?? "mean";
   const { R: N, C: V } = rowsOf(logits, "crossEntropy");
   if (targets.dtype !== "i32" || targets.size !== N) {
     throw new Error(`crossEntropy: targets must be i32 with ${N} ids for ${logits}, got ${targets}`);

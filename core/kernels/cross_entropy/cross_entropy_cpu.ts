@@ -4,6 +4,7 @@
  * @module
  */
 
+import { IGNORE_INDEX } from "../../labels.ts";
 import type { CrossEntropyOptions } from "./cross_entropy.ts";
 
 /** A host array the CPU references read. */
@@ -37,7 +38,7 @@ export function crossEntropyForwardCpu(
   V: number,
   opts: CrossEntropyOptions = {},
 ): Float64Array {
-  const ignore = opts.ignoreIndex ?? -100, reduction = opts.reduction ?? "mean";
+  const ignore = opts.ignoreIndex ?? IGNORE_INDEX, reduction = opts.reduction ?? "mean";
   const lse = logSumExpCpu(logits, V);
   const rows = new Float64Array(lse.length);
   let count = 0;
@@ -63,7 +64,7 @@ export function crossEntropyBackwardCpu(
   g: ArrayLike<number>,
   opts: CrossEntropyOptions = {},
 ): Float64Array {
-  const ignore = opts.ignoreIndex ?? -100, reduction = opts.reduction ?? "mean";
+  const ignore = opts.ignoreIndex ?? IGNORE_INDEX, reduction = opts.reduction ?? "mean";
   const lse = logSumExpCpu(logits, V);
   let count = 0;
   for (let r = 0; r < lse.length; r++) if (isCounted(targets[r], V, ignore)) count++;

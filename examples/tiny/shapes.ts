@@ -17,10 +17,10 @@
 import { join } from "node:path";
 import sharp from "sharp";
 import { z } from "zod";
-import { rng, shuffleInPlace } from "../core/random.ts";
-import { parseFields } from "../core/parse_fields.ts";
-import type { Question, QuestionType } from "../eval/questions.ts";
-import { IMAGE_MARKER, type LlavaTurn } from "./llava_json.ts";
+import { rng, shuffleInPlace } from "../../core/random.ts";
+import { parseFields } from "../../core/parse_fields.ts";
+import type { Question, QuestionType } from "../../eval/questions.ts";
+import { IMAGE_MARKER, type LlavaTurn } from "../../data/llava_json.ts";
 import {
   COLOUR_NAMES,
   type ColourName,

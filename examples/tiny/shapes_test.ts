@@ -17,12 +17,12 @@ import {
   writeShapesDataset,
 } from "./shapes.ts";
 import { COLOUR_RGB, patchLabels, renderScene, type Scene, type SceneObject } from "./shapes_render.ts";
-import { rng } from "../core/random.ts";
-import { readLlavaRows } from "./llava_json.ts";
-import { readImage } from "./image.ts";
-import { loadQuestions, type Question } from "../eval/questions.ts";
-import { expectedAnswer } from "../eval/score.ts";
-import { questionPrompt } from "../trainers/evaluate.ts";
+import { rng } from "../../core/random.ts";
+import { readLlavaRows } from "../../data/llava_json.ts";
+import { readImage } from "../../data/image.ts";
+import { loadQuestions, type Question } from "../../eval/questions.ts";
+import { expectedAnswer } from "../../eval/score.ts";
+import { questionPrompt } from "../../trainers/evaluate.ts";
 
 /** An object placed in pixels of a 32-px image: top-left (px, py), side pw. */
 function obj(shape: SceneObject["shape"], colour: SceneObject["colour"], px: number, py: number, pw: number) {

@@ -18,9 +18,9 @@
 
 import type { Engine } from "../core/engine.ts";
 import type { Tensor } from "../core/tensor.ts";
-import type { OnRowError } from "../data/llava_json.ts";
-import { ImagePrefetcher } from "../data/prefetch.ts";
-import type { ImagePreprocessConfig } from "../data/preprocess.ts";
+import type { OnRowError } from "./llava_json.ts";
+import { ImagePrefetcher } from "./prefetch.ts";
+import type { ImagePreprocessConfig } from "./preprocess.ts";
 import type { VisionConfig } from "../encoders/config.ts";
 import { patchify } from "../encoders/patch_embed.ts";
 import { VisionEncoder } from "../encoders/vit.ts";

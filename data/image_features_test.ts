@@ -4,12 +4,12 @@ import sharp from "sharp";
 import { gpuTest } from "../core/testing.ts";
 import { rng } from "../core/random.ts";
 import type { Engine } from "../core/engine.ts";
-import { parseImagePreprocessConfig, preprocess } from "../data/preprocess.ts";
-import { readImage } from "../data/image.ts";
+import { parseImagePreprocessConfig, preprocess } from "./preprocess.ts";
+import { readImage } from "./image.ts";
 import type { VisionConfig } from "../encoders/config.ts";
 import { patchify } from "../encoders/patch_embed.ts";
 import { VisionEncoder } from "../encoders/vit.ts";
-import { imageFeatures, imageFeatureWidth, preprocessedImages } from "./fit_from_images.ts";
+import { imageFeatures, imageFeatureWidth, preprocessedImages } from "./image_features.ts";
 
 /** 28 px images in 7 px patches: N = 16 patches of width 16 (pixels: 3 * 49 = 147). */
 const VIT: VisionConfig = {

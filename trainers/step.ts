@@ -1,0 +1,174 @@
+/**
+ * One optimizer step, as the trainer takes it: the forward and backward of each of the step's
+ * micro-batches (the gradients accumulate; each micro-batch's loss is divided by their count, and in
+ * f16 multiplied by the loss scale), then the gradients unscaled, clipped to a global norm, checked for
+ * inf/NaN together with the loss, and, unless the step is skipped, AdamW's update. The gradients are
+ * zeroed after, updated or not.
+ *
+ * {@linkcode trainStep} is the two halves in a row: {@linkcode accumulateGrads} (the micro-batches) and
+ * {@linkcode finishStep} (the update). A data-parallel trainer would run the first on each replica,
+ * all-reduce the gradients and the loss sums, then run the second.
+ *
+ * ```ts ignore
+ * const setup = { engine: e, model, params, opt, lossWeights, maxGradNorm: 1, scaler: null, guard };
+ * const r = await trainStep(setup, { count: 4, next: () => data.batch(...) }, lr, step);
+ * // r.losses.text, r.losses.total (means over the 4 micro-batches), r.gradNorm, r.skipped
+ * ```
+ * @module
+ */
+
+import type { Engine } from "../core/engine.ts";
+import type { Tensor } from "../core/tensor.ts";
+import { backward, leaves, zeroGrad } from "../core/autograd.ts";
+import type { AdamW } from "../core/kernels/adamw/adamw.ts";
+import { clipGradNorm } from "../core/kernels/clip/clip.ts";
+import { scale } from "../core/kernels/elementwise/elementwise.ts";
+import type { AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
+import type { LossConfig } from "../losses/config.ts";
+import type { LossScaler, NonFiniteGuard } from "./loss_scaler.ts";
+
+/** What every step of a stage shares: the model, what trains, the optimizer and the rules of a step. */
+export interface StepSetup {
+  /** The engine the model lives on. */
+  engine: Engine;
+  /** The model: `forward` gives a micro-batch's loss and its terms (`text`, `visual_<name>`, `total`). */
+  model: Pick<AsvrModel, "forward">;
+  /** The parameters that train: those `opt` updates. */
+  params: Tensor[];
+  /** The optimizer over `params`. */
+  opt: AdamW;
+  /** The weights of the loss terms in the total. */
+  lossWeights: Pick<LossConfig, "textWeight" | "visualWeight">;
+  /** Clips the global gradient norm to this; 0: no clipping (and no norm: `gradNorm` reads 0). */
+  maxGradNorm: number;
+  /** Dynamic loss scaling (f16); null: none (f32, or a fixed scale of 1). */
+  scaler: LossScaler | null;
+  /** Counts skipped steps; throws once too many come in a row. */
+  guard: NonFiniteGuard;
+}
+
+/** The micro-batches of one step, loaded one at a time (the next loads while the GPU works). */
+export interface MicroBatches {
+  /** Micro-batches in the step: each loss is divided by it, a micro-batch that loads as null included. */
+  count: number;
+  /** Loads the next micro-batch; null when every row of it was bad and skipped (it adds nothing). */
+  next(): Promise<AsvrBatch | null>;
+}
+
+/** What {@linkcode accumulateGrads} leaves besides the gradients (which are on the parameters). */
+export interface Accumulated {
+  /** Micro-batches in the step (the divisor of the means). */
+  count: number;
+  /** Each loss term summed over the micro-batches that loaded, by the model's term name. */
+  sums: Record<string, number>;
+  /** Positions (B x T, padding included) over the micro-batches that loaded. */
+  tokens: number;
+}
+
+/** One step's outcome. */
+export interface StepResult {
+  /**
+   * Each loss term's mean over the step's micro-batches, by the model's term name (`text`,
+   * `visual_<name>`, `total`): the unweighted, unscaled loss, whatever the loss scale.
+   */
+  losses: Record<string, number>;
+  /** The global norm of the (unscaled) gradients before clipping; 0 without clipping. */
+  gradNorm: number;
+  /** Whether the update was skipped: a non-finite loss or gradient norm (or, in f16, an overflow). */
+  skipped: boolean;
+  /** Positions (B x T, padding included) over the micro-batches that loaded. */
+  tokens: number;
+  /** Wall-clock seconds of the step, loading included. */
+  seconds: number;
+}
+
+/**
+ * Takes one optimizer step at learning rate `lr`: {@linkcode accumulateGrads} over `batches`, then
+ * {@linkcode finishStep}. The parameters' gradients must be zero (or absent) on entry; they are zero again
+ * on return. `step` (the run's step number, this one included) only goes into the guard's error.
+ *
+ * Accumulating 2 micro-batches of B rows gives the gradient of one micro-batch of the 2B rows (up to
+ * f32 rounding) when both have as many supervised tokens, since each loss is a mean.
+ * Throws (from the guard) when this makes too many skipped steps in a row.
+ */
+export async function trainStep(
+  s: StepSetup,
+  batches: MicroBatches,
+  lr: number,
+  step: number,
+): Promise<StepResult> {
+  const t0 = performance.now();
+  const acc = await accumulateGrads(s, batches);
+  const { losses, gradNorm, skipped } = await finishStep(s, acc, lr, step);
+  const seconds = (performance.now() - t0) / 1000;
+  return { losses, gradNorm, skipped, tokens: acc.tokens, seconds };
+}
+
+/**
+ * Runs the forward and backward of each micro-batch of `batches` in turn, adding to the parameters'
+ * gradients loss * scale / count (scale: the loss scale, or 1), and reads each loss term back.
+ */
+export async function accumulateGrads(s: StepSetup, batches: MicroBatches): Promise<Accumulated> {
+  const sums: Record<string, number> = {};
+  let tokens = 0;
+  for (let micro = 0; micro < batches.count; micro++) {
+    const batch = await batches.next();
+    if (!batch) continue;
+    tokens += batch.inputIds.length;
+    const terms = s.engine.tidy(() => {
+      const { total: loss, terms } = s.model.forward(batch, s.lossWeights);
+      const k = (s.scaler ? s.scaler.scale : 1) / batches.count;
+      backward(k === 1 ? loss : scale(loss, k));
+      return terms;
+    });
+    const values = await readScalars(terms);
+    for (const [k, v] of Object.entries(values)) sums[k] = (sums[k] ?? 0) + v;
+    for (const t of new Set(Object.values(terms))) t.dispose(); // total may be a term itself
+  }
+  return { count: batches.count, sums, tokens };
+}
+
+/**
+ * Finishes a step on the accumulated gradients: unscales them (with a scaler), clips them to
+ * `maxGradNorm`, skips the update when the loss or the norm is not finite (with a scaler: as the
+ * scaler decides, which also backs its scale off), else steps the optimizer at `lr`; then zeroes the
+ * gradients and records the outcome with the guard (which throws after too many skips in a row).
+ */
+export async function finishStep(
+  s: StepSetup,
+  acc: Accumulated,
+  lr: number,
+  step: number,
+): Promise<{ losses: Record<string, number>; gradNorm: number; skipped: boolean }> {
+  if (s.scaler) unscaleGrads(s.engine, s.params, 1 / s.scaler.scale);
+  const normT = s.maxGradNorm > 0 ? clipGradNorm(s.params, s.maxGradNorm) : null;
+  const gradNorm = normT ? (await normT.read())[0] : 0;
+  normT?.dispose();
+  const finite = Number.isFinite(gradNorm) && Object.values(acc.sums).every(Number.isFinite);
+  const skipped = s.scaler ? s.scaler.update(finite).skip : !finite;
+  if (!skipped) s.opt.step(lr);
+  zeroGrad(s.params);
+  s.guard.record(skipped, { step, scale: s.scaler?.scale });
+  const losses = Object.fromEntries(Object.entries(acc.sums).map(([k, v]) => [k, v / acc.count]));
+  return { losses, gradNorm, skipped };
+}
+
+/** Reads scalar loss terms (one wait for all). */
+async function readScalars(terms: Record<string, Tensor>): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [k, t] of Object.entries(terms)) out[k] = (await t.read())[0];
+  return out;
+}
+
+/** Multiplies every gradient by `s` (undoes the f16 loss scale before clipping and the update). */
+function unscaleGrads(e: Engine, params: Tensor[], s: number): void {
+  e.noGrad(() => {
+    for (const p of leaves(params)) {
+      if (!p.grad) continue;
+      const g = e.tidy(() => scale(p.grad!, s));
+      e.untrack(g);
+      p.grad.dispose();
+      p.grad = g;
+    }
+  });
+}
