@@ -77,7 +77,10 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
     r = await run("eval.ts", [runDir, questions, "--max-new-tokens", "1", "--out", join(dir, "ev2.json")]);
     assert.equal(r.code, 1, r.out);
     assert.match(r.out, /unknown head kind "first_depth_mlp"/);
-    assert.match(r.out, /the run records module\(s\) not found here: file:\/\/.*\/run\.ts; .*--import <module>/);
+    assert.match(
+      r.out,
+      /the run records module\(s\) not found here: file:\/\/.*\/run\.ts; .*--import <module>/,
+    );
     r = await run("eval.ts", [
       runDir,
       questions,

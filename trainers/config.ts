@@ -266,7 +266,9 @@ export function parseRunConfig(value: unknown, source: string): RunConfig {
       );
     }
     // A head that learns no tokenizer's codes has no loss to train on.
-    if (s.trainable.head && headTargets(cfg.head, cfg.visualTokenizers).length === 0) s.trainable.head = false;
+    if (s.trainable.head && headTargets(cfg.head, cfg.visualTokenizers).length === 0) {
+      s.trainable.head = false;
+    }
   }
   return { ...cfg, name: (name as string | undefined) ?? "run", data: d, train: { ...t, stages } };
 }
