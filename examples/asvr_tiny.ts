@@ -32,7 +32,7 @@ import { generationPrompt } from "../data/templates.ts";
 import { writeBpeTokenizer } from "../tokenizers/train_bpe.ts";
 import type { VisionConfig } from "../encoders/config.ts";
 import { defineRun, type RunConfigInput } from "../trainers/config.ts";
-import type { HeadConfigInput } from "../models/config.ts";
+import type { HeadConfigInput } from "../heads/mod.ts";
 import { cachedPart } from "./tiny/cache.ts";
 import { fitTinyCodebooks } from "./tiny/codebooks.ts";
 import { pretrainEncoder } from "./tiny/pretrain_encoder.ts";

@@ -94,6 +94,24 @@ export type LinearHeadConfigInput = { kind: "linear" } & Partial<ClassifierField
 /** An ASVR depth-transformer head as written (every field but `kind` has a default). */
 export type AsvrDepthHeadConfigInput = { kind: "asvr_depth" } & Partial<Omit<AsvrDepthHeadConfig, "kind">>;
 
+/** A dual head as written: each side a head config of any kind as written. */
+export interface DualHeadConfigInput {
+  /** Discriminator. */
+  kind: "dual";
+  /** The head on the "pixel" codes. */
+  appearance: HeadConfigInput;
+  /** The head on the "semantic" codes. */
+  semantic: HeadConfigInput;
+}
+
+/** A head config as written: a built-in kind with any of its fields, or a registered custom kind. */
+export type HeadConfigInput =
+  | NoneHeadConfig
+  | LinearHeadConfigInput
+  | AsvrDepthHeadConfigInput
+  | DualHeadConfigInput
+  | HeadConfig;
+
 // The schemas are typed by the configs above, so the compiler holds each type to its schema.
 
 /** Validates a `none` head config. */

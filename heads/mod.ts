@@ -32,6 +32,8 @@ export {
   type AsvrDepthHeadConfigInput,
   type ClassifierFields,
   type DualHeadConfig,
+  type DualHeadConfigInput,
+  type HeadConfigInput,
   type LinearHeadConfig,
   type LinearHeadConfigInput,
   type NoneHeadConfig,

@@ -35,14 +35,12 @@ import {
   visionConfigFromHf,
 } from "../encoders/config.ts";
 import {
-  type AsvrDepthHeadConfigInput,
   checkHeadTargets,
   fillHeadConfig,
   type HeadConfig,
+  type HeadConfigInput,
   headTargets,
-  type LinearHeadConfigInput,
   NO_HEAD,
-  type NoneHeadConfig,
   parseHeadConfig,
   type TokenizerSizes,
 } from "../heads/mod.ts";
@@ -202,24 +200,6 @@ export interface RqTokenizerConfigInput extends Partial<RqTokenizerConfig> {
 
 /** A visual tokenizer as written. */
 export type VisualTokenizerConfigInput = RqTokenizerConfigInput | OnnxTokenizerConfig;
-
-/** A dual head as written: each side a head config of any kind as written. */
-export interface DualHeadConfigInput {
-  /** Discriminator. */
-  kind: "dual";
-  /** The head on the "pixel" codes. */
-  appearance: HeadConfigInput;
-  /** The head on the "semantic" codes. */
-  semantic: HeadConfigInput;
-}
-
-/** A head config as written: a built-in kind with any of its fields, or a registered custom kind. */
-export type HeadConfigInput =
-  | NoneHeadConfig
-  | LinearHeadConfigInput
-  | AsvrDepthHeadConfigInput
-  | DualHeadConfigInput
-  | HeadConfig;
 
 /** An ASVR config as written in a config file (a parsed {@linkcode AsvrConfig} is one too). */
 export interface AsvrConfigInput {
