@@ -83,20 +83,69 @@ export async function decodeImage(bytes: Uint8Array, name: string): Promise<RgbI
   return { width, height, data };
 }
 
+/** The default cap on an image file's size: 64 MiB, far above any photo a dataset row holds. */
+export const DEFAULT_MAX_IMAGE_BYTES: number = 64 * 2 ** 20;
+
+/** Options of {@linkcode readImage}. */
+export interface ReadImageOptions {
+  /** The largest file accepted, in bytes (default {@linkcode DEFAULT_MAX_IMAGE_BYTES}). */
+  maxBytes?: number;
+}
+
 /**
- * Reads and decodes a JPEG, PNG or WebP file to RGB. Errors name the path: a missing file, a
- * directory, another format (with its first bytes), or corrupt or truncated data.
+ * Reads and decodes a JPEG, PNG or WebP file to RGB. Only a regular file (or a link to one) of at
+ * most `maxBytes` is opened: a device (`/dev/zero`), a FIFO or a socket would never end or never
+ * start. Errors name the path and never show the file's contents: a missing file, a directory or
+ * other non-file, a file over the limit, another format, or corrupt or truncated data.
  */
-export async function readImage(path: string): Promise<RgbImage> {
+export async function readImage(path: string, opts: ReadImageOptions = {}): Promise<RgbImage> {
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_IMAGE_BYTES;
   let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(path);
+    // stat, not open: opening a FIFO blocks until someone writes to it.
+    const info = await Deno.stat(path);
+    if (info.isDirectory) throw new Error(`${path}: is a directory, not an image file`);
+    if (!info.isFile) {
+      throw new Error(`${path}: not a regular file (a device, FIFO or socket); images must be files`);
+    }
+    if (info.size > maxBytes) {
+      throw new Error(
+        `${path}: the file is ${info.size} bytes, over the image size limit of ${maxBytes} ` +
+          `(data.maxImageBytes); shrink the image or raise the limit`,
+      );
+    }
+    bytes = await readAtMost(path, maxBytes);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) throw new Error(`${path}: image file not found`);
     if (err instanceof Deno.errors.IsADirectory) {
       throw new Error(`${path}: is a directory, not an image file`);
     }
+    if (err instanceof Error && err.message.startsWith(`${path}: `)) throw err;
     throw new Error(`${path}: cannot read image file: ${(err as Error).message}`);
   }
   return await decodeImage(bytes, path);
+}
+
+/** The file's bytes; an error when it holds more than `max` (it grew after it was checked). */
+async function readAtMost(path: string, max: number): Promise<Uint8Array> {
+  using file = await Deno.open(path);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const buf = new Uint8Array(1 << 20);
+  for (;;) {
+    const n = await file.read(buf);
+    if (n === null) break;
+    total += n;
+    if (total > max) {
+      throw new Error(`${path}: the file is over the image size limit of ${max} bytes (data.maxImageBytes)`);
+    }
+    chunks.push(buf.slice(0, n));
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }

@@ -166,3 +166,27 @@ Deno.test("bad files: errors name the path and the problem", async () => {
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("non-files and oversized files are refused without being read", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    // A device would stream zeros forever; a FIFO with no writer would block the open.
+    const dev = await errorOf(readImage("/dev/zero"));
+    assert.match(dev, /^\/dev\/zero: not a regular file \(a device, FIFO or socket\)/);
+    const fifo = `${tmp}/pipe.jpg`;
+    const mk = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert.equal(mk.code, 0);
+    assert.match(await errorOf(readImage(fifo)), /pipe\.jpg: not a regular file/);
+    // A link to a regular file is read; the limit is on the file's size.
+    const jpg = await Deno.readFile(dir + "photo_32x24.jpg");
+    await Deno.writeFile(`${tmp}/big.jpg`, jpg);
+    await Deno.symlink(`${tmp}/big.jpg`, `${tmp}/link.jpg`);
+    assert.equal((await readImage(`${tmp}/link.jpg`)).width, 32);
+    const over = await errorOf(readImage(`${tmp}/big.jpg`, { maxBytes: jpg.length - 1 }));
+    assert.match(over, new RegExp(`big\\.jpg: the file is ${jpg.length} bytes, over the image size limit`));
+    assert.match(over, /data\.maxImageBytes/);
+    assert.equal((await readImage(`${tmp}/big.jpg`, { maxBytes: jpg.length })).height, 24);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});

@@ -29,6 +29,8 @@ export interface ImageJob {
   path: string;
   /** How to turn it into encoder pixels. */
   cfg: ImagePreprocessConfig;
+  /** The largest image file accepted, in bytes (default: `readImage`'s). */
+  maxBytes?: number;
 }
 
 /** A loaded image: the encoder's pixels and the original size. */
@@ -61,7 +63,7 @@ export type ImageResult = ImageLoaded | ImageFailed;
 /** Reads, decodes and preprocesses one image on the calling thread; failures become `ok: false`. */
 export async function loadImageJob(job: ImageJob): Promise<ImageResult> {
   try {
-    const img = await readImage(job.path);
+    const img = await readImage(job.path, { maxBytes: job.maxBytes });
     return {
       ok: true,
       path: job.path,

@@ -30,9 +30,7 @@ import {
   fillHeadConfig,
   type HeadKind,
   headParamShapes,
-  type HeadPlanBytes,
   headPlanBytes,
-  type HeadPlanStep,
   headTargets,
   registerBuiltinHead,
 } from "./registry.ts";
@@ -49,45 +47,61 @@ export const NONE_HEAD: HeadKind<NoneHeadConfig> = {
   paramShapes: () => new Map(),
 };
 
-/** A classifier head's peak: its activations over the image rows and one chunk of one depth's logits. */
-function classifierPlan(
-  cfg: LinearHeadConfig | AsvrDepthHeadConfig,
-  step: HeadPlanStep,
-  perRowWidths: number,
-): HeadPlanBytes {
+/** What differs between the classifier kinds (one target rq tokenizer, one classifier per depth). */
+interface ClassifierParts<C extends LinearHeadConfig | AsvrDepthHeadConfig> {
+  kind: C["kind"];
+  schema: HeadKind<C>["schema"];
+  build: HeadKind<C>["build"];
+  /** The head's parameter-making code (run by a `ShapeRecorder` for the plan). */
+  makeParams: (m: ShapeRecorder, cfg: C, llmWidth: number) => unknown;
+  /** Activations per image row and depth, in units of the head's width. */
+  perRowWidths: (cfg: C) => number;
+}
+
+/**
+ * A classifier kind: its target and the fields it fills come from `target`'s rq tokenizer; its plan's
+ * peak is its activations over the image rows plus one chunk of one depth's logits.
+ */
+function classifierKind<C extends LinearHeadConfig | AsvrDepthHeadConfig>(
+  parts: ClassifierParts<C>,
+): HeadKind<C> {
   return {
-    activations: step.rows * cfg.depths * cfg.width * perRowWidths * step.bytes,
-    logits: visualLogitsBytes({
-      rows: step.rows,
-      vocab: Math.max(...cfg.codebookSizes),
-      chunkRows: cfg.chunkRows ?? step.chunkRows,
-    }).chunked,
+    kind: parts.kind,
+    schema: parts.schema,
+    build: parts.build,
+    targets: (cfg) => [classifierTarget(cfg)],
+    fill: fillClassifierSizes,
+    paramShapes: (cfg, llmWidth) => recordShapes((m) => parts.makeParams(m, cfg, llmWidth)),
+    planBytes: (cfg, step) => ({
+      activations: step.rows * cfg.depths * cfg.width * parts.perRowWidths(cfg) * step.bytes,
+      logits: visualLogitsBytes({
+        rows: step.rows,
+        vocab: Math.max(...cfg.codebookSizes),
+        chunkRows: cfg.chunkRows ?? step.chunkRows,
+      }).chunked,
+    }),
   };
 }
 
 /** One classifier per depth on a projected state. */
-export const LINEAR_HEAD: HeadKind<LinearHeadConfig> = {
+export const LINEAR_HEAD: HeadKind<LinearHeadConfig> = classifierKind<LinearHeadConfig>({
   kind: "linear",
   schema: linearHeadSchema,
   build: (e, cfg, ctx) => LinearHead.create(e, cfg, ctx),
-  targets: (cfg) => [classifierTarget(cfg)],
-  fill: fillClassifierSizes,
-  paramShapes: (cfg, llmWidth) => recordShapes((m) => LinearHead.makeParams(m, cfg, llmWidth)),
-  planBytes: (cfg, step) => classifierPlan(cfg, step, 2),
-};
+  makeParams: (m, cfg, llmWidth) => LinearHead.makeParams(m, cfg, llmWidth),
+  perRowWidths: () => 2,
+});
 
 /** ASVR's RQ depth transformer. */
-export const ASVR_DEPTH_HEAD: HeadKind<AsvrDepthHeadConfig> = {
+export const ASVR_DEPTH_HEAD: HeadKind<AsvrDepthHeadConfig> = classifierKind<AsvrDepthHeadConfig>({
   kind: "asvr_depth",
   schema: asvrDepthHeadSchema,
   build: (e, cfg, ctx) => AsvrDepthHead.create(e, cfg, ctx),
-  targets: (cfg) => [classifierTarget(cfg)],
-  fill: fillClassifierSizes,
-  paramShapes: (cfg, llmWidth) => recordShapes((m) => AsvrDepthHead.makeParams(m, cfg, llmWidth)),
+  makeParams: (m, cfg, llmWidth) => AsvrDepthHead.makeParams(m, cfg, llmWidth),
   // Per row and depth: the projection, the depth sequence and per layer its norms, q/k/v, attention
   // and FFN tensors (measured against the buffer pool's peak by the plan's test).
-  planBytes: (cfg, step) => classifierPlan(cfg, step, 4 + 12 * cfg.layers),
-};
+  perRowWidths: (cfg) => 4 + 12 * cfg.layers,
+});
 
 /** Two heads whose losses add; each side is a head of any registered kind. */
 export const DUAL_HEAD: HeadKind<DualHeadConfig> = {

@@ -12,11 +12,14 @@ import type { LossConfig } from "./config.ts";
 export interface LossTerms {
   /** The text loss (absent for a head-only objective). */
   text?: Tensor;
-  /** The visual terms by head name (absent or empty for the text-only baseline). */
+  /**
+   * The visual terms by the names their head gives them (`visual_semantic`, `visual_pixel`), kept
+   * as they are from head to metrics; absent or empty for the text-only baseline.
+   */
   visual?: Record<string, Tensor>;
 }
 
-/** The combined loss and every term by name: `text`, `visual_<name>` and `total`. */
+/** The combined loss and every term by name: `text`, each visual term's own name, and `total`. */
 export interface CombinedLoss {
   /** The weighted sum, differentiable in every term that entered it. */
   total: Tensor;
@@ -41,7 +44,15 @@ export function combineLosses(
     if (cfg.textWeight !== 0) parts.push(weighted(terms.text, cfg.textWeight));
   }
   const visual = Object.entries(terms.visual ?? {});
-  for (const [name, t] of visual) named[`visual_${name}`] = checkScalar(t, `visual.${name}`);
+  for (const [name, t] of visual) {
+    if (name === "text" || name === "total") {
+      throw new Error(
+        `combineLosses: a visual term may not be called ${JSON.stringify(name)} (the text loss and the ` +
+          `sum use that name); name it after its targets, e.g. "visual_semantic"`,
+      );
+    }
+    named[name] = checkScalar(t, name);
+  }
   if (visual.length && cfg.visualWeight !== 0) {
     const sum = visual.map(([, t]) => t).reduce((a, b) => add(a, b));
     parts.push(weighted(sum, cfg.visualWeight));

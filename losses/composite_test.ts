@@ -12,7 +12,7 @@ gpuTest(
       // text = a^2 = 4, semantic = b^2 = 9, pixel = c^2 = 1
       const text = mul(a, a), semantic = mul(b, b), pixel = mul(c, c);
       const { total, terms } = combineLosses(
-        { text, visual: { semantic, pixel } },
+        { text, visual: { visual_semantic: semantic, visual_pixel: pixel } },
         { textWeight: 0.5, visualWeight: 2 },
       );
       assert.deepEqual(Object.keys(terms).sort(), ["text", "total", "visual_pixel", "visual_semantic"]);
@@ -34,7 +34,7 @@ gpuTest("combineLosses: a zero weight reports the term but leaves it out of the 
   const a = e.param([2], [1]), b = e.param([3], [1]);
   await e.tidy(async () => {
     const text = mul(a, a), semantic = mul(b, b);
-    const { total, terms } = combineLosses({ text, visual: { semantic } }, {
+    const { total, terms } = combineLosses({ text, visual: { visual_semantic: semantic } }, {
       textWeight: 1,
       visualWeight: 0,
     });
@@ -58,7 +58,7 @@ gpuTest("combineLosses: errors for no weighted term and for a non-scalar term", 
   assert.throws(() => combineLosses({}, w), /no term enters the total \(terms given: none/);
   const s = e.tensor([1], []);
   assert.throws(
-    () => combineLosses({ visual: { semantic: s } }, { textWeight: 1, visualWeight: 0 }),
+    () => combineLosses({ visual: { visual_semantic: s } }, { textWeight: 1, visualWeight: 0 }),
     /terms given: visual_semantic; textWeight 1, visualWeight 0/,
   );
   assert.throws(
@@ -66,7 +66,11 @@ gpuTest("combineLosses: errors for no weighted term and for a non-scalar term", 
     /term text must be an f32 scalar, got f32\[2\]/,
   );
   assert.throws(
-    () => combineLosses({ text: s, visual: { pixel: e.tensor([1], [1], "i32") } }, w),
-    /term visual\.pixel must be an f32 scalar/,
+    () => combineLosses({ text: s, visual: { visual_pixel: e.tensor([1], [1], "i32") } }, w),
+    /term visual_pixel must be an f32 scalar/,
+  );
+  assert.throws(
+    () => combineLosses({ text: s, visual: { total: s } }, w),
+    /a visual term may not be called "total"/,
   );
 });

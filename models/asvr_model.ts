@@ -245,9 +245,8 @@ export class AsvrModel {
       const idx = e.tensor(plan.hiddenIdx, [B * N], "i32");
       const h = reshape(gatherRows(reshape(hidden, [B * T, C]), idx), [B, N, C]); // zero rows: no image
       const { total, terms } = this.head.loss(h, targets);
-      const entries = Object.entries(terms);
-      if (entries.length === 0) visual[this.head.kind] = total;
-      for (const [name, t] of entries) visual[name.startsWith("visual_") ? name.slice(7) : name] = t;
+      // The head's term names go through unchanged; a head that names no term reports its total.
+      Object.assign(visual, Object.keys(terms).length > 0 ? terms : { [`visual_${this.head.kind}`]: total });
     }
     return combineLosses({ text, visual }, weights ?? this.cfg.loss);
   }

@@ -4,22 +4,12 @@ import { gpuTest } from "../core/testing.ts";
 import { parseRunConfig } from "../trainers/config.ts";
 import { train } from "../trainers/trainer.ts";
 import { writeTinyRun } from "./tiny_run.ts";
-
-/** Runs a deno task's script with arguments; returns the exit code and the output. */
-async function run(script: string, args: string[]): Promise<{ code: number; out: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(`../cli/${script}`, import.meta.url).pathname, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
-}
+import { runCli } from "./run_cli.ts";
 
 const RECIPE = new URL("../examples/asvr_vicuna7b.ts", import.meta.url).pathname;
 
 Deno.test("train --plan: the recipe's sizes and memory per stage, without weights", async () => {
-  const r = await run("train.ts", [RECIPE, "--plan", "--set", "train.stages[0].batchSize=2"]);
+  const r = await runCli("train.ts", [RECIPE, "--plan", "--set", "train.stages[0].batchSize=2"]);
   assert.equal(r.code, 0, r.out);
   assert.match(r.out, /llm\s+6\.74 B/);
   assert.match(r.out, /head\s+736\.6 M/);
@@ -28,13 +18,13 @@ Deno.test("train --plan: the recipe's sizes and memory per stage, without weight
 });
 
 Deno.test("train: a wrong --set key or type, and missing weights, are errors naming the path and the fix", async () => {
-  let r = await run("train.ts", [RECIPE, "--plan", "--set", "train.stages[0].lr=fast"]);
+  let r = await runCli("train.ts", [RECIPE, "--plan", "--set", "train.stages[0].lr=fast"]);
   assert.equal(r.code, 1);
   assert.match(r.out, /train\.stages\[0\]\.lr/);
-  r = await run("train.ts", [RECIPE, "--plan", "--set", "trainer.lr=1"]);
+  r = await runCli("train.ts", [RECIPE, "--plan", "--set", "trainer.lr=1"]);
   assert.equal(r.code, 1);
   assert.match(r.out, /trainer: unknown field; the fields are .*train/);
-  r = await run("train.ts", [RECIPE, "--set", "llm.path=/nonexistent/vicuna-7b-v1.5"]);
+  r = await runCli("train.ts", [RECIPE, "--set", "llm.path=/nonexistent/vicuna-7b-v1.5"]);
   assert.equal(r.code, 1);
   assert.match(r.out, /llm\.path = \/nonexistent\/vicuna-7b-v1\.5\n\s+download lmsys\/vicuna-7b-v1\.5/);
   assert.match(
@@ -52,7 +42,7 @@ gpuTest(
       const runDir = join(dir, "run");
       await train(e, { ...cfg, train: { ...cfg.train, evalData: null } }, { runDir, print: () => {} });
       const out = join(dir, "results.json");
-      const r = await run("eval.ts", [
+      const r = await runCli("eval.ts", [
         runDir,
         join(dir, "images", "eval.json"),
         "--out",
@@ -66,7 +56,7 @@ gpuTest(
       const report = JSON.parse(await Deno.readTextFile(out));
       assert.equal(report.answers.length, 16);
       assert.match(report.meta.checkpoint, /checkpoints\/step-00000002$/);
-      const bad = await run("eval.ts", [join(dir, "nothing"), join(dir, "images", "eval.json")]);
+      const bad = await runCli("eval.ts", [join(dir, "nothing"), join(dir, "images", "eval.json")]);
       assert.equal(bad.code, 1);
       assert.match(bad.out, /no complete checkpoint/);
     } finally {

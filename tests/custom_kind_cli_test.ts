@@ -10,19 +10,9 @@ import { SafetensorsFile } from "../io/safetensors.ts";
 import { readMetrics } from "../trainers/metrics.ts";
 import { writeTinyRun } from "./tiny_run.ts";
 import { TINY } from "../models/testing.ts";
+import { runCli } from "./run_cli.ts";
 
 const HEAD_MODULE = new URL("./fixtures/custom_kind/first_depth_head.ts", import.meta.url);
-
-/** Runs a deno task's script with arguments; returns the exit code and the output. */
-async function run(script: string, args: string[]): Promise<{ code: number; out: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(`../cli/${script}`, import.meta.url).pathname, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
-}
 
 gpuTest("a custom head kind plans, trains, evaluates, exports and resumes through the CLI", async (e) => {
   await import(HEAD_MODULE.href);
@@ -41,13 +31,13 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
     const built = buildHead(e, parseHeadConfig(head, "head"), { llmWidth: TINY.llmWidth });
     const count = [...built.params().values()].reduce((n, t) => n + t.size, 0);
     for (const t of built.params().values()) t.dispose();
-    let r = await run("train.ts", [runFile, "--plan"]);
+    let r = await runCli("train.ts", [runFile, "--plan"]);
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, new RegExp(`\\n  head\\s+${count}  \\(run file\\)`), r.out);
 
     // Train: the run folder records the run file.
     const runDir = join(dir, "run");
-    r = await run("train.ts", [runFile, "--out", runDir]);
+    r = await runCli("train.ts", [runFile, "--out", runDir]);
     assert.equal(r.code, 0, r.out);
     const imports = JSON.parse(await Deno.readTextFile(join(runDir, "imports.json")));
     assert.ok(imports.modules.some((m: string) => m.endsWith("/run.ts")), JSON.stringify(imports));
@@ -57,31 +47,31 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
 
     // Eval and export import the recorded run file, so the kind parses and builds.
     const questions = join(dir, "images", "eval.json");
-    r = await run("eval.ts", [runDir, questions, "--max-new-tokens", "2", "--out", join(dir, "ev.json")]);
+    r = await runCli("eval.ts", [runDir, questions, "--max-new-tokens", "2", "--out", join(dir, "ev.json")]);
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /overall/);
     const exported = join(dir, "export");
-    r = await run("export.ts", [runDir, "--out", exported]);
+    r = await runCli("export.ts", [runDir, "--out", exported]);
     assert.equal(r.code, 0, r.out);
     const f = await SafetensorsFile.open(join(exported, "model.safetensors"));
     assert.ok(f.names().includes("visual_head.fc2.weight"), f.names().join(", "));
     f.close();
 
     // Resume with the run's own config: one more step of stage 2.
-    r = await run("train.ts", ["--resume", runDir, "--set", "train.stages[1].maxSteps=2"]);
+    r = await runCli("train.ts", ["--resume", runDir, "--set", "train.stages[1].maxSteps=2"]);
     assert.equal(r.code, 0, r.out);
     assert.deepEqual((await readMetrics(runDir)).map((s) => s.step), [1, 2, 3]);
 
     // Moved away from its run file: the error names the module and the fix; --import covers it.
     await Deno.rename(runFile, join(dir, "elsewhere.ts"));
-    r = await run("eval.ts", [runDir, questions, "--max-new-tokens", "1", "--out", join(dir, "ev2.json")]);
+    r = await runCli("eval.ts", [runDir, questions, "--max-new-tokens", "1", "--out", join(dir, "ev2.json")]);
     assert.equal(r.code, 1, r.out);
     assert.match(r.out, /unknown head kind "first_depth_mlp"/);
     assert.match(
       r.out,
       /the run records module\(s\) not found here: file:\/\/.*\/run\.ts; .*--import <module>/,
     );
-    r = await run("eval.ts", [
+    r = await runCli("eval.ts", [
       runDir,
       questions,
       "--max-new-tokens",

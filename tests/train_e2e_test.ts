@@ -7,6 +7,7 @@ import { AsvrModel } from "../models/asvr_model.ts";
 import { train } from "../trainers/trainer.ts";
 import { readMetrics } from "../trainers/metrics.ts";
 import { writeTinyRun } from "./tiny_run.ts";
+import { runCli } from "./run_cli.ts";
 
 gpuTest(
   "train: both stages on generated data; stopped and resumed, the losses equal the uninterrupted run's",
@@ -221,20 +222,8 @@ gpuTest(
 
       // deno task export: one folder in BF16, the adapters merged into the LLM, with the run's tokenizer.
       const hf = join(dir, "hf");
-      const cmd = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          new URL("../cli/export.ts", import.meta.url).pathname,
-          join(dir, "full"),
-          "--out",
-          hf,
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const text = new TextDecoder().decode(cmd.stdout) + new TextDecoder().decode(cmd.stderr);
-      assert.equal(cmd.code, 0, text);
+      const { code, out: text } = await runCli("export.ts", [join(dir, "full"), "--out", hf]);
+      assert.equal(code, 0, text);
       assert.match(text, /merging LoRA \(rank 2 on q_proj, v_proj, down_proj\) into the LLM/);
       assert.match(
         text,
