@@ -5,6 +5,7 @@
  */
 
 import { z } from "zod";
+import { parseSchema } from "../schema/parse.ts";
 
 /** The decoder architectures, by their Hugging Face `model_type`. */
 export type LlmArch = "llama" | "mistral" | "qwen2";
@@ -67,55 +68,42 @@ const COMMON = {
   rope_theta: opt(posNum),
   // transformers >= 5 writes the RoPE base here instead of `rope_theta`
   rope_parameters: opt(z.object({ rope_type: z.string().optional(), rope_theta: posNum.optional() })),
-  rope_scaling: z.null().optional(),
+  rope_scaling: z.null({
+    error: "RoPE scaling is not supported: use a checkpoint without `rope_scaling` (or null)",
+  }).optional(),
   tie_word_embeddings: opt(z.boolean()),
   max_position_embeddings: opt(posInt),
-  hidden_act: opt(z.literal("silu")),
+  hidden_act: opt(z.literal("silu", { error: 'the MLP must use "silu" (SwiGLU)' })),
 };
 
 const LLAMA_SCHEMA = z.object({
   ...COMMON,
   head_dim: opt(posInt),
   attention_bias: opt(z.boolean()),
-  mlp_bias: opt(z.literal(false)),
+  mlp_bias: opt(z.literal(false, { error: "MLP biases are not supported: it must be false or absent" })),
 });
 
 const MISTRAL_SCHEMA = z.object({
   ...COMMON,
   head_dim: opt(posInt),
-  sliding_window: posInt.nullable().optional(),
+  sliding_window: z.number().int().positive({
+    error: "expected a positive integer, or null for full causal attention",
+  }).nullable().optional(),
 });
 
 const QWEN2_SCHEMA = z.object({
   ...COMMON,
-  use_sliding_window: opt(z.literal(false)),
+  use_sliding_window: opt(z.literal(false, {
+    error: "Qwen2's per-layer sliding window is not supported: it must be false or absent",
+  })),
 });
-
-/** The fix for a field that only some values are supported for. */
-const FIELD_HINTS: Record<string, string> = {
-  rope_scaling: "RoPE scaling is not supported: use a checkpoint without `rope_scaling` (or null)",
-  hidden_act: 'the MLP must use "silu" (SwiGLU)',
-  mlp_bias: "MLP biases are not supported: it must be false or absent",
-  use_sliding_window: "Qwen2's per-layer sliding window is not supported: it must be false or absent",
-  sliding_window: "set it to a positive integer, or null for full causal attention",
-};
-
-/** What a field holds, for the errors of missing or invalid fields. */
-function expectedOf(field: string): string {
-  if (field === "model_type") return `one of ${LLM_ARCHS.join(", ")}`;
-  if (["rms_norm_eps", "rope_theta", "rope_parameters.rope_theta"].includes(field)) {
-    return "a positive number";
-  }
-  if (["tie_word_embeddings", "attention_bias"].includes(field)) return "true or false";
-  if (field === "rope_parameters") return 'an object like {"rope_type": "default", "rope_theta": 10000}';
-  return "a positive integer";
-}
 
 /**
  * Maps a Hugging Face `config.json` (already parsed) to an {@linkcode LlmConfig}, by `model_type`
  * (`llama`, which Vicuna checkpoints use, `mistral`, `qwen2`). Optional fields take HF's defaults.
- * Throws an error naming `source` (the file) and the field for a missing or invalid field, and
- * listing the supported architectures for an unknown `model_type`.
+ * Throws an error naming `source` (the file) and the field for a missing or invalid field
+ * (`m/config.json.hidden_size: ... (missing)`), and listing the supported architectures for an
+ * unknown `model_type`.
  */
 export function llmConfigFromHf(json: unknown, source: string): LlmConfig {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
@@ -138,7 +126,7 @@ export function llmConfigFromHf(json: unknown, source: string): LlmConfig {
   let cfg: LlmConfig;
   switch (arch) {
     case "llama": {
-      const c = parseWith(LLAMA_SCHEMA, json, source);
+      const c = parseSchema(LLAMA_SCHEMA, json, source);
       cfg = {
         ...common(arch, c, source, 2048, c.head_dim),
         attentionBias: c.attention_bias ?? false,
@@ -147,7 +135,7 @@ export function llmConfigFromHf(json: unknown, source: string): LlmConfig {
       break;
     }
     case "mistral": {
-      const c = parseWith(MISTRAL_SCHEMA, json, source);
+      const c = parseSchema(MISTRAL_SCHEMA, json, source);
       cfg = {
         ...common(arch, c, source, 4096 * 32, c.head_dim),
         attentionBias: false,
@@ -156,7 +144,7 @@ export function llmConfigFromHf(json: unknown, source: string): LlmConfig {
       break;
     }
     case "qwen2": {
-      const c = parseWith(QWEN2_SCHEMA, json, source);
+      const c = parseSchema(QWEN2_SCHEMA, json, source);
       cfg = { ...common(arch, c, source, 32768, undefined), attentionBias: true, slidingWindow: null };
       break;
     }
@@ -203,20 +191,6 @@ function common(
     tieWordEmbeddings: c.tie_word_embeddings ?? false,
     maxPositions: c.max_position_embeddings ?? defaultMaxPositions,
   };
-}
-
-/** Parses with `schema`, turning the first issue into an error that names the file and the field. */
-function parseWith<S extends z.ZodType>(schema: S, json: unknown, source: string): z.infer<S> {
-  const r = schema.safeParse(json);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  const field = issue.path.join(".");
-  let value: unknown = json;
-  for (const k of issue.path) value = (value as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey];
-  const what = value === undefined ? "is missing" : `is invalid (${JSON.stringify(value)}: ${issue.message})`;
-  const hint = FIELD_HINTS[field] ??
-    `${value === undefined ? "add it as" : "set it to"} ${expectedOf(field)}`;
-  throw new Error(`${source}: field "${field}" ${what}; ${hint}`);
 }
 
 /**

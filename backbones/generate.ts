@@ -9,6 +9,7 @@ import { z } from "zod";
 import type { Tensor } from "../core/tensor.ts";
 import { slice } from "../core/kernels/rows/rows.ts";
 import type { Decoder } from "./decoder.ts";
+import { parseSchema } from "../schema/parse.ts";
 
 /** Options of {@linkcode generateGreedy}. */
 export interface GenerateOptions {
@@ -21,32 +22,15 @@ export interface GenerateOptions {
 }
 
 const tokenId = z.number().int().nonnegative();
-const generateSchema = z.strictObject({
+
+// `GenerateOptions` is written out because a published type must be (JSR's no-slow-types: not inferred from a
+// schema); the schema is typed by it, so the compiler holds the two together. The rules and defaults live
+// here.
+const generateSchema: z.ZodType<Required<GenerateOptions>, GenerateOptions> = z.strictObject({
   maxNewTokens: z.number().int().nonnegative(),
   eosId: tokenId.nullable(),
   stopIds: z.array(tokenId).default([]),
 });
-
-/** What each option must be, for errors. */
-const WANT: Record<string, string> = {
-  maxNewTokens: "an integer >= 0",
-  eosId: "a token id (an integer >= 0) or null",
-  stopIds: "an array of token ids (integers >= 0)",
-};
-
-function parseGenerateOptions(opts: GenerateOptions): z.output<typeof generateSchema> {
-  const r = generateSchema.safeParse(opts);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  if (issue.code === "unrecognized_keys") {
-    throw new Error(
-      `generateGreedy: unknown option ${issue.keys.join(", ")}; the options are ${Object.keys(WANT)}`,
-    );
-  }
-  const field = String(issue.path[0] ?? "");
-  const got = JSON.stringify((opts as unknown as Record<string, unknown>)[field]);
-  throw new Error(`generateGreedy: option ${field} is ${got}; it must be ${WANT[field] ?? issue.message}`);
-}
 
 /** Index of the largest value (the first of equal ones); throws on a non-finite value. */
 export function argmax(values: ArrayLike<number>): number {
@@ -77,7 +61,7 @@ export async function generateGreedy(
   prefixEmbeds: Tensor,
   opts: GenerateOptions,
 ): Promise<number[]> {
-  const { maxNewTokens, eosId, stopIds } = parseGenerateOptions(opts);
+  const { maxNewTokens, eosId, stopIds } = parseSchema(generateSchema, opts, "generateGreedy: options");
   const [B, T] = prefixEmbeds.shape;
   if (prefixEmbeds.shape.length !== 3 || B !== 1 || T < 1) {
     throw new Error(`generateGreedy: prefixEmbeds must be [1, T, C] with T >= 1, got ${prefixEmbeds}`);

@@ -70,15 +70,15 @@ gpuTest("generateGreedy: bad options and prefixes are refused with the fix", asy
   const prefix = e.tensor(randn(2 * cfg.hiddenSize, 14), [1, 2, cfg.hiddenSize]);
   await assert.rejects(
     () => generateGreedy(model, prefix, { maxNewTokens: -1, eosId: 2 }),
-    /option maxNewTokens is -1; it must be an integer >= 0/,
+    /generateGreedy: options\.maxNewTokens: Too small: expected number to be >=0 \(got -1\)/,
   );
   await assert.rejects(
     () => generateGreedy(model, prefix, { maxNewTokens: 2, eosId: 1.5 }),
-    /option eosId is 1.5; it must be a token id/,
+    /generateGreedy: options\.eosId: .*expected int.*\(got 1\.5\)/,
   );
   await assert.rejects(
     () => generateGreedy(model, prefix, { maxNewTokens: 2, eosId: 2, topK: 5 } as never),
-    /unknown option topK/,
+    /generateGreedy: options\.topK: unknown field; allowed fields: maxNewTokens, eosId, stopIds/,
   );
   const two = e.tensor(randn(2 * 2 * cfg.hiddenSize, 15), [2, 2, cfg.hiddenSize]);
   await assert.rejects(

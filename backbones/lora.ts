@@ -20,7 +20,6 @@
 
 import { z } from "zod";
 import type { Engine } from "../core/engine.ts";
-import { parseFields } from "../core/parse_fields.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { rng } from "../core/random.ts";
 import { scale } from "../core/kernels/elementwise/elementwise.ts";
@@ -30,6 +29,7 @@ import { pieceRows } from "../core/split_tensor.ts";
 import type { LlmConfig } from "./config.ts";
 import { type Decoder, type DecoderDType, layerParamShape } from "./decoder.ts";
 import { type LayerParamKey, layerParamName } from "./names.ts";
+import { parseSchema } from "../schema/parse.ts";
 
 /** The projections LoRA can adapt, by their Hugging Face / PEFT module names. */
 export const LORA_TARGETS = [
@@ -56,7 +56,7 @@ export const LORA_TARGET_KEYS: Readonly<Record<LoraTarget, LayerParamKey>> = {
   down_proj: "wDown",
 };
 
-/** A LoRA config (see {@linkcode parseLoraConfig} for the defaults). */
+/** A LoRA config, parsed: every default filled (see {@linkcode parseLoraConfig}). */
 export interface LoraConfig {
   /** The rank r of each pair (default 16). */
   rank: number;
@@ -68,28 +68,22 @@ export interface LoraConfig {
   seed: number;
 }
 
-const loraSchema = z.strictObject({
+/** The LoRA config's rules and defaults: every field may be left out. */
+const loraSchema: z.ZodType<LoraConfig, Partial<LoraConfig>> = z.strictObject({
   rank: z.number().int().min(1).default(16),
   alpha: z.number().positive().optional(),
-  targets: z.array(z.enum(LORA_TARGETS)).min(1).refine((a) => new Set(a).size === a.length)
+  targets: z.array(z.enum(LORA_TARGETS)).min(1)
+    .refine((a) => new Set(a).size === a.length, { error: "names a projection twice; list each once" })
     .default(["q_proj", "k_proj", "v_proj", "o_proj"]),
   seed: z.number().int().nonnegative().default(0),
-});
-
-const WANT: Record<string, string> = {
-  rank: "an integer >= 1 (default 16)",
-  alpha: "a number > 0 (default 2 * rank)",
-  targets: `a non-empty array of distinct projections among ${LORA_TARGETS.join(", ")}`,
-  seed: "an integer >= 0 (default 0)",
-};
+}).transform((v) => ({ ...v, alpha: v.alpha ?? 2 * v.rank }));
 
 /**
  * Validates a LoRA config given as data and fills in the defaults; `path` names where it sits in
- * errors (`train.lora.rank is 0; it must be an integer >= 1 (default 16)`).
+ * errors (`train.lora.rank: Too small: expected number to be >=1 (got 0)`).
  */
 export function parseLoraConfig(value: unknown = {}, path = "lora"): LoraConfig {
-  const cfg = parseFields(loraSchema, value, path, "LoRA", WANT);
-  return { ...cfg, alpha: cfg.alpha ?? 2 * cfg.rank };
+  return parseSchema(loraSchema, value, path);
 }
 
 /** One adapted projection: A [r, in], B [out, r]. */

@@ -234,13 +234,20 @@ Deno.test("parseLoraConfig: defaults, and errors that name the field", () => {
   assert.equal(parseLoraConfig({ rank: 8, alpha: 8 }).alpha, 8);
   assert.throws(
     () => parseLoraConfig({ rank: 0 }, "train.lora"),
-    /train\.lora\.rank is 0; it must be an integer >= 1/,
+    /train\.lora\.rank: .*expected number to be >=1 \(got 0\)/,
   );
   assert.throws(
     () => parseLoraConfig({ targets: ["qkv"] }),
-    /lora\.targets is \["qkv"\]; it must be .*q_proj, k_proj/,
+    /lora\.targets\[0\]: .*one of "q_proj"\|"k_proj".* \(got "qkv"\)/,
   );
-  assert.throws(() => parseLoraConfig({ ranks: 4 }), /lora\.ranks: unknown LoRA field/);
+  assert.throws(
+    () => parseLoraConfig({ targets: ["q_proj", "q_proj"] }),
+    /lora\.targets: names a projection twice/,
+  );
+  assert.throws(
+    () => parseLoraConfig({ ranks: 4 }),
+    /lora\.ranks: unknown field; allowed fields: rank, alpha/,
+  );
 });
 
 gpuTest(

@@ -1,6 +1,7 @@
 /**
- * LLM decoder backbones: LLaMA / Vicuna, Mistral (sliding window) and Qwen2 (q/k/v biases), with
- * Hugging Face configs, parameter names, loading and saving; LoRA adapters for their projections.
+ * LLM decoder backbones: LLaMA / Vicuna, Mistral (sliding window) and Qwen2 (q/k/v biases), loaded
+ * from and saved as Hugging Face folders (their configs and parameter names); LoRA adapters for their
+ * projections.
  *
  * ```ts ignore
  * import { Decoder } from "./mod.ts";
@@ -11,28 +12,8 @@
  * @module
  */
 
-export {
-  checkLlmConfig,
-  LLM_ARCHS,
-  type LlmArch,
-  type LlmConfig,
-  llmConfigFromHf,
-  llmConfigToHf,
-} from "./config.ts";
-export {
-  hasLayerParam,
-  hfParamNames,
-  LAYER_PARAM_KEYS,
-  type LayerParamKey,
-  layerParamName,
-  LLAMA_NAMES,
-  MISTRAL_NAMES,
-  type ModelParamKey,
-  type NameTable,
-  nameTable,
-  QWEN2_NAMES,
-} from "./names.ts";
-export { causalLmLoss, shiftLabels } from "./causal_lm_loss.ts";
+export { LLM_ARCHS, type LlmArch, type LlmConfig, llmConfigFromHf, llmConfigToHf } from "./config.ts";
+export type { LayerParamKey } from "./names.ts";
 export {
   Decoder,
   type DecoderCreateOptions,
@@ -40,18 +21,14 @@ export {
   type DecoderForwardOptions,
   type DecoderLoadOptions,
   type DecoderSaveOptions,
-  INIT_STD,
-  layerParamShape,
 } from "./decoder.ts";
 export { KvCache, type KvCacheOptions, type LayerKv } from "./kv_cache.ts";
-export { argmax, generateGreedy, type GenerateOptions } from "./generate.ts";
+export { generateGreedy, type GenerateOptions } from "./generate.ts";
 export {
-  LORA_TARGET_KEYS,
   LORA_TARGETS,
   LoraAdapters,
   type LoraConfig,
   type LoraPair,
-  loraParamNames,
   type LoraTarget,
   mergeLora,
   parseLoraConfig,

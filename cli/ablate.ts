@@ -19,7 +19,7 @@ import { NoAdapterError } from "../core/device.ts";
 import { applyRunOverrides, modelConfig, parseRunConfig } from "../trainers/config.ts";
 import { type ImageReliance, imageReliance } from "../trainers/image_reliance.ts";
 import { StageData } from "../trainers/stage_data.ts";
-import { latestCheckpoint } from "../trainers/checkpoint.ts";
+import { latestCheckpoint, verifyCheckpoint } from "../trainers/checkpoint.ts";
 import { AsvrModel } from "../models/asvr_model.ts";
 import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
 import { Checkpoint, writeTextAtomic } from "../io/safetensors.ts";
@@ -106,7 +106,9 @@ async function main(): Promise<void> {
         console.log(
           `\n== ${variant}, seed ${seed} (${((performance.now() - t0) / 60000).toFixed(1)} min so far)`,
         );
-        const r = await train(e, cfg, { runDir });
+        // An interrupted variant goes on from its last checkpoint; one that saved none starts afresh.
+        const resume = (await latestCheckpoint(runDir)) !== null;
+        const r = await train(e, cfg, { runDir, ...(resume ? { resume: true } : { overwrite: true }) });
         report = r.eval;
         if (!report) throw new Error(`${runDir}: the run ended without an evaluation`);
       }
@@ -151,6 +153,7 @@ async function relianceOf(e: Engine, runDir: string): Promise<ImageReliance> {
   const model = await AsvrModel.build(e, modelConfig(cfg), { dtype: cfg.train.dtype });
   const ckDir = await latestCheckpoint(runDir);
   if (!ckDir) throw new Error(`${runDir}: no checkpoint to measure; delete the folder to redo the run`);
+  await verifyCheckpoint(ckDir, { files: ["model.safetensors"] });
   const ckpt = await Checkpoint.open(join(ckDir, "model.safetensors"));
   await loadParams(model.params(), ckpt);
   ckpt.close();

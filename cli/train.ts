@@ -1,6 +1,6 @@
 /**
- * `deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--out DIR] [--import MODULE ...]
- * [--profile]`
+ * `deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--overwrite] [--out DIR]
+ * [--import MODULE ...] [--profile] [--term-timeout S]`
  *
  * - With a run file (`export default defineRun({...})`, e.g. examples/asvr_vicuna7b.ts): trains its
  *   stages into `<out>/<name>` (default `runs/<name>`), with progress, metrics, curves and checkpoints.
@@ -11,6 +11,13 @@
  *   (`--gpu-memory-gb N`, else nvidia-smi's figure), without loading weights, then exits.
  * - `--resume DIR` continues the latest checkpoint of run folder DIR (or the checkpoint folder DIR);
  *   without a run file, with the run's own config and the modules it records.
+ * - A new run refuses a run folder that holds a run already (config.json, metrics.jsonl or checkpoints/),
+ *   naming the ways out; `--overwrite` deletes that run's files first.
+ * - Ctrl-C (SIGINT) or SIGTERM: the step finishes, a checkpoint is written, and the process exits 130
+ *   (SIGINT) or 143 (SIGTERM). Signals within 2 s of the first are the same burst (Ctrl-C under
+ *   `deno task` arrives twice); a later one quits without saving, and so does SIGTERM's timeout
+ *   (`--term-timeout S`, default 25 s, under the 30 s schedulers wait before SIGKILL; 0: none). See
+ *   cli/stop_signals.ts.
  * - `--import MODULE` imports a module first (one that registers a kind, e.g. a custom visual head).
  *   The run folder records the run file and these modules (`imports.json`), so eval, export and
  *   resume import them again.
@@ -39,9 +46,12 @@ import {
 import { readRunConfig } from "../trainers/run_model.ts";
 import { applyRunOverrides, type RunConfig } from "../trainers/config.ts";
 import { train } from "../trainers/trainer.ts";
+import { prepareNewRunDir } from "../trainers/run_dir.ts";
+import { BURST_SECONDS, DEFAULT_TERM_TIMEOUT_SECONDS, StopSignals } from "./stop_signals.ts";
 
 const USAGE =
-  `usage: deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--out DIR] [--profile]
+  `usage: deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--overwrite] [--out DIR]
+                       [--import M ...] [--profile] [--term-timeout S]
   run.ts         a run file (export default defineRun({...})), e.g. examples/asvr_vicuna7b.ts;
                  default examples/asvr_tiny.ts, the embedded tiny study
   --set k=v      override a config key (repeatable): train.stages[0].lr=2e-5, head.kind=none
@@ -49,9 +59,18 @@ const USAGE =
                  with --gpu-memory-gb N (or nvidia-smi's figure) it says which modes fit
   --resume DIR   continue a run folder's latest checkpoint (or the checkpoint folder given); without
                  run.ts, with the run's own config.json and recorded modules
+  --overwrite    start afresh in a run folder that holds a run: its run files are deleted first
+                 (without it, such a folder is refused: --resume it, or train into another folder)
   --out DIR      the run folder (default: <train.out>/<name>)
   --import M     import module M first (repeatable): one that registers a kind, e.g. a custom head
-  --profile      print the GPU time per kernel at the end (needs the adapter's timestamp-query)`;
+  --profile      print the GPU time per kernel at the end (needs the adapter's timestamp-query)
+  --term-timeout S
+                 after SIGTERM, seconds to finish the step and save before quitting without saving
+                 (default ${DEFAULT_TERM_TIMEOUT_SECONDS}: under the 30 s Kubernetes and Slurm wait before SIGKILL; 0: no limit)
+
+Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, exit 130 (SIGINT) or 143 (SIGTERM).
+Another signal ${BURST_SECONDS} s or more after the first quits at once without saving; signals within ${BURST_SECONDS} s of
+the first are one burst (under deno task, one Ctrl-C reaches the process twice).`;
 
 const GB = 1e9;
 
@@ -62,6 +81,8 @@ const { values, positionals } = parseArgs({
     set: { type: "string", multiple: true, default: [] },
     plan: { type: "boolean", default: false },
     resume: { type: "string" },
+    overwrite: { type: "boolean", default: false },
+    "term-timeout": { type: "string" },
     out: { type: "string" },
     import: { type: "string", multiple: true, default: [] },
     profile: { type: "boolean", default: false },
@@ -75,13 +96,15 @@ if (values.help) {
   Deno.exit(0);
 }
 
+let code: number;
 try {
-  await runFile(positionals[0] ?? null);
+  code = await runFile(positionals[0] ?? null);
 } catch (err) {
   if (err instanceof NoAdapterError) console.error(err.message);
   else console.error(`train: ${err instanceof Error ? err.message : String(err)}`);
   Deno.exit(1);
 }
+if (code !== 0) Deno.exit(code);
 
 /** The run's config, and the modules (URLs) its run folder records: the run file and every --import. */
 async function loadConfig(file: string | null): Promise<{ cfg: RunConfig; modules: string[] }> {
@@ -107,7 +130,15 @@ function runFolderOf(resume: string): string {
   return basename(dirname(resolve(resume))) === "checkpoints" ? dirname(dirname(resume)) : resume;
 }
 
-async function runFile(file: string | null): Promise<void> {
+/** The run ends with this exit code (0 unless a stop signal came). */
+async function runFile(file: string | null): Promise<number> {
+  const termTimeout = Number(values["term-timeout"] ?? DEFAULT_TERM_TIMEOUT_SECONDS);
+  if (!(termTimeout >= 0)) {
+    throw new Error(`--term-timeout: a number of seconds >= 0 (0: no limit), got ${values["term-timeout"]}`);
+  }
+  if (values.overwrite && values.resume) {
+    throw new Error(`--overwrite starts a run afresh and --resume ${values.resume} continues one: give one`);
+  }
   const { cfg, modules } = await loadConfig(file);
   if (values.plan) {
     const plan = await planRun(cfg);
@@ -130,37 +161,32 @@ async function runFile(file: string | null): Promise<void> {
       throw new Error(`--gpu-memory-gb: a number > 0, got ${values["gpu-memory-gb"]}`);
     }
     for (const line of await planFits(cfg, plan, memory)) console.log(line);
-    return;
+    return 0;
   }
   const missing = await missingInputs(cfg);
   if (missing.length) throw new Error(formatMissing(missing));
+  // `--resume DIR`: a run folder, or one of its checkpoints (runs/x/checkpoints/step-00000120).
+  const resume = values.resume;
+  const runDir = values.out ?? (resume && runFolderOf(resume)) ?? join(cfg.train.out, cfg.name);
+  // A new run (or a resume into another folder) never mixes its files with a run already there. Checked
+  // before anything is written, imports.json included.
+  if (!resume || resolve(runDir) !== resolve(runFolderOf(resume))) {
+    const removed = await prepareNewRunDir(runDir, { overwrite: values.overwrite });
+    if (removed.length) console.log(`overwrite: deleted the old run's ${removed.join(", ")} in ${runDir}`);
+  }
   const e = await Engine.create();
   console.log(
     `adapter: ${e.info.description}${e.info.isFallbackAdapter ? " (software: correct, slow)" : ""}`,
   );
-  // `--resume DIR`: a run folder, or one of its checkpoints (runs/x/checkpoints/step-00000120).
-  const resume = values.resume;
-  const runDir = values.out ?? (resume && runFolderOf(resume)) ?? join(cfg.train.out, cfg.name);
   // The modules eval, export and a later resume import before reading the run's config.
   await Deno.mkdir(runDir, { recursive: true });
   if (file !== null || !resume) await writeRunImports(runDir, modules);
   else if (modules.length) await writeRunImports(runDir, [...await readRunImports(runDir), ...modules]);
-  // Ctrl-C once: finish the step, write a checkpoint, stop. Twice: exit now (checkpoints are written
-  // atomically, so the last complete one stays good either way).
-  const abort = new AbortController();
-  const onInt = () => {
-    if (abort.signal.aborted) Deno.exit(130);
-    console.log(
-      `\nstopping after this step with a checkpoint (Ctrl-C again to quit now); resume with --resume ${runDir}`,
-    );
-    abort.abort();
-  };
-  Deno.addSignalListener("SIGINT", onInt);
+  const stops = new StopSignals({ termTimeout, note: `resume with --resume ${runDir}` }).listen();
   const t0 = performance.now();
   if (values.profile) e.startProfiling();
-  const r = await train(e, cfg, { runDir, resume, signal: abort.signal });
+  const r = await train(e, cfg, { runDir, resume, signal: stops.signal });
   if (values.profile) console.log(`GPU time per kernel:\n${formatKernelTimes(await e.stopProfiling())}`);
-  Deno.removeSignalListener("SIGINT", onInt);
   if (r.stopped) console.log(`stopped; continue with --resume ${runDir}`);
   const last = r.history.at(-1);
   console.log(
@@ -171,6 +197,8 @@ async function runFile(file: string | null): Promise<void> {
       `; run folder ${runDir}, checkpoint ${r.checkpoint ?? "none"}`,
   );
   e.destroy();
+  stops.close();
+  return stops.exitCode ?? 0;
 }
 
 /** The first GPU's memory in bytes as nvidia-smi reports it, or null without nvidia-smi. */

@@ -16,17 +16,17 @@
  * @module
  */
 
+// the engine and its tensors
 export {
   type EmptyOptions,
   Engine,
   type EngineOptions,
-  grid1d,
   type KernelCall,
   type TapeNode,
   type TensorData,
 } from "./engine.ts";
 export { Tensor } from "./tensor.ts";
-export { pieceRows, rowsPerPiece, SplitTensor } from "./split_tensor.ts";
+export { SplitTensor } from "./split_tensor.ts";
 export {
   type DeviceInfo,
   NoAdapterError,
@@ -35,31 +35,15 @@ export {
   RAISED_LIMITS,
   type RaisedLimit,
 } from "./device.ts";
-export { BufferPool, sizeClass } from "./pool.ts";
-export { formatKernelTimes, KernelProfiler, type KernelTime } from "./profiler.ts";
-export {
-  bytesPerElement,
-  type DType,
-  f16BitsToF32,
-  f32Bits,
-  f32ToF16Bits,
-  type HostArray,
-  isFloat,
-} from "./dtype.ts";
+export { BufferPool } from "./pool.ts";
+export { formatKernelTimes, type KernelTime } from "./profiler.ts";
+export type { DType, HostArray } from "./dtype.ts";
 export { randInt, randn, rng } from "./random.ts";
-export {
-  accumulateGrad,
-  addInPlace,
-  backward,
-  checkpoint,
-  detach,
-  leaves,
-  record,
-  reshape,
-  runTape,
-  zeroGrad,
-} from "./autograd.ts";
 
+// autograd
+export { backward, checkpoint, detach, reshape, zeroGrad } from "./autograd.ts";
+
+// differentiable ops
 export { matmul, type MatmulOptions } from "./kernels/matmul/matmul.ts";
 export {
   add,
@@ -84,5 +68,7 @@ export { rope, type RopeOptions } from "./kernels/rope/rope.ts";
 export { embedding } from "./kernels/embedding/embedding.ts";
 export { concat, gatherRows, scatterRows, slice } from "./kernels/rows/rows.ts";
 export { permute } from "./kernels/permute/permute.ts";
+
+// optimizer and gradient clipping
 export { AdamW, type AdamWOptions, type AdamWParamState, type AdamWState } from "./kernels/adamw/adamw.ts";
 export { clipGradNorm, globalNorm } from "./kernels/clip/clip.ts";

@@ -73,7 +73,28 @@ export interface LlavaRows {
   rows: LlavaRow[];
   /** The rows left out (only with `onError: "skip"`). */
   skipped: SkippedRow[];
+  /**
+   * The indices of the rows kept whose text held bytes that are not UTF-8, each replaced by U+FFFD
+   * (as Python's `errors="replace"` reads them), in file order.
+   */
+  invalidUtf8: number[];
 }
+
+/** Decodes a row's bytes, replacing bytes that are not UTF-8 by U+FFFD; `invalid` says if any were. */
+function decodeRow(bytes: Uint8Array): { text: string; invalid: boolean } {
+  const text = LENIENT.decode(bytes);
+  // Only a row holding U+FFFD is checked again (a literal U+FFFD is valid UTF-8).
+  if (!text.includes("\uFFFD")) return { text, invalid: false };
+  try {
+    STRICT.decode(bytes);
+    return { text, invalid: false };
+  } catch {
+    return { text, invalid: true };
+  }
+}
+
+const LENIENT = new TextDecoder();
+const STRICT = new TextDecoder("utf-8", { fatal: true });
 
 /** The fix every row error suggests unless it names a better one. */
 const ROW_FIX = 'fix the row or set data.onError: "skip"';
@@ -332,34 +353,35 @@ function arrayElements(bytes: Uint8Array, file: string): [number, number][] {
  * The rows of a JSON array, all parsed before any is checked, so that a file that is not valid JSON
  * fails as a whole; a syntax error names the file, the line and the column.
  */
-function arrayRows(bytes: Uint8Array, file: string): unknown[] {
-  const decoder = new TextDecoder();
+function arrayRows(bytes: Uint8Array, file: string): [unknown, boolean][] {
   return arrayElements(bytes, file).map(([start, end]) => {
-    const text = decoder.decode(bytes.subarray(start, end));
+    const { text, invalid } = decodeRow(bytes.subarray(start, end));
     try {
-      return JSON.parse(text);
+      return [JSON.parse(text), invalid];
     } catch {
       // Pad with whitespace to the row's place in the file, so the error's line and column are the file's.
       const { line, column } = lineColumn(bytes, start);
-      return parseJsonText("\n".repeat(line - 1) + " ".repeat(column - 1) + text, file);
+      return [parseJsonText("\n".repeat(line - 1) + " ".repeat(column - 1) + text, file), invalid];
     }
   });
 }
 
-/** The rows of a JSON lines file: [line index, parsed row or the parse error]. Blank lines are skipped. */
-function* lineRows(bytes: Uint8Array): Generator<[number, unknown, Error | undefined]> {
-  const decoder = new TextDecoder();
+/**
+ * The rows of a JSON lines file: [line index, parsed row or the parse error, whether bytes that are
+ * not UTF-8 were replaced]. Blank lines are skipped.
+ */
+function* lineRows(bytes: Uint8Array): Generator<[number, unknown, Error | undefined, boolean]> {
   let start = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0; // UTF-8 BOM
   for (let line = 0; start < bytes.length; line++) {
     let end = bytes.indexOf(0x0a, start);
     if (end < 0) end = bytes.length;
-    const text = decoder.decode(bytes.subarray(start, end)).trim();
+    const { text, invalid } = decodeRow(bytes.subarray(start, end));
     start = end + 1;
-    if (text === "") continue;
+    if (text.trim() === "") continue;
     try {
-      yield [line, JSON.parse(text), undefined];
+      yield [line, JSON.parse(text), undefined, invalid];
     } catch (e) {
-      yield [line, undefined, e as Error];
+      yield [line, undefined, e as Error, invalid];
     }
   }
 }
@@ -382,27 +404,29 @@ export function parseLlavaRows(bytes: Uint8Array, file: string, options: ReadLla
   const { onError } = parsed.data;
   const rows: LlavaRow[] = [];
   const skipped: SkippedRow[] = [];
-  const add = (index: number, json: unknown, parseError?: Error) => {
+  const invalidUtf8: number[] = [];
+  const add = (index: number, json: unknown, invalid: boolean, parseError?: Error) => {
     try {
       if (parseError) {
         throw new DataRowError(file, index, undefined, `not valid JSON (${parseError.message})`);
       }
       rows.push(parseLlavaRow(json, file, index));
+      if (invalid) invalidUtf8.push(index);
     } catch (e) {
       if (!(e instanceof DataRowError) || onError === "error") throw e;
       skipped.push({ index: e.index, id: e.id, reason: e.reason });
     }
   };
   if (file.endsWith(".jsonl")) {
-    for (const [index, json, err] of lineRows(bytes)) add(index, json, err);
+    for (const [index, json, err, invalid] of lineRows(bytes)) add(index, json, invalid, err);
   } else if (file.endsWith(".json")) {
-    arrayRows(bytes, file).forEach((json, index) => add(index, json));
+    arrayRows(bytes, file).forEach(([json, invalid], index) => add(index, json, invalid));
   } else {
     throw new Error(
       `${file}: a LLaVA data set must be a .json file (an array of rows) or .jsonl (one row per line)`,
     );
   }
-  return { rows, skipped };
+  return { rows, skipped, invalidUtf8 };
 }
 
 /**

@@ -166,7 +166,7 @@ Deno.test("parseLlavaRows: a JSON array with brackets and quotes inside strings"
   assert.equal(out[1].conversations[0].value, 'He said "hi" [ok] {x} \\ ]');
   assert.equal(out[1].conversations[1].value, "}]");
   assert.deepEqual(out.map((r) => [r.index, r.id]), [[0, "a"], [1, "2"]]);
-  assert.deepEqual(parseLlavaRows(enc(" [ ] "), "e.json"), { rows: [], skipped: [] });
+  assert.deepEqual(parseLlavaRows(enc(" [ ] "), "e.json"), { rows: [], skipped: [], invalidUtf8: [] });
 });
 
 Deno.test("parseLlavaRows: skip mode drops bad rows and lists them; error mode throws the first", () => {
@@ -262,4 +262,18 @@ Deno.test("readLlavaRows: reads .json and .jsonl files; a missing file names its
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("parseLlavaRows: rows whose bytes are not UTF-8 are kept, replaced and listed", () => {
+  const bad = enc(JSON.stringify(good("b")).replace("What", "Wh~at"));
+  bad[bad.indexOf(0x7e)] = 0xff; // a byte that starts no UTF-8 sequence
+  const literal = enc(JSON.stringify(good("c")).replace("What", "Wh\ufffdat")); // valid UTF-8
+  const nl = enc("\n");
+  const jsonl = new Uint8Array([...enc(JSON.stringify(good("a"))), ...nl, ...bad, ...nl, ...literal]);
+  const lines = parseLlavaRows(jsonl, "data/x.jsonl");
+  assert.deepEqual(lines.rows.map((r) => r.id), ["a", "b", "c"]);
+  assert.deepEqual(lines.invalidUtf8, [1]);
+  assert.ok(lines.rows[1].conversations[0].value.includes("Wh\ufffdat"));
+  const array = new Uint8Array([...enc("["), ...literal, ...enc(","), ...bad, ...enc("]")]);
+  assert.deepEqual(parseLlavaRows(array, "data/x.json").invalidUtf8, [1]);
 });

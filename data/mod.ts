@@ -13,13 +13,76 @@
  * @module
  */
 
-export * from "./llava_json.ts";
-export * from "./templates.ts";
-export * from "./tokenize.ts";
-export * from "./batch.ts";
-export * from "./collate.ts";
-export * from "./length_groups.ts";
-export * from "./image.ts";
-export * from "./preprocess.ts";
-export * from "./prefetch.ts";
-export * from "./image_features.ts";
+// dataset files
+export {
+  DataRowError,
+  IMAGE_MARKER,
+  type LlavaRow,
+  type LlavaRows,
+  type LlavaTurn,
+  ON_ROW_ERRORS,
+  type OnRowError,
+  parseLlavaRow,
+  parseLlavaRows,
+  type ReadLlavaOptions,
+  readLlavaRows,
+  type SkippedRow,
+} from "./llava_json.ts";
+export { RowLedger, type SkipKind } from "./row_ledger.ts";
+
+// conversation templates, tokenization and batches
+export {
+  applyTemplate,
+  generationPrompt,
+  IMAGE_TOKEN_ID,
+  TEMPLATE_NAMES,
+  type TemplateName,
+  templatePrompt,
+  type TemplateTokenizer,
+  type TemplateTokens,
+  tokenizeWithImage,
+  VICUNA_V1_SYSTEM,
+} from "./templates.ts";
+export { type TokenizedRow, type TokenizeOptions, tokenizeRow } from "./tokenize.ts";
+export type { AsvrBatch } from "./batch.ts";
+export { collate, type CollateOptions } from "./collate.ts";
+export { groupByLength, rowLengthEstimate } from "./length_groups.ts";
+
+// images
+export {
+  decodeImage,
+  DEFAULT_MAX_IMAGE_BYTES,
+  type ImageFormat,
+  readImage,
+  type ReadImageOptions,
+  type RgbImage,
+} from "./image.ts";
+export {
+  CLIP_NORM,
+  type ImageNorm,
+  type ImagePreprocessConfig,
+  normalizeImage,
+  parseImagePreprocessConfig,
+  preprocess,
+  PREPROCESS_MODES,
+  type PreprocessMode,
+  type Resample,
+  SIGLIP_NORM,
+  squareImage,
+} from "./preprocess.ts";
+export {
+  type ImageFailed,
+  type ImageJob,
+  type ImageLoaded,
+  ImagePrefetcher,
+  type ImagePrefetcherOptions,
+  type ImageResult,
+} from "./prefetch.ts";
+export {
+  type ImageFeatureOptions,
+  type ImageFeatureProgress,
+  imageFeatures,
+  imageFeatureWidth,
+  preprocessedImages,
+  type PreprocessedImagesOptions,
+} from "./image_features.ts";

@@ -24,14 +24,18 @@
 
 import { z } from "zod";
 import type { RgbImage } from "./image.ts";
+import { parseSchema } from "../schema/parse.ts";
 
 /** How the image becomes square (see the module doc). */
 export type PreprocessMode = "resize" | "pad" | "crop";
 
+/** Every {@linkcode PreprocessMode}. */
+export const PREPROCESS_MODES: readonly PreprocessMode[] = ["resize", "pad", "crop"];
+
 /** The resampling filter: Pillow's BICUBIC (a = -0.5, support 2) or BILINEAR (triangle, support 1). */
 export type Resample = "bicubic" | "bilinear";
 
-/** The preprocessing of one encoder's input. */
+/** The preprocessing of one encoder's input (see {@linkcode parseImagePreprocessConfig}). */
 export interface ImagePreprocessConfig {
   /** Output side S in pixels (the encoder's image size). */
   size: number;
@@ -41,7 +45,7 @@ export interface ImagePreprocessConfig {
   fill: [number, number, number];
   /** Per-channel mean subtracted from x / 255 (default SigLIP's 0.5). */
   mean: [number, number, number];
-  /** Per-channel standard deviation dividing after the mean (default SigLIP's 0.5). */
+  /** Per-channel standard deviation (> 0) dividing after the mean (default SigLIP's 0.5). */
   std: [number, number, number];
   /** The resampling filter (default "bicubic", with antialiasing when downscaling). */
   resample: Resample;
@@ -71,30 +75,27 @@ const rgb255 = z.tuple([
 ]);
 const finite3 = z.tuple([z.number(), z.number(), z.number()]);
 const positive3 = z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]);
+const RESAMPLES: readonly Resample[] = ["bicubic", "bilinear"];
 
-/** The schema of {@linkcode ImagePreprocessConfig}; every default lives here. */
-const imagePreprocessSchema = z.strictObject({
+// `ImagePreprocessConfig` is written out because a published type must be (JSR's no-slow-types: not inferred
+// from a schema); the schema is typed by it, so the compiler holds the two together. The rules and defaults
+// live here.
+const imagePreprocessSchema: z.ZodType<ImagePreprocessConfig> = z.strictObject({
   size: z.number().int().positive(),
-  mode: z.enum(["resize", "pad", "crop"]).default("resize"),
+  mode: z.enum(PREPROCESS_MODES).default("resize"),
   fill: rgb255.default([127, 127, 127]),
   mean: finite3.default([0.5, 0.5, 0.5]),
   std: positive3.default([0.5, 0.5, 0.5]),
-  resample: z.enum(["bicubic", "bilinear"]).default("bicubic"),
+  resample: z.enum(RESAMPLES).default("bicubic"),
 });
 
 /**
  * Validates a preprocessing config given as data and fills its defaults. `path` names where it sits
- * in the whole config; errors name each bad field under it (e.g. `data.image.fill[1]`).
+ * in the whole config; errors name each bad field under it (e.g. `data.image.fill[1]`), the value
+ * found and what is allowed (see `parseSchema`).
  */
 export function parseImagePreprocessConfig(value: unknown, path: string): ImagePreprocessConfig {
-  const r = imagePreprocessSchema.safeParse(value);
-  if (r.success) return r.data;
-  throw new Error(
-    r.error.issues.map((issue) => {
-      const at = path + issue.path.map((k) => (typeof k === "number" ? `[${k}]` : `.${String(k)}`)).join("");
-      return `${at}: ${issue.message}`;
-    }).join("\n"),
-  );
+  return parseSchema(imagePreprocessSchema, value, path);
 }
 
 // ------------------------------------------------------------------ geometry

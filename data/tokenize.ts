@@ -36,6 +36,8 @@ export interface TokenizedRow {
   imageStart: number;
   /** The number of image positions: N for a row with an image, else 0. */
   imageTokens: number;
+  /** The row's length before it was cut to `maxLength`; absent when it was not cut. */
+  cutFrom?: number;
 }
 
 /** A positive integer option, or an error naming it. */
@@ -63,6 +65,7 @@ export function tokenizeRow(row: LlavaRow, options: TokenizeOptions): TokenizedR
     inputIds = [...ids.slice(0, at), ...new Array<number>(N).fill(IMAGE_TOKEN_ID), ...ids.slice(at + 1)];
     outLabels = [...labels.slice(0, at), ...new Array<number>(N).fill(IGNORE_INDEX), ...labels.slice(at + 1)];
   }
+  let cutFrom: number | undefined;
   if (inputIds.length > maxLength) {
     if (at >= 0 && at + N > maxLength) {
       throw new DataRowError(
@@ -73,7 +76,7 @@ export function tokenizeRow(row: LlavaRow, options: TokenizeOptions): TokenizedR
         `set data.maxLength to at least ${at + N}, or shorten the text before the image`,
       );
     }
-    const full = inputIds.length;
+    const full = cutFrom = inputIds.length;
     const firstSupervised = outLabels.findIndex((l) => l !== IGNORE_INDEX);
     inputIds = inputIds.slice(0, maxLength);
     outLabels = outLabels.slice(0, maxLength);
@@ -87,5 +90,7 @@ export function tokenizeRow(row: LlavaRow, options: TokenizeOptions): TokenizedR
       );
     }
   }
-  return { inputIds, labels: outLabels, imageStart: at, imageTokens: at >= 0 ? N : 0 };
+  const out: TokenizedRow = { inputIds, labels: outLabels, imageStart: at, imageTokens: at >= 0 ? N : 0 };
+  if (cutFrom !== undefined) out.cutFrom = cutFrom;
+  return out;
 }

@@ -66,6 +66,7 @@ Deno.test("tokenizeRow: truncation cuts text after the image, never the image sp
     labels: [X, X, X, X, 319, 6635],
     imageStart: 1,
     imageTokens: 3,
+    cutFrom: 11,
   });
   // Exactly the span's end: the span is whole but nothing supervised is left, so the row is refused.
   assert.throws(
@@ -78,7 +79,9 @@ Deno.test("tokenizeRow: truncation cuts text after the image, never the image sp
   );
   assert.deepEqual(tokenizeRow(caption, { ...opts, maxLength: 5 }).labels, [X, X, X, X, 319]);
   // Not shortened when it fits.
-  assert.equal(tokenizeRow(caption, { ...opts, maxLength: 11 }).inputIds.length, 11);
+  const whole11 = tokenizeRow(caption, { ...opts, maxLength: 11 });
+  assert.equal(whole11.inputIds.length, 11);
+  assert.equal(whole11.cutFrom, undefined);
   // The span (positions 1..3) cannot fit in 3.
   assert.throws(
     () => tokenizeRow(caption, { ...opts, maxLength: 3 }),

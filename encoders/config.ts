@@ -5,6 +5,7 @@
  */
 
 import { z } from "zod";
+import { parseSchema } from "../schema/parse.ts";
 
 /** The encoder families: SigLIP (no CLS token) and CLIP (CLS token, pre-layernorm). */
 export type VisionArch = "siglip" | "clip";
@@ -89,21 +90,11 @@ const hfVisionSchema = z.object({
   image_size: positiveInt,
   patch_size: positiveInt,
   layer_norm_eps: z.number().positive(),
-  hidden_act: z.string(),
-  num_channels: z.literal(3),
+  hidden_act: z.enum(Object.keys(HF_ACTS), {
+    error: `expected a supported activation, one of ${Object.keys(HF_ACTS).join(", ")}`,
+  }),
+  num_channels: z.literal(3, { error: "expected 3 (RGB images)" }),
 });
-
-const HINTS: Record<string, string> = {
-  hidden_size: "a positive integer",
-  intermediate_size: "a positive integer",
-  num_hidden_layers: "a positive integer",
-  num_attention_heads: "a positive integer",
-  image_size: "a positive integer (pixels)",
-  patch_size: "a positive integer (pixels)",
-  layer_norm_eps: "a positive number such as 1e-6",
-  hidden_act: `one of ${Object.keys(HF_ACTS).join(", ")}`,
-  num_channels: "3 (RGB images)",
-};
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -117,7 +108,8 @@ function isSupported(t: unknown): t is HfVisionModelType {
  * Reads a Hugging Face vision config: a vision tower's own config (`model_type` "siglip_vision_model"
  * or "clip_vision_model") or a full model config ("siglip", "clip") whose `vision_config` holds it.
  * Fields the file omits take transformers' defaults for that family. `source` names the file in
- * errors; an unknown `model_type` or a bad field is refused naming the field, the file and the fix.
+ * errors; an unknown `model_type` or a bad field is refused naming the file, the field and what is
+ * allowed (`m/config.json.hidden_size: Too small: expected number to be >0 (got -4)`).
  */
 export function visionConfigFromHf(json: unknown, source: string): VisionConfig {
   if (!isRecord(json)) throw new Error(`${source}: a vision config must be a JSON object`);
@@ -130,9 +122,9 @@ export function visionConfigFromHf(json: unknown, source: string): VisionConfig 
   }
   switch (modelType) {
     case "siglip_vision_model":
-      return parseVision(json, "siglip", source, "");
+      return parseVision(json, "siglip", source, source);
     case "clip_vision_model":
-      return parseVision(json, "clip", source, "");
+      return parseVision(json, "clip", source, source);
     case "siglip":
     case "clip": {
       const inner = json.vision_config;
@@ -148,7 +140,7 @@ export function visionConfigFromHf(json: unknown, source: string): VisionConfig 
             `expected "${modelType}_vision_model"`,
         );
       }
-      return parseVision(inner, modelType, source, "vision_config.");
+      return parseVision(inner, modelType, source, `${source}.vision_config`);
     }
     default: {
       const never: never = modelType;
@@ -157,27 +149,15 @@ export function visionConfigFromHf(json: unknown, source: string): VisionConfig 
   }
 }
 
+/** A vision tower's own config (at `path` in the file `source`), transformers' defaults filling it. */
 function parseVision(
   json: Record<string, unknown>,
   arch: VisionArch,
   source: string,
-  at: string,
+  path: string,
 ): VisionConfig {
-  const withDefaults = { ...HF_DEFAULTS[arch], ...json };
-  const r = hfVisionSchema.safeParse(withDefaults);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    const field = String(issue.path[0]);
-    const got = JSON.stringify((withDefaults as Record<string, unknown>)[field]);
-    throw new Error(`${source}: ${at}${field} is ${got}; it must be ${HINTS[field] ?? issue.message}`);
-  }
-  const f = r.data;
+  const f = parseSchema(hfVisionSchema, { ...HF_DEFAULTS[arch], ...json }, path);
   const act = HF_ACTS[f.hidden_act];
-  if (!act) {
-    throw new Error(
-      `${source}: ${at}hidden_act "${f.hidden_act}" is not supported; use ${HINTS.hidden_act}`,
-    );
-  }
   const cfg: VisionConfig = {
     arch,
     hiddenSize: f.hidden_size,

@@ -111,16 +111,19 @@ Deno.test("visionConfigFromHf: unknown model_type refused, listing the supported
 Deno.test("visionConfigFromHf: bad fields named with the file and the fix", () => {
   const bad = (patch: Record<string, unknown>, re: RegExp) =>
     assert.throws(() => visionConfigFromHf({ ...SO400M, ...patch }, "m/config.json"), re);
-  bad({ hidden_size: -4 }, /m\/config\.json: hidden_size is -4; it must be a positive integer/);
-  bad({ patch_size: "14" }, /m\/config\.json: patch_size is "14"; it must be a positive integer/);
-  bad({ layer_norm_eps: 0 }, /layer_norm_eps is 0; it must be a positive number/);
-  bad({ num_channels: 1 }, /num_channels is 1; it must be 3/);
-  bad({ hidden_act: "relu" }, /hidden_act "relu" is not supported; use one of .*gelu_pytorch_tanh/);
+  bad({ hidden_size: -4 }, /m\/config\.json\.hidden_size: .*expected number to be >0 \(got -4\)/);
+  bad({ patch_size: "14" }, /m\/config\.json\.patch_size: .*expected number, received string \(got "14"\)/);
+  bad({ layer_norm_eps: 0 }, /m\/config\.json\.layer_norm_eps: .*expected number to be >0 \(got 0\)/);
+  bad({ num_channels: 1 }, /m\/config\.json\.num_channels: expected 3 \(RGB images\) \(got 1\)/);
+  bad(
+    { hidden_act: "relu" },
+    /m\/config\.json\.hidden_act: expected a supported activation, one of .*gelu_pytorch_tanh.* \(got "relu"\)/,
+  );
   bad({ num_attention_heads: 5 }, /hidden_size 1152 is not a multiple of num_attention_heads 5/);
   bad({ image_size: 10 }, /patch_size 14 is larger than image_size 10/);
   assert.throws(
     () => visionConfigFromHf({ model_type: "clip", vision_config: { hidden_size: 0 } }, "n.json"),
-    /n\.json: vision_config\.hidden_size is 0/,
+    /n\.json\.vision_config\.hidden_size: .*expected number to be >0 \(got 0\)/,
   );
 });
 

@@ -5,7 +5,6 @@
  */
 
 export {
-  checkVisionConfig,
   type HfVisionModelType,
   SUPPORTED_MODEL_TYPES,
   type VisionAct,
@@ -22,4 +21,3 @@ export {
   type VisionLoadOptions,
 } from "./vit.ts";
 export { OnnxEncoder, type OnnxEncoderOptions } from "./onnx_encoder.ts";
-export { type OnnxData, ONNXRUNTIME_WEB, onnxRuntimeLoaded } from "./onnx_runner.ts";

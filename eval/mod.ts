@@ -11,6 +11,26 @@
  * @module
  */
 
-export * from "./questions.ts";
-export * from "./score.ts";
-export * from "./report.ts";
+export {
+  loadQuestions,
+  parseQuestions,
+  type Question,
+  QUESTION_TYPES,
+  type QuestionType,
+} from "./questions.ts";
+export {
+  type EvalSummary,
+  expectedAnswer,
+  type GroupScore,
+  normalizeAnswer,
+  parseChoice,
+  parseYesNo,
+  type PopeStats,
+  popeStats,
+  scoreAll,
+  scoreAnswer,
+  type ScoredAnswer,
+  summarize,
+  type YesNo,
+} from "./score.ts";
+export { buildReport, type EvalReport, formatReport } from "./report.ts";

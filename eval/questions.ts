@@ -15,6 +15,7 @@
 import { z } from "zod";
 import { readJsonFile } from "../io/json.ts";
 import { choiceLetter, parseChoice } from "./score.ts";
+import { parseSchema } from "../schema/parse.ts";
 
 /** How a question's answer is scored (see eval/score.ts). */
 export type QuestionType = "open" | "choice" | "yesno";
@@ -42,33 +43,42 @@ export interface Question {
 
 const text = z.string().trim().min(1);
 
-const questionSchema = z.strictObject({
-  id: z.union([text, z.number().int().nonnegative()]).transform(String),
+// `Question` is written out because a published type must be (JSR's no-slow-types: not inferred from a
+// schema); the schema is typed by it, so the compiler holds the two together. The rules live here.
+const questionSchema: z.ZodType<Question> = z.strictObject({
+  id: z.union([text, z.number().int().nonnegative()], {
+    error: "must be a non-empty string or an integer >= 0",
+  }).transform(String),
   image: text.optional(),
   question: text,
   answer: text,
   type: z.enum(QUESTION_TYPES),
   choices: z.array(text).min(2).max(26).optional(),
   category: text.optional(),
+}).superRefine((q, ctx) => {
+  const fail = (field: "answer" | "choices", message: string) =>
+    ctx.addIssue({ code: "custom", path: [field], message });
+  if (q.type === "choice") {
+    if (!q.choices) fail("choices", 'a "choice" question needs its options: "choices": ["...", "..."]');
+    else if (parseChoice(q.answer, q.choices) === null) {
+      const last = choiceLetter(q.choices.length - 1);
+      fail("answer", `${JSON.stringify(q.answer)} is neither a letter A..${last} nor the text of a choice`);
+    }
+  } else if (q.choices) {
+    fail("choices", `only "choice" questions have choices; this one is "${q.type}"`);
+  }
+  if (q.type === "yesno" && !["yes", "no"].includes(q.answer.toLowerCase().replace(/[.!]$/, ""))) {
+    fail("answer", `${JSON.stringify(q.answer)}: a "yesno" answer must be "yes" or "no"`);
+  }
 });
-
-/** What each field must be, for errors. */
-const WANT: Record<string, string> = {
-  id: "a non-empty string or an integer >= 0, unique in the file",
-  image: "a non-empty string (the image's path), or absent",
-  question: "a non-empty string",
-  answer: "a non-empty string",
-  type: `one of ${QUESTION_TYPES.map((t) => `"${t}"`).join(", ")}`,
-  choices: 'an array of 2 to 26 non-empty strings (only for type "choice")',
-  category: "a non-empty string, or absent",
-};
 
 /**
  * Validates a parsed questions file: `json` must be an array of questions. `source` names the file
  * in errors, which also give the question's index (0-based), its id when known and the field, e.g.
- * `questions.json: question 3 (id "q4"): field "choices": ...`. Besides each field's type: a
- * `choice` question needs `choices` and an answer that is a letter in range or one of the choices;
- * a `yesno` answer must read yes or no; only `choice` questions have `choices`; ids are unique.
+ * `questions.json: question 3 (id "q4").choices: ...`, the value found and what is allowed (see
+ * `parseSchema`). Besides each field's type: a `choice` question needs `choices` and an answer that is
+ * a letter in range or one of the choices; a `yesno` answer must read yes or no; only `choice`
+ * questions have `choices`; ids are unique.
  */
 export function parseQuestions(json: unknown, source: string): Question[] {
   if (!Array.isArray(json)) {
@@ -80,53 +90,17 @@ export function parseQuestions(json: unknown, source: string): Question[] {
     const where = `${source}: question ${i}${
       typeof rawId === "string" || typeof rawId === "number" ? ` (id ${JSON.stringify(String(rawId))})` : ""
     }`;
-    const q = parseOne(item, where);
+    if (!item || typeof item !== "object" || Array.isArray(item)) {
+      throw new Error(`${where}: must be an object {id, question, answer, type, ...}, got ${typeName(item)}`);
+    }
+    const q = parseSchema(questionSchema, item, where);
     const before = seen.get(q.id);
     if (before !== undefined) {
-      throw new Error(`${where}: field "id": ${JSON.stringify(q.id)} is also the id of question ${before}`);
+      throw new Error(`${where}.id: ${JSON.stringify(q.id)} is also the id of question ${before}`);
     }
     seen.set(q.id, i);
     return q;
   });
-}
-
-function parseOne(item: unknown, where: string): Question {
-  if (!item || typeof item !== "object" || Array.isArray(item)) {
-    throw new Error(`${where}: must be an object {id, question, answer, type, ...}, got ${typeName(item)}`);
-  }
-  const r = questionSchema.safeParse(item);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    if (issue.code === "unrecognized_keys") {
-      throw new Error(
-        `${where}: unknown field ${issue.keys.map((k) => `"${k}"`).join(", ")}; the fields are ${
-          Object.keys(WANT).join(", ")
-        }`,
-      );
-    }
-    const field = String(issue.path[0]);
-    const raw = (item as Record<string, unknown>)[field];
-    const got = raw === undefined ? "missing" : JSON.stringify(raw);
-    throw new Error(`${where}: field "${field}" is ${got}; it must be ${WANT[field] ?? issue.message}`);
-  }
-  const q = r.data;
-  const fail = (field: string, why: string) => new Error(`${where}: field "${field}": ${why}`);
-  if (q.type === "choice") {
-    if (!q.choices) throw fail("choices", 'a "choice" question needs its options: "choices": ["...", "..."]');
-    if (parseChoice(q.answer, q.choices) === null) {
-      const last = choiceLetter(q.choices.length - 1);
-      throw fail(
-        "answer",
-        `${JSON.stringify(q.answer)} is neither a letter A..${last} nor the text of a choice`,
-      );
-    }
-  } else if (q.choices) {
-    throw fail("choices", `only "choice" questions have choices; this one is "${q.type}"`);
-  }
-  if (q.type === "yesno" && !["yes", "no"].includes(q.answer.toLowerCase().replace(/[.!]$/, ""))) {
-    throw fail("answer", `${JSON.stringify(q.answer)}: a "yesno" answer must be "yes" or "no"`);
-  }
-  return q;
 }
 
 function typeName(v: unknown): string {

@@ -56,11 +56,10 @@ export {
   type TokenizerSizes,
 } from "./registry.ts";
 export { ASVR_DEPTH_HEAD, DUAL_HEAD, LINEAR_HEAD, NO_HEAD, NONE_HEAD } from "./builtin.ts";
-export { ASVR_RMS_EPS, AsvrDepthHead } from "./asvr_depth.ts";
+export { AsvrDepthHead } from "./asvr_depth.ts";
 export { LinearHead } from "./linear.ts";
 export { NoneHead } from "./none.ts";
 export { DualHead } from "./dual.ts";
-export { DepthClassifiers, makeDepthClassifiers } from "./depth_classifiers.ts";
 export {
   ParamMaker,
   type ParamOptions,

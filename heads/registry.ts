@@ -23,18 +23,9 @@ import type { Engine } from "../core/engine.ts";
 import { describeValue, parseSchema, type SafeParser } from "../schema/parse.ts";
 import type { HeadConfig, HeadContext, VisualHead } from "./head.ts";
 import type { ParamShape } from "./param_init.ts";
+import type { TokenizerSizes } from "../tokenizers/visual_config.ts";
 
-/** What a head's config may be filled and checked against: one visual tokenizer of the model. */
-export interface TokenizerSizes {
-  /** The tokenizer's name (the key of its codes in `VisualTargets`). */
-  name: string;
-  /** Its RQ depths D, when its config states them (an ONNX tokenizer's are known only when it runs). */
-  depths?: number;
-  /** Codes per codebook, when its config states it. */
-  codebookSize?: number;
-  /** Whether it has codebook vectors a head can teacher-force with (RQ: yes; ONNX: no). */
-  hasCodebooks: boolean;
-}
+export type { TokenizerSizes };
 
 /** One tokenizer whose codes a head learns, and what the head expects of them. */
 export interface HeadTarget {

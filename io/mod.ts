@@ -1,6 +1,6 @@
 /**
  * Weights I/O: safetensors files and (sharded) checkpoints, loading them into engine params,
- * saving params, Hugging Face model folders, and JSON files with clear errors.
+ * saving params, and Hugging Face model folders.
  *
  * ```ts ignore
  * import { Checkpoint, loadParams, saveParams } from "@asvr/asvr/io";
@@ -14,21 +14,16 @@
 
 export {
   Checkpoint,
-  closeNames,
-  isSafeFloat,
   type SafeData,
   type SafeDType,
-  safeDTypeBytes,
   type SafeTensorInput,
   SafetensorsFile,
   type ShardOptions,
   type TensorInfo,
   writeSafetensors,
   writeShardedSafetensors,
-  writeTextAtomic,
 } from "./safetensors.ts";
 export {
-  globMatcher,
   type HfFolderOptions,
   loadParams,
   type LoadParamsOptions,
@@ -37,13 +32,3 @@ export {
   type SaveParamsOptions,
   writeHfFolder,
 } from "./params.ts";
-export { parseJsonText, readJsonFile } from "./json.ts";
-export {
-  bf16ArrayToF32,
-  bf16BitsToF32,
-  f16ArrayToF32,
-  f32ArrayToBf16,
-  f32ArrayToF16,
-  f32ToBf16Bits,
-} from "./float_bits.ts";
-export { pathExists } from "./path_exists.ts";

@@ -23,6 +23,7 @@ import {
   writeShardedSafetensors,
   writeTextAtomic,
 } from "./safetensors.ts";
+import { assertFinite } from "./finite.ts";
 
 /** Options of {@linkcode loadParams}. */
 export interface LoadParamsOptions {
@@ -34,6 +35,8 @@ export interface LoadParamsOptions {
   ignoreUnexpected?: boolean | string[];
   /** Called after each tensor is on the GPU (for a progress line while a large model loads). */
   onProgress?: (p: LoadProgress) => void;
+  /** Load float tensors holding NaN or infinities (default false: such a tensor stops the load). */
+  allowNonFinite?: boolean;
 }
 
 /** How far a load (or a save) has come: tensors and stored bytes done, of the total. */
@@ -53,10 +56,13 @@ export interface LoadProgress {
 /**
  * Loads checkpoint tensors into existing params: param `n` takes tensor `prefix + n`, after its
  * shape is checked, converted to the param's dtype (bf16/f16/f64 widen to f32; f16 params round).
- * Everything is checked before anything is written, so a failed load leaves the params untouched:
- * missing tensors (not allowed) give ONE error listing them, so do unexpected checkpoint tensors
- * under the prefix (unless ignored) and shape mismatches. Tensors are read and uploaded one at a
- * time, so host memory holds one tensor; `onProgress` hears of each.
+ * Names, shapes and dtypes are checked before anything is written, so such a failed load leaves the
+ * params untouched: missing tensors (not allowed) give ONE error listing them, so do unexpected
+ * checkpoint tensors under the prefix (unless ignored) and shape mismatches. Tensors are read and
+ * uploaded one at a time, so host memory holds one tensor; `onProgress` hears of each. Each float
+ * tensor's values are checked for NaN and infinities as it is read (one pass): the first one found
+ * stops the load before that tensor is written (earlier tensors are), naming the tensor and the
+ * index, unless `allowNonFinite`.
  */
 export async function loadParams(
   params: Map<string, Tensor>,
@@ -124,7 +130,15 @@ export async function loadParams(
   const totalBytes = plan.reduce((sum, [key]) => sum + ckpt.info(key).byteLength, 0);
   let bytes = 0;
   for (const [i, [key, t]] of plan.entries()) {
-    const data = toParamData(await ckpt.read(key), t, key);
+    const raw = await ckpt.read(key);
+    if (raw instanceof Float32Array && !opts.allowNonFinite) {
+      assertFinite(
+        raw,
+        ckpt.info(key),
+        "load other weights, or pass allowNonFinite: true to loadParams to load them anyway",
+      );
+    }
+    const data = toParamData(raw, t, key);
     const e = t.engine;
     e.write(t, data);
     e.flush(); // submit now, so the staging copy of this tensor is freed before the next one

@@ -234,3 +234,39 @@ gpuTest(
     });
   },
 );
+
+gpuTest(
+  "loadParams: NaN or Inf in F32/F16/BF16 weights name the tensor and index; allowNonFinite",
+  async (e) => {
+    await inTempDir(async (dir) => {
+      for (const dtype of ["F32", "F16", "BF16"] as const) {
+        for (const [bad, what] of [[NaN, "NaN"], [-Infinity, "-Infinity"]] as const) {
+          const data = Float32Array.from([1, 2, 3, 4, bad, 6]);
+          const ckpt = await checkpointOf(dir, [
+            { name: "layer.weight", dtype, shape: [2, 3], data },
+            { name: "layer.bias", dtype: "F32", shape: [3], data: B },
+          ]);
+          const params = new Map([
+            ["layer.weight", e.param(new Float32Array(6), [2, 3])],
+            ["layer.bias", e.param(new Float32Array(3), [3])],
+          ]);
+          await assert.rejects(loadParams(params, ckpt), (err: Error) => {
+            assert.match(
+              err.message,
+              new RegExp(
+                `ckpt\\.safetensors: tensor "layer\\.weight" \\(${dtype} \\[2,3\\]\\) holds ${what} at index 4 ` +
+                  `\\(of 6\\).*allowNonFinite: true`,
+              ),
+            );
+            return true;
+          });
+          assert.deepEqual(Array.from(await params.get("layer.weight")!.read()), [0, 0, 0, 0, 0, 0], dtype);
+          await loadParams(params, ckpt, { allowNonFinite: true });
+          assert.deepEqual(Array.from(await params.get("layer.weight")!.read()), [1, 2, 3, 4, bad, 6], dtype);
+          ckpt.close();
+          for (const t of params.values()) t.dispose();
+        }
+      }
+    });
+  },
+);

@@ -16,6 +16,8 @@
 
 import { parseJsonText, readJsonFile } from "./json.ts";
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from "./float_bits.ts";
+import { duplicateTopLevelKey } from "./duplicate_key.ts";
+import { Sha256 } from "./sha256.ts";
 
 /** The element types of safetensors files, by their Hugging Face names. */
 export type SafeDType = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
@@ -109,7 +111,11 @@ export class SafetensorsFile {
     this.metadata = meta;
   }
 
-  /** Opens a file and validates its header (dtypes, shapes against byte sizes, offsets in range, no overlaps). */
+  /**
+   * Opens a file and validates its header as the format's reference reader does: unique names, known
+   * dtypes, shapes matching byte sizes, and tensors' data back to back from the start of the data
+   * section to the end of the file (no gaps, overlaps or trailing bytes).
+   */
   static async open(path: string): Promise<SafetensorsFile> {
     let file: Deno.FsFile;
     try {
@@ -236,6 +242,13 @@ function parseHeader(
       }`,
     );
   }
+  const twice = duplicateTopLevelKey(text);
+  if (twice !== null) {
+    throw new Error(
+      `${path}: corrupt safetensors file: ${twice === "__metadata__" ? "" : "tensor "}"${twice}" appears ` +
+        `twice in the header (a JSON reader would silently keep the last); write the file again`,
+    );
+  }
   const dataSize = fileSize - dataStart;
   const metadata: Record<string, string> = {};
   const list: TensorInfo[] = [];
@@ -302,21 +315,48 @@ function parseHeader(
     });
   }
   list.sort((a, b) => a.byteOffset - b.byteOffset || a.byteLength - b.byteLength);
+  checkTiling(list, path, dataStart, dataSize);
+  return { infos: new Map(list.map((t) => [t.name, t])), metadata };
+}
+
+/**
+ * Checks that tensors sorted by data offset lie back to back, from the start of the data section to
+ * its end: a gap, an overlap or bytes after the last tensor mean a corrupt or tampered file.
+ */
+function checkTiling(sorted: TensorInfo[], path: string, dataStart: number, dataSize: number): void {
+  const bad = `${path}: corrupt safetensors file:`;
+  const range = (t: TensorInfo) =>
+    `[${t.byteOffset - dataStart}, ${t.byteOffset - dataStart + t.byteLength}]`;
+  let end = 0;
   let prev: TensorInfo | null = null;
-  for (const t of list) {
-    if (t.byteLength === 0) continue;
-    if (prev && t.byteOffset < prev.byteOffset + prev.byteLength) {
+  for (const t of sorted) {
+    const begin = t.byteOffset - dataStart;
+    if (begin < end) {
       throw new Error(
-        `${path}: corrupt safetensors file: tensors "${prev.name}" and "${t.name}" have overlapping ` +
-          `data_offsets [${prev.byteOffset - dataStart}, ${
-            prev.byteOffset - dataStart + prev.byteLength
-          }] and ` +
-          `[${t.byteOffset - dataStart}, ${t.byteOffset - dataStart + t.byteLength}]`,
+        `${bad} tensors "${prev!.name}" and "${t.name}" have overlapping data_offsets ${range(prev!)} and ` +
+          `${range(t)}`,
       );
     }
+    if (begin > end) {
+      throw new Error(
+        `${bad} tensor "${t.name}" starts at data offset ${begin}, but ` +
+          (prev ? `the previous tensor "${prev.name}" ends at ${end}` : `the data section starts at 0`) +
+          `: ${begin - end} unused bytes ${prev ? "between them" : "before it"} (tensors lie back to back)`,
+      );
+    }
+    end = begin + t.byteLength;
     prev = t;
   }
-  return { infos: new Map(list.map((t) => [t.name, t])), metadata };
+  if (end !== dataSize && !prev) {
+    throw new Error(`${bad} ${dataSize} bytes after the header, but it holds no tensor`);
+  }
+  if (end !== dataSize) {
+    const extra = dataSize - end;
+    throw new Error(
+      `${bad} ${extra} bytes after the end of the last tensor "${prev!.name}" (data_offsets end at ${end}, ` +
+        `the data section has ${dataSize} bytes): appended or corrupt data`,
+    );
+  }
 }
 
 /** Converts a tensor's raw little-endian bytes to its host array. */
@@ -566,13 +606,14 @@ export interface SafeTensorInput {
 /**
  * Writes one safetensors file atomically: to `path + ".tmp-<random>"`, then renamed over `path`
  * (the temp file is removed on error, leaving any previous file intact). Tensors are stored sorted
- * by name, the header padded with spaces to a multiple of 8 bytes.
+ * by name, the header padded with spaces to a multiple of 8 bytes. Returns the SHA-256 of the bytes
+ * written (64 hex digits, as `sha256sum` prints it), hashed as they stream out.
  */
 export async function writeSafetensors(
   path: string,
   tensors: SafeTensorInput[],
   metadata: Record<string, string> = {},
-): Promise<void> {
+): Promise<string> {
   const sorted = checkInputs(path, tensors);
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) {
@@ -596,14 +637,14 @@ export async function writeSafetensors(
     p.set(json);
     json = p;
   }
-  await atomicWrite(path, async (file) => {
+  return await atomicWrite(path, async (write) => {
     const len = new Uint8Array(8);
     new DataView(len.buffer).setBigUint64(0, BigInt(json.length), true);
-    await writeAll(file, len);
-    await writeAll(file, json);
+    await write(len);
+    await write(json);
     for (const t of sorted) {
       const data = typeof t.data === "function" ? await t.data() : t.data;
-      await writeAll(file, encodeTensor(path, t, data));
+      await write(encodeTensor(path, t, data));
     }
   });
 }
@@ -663,14 +704,20 @@ export async function writeShardedSafetensors(
   return names;
 }
 
-/** Writes a text file atomically (temp file + rename). */
-export async function writeTextAtomic(path: string, text: string): Promise<void> {
+/** Writes a text file atomically (temp file + rename); returns the SHA-256 of its bytes (hex). */
+export async function writeTextAtomic(path: string, text: string): Promise<string> {
   const bytes = new TextEncoder().encode(text);
-  await atomicWrite(path, (file) => writeAll(file, bytes));
+  return await atomicWrite(path, (write) => write(bytes));
 }
 
-/** Runs `fill` on a fresh temp file beside `path`, then renames it over `path`; removes it on error. */
-async function atomicWrite(path: string, fill: (file: Deno.FsFile) => Promise<void>): Promise<void> {
+/**
+ * Runs `fill` on a fresh temp file beside `path`, then renames it over `path`; removes it on error.
+ * Returns the SHA-256 (hex) of what `fill` wrote.
+ */
+async function atomicWrite(
+  path: string,
+  fill: (write: (bytes: Uint8Array) => Promise<void>) => Promise<void>,
+): Promise<string> {
   const rand = crypto.getRandomValues(new Uint8Array(6));
   const tmp = `${path}.tmp-${[...rand].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
   let file: Deno.FsFile;
@@ -682,8 +729,12 @@ async function atomicWrite(path: string, fill: (file: Deno.FsFile) => Promise<vo
     );
   }
   let closed = false;
+  const hash = new Sha256();
   try {
-    await fill(file);
+    await fill(async (bytes) => {
+      hash.update(bytes);
+      await writeAll(file, bytes);
+    });
     await file.syncData();
     file.close();
     closed = true;
@@ -693,6 +744,7 @@ async function atomicWrite(path: string, fill: (file: Deno.FsFile) => Promise<vo
     await Deno.remove(tmp).catch(() => {});
     throw err;
   }
+  return hash.hex();
 }
 
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {

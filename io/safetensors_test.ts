@@ -6,7 +6,9 @@ import {
   SafetensorsFile,
   writeSafetensors,
   writeShardedSafetensors,
+  writeTextAtomic,
 } from "./safetensors.ts";
+import { sha256File } from "./sha256.ts";
 import { bf16Reference } from "./testdata/bf16_reference.ts";
 
 const FIXTURE = new URL("./testdata/torch_written.safetensors", import.meta.url).pathname;
@@ -447,5 +449,82 @@ Deno.test("sharded index naming a missing shard file", async () => {
       Checkpoint.open(dir),
       /puts "zz" in model-00001-of-00002\.safetensors, but that shard has no/,
     );
+  });
+});
+
+Deno.test("malformed: bytes after the last tensor", async () => {
+  const h = JSON.stringify({ w: okEntry });
+  await assertOpenFails(
+    rawFile(h, new Uint8Array(12)),
+    /4 bytes after the end of the last tensor "w" \(data_offsets end at 8, the data section has 12 bytes\)/,
+  );
+  // no tensors at all, and yet data
+  await assertOpenFails(rawFile("{}", new Uint8Array(3)), /3 bytes after the header, but it holds no tensor/);
+});
+
+Deno.test("malformed: gaps between tensors, or before the first", async () => {
+  const gap = JSON.stringify({ a: okEntry, b: { ...okEntry, data_offsets: [12, 20] } });
+  await assertOpenFails(
+    rawFile(gap, new Uint8Array(20)),
+    /tensor "b" starts at data offset 12, but the previous tensor "a" ends at 8: 4 unused bytes/,
+  );
+  const first = JSON.stringify({ w: { ...okEntry, data_offsets: [4, 12] } });
+  await assertOpenFails(
+    rawFile(first, new Uint8Array(12)),
+    /tensor "w" starts at data offset 4, but the data section starts at 0: 4 unused bytes/,
+  );
+  // an empty tensor takes no room: it may sit between others
+  await inTempDir(async (dir) => {
+    const p = `${dir}/ok.safetensors`;
+    const h = JSON.stringify({
+      a: okEntry,
+      e: { dtype: "F32", shape: [0], data_offsets: [8, 8] },
+      b: { ...okEntry, data_offsets: [8, 16] },
+    });
+    await Deno.writeFile(p, rawFile(h, new Uint8Array(16)));
+    const f = await SafetensorsFile.open(p);
+    assert.deepEqual(f.names().sort(), ["a", "b", "e"]);
+    f.close();
+  });
+});
+
+Deno.test("malformed: a tensor named twice in the header (JSON would keep the last)", async () => {
+  const entry = JSON.stringify(okEntry);
+  await assertOpenFails(
+    rawFile(
+      `{"w": ${entry}, "x": {"dtype": "F32", "shape": [0], "data_offsets": [8, 8]}, "w": ${entry}}`,
+      new Uint8Array(8),
+    ),
+    /tensor "w" appears twice in the header/,
+  );
+  // escapes name the same key; names inside values and nested objects are not keys
+  await assertOpenFails(
+    rawFile(`{"w": ${entry}, "\\u0077": ${entry}}`, new Uint8Array(8)),
+    /tensor "w" appears twice in the header/,
+  );
+  await assertOpenFails(
+    rawFile(`{"__metadata__": {"a": "1"}, "__metadata__": {"a": "2"}}`),
+    /"__metadata__" appears twice in the header/,
+  );
+  await inTempDir(async (dir) => {
+    const p = `${dir}/ok.safetensors`;
+    const h = `{"__metadata__": {"w": "w", "k\\"": "{\\"w\\": 1}"}, "w": ${entry}}`;
+    await Deno.writeFile(p, rawFile(h, new Uint8Array(8)));
+    const f = await SafetensorsFile.open(p);
+    assert.deepEqual(f.names(), ["w"]);
+    assert.deepEqual(f.metadata, { w: "w", 'k"': '{"w": 1}' });
+    f.close();
+  });
+});
+
+Deno.test("the writers return the SHA-256 of the file they wrote", async () => {
+  await inTempDir(async (dir) => {
+    const p = `${dir}/a.safetensors`;
+    const sum = await writeSafetensors(p, [
+      { name: "w", dtype: "BF16", shape: [3], data: Float32Array.from([1, 2, 3]) },
+      { name: "lazy", dtype: "F32", shape: [2], data: () => Float32Array.from([4, 5]) },
+    ], { k: "v" });
+    assert.equal(sum, await sha256File(p));
+    assert.equal(await writeTextAtomic(`${dir}/t.json`, "{}\n"), await sha256File(`${dir}/t.json`));
   });
 });

@@ -6,7 +6,7 @@
  */
 
 import { z } from "zod";
-import { parseFields } from "../core/parse_fields.ts";
+import { parseSchema } from "../schema/parse.ts";
 
 /**
  * Which codes the hidden state at image patch i predicts: "same", the codes of patch i (the
@@ -42,9 +42,11 @@ export interface LossConfig {
   chunkRows?: number;
 }
 
-const weight = z.number().min(0).refine(Number.isFinite);
+/** A loss weight: a finite number >= 0 (zod's numbers are finite). */
+const weight = z.number().min(0);
 
-const lossSchema = z.strictObject({
+/** The loss config's rules and defaults; its parsed output is a {@linkcode LossConfig}. */
+const lossSchema: z.ZodType<LossConfig, Partial<LossConfig>> = z.strictObject({
   textWeight: weight.default(1),
   visualWeight: weight.default(1),
   alignment: z.enum(ALIGNMENTS).default("same"),
@@ -52,17 +54,10 @@ const lossSchema = z.strictObject({
   chunkRows: z.number().int().positive().optional(),
 });
 
-const WANT: Record<string, string> = {
-  textWeight: "a finite number >= 0 (default 1)",
-  visualWeight: "a finite number >= 0 (default 1)",
-  alignment: `one of ${ALIGNMENTS.map((a) => `"${a}"`).join(", ")} (default "same")`,
-  textOnlyRows: `one of ${TEXT_ONLY_ROWS.map((a) => `"${a}"`).join(", ")} (default "mask")`,
-  chunkRows: "a positive integer, or absent for the default",
-};
-
 /**
  * Validates a loss config given as data and fills in the defaults. `path` names where the value
- * sits (e.g. "config.loss"); errors name `path.field`, the value found and the allowed values.
+ * sits (e.g. "config.loss"); errors name `path.field`, the value found and what is allowed
+ * (`config.loss.alignment: Invalid option: expected one of "same"|"next" (got "prev")`).
  *
  * @example
  * ```ts
@@ -71,5 +66,5 @@ const WANT: Record<string, string> = {
  * ```
  */
 export function parseLossConfig(value: unknown, path: string): LossConfig {
-  return parseFields(lossSchema, value, path, "loss", WANT);
+  return parseSchema(lossSchema, value, path);
 }

@@ -23,17 +23,7 @@ export {
   type TextOnlyRows,
 } from "./config.ts";
 export { type CombinedLoss, combineLosses, type LossTerms } from "./composite.ts";
-export { meanWeight } from "./mean_weight.ts";
-export {
-  alignCodes,
-  alignCodesHost,
-  type CodesShape,
-  depthTargets,
-  maskRows,
-  maskRowsHost,
-  visualTargets,
-  visualTargetsHost,
-} from "./targets.ts";
+export { alignCodes, depthTargets, maskRows, visualTargets } from "./targets.ts";
 export { textLoss, textLossFromHidden } from "./text_ce.ts";
 export {
   CHUNK_LOGITS_BYTES,

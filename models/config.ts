@@ -1,10 +1,12 @@
 /**
  * The top-level ASVR config: one object composing the slots (vision encoder, projector, LLM, visual
  * tokenizers, visual head, loss), each a discriminated union on `kind` (or, for the loss, plain
- * fields) validated once at the edge by {@linkcode parseConfig}. Each slot's own schema and defaults
- * live in the slot's folder (`heads/config.ts`, `losses/config.ts`, `tokenizers/visual_config.ts`,
- * `encoders/config.ts`, `backbones/config.ts`); this file adds the encoder, projector and LLM slot
- * fields, the top-level defaults and the checks that span slots.
+ * fields) validated once at the edge by {@linkcode parseConfig}. Each slot's own schema, defaults and
+ * parsing live in the slot's folder (`encoders/slot_config.ts`, `projectors/slot_config.ts`,
+ * `backbones/slot_config.ts`, `tokenizers/visual_config.ts`, `heads/config.ts`, `losses/config.ts`);
+ * this file composes them, adds the top-level defaults and the checks that span slots, which ask
+ * the slots' own helpers what a slot is (`gpuVisionSlot`, `isRqTokenizer`, ...) rather than name
+ * another slot's kinds.
  *
  * Errors name the full path of the bad field (`head.layers`, `visualTokenizers[1].depths`) and what
  * is allowed. A config file is a module: `export default defineConfig({...})`; command-line
@@ -23,17 +25,16 @@
  * @module
  */
 
-import { type LoraConfig, parseLoraConfig } from "../backbones/lora.ts";
-import { z } from "zod";
-import { parseSchema, type SafeParser } from "../schema/parse.ts";
-import { checkLlmConfig, type LlmArch, type LlmConfig, llmConfigFromHf } from "../backbones/config.ts";
+import { describeValue, joinPath } from "../schema/parse.ts";
+import { type LlmSlotConfig, type LlmSlotInput, parseLlmSlot } from "../backbones/slot_config.ts";
 import {
-  checkVisionConfig,
-  type VisionAct,
-  type VisionArch,
-  type VisionConfig,
-  visionConfigFromHf,
-} from "../encoders/config.ts";
+  type EncoderSlotConfig,
+  type EncoderSlotInput,
+  gpuVisionSlot,
+  keepsClsRow,
+  parseEncoderSlot,
+  type VisionEncoderSlotConfig,
+} from "../encoders/slot_config.ts";
 import {
   checkHeadTargets,
   fillHeadConfig,
@@ -42,95 +43,45 @@ import {
   headTargets,
   NO_HEAD,
   parseHeadConfig,
-  type TokenizerSizes,
 } from "../heads/mod.ts";
 import { type LossConfig, parseLossConfig } from "../losses/config.ts";
-import { parseProjectorConfig, PROJECTOR_KINDS, type ProjectorKind } from "../projectors/projector.ts";
-import type { OnnxTokenizerConfig } from "../tokenizers/onnx_tokenizer.ts";
+import { parseProjectorConfig } from "../projectors/projector.ts";
+import { parseProjectorSlot, type ProjectorSlotConfig } from "../projectors/slot_config.ts";
 import {
+  isRqTokenizer,
   parseVisualTokenizerConfig,
   type RqTokenizerConfig,
+  rqTokenizers,
+  tokenizerSizes,
   type VisualTokenizerConfig,
+  type VisualTokenizerConfigInput,
 } from "../tokenizers/visual_config.ts";
 
-// ------------------------------------------------------------------ types: parsed configs
+// The slots' configs, also importable from here with the composed config.
+export {
+  ENCODER_INPUTS,
+  type EncoderInput,
+  type EncoderSlotConfig,
+  type EncoderSlotInput,
+  type OnnxEncoderSlotConfig,
+  type VisionEncoderSlotConfig,
+  type VisionEncoderSlotInput,
+  type VisionSizes,
+} from "../encoders/slot_config.ts";
+export {
+  type LlmSizes,
+  type LlmSizesInput,
+  type LlmSlotConfig,
+  type LlmSlotInput,
+} from "../backbones/slot_config.ts";
+export { type ProjectorSlotConfig } from "../projectors/slot_config.ts";
+export {
+  type RqTokenizerConfigInput,
+  tokenizerSizes,
+  type VisualTokenizerConfigInput,
+} from "../tokenizers/visual_config.ts";
 
-/**
- * What the LLM sees at the image positions: "continuous", the encoder's features (the recipe);
- * "quantized", their RQ reconstruction sum_d C_d[k_d] by a visual tokenizer (the paper's "discrete
- * input" ablation), through the same projector.
- */
-export type EncoderInput = "continuous" | "quantized";
-
-/** Every {@linkcode EncoderInput}. */
-export const ENCODER_INPUTS: readonly EncoderInput[] = ["continuous", "quantized"];
-
-/** The sizes of a ViT built for random init: a `VisionConfig` without `arch` (the slot's kind says it). */
-export type VisionSizes = Omit<VisionConfig, "arch">;
-
-/** The sizes of an LLM built for random init: an `LlmConfig` without `arch` (the slot's kind says it). */
-export type LlmSizes = Omit<LlmConfig, "arch">;
-
-/** A SigLIP or CLIP vision encoder on the GPU (frozen). */
-export interface VisionEncoderSlotConfig {
-  /** The family. */
-  kind: VisionArch;
-  /** A Hugging Face folder (config.json + safetensors) to load; absent: random init from `config`. */
-  path?: string;
-  /** Sizes for a random init (tests, tiny runs); exactly one of `path` and `config` is given. */
-  config?: VisionSizes;
-  /** The hidden state fed to the projector, HF `hidden_states` indexing (default -2, LLaVA's). */
-  layer: number;
-  /** CLIP: keep the CLS row in front of the patches (default false, LLaVA's "patch" select). */
-  keepCls: boolean;
-  /** What the LLM sees: the features or their RQ reconstruction (default "continuous"). */
-  input: EncoderInput;
-  /** With input "quantized": the rq visual tokenizer whose reconstruction is fed (default "semantic"). */
-  inputTokenizer: string;
-}
-
-/** A vision encoder exported to ONNX, run on the CPU (see `AsvrModel.precompute`). */
-export interface OnnxEncoderSlotConfig {
-  /** The kind. */
-  kind: "onnx";
-  /** The `.onnx` file. */
-  path: string;
-  /** The model input that takes the pixels (default: its only input). */
-  inputName?: string;
-  /** The model output holding the features (default: its only output). */
-  outputName?: string;
-}
-
-/** The vision encoder slot, by `kind`. */
-export type EncoderSlotConfig = VisionEncoderSlotConfig | OnnxEncoderSlotConfig;
-
-/** The projector slot: a projector kind; the widths follow the encoder and the LLM. */
-export interface ProjectorSlotConfig {
-  /** Which projector (LLaVA's `mm_projector_type`). */
-  kind: ProjectorKind;
-  /**
-   * Width of its input. Default: the encoder's width (or the input tokenizer's codebook width with
-   * quantized input); required with an ONNX encoder, whose width is only known when it runs.
-   */
-  inDim?: number;
-  /** Width of its output; default (and it must be) the LLM's width. */
-  outDim?: number;
-}
-
-/** The LLM slot. */
-export interface LlmSlotConfig {
-  /** The architecture (HF `model_type`; Vicuna is "llama"). */
-  kind: LlmArch;
-  /** A Hugging Face folder to load; absent: random init from `config`. */
-  path?: string;
-  /** Sizes for a random init; exactly one of `path` and `config` is given. */
-  config?: LlmSizes;
-  /**
-   * LoRA adapters on the LLM's projections (backbones/lora.ts): where a stage trains the LLM, the
-   * adapters train and its own weights stay frozen. Absent: the LLM trains in full.
-   */
-  lora?: LoraConfig;
-}
+// ------------------------------------------------------------------ the composed config
 
 /** A parsed ASVR config: every slot validated, every default filled. */
 export interface AsvrConfig {
@@ -147,59 +98,6 @@ export interface AsvrConfig {
   /** Loss weights, alignment and text-only rows. */
   loss: LossConfig;
 }
-
-// ------------------------------------------------------------------ types: configs as written
-
-/** A vision encoder slot as written: the fields with defaults may be left out. */
-export interface VisionEncoderSlotInput {
-  /** The family. */
-  kind: VisionArch;
-  /** A Hugging Face folder to load. */
-  path?: string;
-  /** Sizes for a random init; the ones left out take transformers' defaults for the family. */
-  config?: Partial<VisionSizes>;
-  /** Default -2. */
-  layer?: number;
-  /** Default false. */
-  keepCls?: boolean;
-  /** Default "continuous". */
-  input?: EncoderInput;
-  /** Default "semantic". */
-  inputTokenizer?: string;
-}
-
-/** The encoder slot as written. */
-export type EncoderSlotInput = VisionEncoderSlotInput | OnnxEncoderSlotConfig;
-
-/** LLM sizes as written: the five sizes are required, the rest take Hugging Face's defaults. */
-export type LlmSizesInput =
-  & Pick<LlmSizes, "vocabSize" | "hiddenSize" | "intermediateSize" | "numLayers" | "numHeads">
-  & Partial<LlmSizes>;
-
-/** The LLM slot as written. */
-export interface LlmSlotInput {
-  /** The architecture. */
-  kind: LlmArch;
-  /** A Hugging Face folder to load. */
-  path?: string;
-  /** Sizes for a random init. */
-  config?: LlmSizesInput;
-  /** LoRA adapters (`parseLoraConfig`'s fields; each has a default). */
-  lora?: Partial<LoraConfig>;
-}
-
-/** An rq visual tokenizer as written: `name` and `codebooks` are required, the rest have defaults. */
-export interface RqTokenizerConfigInput extends Partial<RqTokenizerConfig> {
-  /** The kind. */
-  kind: "rq";
-  /** What the targets are called ("semantic", "pixel"). */
-  name: string;
-  /** The codebooks file. */
-  codebooks: string;
-}
-
-/** A visual tokenizer as written. */
-export type VisualTokenizerConfigInput = RqTokenizerConfigInput | OnnxTokenizerConfig;
 
 /** An ASVR config as written in a config file (a parsed {@linkcode AsvrConfig} is one too). */
 export interface AsvrConfigInput {
@@ -220,80 +118,6 @@ export interface AsvrConfigInput {
   loss?: Partial<LossConfig>;
 }
 
-// ------------------------------------------------------------------ schemas (the slot fields defined here)
-
-const posInt = z.number().int().positive();
-const posNum = z.number().positive();
-const nonEmpty = z.string().min(1);
-
-/** Exhaustive lists of the encoder folder's string unions (a missing member is a compile error). */
-const VISION_ARCH_SET: Record<VisionArch, true> = { siglip: true, clip: true };
-const VISION_ACT_SET: Record<VisionAct, true> = { gelu_tanh: true, quick_gelu: true, gelu: true };
-const VISION_ARCHS = Object.keys(VISION_ARCH_SET) as [VisionArch, ...VisionArch[]];
-const VISION_ACTS = Object.keys(VISION_ACT_SET) as [VisionAct, ...VisionAct[]];
-const LLM_KIND_SET: Record<LlmArch, true> = { llama: true, mistral: true, qwen2: true };
-const LLM_KINDS = Object.keys(LLM_KIND_SET) as [LlmArch, ...LlmArch[]];
-
-const visionSizesSchema = z.strictObject({
-  hiddenSize: posInt.optional(),
-  intermediateSize: posInt.optional(),
-  numLayers: posInt.optional(),
-  numHeads: posInt.optional(),
-  imageSize: posInt.optional(),
-  patchSize: posInt.optional(),
-  layerNormEps: posNum.optional(),
-  act: z.enum(VISION_ACTS).optional(),
-});
-
-const visionEncoderSchema = z.strictObject({
-  kind: z.enum(VISION_ARCHS),
-  path: nonEmpty.optional(),
-  config: visionSizesSchema.optional(),
-  layer: z.number().int().default(-2),
-  keepCls: z.boolean().default(false),
-  input: z.enum(ENCODER_INPUTS as [EncoderInput, ...EncoderInput[]]).default("continuous"),
-  inputTokenizer: nonEmpty.default("semantic"),
-});
-
-const onnxEncoderSchema = z.strictObject({
-  kind: z.literal("onnx"),
-  path: nonEmpty,
-  inputName: nonEmpty.optional(),
-  outputName: nonEmpty.optional(),
-});
-
-const encoderSchema = z.discriminatedUnion("kind", [visionEncoderSchema, onnxEncoderSchema]);
-
-const projectorSchema = z.strictObject({
-  kind: z.enum(PROJECTOR_KINDS as [ProjectorKind, ...ProjectorKind[]]),
-  inDim: posInt.optional(),
-  outDim: posInt.optional(),
-});
-
-const llmSizesSchema = z.strictObject({
-  vocabSize: posInt,
-  hiddenSize: posInt,
-  intermediateSize: posInt,
-  numLayers: posInt,
-  numHeads: posInt,
-  numKvHeads: posInt.optional(),
-  headDim: posInt.optional(),
-  rmsNormEps: posNum.optional(),
-  ropeTheta: posNum.optional(),
-  tieWordEmbeddings: z.boolean().optional(),
-  slidingWindow: posInt.nullable().optional(),
-  attentionBias: z.boolean().optional(),
-  maxPositions: posInt.optional(),
-});
-
-const llmSchema = z.strictObject({
-  kind: z.enum(LLM_KINDS),
-  path: nonEmpty.optional(),
-  config: llmSizesSchema.optional(),
-  lora: z.unknown().optional(), // checked by parseLoraConfig
-});
-
-/** The top-level fields, in order, and what each holds (for errors). */
 /** The top-level fields of an ASVR config, each with what it takes. */
 export const TOP_FIELDS: Record<keyof AsvrConfig, string> = {
   encoder: `an encoder object, e.g. { kind: "siglip", path: "/models/siglip" }`,
@@ -339,7 +163,7 @@ function parseAll(value: unknown): AsvrConfig {
   if (!isRecord(value)) {
     throw new Error(
       `the config must be an object with fields ${Object.keys(TOP_FIELDS).join(", ")}, got ${
-        describe(value)
+        describeValue(value)
       }`,
     );
   }
@@ -362,88 +186,10 @@ function parseAll(value: unknown): AsvrConfig {
   return cfg;
 }
 
-/** The encoder slot alone (no cross-slot checks). */
-function parseEncoderSlot(value: unknown, path: string): EncoderSlotConfig {
-  const v = parseZod(encoderSchema, value, path, { kind: quoted([...VISION_ARCHS, "onnx"]) });
-  const kind = v.kind;
-  switch (kind) {
-    case "onnx":
-      return stripUndefined(v) as OnnxEncoderSlotConfig;
-    case "siglip":
-    case "clip": {
-      const vv = v as z.infer<typeof visionEncoderSchema>;
-      const source = pathOrConfig(vv.path, vv.config, path, "a Hugging Face vision folder");
-      const out: VisionEncoderSlotConfig = {
-        kind,
-        ...(vv.path !== undefined ? { path: vv.path } : {}),
-        layer: vv.layer,
-        keepCls: vv.keepCls,
-        input: vv.input,
-        inputTokenizer: vv.inputTokenizer,
-      };
-      if (source === "config") out.config = visionSizes(kind, stripUndefined(vv.config!), `${path}.config`);
-      if (out.config) {
-        const L = out.config.numLayers;
-        if (out.layer < -(L + 1) || out.layer > L) {
-          throw new Error(
-            `${path}.layer is ${out.layer}, out of range for ${L} layers; use 0..${L} or -1..-${L + 1} ` +
-              `(HF hidden_states indexing)`,
-          );
-        }
-      }
-      return out;
-    }
-    default: {
-      const never: never = kind;
-      throw new Error(`${path}.kind: unhandled kind ${never}`);
-    }
-  }
-}
-
-/** The family's defaults (transformers'), overridden by the given sizes, then checked. */
-function visionSizes(kind: VisionArch, given: Partial<VisionSizes>, path: string): VisionSizes {
-  const modelType = `${kind}_vision_model`;
-  const base = visionConfigFromHf({ model_type: modelType }, path);
-  const cfg: VisionConfig = { ...base, ...given, arch: kind };
-  checkVisionConfig(cfg, path);
-  const { arch: _arch, ...sizes } = cfg;
-  return sizes;
-}
-
-function parseLlmSlot(value: unknown, path: string): LlmSlotConfig {
-  const v = parseZod(llmSchema, value, path, { kind: quoted(LLM_KINDS) });
-  const source = pathOrConfig(v.path, v.config, path, "a Hugging Face model folder");
-  const out: LlmSlotConfig = { kind: v.kind, ...(v.path !== undefined ? { path: v.path } : {}) };
-  if (source === "config") out.config = llmSizes(v.kind, stripUndefined(v.config!), `${path}.config`);
-  if (v.lora !== undefined) out.lora = parseLoraConfig(v.lora, `${path}.lora`);
-  return out;
-}
-
-/** HF's defaults for the architecture (through its config.json reader), overridden by the given sizes. */
-function llmSizes(kind: LlmArch, given: LlmSizesInput, path: string): LlmSizes {
-  const hf: Record<string, unknown> = {
-    model_type: kind,
-    vocab_size: given.vocabSize,
-    hidden_size: given.hiddenSize,
-    intermediate_size: given.intermediateSize,
-    num_hidden_layers: given.numLayers,
-    num_attention_heads: given.numHeads,
-  };
-  if (given.headDim !== undefined && kind !== "qwen2") hf.head_dim = given.headDim;
-  const base = llmConfigFromHf(hf, path);
-  const cfg: LlmConfig = { ...base, ...given, arch: kind };
-  checkLlmConfig(cfg, path);
-  const { arch: _arch, ...sizes } = cfg;
-  return sizes;
-}
-
-function parseProjectorSlot(value: unknown, path: string): ProjectorSlotConfig {
-  return stripUndefined(parseZod(projectorSchema, value, path, { kind: quoted(PROJECTOR_KINDS) }));
-}
-
+/** The visual tokenizers, each by its kind, with names unique. */
 function parseTokenizers(value: unknown, path: string): VisualTokenizerConfig[] {
   if (!Array.isArray(value)) {
-    throw new Error(`${path}: expected an array of visual tokenizer configs, got ${describe(value)}`);
+    throw new Error(`${path}: expected an array of visual tokenizer configs, got ${describeValue(value)}`);
   }
   const out = value.map((v, i) => parseVisualTokenizerConfig(v, `${path}[${i}]`));
   out.forEach((t, i) => {
@@ -469,35 +215,19 @@ function parseHeadSlot(value: unknown, toks: VisualTokenizerConfig[], path: stri
   return head;
 }
 
-/** What a head may be filled and checked against, of each visual tokenizer. */
-export function tokenizerSizes(toks: readonly VisualTokenizerConfig[]): TokenizerSizes[] {
-  return toks.map((t) => {
-    const kind = t.kind;
-    switch (kind) {
-      case "rq":
-        return { name: t.name, depths: t.depths, codebookSize: t.codebookSize, hasCodebooks: true };
-      case "onnx":
-        return { name: t.name, hasCodebooks: false };
-      default: {
-        const never: never = kind;
-        throw new Error(`unhandled visual tokenizer kind ${never}`);
-      }
-    }
-  });
-}
-
 /** The checks between encoder, projector, LLM and tokenizers. */
 function checkAcrossSlots(cfg: AsvrConfig): void {
   const { encoder, projector, llm, visualTokenizers: toks } = cfg;
-  const vision = encoder.kind === "onnx" ? null : encoder;
+  const vision = gpuVisionSlot(encoder);
   // Tokenizers on the VLM's own encoder.
   toks.forEach((t, i) => {
-    if (t.kind !== "rq" || t.encoder !== "input") return;
+    if (!isRqTokenizer(t) || t.encoder !== "input") return;
     const at = `visualTokenizers[${i}]`;
     if (!vision) {
       throw new Error(
-        `${at}.encoder is "input" (the VLM's own encoder), but encoder.kind is "onnx", whose hidden ` +
-          `layers the GPU cannot run; give the tokenizer its own encoder folder`,
+        `${at}.encoder is "input" (the VLM's own encoder), but encoder.kind is ${
+          JSON.stringify(encoder.kind)
+        }, whose hidden layers the GPU cannot run; give the tokenizer its own encoder folder`,
       );
     }
     const L = vision.config?.numLayers;
@@ -506,22 +236,20 @@ function checkAcrossSlots(cfg: AsvrConfig): void {
     }
   });
   // The discrete-input ablation.
-  if (vision && vision.input === "quantized") {
-    const tok = toks.find((t) => t.name === vision.inputTokenizer);
-    if (!tok || tok.kind !== "rq") {
-      const rq = toks.filter((t) => t.kind === "rq").map((t) => JSON.stringify(t.name));
-      throw new Error(
-        `encoder.inputTokenizer is ${JSON.stringify(vision.inputTokenizer)}, but encoder.input "quantized" ` +
-          `needs an rq visual tokenizer of that name (rq tokenizers: ${rq.join(", ") || "none"}); add one ` +
-          `to visualTokenizers, name one of them, or set encoder.input to "continuous"`,
-      );
-    }
-  }
-  // CLIP's CLS row has no visual target.
-  if (vision && vision.kind === "clip" && vision.keepCls && headTargets(cfg.head, toks).length > 0) {
+  if (vision && vision.input === "quantized" && !inputTokenizer(vision, toks)) {
+    const rq = rqTokenizers(toks).map((t) => JSON.stringify(t.name));
     throw new Error(
-      `encoder.keepCls is true: CLIP's CLS row would take an image position that has no visual target; ` +
-        `set it to false, or use a head that learns no codes (kind "${NO_HEAD.kind}")`,
+      `encoder.inputTokenizer is ${JSON.stringify(vision.inputTokenizer)}, but encoder.input "quantized" ` +
+        `needs an rq visual tokenizer of that name (rq tokenizers: ${rq.join(", ") || "none"}); add one ` +
+        `to visualTokenizers, name one of them, or set encoder.input to "continuous"`,
+    );
+  }
+  // A CLS row has no visual target.
+  if (keepsClsRow(encoder) && headTargets(cfg.head, toks).length > 0) {
+    throw new Error(
+      `encoder.keepCls is true: the ${encoder.kind} encoder's CLS row would take an image position ` +
+        `that has no visual target; set it to false, or use a head that learns no codes ` +
+        `(kind "${NO_HEAD.kind}")`,
     );
   }
   // Widths, where the inline sizes say them.
@@ -534,8 +262,8 @@ function checkAcrossSlots(cfg: AsvrConfig): void {
   }
   if (!vision && projector.inDim === undefined) {
     throw new Error(
-      `projector.inDim: required with encoder kind "onnx" (its feature width is only known when it ` +
-        `runs); set it to the width of the encoder's features`,
+      `projector.inDim: required with encoder kind ${JSON.stringify(encoder.kind)} (its feature width ` +
+        `is only known when it runs); set it to the width of the encoder's features`,
     );
   }
   const inDim = vision ? projectorInputWidth(vision, toks) : undefined;
@@ -552,7 +280,15 @@ function checkAcrossSlots(cfg: AsvrConfig): void {
   }
 }
 
-/** The projector's input width when the inline sizes say it (null/undefined: only known at build). */
+/** The rq tokenizer whose reconstruction a quantized-input encoder feeds, if the tokenizers have it. */
+function inputTokenizer(
+  enc: VisionEncoderSlotConfig,
+  toks: readonly VisualTokenizerConfig[],
+): RqTokenizerConfig | undefined {
+  return rqTokenizers(toks).find((t) => t.name === enc.inputTokenizer);
+}
+
+/** The projector's input width when the inline sizes say it (undefined: only known at build). */
 function projectorInputWidth(
   enc: VisionEncoderSlotConfig,
   toks: VisualTokenizerConfig[],
@@ -562,7 +298,7 @@ function projectorInputWidth(
     case "continuous":
       return enc.config.hiddenSize;
     case "quantized": {
-      const tok = toks.find((t) => t.name === enc.inputTokenizer) as RqTokenizerConfig;
+      const tok = inputTokenizer(enc, toks)!;
       if (tok.encoder !== "input") return undefined;
       return tok.layer === "pixels" ? 3 * enc.config.patchSize ** 2 : enc.config.hiddenSize;
     }
@@ -571,19 +307,6 @@ function projectorInputWidth(
       throw new Error(`encoder.input: unhandled ${never}`);
     }
   }
-}
-
-/** "path" or "config": exactly one is given. */
-function pathOrConfig(p: unknown, c: unknown, path: string, what: string): "path" | "config" {
-  if (p !== undefined && c !== undefined) {
-    throw new Error(
-      `${path}: give either path (${what} to load) or config (sizes for a random init), not both`,
-    );
-  }
-  if (p === undefined && c === undefined) {
-    throw new Error(`${path}: give path (${what} to load) or config (sizes for a random init)`);
-  }
-  return p !== undefined ? "path" : "config";
 }
 
 // ------------------------------------------------------------------ overrides
@@ -684,7 +407,7 @@ function setPath(
     }
     if (typeof next !== "object" || next === null) {
       throw new Error(
-        `${source}: ${key}: ${at} is ${describe(next)}, not an object, so it has no fields to set`,
+        `${source}: ${key}: ${at} is ${describeValue(next)}, not an object, so it has no fields to set`,
       );
     }
     node = next;
@@ -740,34 +463,11 @@ function slotAccepts(segs: (string | number)[], obj: unknown): boolean {
 }
 
 function formatPath(segs: (string | number)[]): string {
-  return segs.map((s, i) => (typeof s === "number" ? `[${s}]` : i === 0 ? s : `.${s}`)).join("");
+  return joinPath(String(segs[0]), segs.slice(1));
 }
 
 // ------------------------------------------------------------------ helpers
 
-/** Parses an object slot with its zod schema (errors: see `parseSchema`), `hints` naming the kinds. */
-function parseZod<T>(schema: SafeParser<T>, value: unknown, path: string, hints: Record<string, string>): T {
-  if (!isRecord(value)) {
-    throw new Error(`${path}: expected an object with a "kind" field, got ${describe(value)}`);
-  }
-  return parseSchema(schema, value, path, { hints });
-}
-
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** A copy without the keys whose value is undefined (a spread of it never overwrites a default). */
-function stripUndefined<T extends object>(v: T): T {
-  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined)) as T;
-}
-
-function quoted(xs: readonly string[]): string {
-  return xs.map((x) => JSON.stringify(x)).join(", ");
-}
-
-function describe(v: unknown): string {
-  if (v === undefined) return "undefined";
-  const s = JSON.stringify(v);
-  return s.length > 60 ? s.slice(0, 57) + "..." : s;
 }

@@ -56,6 +56,18 @@ Deno.test("parseConfig fills the defaults of every slot and takes the head's siz
   assert.deepEqual(parseConfig(cfg, SRC), cfg, "parsing a parsed config changes nothing");
 });
 
+Deno.test("parseConfig: a parsed config with LoRA, an ONNX tokenizer and quantized input parses to itself", () => {
+  const c = base();
+  const cfg = parseConfig({
+    ...c,
+    encoder: { ...c.encoder, input: "quantized" },
+    llm: { ...c.llm, lora: { rank: 4 } },
+    visualTokenizers: [...c.visualTokenizers!, { kind: "onnx", name: "pixel", model: "p.onnx" }],
+  }, SRC);
+  assert.equal(cfg.llm.lora?.alpha, 8);
+  assert.deepEqual(parseConfig(cfg, SRC), cfg);
+});
+
 Deno.test("parseConfig: top-level defaults are the LLaVA baseline", () => {
   const { visualTokenizers: _t, head: _h, loss: _l, ...rest } = base();
   const cfg = parseConfig(rest, SRC);
@@ -121,7 +133,7 @@ Deno.test("parseConfig: top-level and encoder errors name the path and what is a
   );
   fails(
     withSlot("encoder", { kind: "clip", keepCls: true }),
-    /encoder\.keepCls is true: CLIP's CLS row .*kind "none"/,
+    /encoder\.keepCls is true: the clip encoder's CLS row .*kind "none"/,
   );
 });
 
@@ -139,8 +151,11 @@ Deno.test("parseConfig: projector and LLM errors name the path", () => {
     /projector\.inDim is 16 but the encoder's features are 32 wide/,
   );
   const llm = base().llm as { config: Record<string, unknown> };
-  fails({ ...base(), llm: { ...llm, kind: "llama", lora: { rank: 0 } } }, /llm\.lora\.rank is 0; it must be/);
-  fails({ ...base(), llm: { ...llm, kind: "llama", lora: { targets: ["qkv"] } } }, /llm\.lora\.targets is/);
+  fails({ ...base(), llm: { ...llm, kind: "llama", lora: { rank: 0 } } }, /llm\.lora\.rank: .*>=1 \(got 0\)/);
+  fails(
+    { ...base(), llm: { ...llm, kind: "llama", lora: { targets: ["qkv"] } } },
+    /llm\.lora\.targets\[0\]: .*"q_proj".* \(got "qkv"\)/,
+  );
   const wide = { ...llm.config, hiddenSize: 64, numHeads: 4 };
   fails(
     { ...withSlot("projector", { kind: "identity" }), llm: { kind: "llama", config: wide } },
@@ -186,7 +201,7 @@ Deno.test("parseConfig: tokenizer, head and loss errors name the path", () => {
   );
   fails(
     { ...base(), visualTokenizers: [tok({}), tok({ name: "pixel", depths: 0 })] },
-    /visualTokenizers\[1\]\.depths is 0; it must be an integer >= 1/,
+    /visualTokenizers\[1\]\.depths: .*expected number to be >=1 \(got 0\)/,
   );
   fails(
     { ...base(), visualTokenizers: [tok({}), tok({})] },
@@ -223,9 +238,9 @@ Deno.test("parseConfig: tokenizer, head and loss errors name the path", () => {
   );
   fails(
     withSlot("loss", { alignment: "prev" }),
-    /loss\.alignment is "prev"; it must be one of "same", "next"/,
+    /loss\.alignment: .*one of "same"\|"next" \(got "prev"\)/,
   );
-  fails(withSlot("loss", { weight: 1 }), /loss\.weight: unknown loss field/);
+  fails(withSlot("loss", { weight: 1 }), /loss\.weight: unknown field; allowed fields: textWeight/);
 });
 
 Deno.test("parseConfig: cross-slot checks of the discrete-input ablation and the encoder's tokenizers", () => {
@@ -286,7 +301,7 @@ Deno.test("setConfigValue: an unknown key or a wrong type is an error naming the
       return true;
     });
   bad("head.widht", "3", /head\.widht: unknown field; allowed fields: kind, width/);
-  bad("loss.textWeight", "abc", /loss\.textWeight is "abc"; it must be a finite number >= 0/);
+  bad("loss.textWeight", "abc", /loss\.textWeight: .*expected number, received string \(got "abc"\)/);
   bad("head.layers", "true", /head\.layers: .*expected number.*\(got true\)/);
   bad("encoder.kind", "vit", /encoder\.kind: unknown kind \(got "vit"\)/);
   bad("trainer.lr", "1e-4", /trainer: unknown field; the fields are encoder, projector, llm/);

@@ -50,8 +50,6 @@ export {
   type TrainableParts,
 } from "./asvr_model.ts";
 export {
-  copyTokenizerFiles,
-  exportConfig,
   type ExportDType,
   exportModel,
   type ExportOptions,

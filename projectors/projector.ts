@@ -11,6 +11,7 @@
  */
 
 import { z } from "zod";
+import { parseSchema } from "../schema/parse.ts";
 import type { DType } from "../core/dtype.ts";
 import type { Engine } from "../core/engine.ts";
 import { gelu } from "../core/kernels/elementwise/elementwise.ts";
@@ -42,29 +43,22 @@ export interface ProjectorCreateOptions {
   seed?: number;
 }
 
-const projectorSchema = z.object({
-  kind: z.enum(["linear", "mlp2x_gelu", "identity"]),
+/** A projector config's rules; its parsed output is a {@linkcode ProjectorConfig}. */
+const projectorSchema: z.ZodType<ProjectorConfig> = z.strictObject({
+  kind: z.enum(PROJECTOR_KINDS),
   inDim: z.number().int().positive(),
   outDim: z.number().int().positive(),
 });
 
 /**
- * Validates a projector config given as data; `source` names where it came from in errors, which
- * name the field and what it must be.
+ * Validates a projector config given as data; `path` names where it sits (e.g. "projector") in
+ * errors, which name the field, the value found and what is allowed.
  */
-export function parseProjectorConfig(value: unknown, source: string): ProjectorConfig {
-  const r = projectorSchema.safeParse(value);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    const field = issue.path.join(".") || "(config)";
-    const want = field === "kind" ? `one of ${PROJECTOR_KINDS.join(", ")}` : "a positive integer";
-    const got = typeof value === "object" && value !== null
-      ? JSON.stringify((value as Record<string, unknown>)[String(issue.path[0])])
-      : JSON.stringify(value);
-    throw new Error(`${source}: projector ${field} is ${got}; it must be ${want}`);
-  }
-  const cfg = r.data;
-  checkProjectorConfig(cfg, source);
+export function parseProjectorConfig(value: unknown, path: string): ProjectorConfig {
+  const cfg = parseSchema(projectorSchema, value, path, {
+    hints: { kind: PROJECTOR_KINDS.map((k) => JSON.stringify(k)).join(", ") },
+  });
+  checkProjectorConfig(cfg, path);
   return cfg;
 }
 

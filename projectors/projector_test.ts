@@ -150,21 +150,21 @@ gpuTest("Projector.forward: a wrong input width is refused", (e) => {
 });
 
 Deno.test("parseProjectorConfig: valid kinds pass, bad fields are named", () => {
-  assert.deepEqual(parseProjectorConfig({ kind: "mlp2x_gelu", inDim: 1152, outDim: 4096 }, "cfg.ts"), {
+  assert.deepEqual(parseProjectorConfig({ kind: "mlp2x_gelu", inDim: 1152, outDim: 4096 }, "projector"), {
     kind: "mlp2x_gelu",
     inDim: 1152,
     outDim: 4096,
   });
   assert.throws(
-    () => parseProjectorConfig({ kind: "mlp3x_gelu", inDim: 4, outDim: 4 }, "cfg.ts"),
-    /cfg\.ts: projector kind is "mlp3x_gelu"; it must be one of linear, mlp2x_gelu, identity/,
+    () => parseProjectorConfig({ kind: "mlp3x_gelu", inDim: 4, outDim: 4 }, "projector"),
+    /projector\.kind: unknown kind \(got "mlp3x_gelu"\); use one of "linear", "mlp2x_gelu", "identity"/,
   );
   assert.throws(
-    () => parseProjectorConfig({ kind: "linear", inDim: 0, outDim: 4 }, "cfg.ts"),
-    /cfg\.ts: projector inDim is 0; it must be a positive integer/,
+    () => parseProjectorConfig({ kind: "linear", inDim: 0, outDim: 4 }, "projector"),
+    /projector\.inDim: .*expected number to be >0 \(got 0\)/,
   );
   assert.throws(
-    () => parseProjectorConfig({ kind: "identity", inDim: 4, outDim: 8 }, "cfg.ts"),
-    /cfg\.ts: an identity projector needs inDim == outDim \(got 4 and 8\)/,
+    () => parseProjectorConfig({ kind: "identity", inDim: 4, outDim: 8 }, "projector"),
+    /projector: an identity projector needs inDim == outDim \(got 4 and 8\)/,
   );
 });

@@ -54,6 +54,7 @@ export function joinPath(path: string, segs: readonly PropertyKey[]): string {
 /** A value as an error shows it: JSON, cut at 60 characters. */
 export function describeValue(v: unknown): string {
   if (v === undefined) return "undefined";
+  if (typeof v === "number" && !Number.isFinite(v)) return String(v); // JSON would say null
   let s: string;
   try {
     s = JSON.stringify(v) ?? String(v);
@@ -73,8 +74,7 @@ function formatIssue(
   const at = joinPath(path, issue.path);
   const keys = (issue as { keys?: unknown }).keys;
   if (issue.code === "unrecognized_keys" && Array.isArray(keys)) {
-    const kind = isRecord(value) ? value.kind : undefined;
-    const fields = Object.keys(shapeAt(schema, kind, issue.path));
+    const fields = Object.keys(shapeAt(schema, value, issue.path));
     return keys.map((k) =>
       `${at}.${k}: unknown field${fields.length ? `; allowed fields: ${fields.join(", ")}` : ""}`
     )
@@ -93,28 +93,41 @@ function formatIssue(
   return `${at}: ${message}${gotText}${hint}`;
 }
 
-/** The fields an object schema (through transforms, optionals and a union on `kind`) allows at `segs`. */
-function shapeAt(schema: unknown, kind: unknown, segs: readonly PropertyKey[]): Record<string, unknown> {
-  type Node = { shape?: Record<string, unknown>; options?: unknown[]; in?: unknown; unwrap?: () => unknown };
-  const open = (n: unknown): Node => {
+/**
+ * The fields an object schema allows at `segs` inside `value`: through transforms, optionals, array
+ * elements, and unions on `kind` (the option whose kind the value at that place has).
+ */
+function shapeAt(schema: unknown, value: unknown, segs: readonly PropertyKey[]): Record<string, unknown> {
+  type Node = {
+    shape?: Record<string, unknown>;
+    options?: unknown[];
+    element?: unknown;
+    in?: unknown;
+    unwrap?: () => unknown;
+  };
+  const open = (n: unknown, v: unknown): Node => {
     let s = (n ?? {}) as Node;
-    for (let i = 0; i < 8 && !s.shape && !s.options; i++) {
+    for (let i = 0; i < 8 && !s.shape && !s.options && !s.element; i++) {
       if (s.in) s = s.in as Node;
       else if (s.unwrap) s = s.unwrap() as Node;
       else break;
     }
-    return s;
-  };
-  let s = open(schema);
-  if (s.options) {
-    s = open(
-      (s.options as Node[]).map(open).find((o) => {
+    if (!s.options) return s;
+    const kind = isRecord(v) ? v.kind : undefined;
+    return open(
+      (s.options as Node[]).map((o) => open(o, v)).find((o) => {
         const k = o.shape?.kind as { value?: unknown; options?: unknown[] } | undefined;
         return k?.value === kind || k?.options?.includes(kind);
       }),
+      v,
     );
+  };
+  let v = value;
+  let s = open(schema, v);
+  for (const k of segs) {
+    v = isRecord(v) || Array.isArray(v) ? (v as never)[k] : undefined;
+    s = open(typeof k === "number" ? s.element : s.shape?.[String(k)], v);
   }
-  for (const k of segs) s = open(s.shape?.[String(k)]);
   return s.shape ?? {};
 }
 

@@ -12,6 +12,7 @@ import sharp from "sharp";
 import { TINY, tinyConfig, writeTinyCodebooks } from "../models/testing.ts";
 import type { RunConfigInput, StageConfigInput } from "../trainers/config.ts";
 import { llama2TokenizerDir } from "./fixtures/tokenizers/fixture_dirs.ts";
+import { writeLlama2Tokenizer } from "./make_llama2_tokenizer.ts";
 
 const COLORS: [string, [number, number, number]][] = [
   ["red", [220, 30, 30]],
@@ -135,4 +136,23 @@ export async function writeTinyRun(dir: string, opts: TinyRunOptions = {}): Prom
       ],
     },
   };
+}
+
+/**
+ * Writes the tiny run into `dir` as a run file for the CLI (`deno task train <dir>/run.ts`): the files
+ * of {@linkcode writeTinyRun}, the Llama-2 tokenizer in `<dir>/tokenizer` (the fixture's shared
+ * folder lives only as long as this process) and `<dir>/run.ts`, whose default export is the config,
+ * without the final evaluation (the CLI's tests train only). Returns the run file's path and its config.
+ */
+export async function writeTinyRunFile(
+  dir: string,
+  opts: TinyRunOptions = {},
+): Promise<{ file: string; config: RunConfigInput }> {
+  const config = await writeTinyRun(dir, opts);
+  const tokenizer = await writeLlama2Tokenizer(join(dir, "tokenizer"));
+  config.data = { ...config.data, tokenizer };
+  config.train = { ...config.train!, evalData: null };
+  const file = join(dir, "run.ts");
+  await Deno.writeTextFile(file, `export default ${JSON.stringify(config, null, 2)};\n`);
+  return { file, config };
 }

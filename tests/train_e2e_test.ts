@@ -134,11 +134,30 @@ gpuTest(
       rows.push({ id: "empty", conversations: [] });
       await Deno.writeTextFile(captions, JSON.stringify(rows));
       cfg.data.onError = "skip";
+      // 3 of 11 rows bad: over the default limit (1%), the stage stops and sums the bad rows up.
+      await assert.rejects(
+        () => train(e, cfg, { runDir: join(dir, "limit"), print: () => {} }),
+        /captions\.json: 1 of 11 rows left out \(9\.1%\), over data\.maxSkipShare 1% \(1 malformed\); first: .*row 10: conversations/,
+      );
+      cfg.data.maxSkipShare = 0.3;
       const lines: string[] = [];
       const r = await train(e, cfg, { runDir: join(dir, "lenient"), print: (l) => lines.push(l) });
       assert.equal(r.skippedRows.pretrain, 3);
-      assert.ok(lines.some((l) => /pretrain: 3 bad rows skipped/.test(l)), lines.join("\n"));
+      assert.ok(
+        lines.some((l) =>
+          /pretrain: 3 of 11 rows skipped \(27%, limit 30%\): 2 image, 1 malformed; first: /.test(l)
+        ),
+        lines.join("\n"),
+      );
       assert.equal(r.history.filter((h) => h.stage === "pretrain").length, 5); // 10 usable rows / 2
+      // Every row bad: the run stops instead of saving an untrained model.
+      const allBad = rows.map((row: { id: string }) => caption(row.id, "missing.png"));
+      await Deno.writeTextFile(captions, JSON.stringify(allBad));
+      cfg.data.maxSkipShare = 1;
+      await assert.rejects(
+        () => train(e, cfg, { runDir: join(dir, "all_bad"), print: () => {} }),
+        /captions\.json: no usable rows: every row of epoch 1 was left out \(10 of 11 rows skipped .*: 10 image;/,
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

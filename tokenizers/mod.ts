@@ -1,6 +1,8 @@
 /**
  * Tokenizers: the text tokenizer that turns prompts and captions into the LLM's token ids (a
- * Hugging Face `tokenizer.json` adapter). The visual tokenizers will join it here.
+ * Hugging Face `tokenizer.json` adapter, and a BPE trainer for small studies), and the visual tokenizers
+ * that turn an image's encoder features into discrete codes: residual quantization on the GPU, codebook
+ * fitting by residual k-means, the on-disk target cache, and ONNX tokenizers.
  *
  * ```ts ignore
  * import { TextTokenizer } from "@asvr/asvr/tokenizers";
@@ -10,41 +12,22 @@
  * @module
  */
 
+// text
 export {
   type DecodeOptions,
   type EncodeOptions,
-  parseTokenizerConfig,
   TextTokenizer,
   type TextTokenizerConfig,
 } from "./text_tokenizer.ts";
 export {
-  codesToInt32,
-  type OnnxTokenizerConfig,
-  OnnxVisualTokenizer,
-  parseOnnxTokenizerConfig,
-  type VisualCodes,
-} from "./onnx_tokenizer.ts";
-export {
-  type CodebookShape,
-  codebookShape,
-  type Nearest,
-  nearestCodes,
-  type NearestOptions,
-  rqDecode,
-  rqEncode,
-  type RqEncodeOptions,
-  subtractCodes,
-} from "./rq.ts";
-export { type RqCpuResult, rqDecodeCpu, rqEncodeCpu, type RqShape } from "./rq_cpu.ts";
-export { Codebooks, CODEBOOKS_FORMAT, CODEBOOKS_TENSOR, type CodebooksInfo } from "./codebooks.ts";
-export { defaultSampleLimit, type FitOptions, type FitProgress, fitResidualKMeans } from "./fit_codebooks.ts";
-export {
-  imageHash,
-  MAX_U16_CODES,
-  TARGET_CACHE_FORMAT,
-  TargetCache,
-  type TargetCacheOptions,
-} from "./target_cache.ts";
+  type BpeTokenizerFiles,
+  type BpeTrainOptions,
+  trainBpeTokenizer,
+  writeBpeTokenizer,
+} from "./train_bpe.ts";
+export type { TokenizerFolderFiles } from "./llama_layout.ts";
+
+// visual
 export {
   parseVisualTokenizerConfig,
   type RqTokenizerConfig,
@@ -53,14 +36,19 @@ export {
   type VisualTokenizerKind,
 } from "./visual_config.ts";
 export {
-  type BpeTokenizerFiles,
-  type BpeTrainOptions,
-  trainBpeTokenizer,
-  writeBpeTokenizer,
-} from "./train_bpe.ts";
+  type Nearest,
+  nearestCodes,
+  type NearestOptions,
+  rqDecode,
+  rqEncode,
+  type RqEncodeOptions,
+} from "./rq.ts";
+export { Codebooks, type CodebooksInfo } from "./codebooks.ts";
+export { type FitOptions, type FitProgress, fitResidualKMeans } from "./fit_codebooks.ts";
+export { imageHash, TargetCache, type TargetCacheOptions } from "./target_cache.ts";
 export {
-  LLAMA_SPECIALS,
-  type LlamaConfigOptions,
-  llamaTokenizerFiles,
-  type TokenizerFolderFiles,
-} from "./llama_layout.ts";
+  type OnnxTokenizerConfig,
+  OnnxVisualTokenizer,
+  parseOnnxTokenizerConfig,
+  type VisualCodes,
+} from "./onnx_tokenizer.ts";

@@ -9,7 +9,7 @@
  *
  * ```ts ignore
  * import { OnnxVisualTokenizer, parseOnnxTokenizerConfig } from "@asvr/asvr/tokenizers";
- * const cfg = parseOnnxTokenizerConfig({ kind: "onnx", name: "rq8", model: "rq8.onnx" }, "my_config.ts");
+ * const cfg = parseOnnxTokenizerConfig({ kind: "onnx", name: "rq8", model: "rq8.onnx" }, "tokenizer");
  * const tok = await OnnxVisualTokenizer.load(cfg);
  * const { codes, dims } = await tok.encode(pixels, [1, 3, 384, 384]); // dims [1, 729, 8]
  * await tok.close();
@@ -18,6 +18,7 @@
  */
 
 import { z } from "zod";
+import { parseSchema } from "../schema/parse.ts";
 import { formatShape, type OnnxData, type OnnxOutput, OnnxRunner } from "../encoders/onnx_runner.ts";
 
 /** The config of an ONNX visual tokenizer (kind `"onnx"` of the visual tokenizer configs). */
@@ -42,42 +43,32 @@ export interface VisualCodes {
   dims: [number, number, number];
 }
 
-const FIELD_WANT: Record<string, string> = {
-  kind: 'the string "onnx"',
-  name: "a non-empty string",
-  model: "the path of an .onnx file (a non-empty string)",
-  inputName: "a non-empty string (the model input name), or left out",
-  outputName: "a non-empty string (the model output name), or left out",
-};
+const nonEmpty = z.string().min(1);
+const ONNX_FILE = "expected the path of an .onnx file";
 
-const onnxTokenizerSchema = z.strictObject({
+/** An ONNX tokenizer config's rules (it has no defaults). */
+const onnxTokenizerSchema: z.ZodType<OnnxTokenizerConfig> = z.strictObject({
   kind: z.literal("onnx"),
-  name: z.string().min(1),
-  model: z.string().min(1),
-  inputName: z.string().min(1).optional(),
-  outputName: z.string().min(1).optional(),
+  name: nonEmpty,
+  model: z.string({ error: ONNX_FILE }).min(1, { error: ONNX_FILE }),
+  inputName: nonEmpty.optional(),
+  outputName: nonEmpty.optional(),
 });
 
 /**
- * Validates an ONNX visual tokenizer config given as data; `source` names where it came from. Errors
- * name the field, its value and what it must be; unknown fields are errors too (they list the known ones).
+ * Validates an ONNX visual tokenizer config given as data; `path` names where it sits (e.g.
+ * `visualTokenizers[0]`). Errors name the field under it, its value and what it must be; unknown
+ * fields are errors too (they list the known ones).
  */
-export function parseOnnxTokenizerConfig(value: unknown, source: string): OnnxTokenizerConfig {
-  const r = onnxTokenizerSchema.safeParse(value);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  if (issue.code === "unrecognized_keys") {
-    throw new Error(
-      `${source}: onnx tokenizer has unknown field(s) ${issue.keys.join(", ")}; ` +
-        `the fields are ${Object.keys(FIELD_WANT).join(", ")}`,
-    );
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new Error(`${source}: the onnx tokenizer config is ${JSON.stringify(value)}; it must be an object`);
-  }
-  const field = String(issue.path[0]);
-  const got = JSON.stringify((value as Record<string, unknown>)[field]) ?? "missing";
-  throw new Error(`${source}: onnx tokenizer ${field} is ${got}; it must be ${FIELD_WANT[field] ?? "valid"}`);
+export function parseOnnxTokenizerConfig(value: unknown, path: string): OnnxTokenizerConfig {
+  const v = parseSchema(onnxTokenizerSchema, value, path, { hints: { kind: '"onnx"' } });
+  return {
+    kind: v.kind,
+    name: v.name,
+    model: v.model,
+    ...(v.inputName !== undefined ? { inputName: v.inputName } : {}),
+    ...(v.outputName !== undefined ? { outputName: v.outputName } : {}),
+  };
 }
 
 /** The largest code an Int32Array holds. */

@@ -116,25 +116,26 @@ Deno.test("codesToInt32: range checks for int64 and int32 codes", () => {
 
 Deno.test("parseOnnxTokenizerConfig: valid configs pass; bad fields are named with what they must be", () => {
   const ok = { kind: "onnx", name: "rq8", model: "rq8.onnx", outputName: "codes" };
-  assert.deepEqual(parseOnnxTokenizerConfig(ok, "cfg.ts"), ok);
+  assert.deepEqual(parseOnnxTokenizerConfig(ok, "tok"), ok);
+  assert.deepEqual(parseOnnxTokenizerConfig({ ...ok, inputName: undefined }, "tok"), ok);
   assert.throws(
-    () => parseOnnxTokenizerConfig({ kind: "onnx", name: "rq8" }, "cfg.ts"),
-    /^Error: cfg\.ts: onnx tokenizer model is missing; it must be the path of an \.onnx file/,
+    () => parseOnnxTokenizerConfig({ kind: "onnx", name: "rq8" }, "tok"),
+    /^Error: tok\.model: expected the path of an \.onnx file \(missing\)/,
   );
   assert.throws(
-    () => parseOnnxTokenizerConfig({ ...ok, kind: "rq" }, "cfg.ts"),
-    /cfg\.ts: onnx tokenizer kind is "rq"; it must be the string "onnx"/,
+    () => parseOnnxTokenizerConfig({ ...ok, kind: "rq" }, "tok"),
+    /tok\.kind: unknown kind \(got "rq"\); use one of "onnx"/,
   );
   assert.throws(
-    () => parseOnnxTokenizerConfig({ ...ok, inputName: "" }, "cfg.ts"),
-    /onnx tokenizer inputName is ""; it must be a non-empty string/,
+    () => parseOnnxTokenizerConfig({ ...ok, inputName: "" }, "tok"),
+    /tok\.inputName: .*>=1 characters \(got ""\)/,
   );
   assert.throws(
-    () => parseOnnxTokenizerConfig({ ...ok, modelPath: "x.onnx" }, "cfg.ts"),
-    /cfg\.ts: onnx tokenizer has unknown field\(s\) modelPath; the fields are kind, name, model, inputName, outputName/,
+    () => parseOnnxTokenizerConfig({ ...ok, modelPath: "x.onnx" }, "tok"),
+    /tok\.modelPath: unknown field; allowed fields: kind, name, model, inputName, outputName/,
   );
   assert.throws(
-    () => parseOnnxTokenizerConfig("rq8.onnx", "cfg.ts"),
-    /the onnx tokenizer config is "rq8\.onnx"; it must be an object/,
+    () => parseOnnxTokenizerConfig("rq8.onnx", "tok"),
+    /tok: .*expected object, received string \(got "rq8\.onnx"\)/,
   );
 });

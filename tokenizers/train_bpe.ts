@@ -35,6 +35,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { writeTextAtomic } from "../io/safetensors.ts";
+import { parseSchema } from "../schema/parse.ts";
 import { LLAMA_SPECIALS, llamaTokenizerFiles, type TokenizerFolderFiles } from "./llama_layout.ts";
 
 /** Options of {@linkcode trainBpeTokenizer} and {@linkcode writeBpeTokenizer}. */
@@ -66,65 +67,25 @@ const SPACE = "▁";
 /** Pair keys are `left * KEY_BASE + right`, so token ids stay below it. */
 const KEY_BASE = 2 ** 21;
 
-const optionsSchema = z.strictObject({
+// `BpeTrainOptions` is written out because a published type must be (JSR's no-slow-types: not inferred from a
+// schema); the schema is typed by it, so the compiler holds the two together. The rules and defaults live
+// here.
+const optionsSchema: z.ZodType<Required<BpeTrainOptions>, BpeTrainOptions> = z.strictObject({
   vocabSize: z.number().int().min(SPECIALS.length + 256 + 1).max(KEY_BASE).default(512),
   modelMaxLength: z.number().int().positive().default(2048),
 });
 
-/** What each option must be, for errors. */
-const WANT: Record<string, string> = {
-  vocabSize: `an integer from ${SPECIALS.length + 256 + 1} to ${KEY_BASE}`,
-  modelMaxLength: "an integer >= 1",
-};
-
-const linesSchema = z.array(z.string());
-
-/** A JSON type name for error messages. */
-function jsonType(v: unknown): string {
-  return v === null ? "null" : Array.isArray(v) ? "an array" : typeof v;
-}
-
-/** The options with their defaults; errors name the option, its value and what it must be. */
-function parseOptions(opts: BpeTrainOptions): z.output<typeof optionsSchema> {
-  const r = optionsSchema.safeParse(opts);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  if (issue.code === "unrecognized_keys") {
-    throw new Error(
-      `trainBpeTokenizer: unknown option ${issue.keys.join(", ")}; the options are ${
-        Object.keys(WANT).join(", ")
-      }`,
-    );
-  }
-  if (issue.path.length === 0) {
-    throw new Error(`trainBpeTokenizer: options must be an object, got ${jsonType(opts)}`);
-  }
-  const field = String(issue.path[0]);
-  const got = JSON.stringify((opts as Record<string, unknown>)[field]);
-  throw new Error(`trainBpeTokenizer: option ${field} is ${got}; it must be ${WANT[field] ?? issue.message}`);
-}
-
 /** The corpus lines, checked: an array of well-formed strings. */
 function parseLines(lines: unknown): string[] {
-  const r = linesSchema.safeParse(lines);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    if (issue.path.length === 0) {
-      throw new Error(`trainBpeTokenizer: lines must be an array of strings, got ${jsonType(lines)}`);
-    }
-    const i = Number(issue.path[0]);
-    throw new Error(
-      `trainBpeTokenizer: lines[${i}] is ${jsonType((lines as unknown[])[i])}; every line must be a string`,
-    );
-  }
-  r.data.forEach((line, i) => {
+  const checked = parseSchema(z.array(z.string()), lines, "trainBpeTokenizer: lines");
+  checked.forEach((line, i) => {
     if (!line.isWellFormed()) {
       throw new Error(
         `trainBpeTokenizer: lines[${i}] holds a lone UTF-16 surrogate; fix the text (e.g. line.toWellFormed())`,
       );
     }
   });
-  return r.data;
+  return checked;
 }
 
 /** Word counts of the corpus: each line split at special tokens, normalized, cut before every `▁`. */
@@ -160,11 +121,11 @@ function trainMerges(
   const chars = new Set<string>();
   for (const word of wordCounts.keys()) for (const c of word) chars.add(c);
   const sortedChars = [...chars].sort((a, b) => a.codePointAt(0)! - b.codePointAt(0)!);
-  if (tokens.length + sortedChars.length > vocabSize) {
+  const needed = tokens.length + sortedChars.length;
+  if (needed > vocabSize) {
     throw new Error(
-      `trainBpeTokenizer: option vocabSize is ${vocabSize}, but the corpus needs at least ` +
-        `${tokens.length + sortedChars.length} tokens (${SPECIALS.length} special + 256 byte + ` +
-        `${sortedChars.length} character tokens); raise vocabSize`,
+      `trainBpeTokenizer: options.vocabSize: ${vocabSize} is below the ${needed} tokens the corpus needs ` +
+        `(${SPECIALS.length} special + 256 byte + ${sortedChars.length} character tokens); raise vocabSize`,
     );
   }
   const idOf = new Map<string, number>();
@@ -255,7 +216,7 @@ function trainMerges(
  * with no text, or a `vocabSize` below what the corpus's characters need.
  */
 export function trainBpeTokenizer(lines: readonly string[], opts: BpeTrainOptions = {}): BpeTokenizerFiles {
-  const { vocabSize, modelMaxLength } = parseOptions(opts);
+  const { vocabSize, modelMaxLength } = parseSchema(optionsSchema, opts, "trainBpeTokenizer: options");
   const wordCounts = countWords(parseLines(lines));
   if (wordCounts.size === 0) {
     throw new Error(

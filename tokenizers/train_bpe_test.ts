@@ -226,18 +226,26 @@ Deno.test("plain labels supervise exactly the caption and its newline", () => {
 Deno.test("options and lines are validated, errors naming them", async () => {
   const lines = ["a b c"];
   const bad: [unknown, unknown, RegExp][] = [
-    [lines, { vocabSize: 100 }, /option vocabSize is 100; it must be an integer from 260/],
-    [lines, { vocabSize: 300.5 }, /option vocabSize is 300\.5/],
-    [lines, { modelMaxLength: 0 }, /option modelMaxLength is 0/],
-    [lines, { vocab_size: 300 }, /unknown option vocab_size; the options are vocabSize, modelMaxLength/],
-    ["a b c", {}, /lines must be an array of strings, got string/],
-    [["a", "b", 3], {}, /lines\[2\] is number/],
+    [
+      lines,
+      { vocabSize: 100 },
+      /trainBpeTokenizer: options\.vocabSize: Too small: expected number to be >=260 \(got 100\)/,
+    ],
+    [lines, { vocabSize: 300.5 }, /options\.vocabSize: .*expected int.*\(got 300\.5\)/],
+    [lines, { modelMaxLength: 0 }, /options\.modelMaxLength: Too small: expected number to be >0 \(got 0\)/],
+    [
+      lines,
+      { vocab_size: 300 },
+      /options\.vocab_size: unknown field; allowed fields: vocabSize, modelMaxLength/,
+    ],
+    ["a b c", {}, /trainBpeTokenizer: lines: .*expected array, received string \(got "a b c"\)/],
+    [["a", "b", 3], {}, /trainBpeTokenizer: lines\[2\]: .*expected string, received number \(got 3\)/],
     [["a", "\ud800"], {}, /lines\[1\] holds a lone UTF-16 surrogate/],
     [["", "<s>"], {}, /the corpus has no text/],
     [
       [...corpus.slice(0, 10), "日本語のテキスト"],
       { vocabSize: 270 },
-      /option vocabSize is 270, but the corpus needs/,
+      /options\.vocabSize: 270 is below the \d+ tokens the corpus needs/,
     ],
   ];
   for (const [l, o, re] of bad) {
@@ -245,7 +253,7 @@ Deno.test("options and lines are validated, errors naming them", async () => {
   }
   await assert.rejects(
     writeBpeTokenizer(`${dir}/never`, lines, { vocabSize: 1 }),
-    /option vocabSize is 1/,
+    /options\.vocabSize: .*\(got 1\)/,
   );
   await assert.rejects(Deno.stat(`${dir}/never`), Deno.errors.NotFound);
 });

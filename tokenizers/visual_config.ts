@@ -1,21 +1,24 @@
 /**
- * The visual tokenizer's configuration as data: which frozen tokenizer turns an image into the
- * discrete targets the visual head predicts. A discriminated union on `kind`:
+ * The visual tokenizer slot of the model's config (`visualTokenizers[i]`): which frozen tokenizer
+ * turns an image into the discrete targets the visual head predicts. A discriminated union on `kind`:
  * - `"rq"`: residual quantization of a frozen encoder's features at one layer, with codebooks from a
  *   safetensors file (`rq.ts`, `codebooks.ts`): the semantic tokenizer (layer 26 of SigLIP) or the
  *   appearance one (an early layer, or raw patch pixels);
  * - `"onnx"`: any tokenizer exported to ONNX (`onnx_tokenizer.ts`), image in, codes out.
  *
- * Defaults live once, in the schema below.
+ * Defaults live once, in the schema below. What the other slots read of a tokenizer goes through this
+ * file too: {@linkcode tokenizerSizes} (what a head is filled and checked against) and
+ * {@linkcode isRqTokenizer} / {@linkcode rqTokenizers}.
  *
  * ```ts ignore
- * const cfg = parseVisualTokenizerConfig({ kind: "rq", name: "semantic", codebooks: "cb.safetensors" }, "head.tokenizer");
+ * const cfg = parseVisualTokenizerConfig({ kind: "rq", name: "semantic", codebooks: "cb.safetensors" }, "t");
  * // { kind: "rq", name: "semantic", encoder: "input", layer: 26, depths: 8, codebookSize: 16384, ... }
  * ```
  * @module
  */
 
 import { z } from "zod";
+import { parseSchema } from "../schema/parse.ts";
 import { type OnnxTokenizerConfig, parseOnnxTokenizerConfig } from "./onnx_tokenizer.ts";
 
 /** The tokenizer kinds. */
@@ -24,7 +27,7 @@ export type VisualTokenizerKind = "rq" | "onnx";
 /** Every {@linkcode VisualTokenizerKind}. */
 export const VISUAL_TOKENIZER_KINDS: readonly VisualTokenizerKind[] = ["rq", "onnx"];
 
-/** Residual quantization of frozen encoder features (ASVR_SPEC section 2). */
+/** Residual quantization of frozen encoder features (ASVR_SPEC section 2), parsed: every default filled. */
 export interface RqTokenizerConfig {
   /** The kind. */
   kind: "rq";
@@ -44,59 +47,52 @@ export interface RqTokenizerConfig {
   codebooks: string;
 }
 
+/** An rq visual tokenizer as written: `kind`, `name` and `codebooks` are required, the rest have defaults. */
+export type RqTokenizerConfigInput =
+  & Pick<RqTokenizerConfig, "kind" | "name" | "codebooks">
+  & Partial<RqTokenizerConfig>;
+
 /** A visual tokenizer config, by `kind`. */
 export type VisualTokenizerConfig = RqTokenizerConfig | OnnxTokenizerConfig;
 
-const nonEmpty = z.string().min(1);
+/** A visual tokenizer as written (an ONNX tokenizer's config has no defaults). */
+export type VisualTokenizerConfigInput = RqTokenizerConfigInput | OnnxTokenizerConfig;
 
-const rqSchema = z.strictObject({
+const nonEmpty = z.string().min(1);
+const CODEBOOKS =
+  "expected the path of a codebooks .safetensors file (make one with `deno task tokenizer fit`)";
+
+/** An rq tokenizer's rules and defaults; its parsed output is an {@linkcode RqTokenizerConfig}. */
+const rqSchema: z.ZodType<RqTokenizerConfig, RqTokenizerConfigInput> = z.strictObject({
   kind: z.literal("rq"),
   name: nonEmpty,
   encoder: nonEmpty.default("input"),
-  layer: z.union([z.number().int().min(0), z.literal("pixels")]).default(26),
+  layer: z.union([z.number().int().min(0), z.literal("pixels")], {
+    error: `expected an integer >= 0 (the encoder layer, e.g. 26) or "pixels"`,
+  }).default(26),
   depths: z.number().int().min(1).default(8),
-  codebookSize: z.number().int().min(1).max(65536).default(16384),
+  codebookSize: z.number().int().min(1)
+    .max(65536, { error: "Too big: at most 65536 (targets are cached as u16; e.g. 16384)" })
+    .default(16384),
   sharedCodebook: z.boolean().default(false),
-  codebooks: nonEmpty,
+  codebooks: z.string({ error: CODEBOOKS }).min(1, { error: CODEBOOKS }),
 });
 
-const kindSchema = z.object({ kind: z.enum(["rq", "onnx"]) });
-
-/** What each field must be, for the error messages. */
-const WANT: Record<string, string> = {
-  kind: `one of ${VISUAL_TOKENIZER_KINDS.map((k) => `"${k}"`).join(", ")}`,
-  name: `a non-empty string such as "semantic" or "pixel"`,
-  encoder: `a model folder path, or "input" for the VLM's own vision encoder`,
-  layer: `an integer >= 0 (the encoder layer, e.g. 26) or "pixels"`,
-  depths: "an integer >= 1 (e.g. 8)",
-  codebookSize: "an integer in [1, 65536] (targets are cached as u16; e.g. 16384)",
-  sharedCodebook: "true or false",
-  codebooks: "the path of a codebooks .safetensors file (make one with `deno task tokenizer fit`)",
-};
+/** A visual tokenizer's `kind`, read first to pick the kind's own schema. */
+const kindSchema = z.looseObject({ kind: z.enum(VISUAL_TOKENIZER_KINDS) });
 
 /**
  * Validates a visual tokenizer config given as data and fills in the defaults. `path` names where
- * the value sits (e.g. "config.head.tokenizer"); errors name the field under it, the value found and
+ * the value sits (e.g. `visualTokenizers[1]`); errors name the field under it, the value found and
  * what is allowed. Kind "onnx" is validated by `parseOnnxTokenizerConfig` of `onnx_tokenizer.ts`.
  */
 export function parseVisualTokenizerConfig(value: unknown, path: string): VisualTokenizerConfig {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new Error(
-      `${path}: a visual tokenizer config must be an object with a "kind" (${WANT.kind}), got ${
-        JSON.stringify(value)
-      }`,
-    );
-  }
-  const obj = value as Record<string, unknown>;
-  const k = kindSchema.safeParse(value);
-  if (!k.success) {
-    const found = obj.kind === undefined ? "missing" : JSON.stringify(obj.kind);
-    throw new Error(`${path}.kind is ${found}; it must be ${WANT.kind}`);
-  }
-  const kind = k.data.kind;
+  const { kind } = parseSchema(kindSchema, value, path, {
+    hints: { kind: VISUAL_TOKENIZER_KINDS.map((k) => JSON.stringify(k)).join(", ") },
+  });
   switch (kind) {
     case "rq":
-      return parseRq(obj, path);
+      return parseSchema(rqSchema, value, path);
     case "onnx":
       return parseOnnxTokenizerConfig(value, path);
     default: {
@@ -106,20 +102,41 @@ export function parseVisualTokenizerConfig(value: unknown, path: string): Visual
   }
 }
 
-function parseRq(obj: Record<string, unknown>, path: string): RqTokenizerConfig {
-  const r = rqSchema.safeParse(obj);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  if (issue.code === "unrecognized_keys") {
-    throw new Error(
-      `${path}: unknown field${issue.keys.length > 1 ? "s" : ""} ${
-        issue.keys.map((k) => `"${k}"`).join(", ")
-      } for a ` +
-        `visual tokenizer of kind "rq"; allowed: ${Object.keys(rqSchema.shape).join(", ")}`,
-    );
-  }
-  const field = String(issue.path[0] ?? "");
-  const got = obj[field];
-  const found = got === undefined ? "missing" : JSON.stringify(got);
-  throw new Error(`${path}.${field} is ${found}; it must be ${WANT[field] ?? issue.message}`);
+/** Whether a visual tokenizer is an rq one (it has codebooks and quantizes an encoder's features). */
+export function isRqTokenizer(t: VisualTokenizerConfig): t is RqTokenizerConfig {
+  return t.kind === "rq";
+}
+
+/** The rq visual tokenizers among `toks`, in order. */
+export function rqTokenizers(toks: readonly VisualTokenizerConfig[]): RqTokenizerConfig[] {
+  return toks.filter(isRqTokenizer);
+}
+
+/** What a head's config may be filled and checked against: one visual tokenizer of the model. */
+export interface TokenizerSizes {
+  /** The tokenizer's name (the key of its codes in `VisualTargets`). */
+  name: string;
+  /** Its RQ depths D, when its config states them (an ONNX tokenizer's are known only when it runs). */
+  depths?: number;
+  /** Codes per codebook, when its config states it. */
+  codebookSize?: number;
+  /** Whether it has codebook vectors a head can teacher-force with (RQ: yes; ONNX: no). */
+  hasCodebooks: boolean;
+}
+
+/** What a head may be filled and checked against, of each visual tokenizer. */
+export function tokenizerSizes(toks: readonly VisualTokenizerConfig[]): TokenizerSizes[] {
+  return toks.map((t) => {
+    const kind = t.kind;
+    switch (kind) {
+      case "rq":
+        return { name: t.name, depths: t.depths, codebookSize: t.codebookSize, hasCodebooks: true };
+      case "onnx":
+        return { name: t.name, hasCodebooks: false };
+      default: {
+        const never: never = kind;
+        throw new Error(`unhandled visual tokenizer kind ${never}`);
+      }
+    }
+  });
 }

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { parseVisualTokenizerConfig, type VisualTokenizerConfig } from "./visual_config.ts";
+import {
+  isRqTokenizer,
+  parseVisualTokenizerConfig,
+  rqTokenizers,
+  tokenizerSizes,
+  type VisualTokenizerConfig,
+} from "./visual_config.ts";
 
 Deno.test("parseVisualTokenizerConfig fills the rq defaults of the semantic recipe", () => {
   const cfg = parseVisualTokenizerConfig(
@@ -38,38 +44,35 @@ Deno.test("parseVisualTokenizerConfig keeps given values: pixel tokenizer, share
 Deno.test("parseVisualTokenizerConfig errors name the path, the field, the value and what is allowed", () => {
   const base = { kind: "rq", name: "semantic", codebooks: "cb.safetensors" };
   const cases: [unknown, RegExp][] = [
-    [{ ...base, kind: "vq" }, /cfg\.tok\.kind is "vq"; it must be one of "rq", "onnx"$/],
-    [{ name: "x" }, /cfg\.tok\.kind is missing; it must be one of "rq", "onnx"/],
+    [{ ...base, kind: "vq" }, /cfg\.tok\.kind: unknown kind \(got "vq"\); use one of "rq", "onnx"$/],
+    [{ name: "x" }, /cfg\.tok\.kind: unknown kind \(missing\); use one of "rq", "onnx"/],
     [
       { ...base, layer: "last" },
-      /cfg\.tok\.layer is "last"; it must be an integer >= 0 \(the encoder layer, e\.g\. 26\) or "pixels"/,
+      /cfg\.tok\.layer: expected an integer >= 0 \(the encoder layer, e\.g\. 26\) or "pixels" \(got "last"\)/,
     ],
-    [{ ...base, layer: -1 }, /cfg\.tok\.layer is -1/],
-    [{ ...base, depths: 0 }, /cfg\.tok\.depths is 0; it must be an integer >= 1/],
+    [{ ...base, layer: -1 }, /cfg\.tok\.layer: .* \(got -1\)/],
+    [{ ...base, depths: 0 }, /cfg\.tok\.depths: .*expected number to be >=1 \(got 0\)/],
     [
       { ...base, codebookSize: 70000 },
-      /cfg\.tok\.codebookSize is 70000; it must be an integer in \[1, 65536\] \(targets are cached as u16/,
+      /cfg\.tok\.codebookSize: Too big: at most 65536 \(targets are cached as u16; e\.g\. 16384\) \(got 70000\)/,
     ],
-    [{ ...base, sharedCodebook: "no" }, /cfg\.tok\.sharedCodebook is "no"; it must be true or false/],
+    [{ ...base, sharedCodebook: "no" }, /cfg\.tok\.sharedCodebook: .*expected boolean.* \(got "no"\)/],
     [
       { kind: "rq", name: "semantic" },
-      /cfg\.tok\.codebooks is missing; it must be the path of a codebooks \.safetensors file/,
+      /cfg\.tok\.codebooks: expected the path of a codebooks \.safetensors file .*tokenizer fit.* \(missing\)/,
     ],
-    [{ ...base, name: "" }, /cfg\.tok\.name is ""/],
+    [{ ...base, name: "" }, /cfg\.tok\.name: .* \(got ""\)/],
     [
       { ...base, codebook: "x" },
-      /cfg\.tok: unknown field "codebook" for a visual tokenizer of kind "rq"; allowed: kind, name, encoder, layer/,
+      /cfg\.tok\.codebook: unknown field; allowed fields: kind, name, encoder, layer/,
     ],
     // kind "onnx" is checked by onnx_tokenizer.ts's parser, under the same path.
-    [
-      { kind: "onnx", name: "s" },
-      /cfg\.tok: onnx tokenizer model is missing; it must be the path of an \.onnx file/,
-    ],
+    [{ kind: "onnx", name: "s" }, /cfg\.tok\.model: expected the path of an \.onnx file \(missing\)/],
     [
       { kind: "onnx", name: "s", model: "m.onnx", depths: 8 },
-      /cfg\.tok: onnx tokenizer has unknown field\(s\) depths/,
+      /cfg\.tok\.depths: unknown field; allowed fields: kind, name, model/,
     ],
-    ["rq", /cfg\.tok: a visual tokenizer config must be an object with a "kind"/],
+    ["rq", /cfg\.tok: .*expected object, received string \(got "rq"\)/],
   ];
   for (const [value, re] of cases) {
     assert.throws(() => parseVisualTokenizerConfig(value, "cfg.tok"), re, JSON.stringify(value));
@@ -93,4 +96,22 @@ Deno.test("VisualTokenizerConfig kinds are handled exhaustively", () => {
     describe(parseVisualTokenizerConfig({ kind: "rq", name: "semantic", codebooks: "c" }, "t")),
     "semantic: RQ 8x16384 of layer 26",
   );
+});
+
+Deno.test("tokenizerSizes and rqTokenizers: what the other slots read of the tokenizers", () => {
+  const rq = parseVisualTokenizerConfig({
+    kind: "rq",
+    name: "semantic",
+    depths: 2,
+    codebookSize: 8,
+    codebooks: "c",
+  }, "t");
+  const onnx = parseVisualTokenizerConfig({ kind: "onnx", name: "pixel", model: "p.onnx" }, "t");
+  assert.deepEqual(tokenizerSizes([rq, onnx]), [
+    { name: "semantic", depths: 2, codebookSize: 8, hasCodebooks: true },
+    { name: "pixel", hasCodebooks: false },
+  ]);
+  assert.equal(isRqTokenizer(rq), true);
+  assert.equal(isRqTokenizer(onnx), false);
+  assert.deepEqual(rqTokenizers([onnx, rq]), [rq]);
 });

@@ -8,13 +8,20 @@
  *   `exp_avg_sq.<name>` and, for f16 parameters, `master.<name>` (f32), with each parameter's step
  *   count and the optimizer's step in the `__metadata__`;
  * - `trainer_state.json`: whatever JSON the caller passes (step, stage, epoch, data position, RNG
- *   state, config).
+ *   state, config);
+ * - `checksums.sha256`: the SHA-256 of each file above, in `sha256sum` format (so
+ *   `sha256sum -c checksums.sha256` checks the folder by hand), hashed as the files are written.
  *
  * A save writes a hidden sibling folder `.tmp-step-<8 digits>-<random>`, each file fsynced,
- * `trainer_state.json` last, then renames it to its final name in one step, then points the file
- * `checkpoints/latest` at it (temp file + rename), and only then deletes checkpoints beyond the last
- * `keepLast`. So a crash leaves the previous checkpoint intact; leftover `.tmp-*` folders are
- * ignored by {@linkcode loadCheckpoint} and removed by the next save.
+ * `trainer_state.json` then `checksums.sha256` last, then renames it to its final name in one step,
+ * then points the file `checkpoints/latest` at it (temp file + rename), and only then deletes
+ * checkpoints beyond the last `keepLast`. So a crash leaves the previous checkpoint intact; leftover
+ * `.tmp-*` folders are ignored by {@linkcode loadCheckpoint} and removed by the next save.
+ *
+ * A load hashes every file and compares it with `checksums.sha256`, so a checkpoint damaged on disk
+ * or in a copy is refused, naming the file and the older checkpoint to use instead; checkpoints saved
+ * before checksums existed load with a note that they are unverified. Float values are checked for
+ * NaN and infinities as they are read.
  *
  * ```ts ignore
  * await saveCheckpoint("runs/stage1", {
@@ -44,6 +51,8 @@ import {
   writeTextAtomic,
 } from "../io/safetensors.ts";
 import { pathExists } from "../io/path_exists.ts";
+import { sha256File } from "../io/sha256.ts";
+import { assertFinite } from "../io/finite.ts";
 
 /** The file names inside a checkpoint folder. */
 export const CHECKPOINT_FILES: {
@@ -55,6 +64,9 @@ export const CHECKPOINT_FILES: {
   optimizer: "optimizer.safetensors",
   trainerState: "trainer_state.json",
 };
+
+/** The checksums file of a checkpoint folder: `<sha256 hex>  <file name>` per line, as `sha256sum` writes. */
+export const CHECKPOINT_CHECKSUMS = "checksums.sha256";
 
 const LATEST = "latest";
 const STEP_DIR = /^step-(\d{8})$/;
@@ -138,6 +150,19 @@ export interface LoadCheckpointOptions {
    * exactly these names with these shapes, else one error lists every difference.
    */
   expectParams?: Map<string, { readonly shape: readonly number[] }>;
+  /**
+   * Checks the parsed `trainer_state.json` (its path is `file`; `step` is the step of the folder's
+   * name, null for a folder named otherwise) and throws, naming the file and the field, to refuse
+   * the checkpoint; the error then gets the way back to an older checkpoint.
+   */
+  checkState?: (state: Record<string, unknown>, file: string, step: number | null) => void;
+  /** Read parameters and optimizer state holding NaN or infinities (default false: such a read throws). */
+  allowNonFinite?: boolean;
+  /**
+   * Where one-line notes go: a newer checkpoint skipped as incomplete, a checkpoint without
+   * checksums (default: `console.warn`).
+   */
+  onNote?: (line: string) => void;
 }
 
 /** The folder name of a step's checkpoint: `step-00000120`. */
@@ -179,9 +204,13 @@ export async function saveCheckpoint(runDir: string, opts: SaveCheckpointOptions
   const tmp = `${ckDir}/${TMP_PREFIX}${name}-${randomHex()}`;
   await Deno.mkdir(tmp);
   try {
-    await writeSafetensors(`${tmp}/${CHECKPOINT_FILES.model}`, modelInputs, { format: "pt" });
-    await writeSafetensors(`${tmp}/${CHECKPOINT_FILES.optimizer}`, optInputs.tensors, optInputs.metadata);
-    await writeTextAtomic(`${tmp}/${CHECKPOINT_FILES.trainerState}`, stateJson + "\n");
+    const { model, optimizer, trainerState } = CHECKPOINT_FILES;
+    const sums = new Map<string, string>(); // each file's SHA-256, hashed as it is written
+    sums.set(model, await writeSafetensors(`${tmp}/${model}`, modelInputs, { format: "pt" }));
+    sums.set(optimizer, await writeSafetensors(`${tmp}/${optimizer}`, optInputs.tensors, optInputs.metadata));
+    sums.set(trainerState, await writeTextAtomic(`${tmp}/${trainerState}`, stateJson + "\n"));
+    const manifest = [...sums].map(([file, sum]) => `${sum}  ${file}\n`).join("");
+    await writeTextAtomic(`${tmp}/${CHECKPOINT_CHECKSUMS}`, manifest);
     await syncDir(tmp);
     const final = `${ckDir}/${name}`;
     let replaced: string | null = null;
@@ -240,9 +269,13 @@ export async function listCheckpoints(runDir: string): Promise<CheckpointEntry[]
 
 /**
  * The folder of the checkpoint to resume from: the one `checkpoints/latest` names when it is
- * complete, else the complete one of the highest step; null when there is none.
+ * complete, else the complete one of the highest step; null when there is none. `onNote` hears one
+ * line per newer checkpoint passed over as incomplete (which files it lacks, which one is used).
  */
-export async function latestCheckpoint(runDir: string): Promise<string | null> {
+export async function latestCheckpoint(
+  runDir: string,
+  onNote?: (line: string) => void,
+): Promise<string | null> {
   const ckDir = `${runDir}/checkpoints`;
   let named: string | null = null;
   try {
@@ -250,24 +283,98 @@ export async function latestCheckpoint(runDir: string): Promise<string | null> {
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
-  if (named !== null && STEP_DIR.test(named) && await isComplete(`${ckDir}/${named}`)) {
-    return `${ckDir}/${named}`;
+  const all = await listCheckpoints(runDir);
+  const done = all.filter((c) => c.complete);
+  const chosen = named !== null && STEP_DIR.test(named) && await isComplete(`${ckDir}/${named}`)
+    ? all.find((c) => c.name === named)!
+    : done.at(-1);
+  if (!chosen) return null;
+  for (const c of all) {
+    if (c.complete || c.step < chosen.step || !onNote) continue;
+    const missing = await missingFiles(c.dir);
+    onNote(
+      `${c.dir}: skipped: ${missing.join(", ")} ${missing.length > 1 ? "are" : "is"} missing (an ` +
+        `interrupted save?); using ${chosen.dir}`,
+    );
   }
-  const done = (await listCheckpoints(runDir)).filter((c) => c.complete);
-  return done.length ? done[done.length - 1].dir : null;
+  return chosen.dir;
+}
+
+/** Options of {@linkcode verifyCheckpoint}. */
+export interface VerifyCheckpointOptions {
+  /** The files to check (default: every file `checksums.sha256` lists). */
+  files?: readonly string[];
+  /** Where the note about a folder without checksums goes (default: `console.warn`). */
+  onNote?: (line: string) => void;
+}
+
+/**
+ * Checks a checkpoint folder's files against the SHA-256 sums of its `checksums.sha256`, hashing
+ * each file as it streams from disk (one extra read of each file). A file that differs or is
+ * missing, or a damaged checksums file, throws an error naming the folder, the file, and the fix:
+ * the older checkpoint to use, when there is one. A folder without `checksums.sha256` (saved before
+ * checksums existed) passes after a one-line note that it is unverified. Returns whether the files
+ * were verified.
+ */
+export async function verifyCheckpoint(dir: string, opts: VerifyCheckpointOptions = {}): Promise<boolean> {
+  const note = opts.onNote ?? ((line: string) => console.warn(line));
+  const path = `${dir}/${CHECKPOINT_CHECKSUMS}`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    note(`${dir}: no ${CHECKPOINT_CHECKSUMS} (saved by an older version): files unverified`);
+    return false;
+  }
+  const fix = await recoveryHint(dir);
+  const sums = new Map<string, string>();
+  for (const [i, line] of text.split("\n").entries()) {
+    if (line.trim() === "") continue;
+    const m = /^([0-9a-f]{64}) [ *]([^/\\]+)$/.exec(line);
+    if (!m) {
+      throw new Error(
+        `${path}: line ${i + 1} is not "<64 hex digits>  <file>": ${JSON.stringify(line)} (${fix})`,
+      );
+    }
+    sums.set(m[2], m[1]);
+  }
+  for (const file of opts.files ?? [...sums.keys()]) {
+    const want = sums.get(file);
+    if (!want) throw new Error(`${path}: no checksum for ${file} (${fix})`);
+    let got: string;
+    try {
+      got = await sha256File(`${dir}/${file}`);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      throw new Error(`${dir}/${file}: missing, though ${CHECKPOINT_CHECKSUMS} lists it (${fix})`);
+    }
+    if (got !== want) {
+      const [g, w] = [got.slice(0, 12), want.slice(0, 12)];
+      throw new Error(
+        `${dir}/${file}: its SHA-256 ${g}... differs from the one in ${CHECKPOINT_CHECKSUMS} (${w}...): ` +
+          `the file changed after it was saved, on disk or in a copy (${fix}; if it was edited on ` +
+          `purpose, delete ${path} to load the folder unverified)`,
+      );
+    }
+  }
+  return true;
 }
 
 /**
  * Reads a checkpoint back: `path` is a run folder (its latest complete checkpoint is used) or a
- * checkpoint folder. Checks that every file is there and well-formed and that the optimizer state
- * matches the parameters (names and sizes), and with `expectParams` that the parameters match the
- * caller's; errors name the file and the fix.
+ * checkpoint folder. Checks that every file is there, matches its checksum (see
+ * {@linkcode verifyCheckpoint}) and is well-formed, that the optimizer state matches the parameters
+ * (names and sizes), with `expectParams` that the parameters match the caller's, and with
+ * `checkState` the trainer state; errors name the file and the fix (an older checkpoint to use, when
+ * there is one). Values read later are checked for NaN and infinities unless `allowNonFinite`.
  */
 export async function loadCheckpoint(
   path: string,
   opts: LoadCheckpointOptions = {},
 ): Promise<LoadedCheckpoint> {
-  const dir = await resolveCheckpointDir(path);
+  const note = opts.onNote ?? ((line: string) => console.warn(line));
+  const dir = await resolveCheckpointDir(path, note);
   const stepMatch = STEP_DIR.exec(dir.split("/").filter(Boolean).at(-1) ?? "");
   const fix = await recoveryHint(dir);
   for (const f of Object.values(CHECKPOINT_FILES)) {
@@ -275,6 +382,7 @@ export async function loadCheckpoint(
       throw new Error(`${dir}/${f}: missing; the checkpoint is incomplete (${fix})`);
     }
   }
+  await verifyCheckpoint(dir, { files: Object.values(CHECKPOINT_FILES), onNote: note });
   const statePath = `${dir}/${CHECKPOINT_FILES.trainerState}`;
   let trainerState: unknown;
   try {
@@ -285,9 +393,21 @@ export async function loadCheckpoint(
   if (trainerState === null || typeof trainerState !== "object" || Array.isArray(trainerState)) {
     throw new Error(`${statePath}: must hold a JSON object, got ${JSON.stringify(trainerState)} (${fix})`);
   }
-  const params = await readModel(`${dir}/${CHECKPOINT_FILES.model}`, fix);
+  if (opts.checkState) {
+    try {
+      opts.checkState(
+        trainerState as Record<string, unknown>,
+        statePath,
+        stepMatch ? Number(stepMatch[1]) : null,
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message} (${fix})`);
+    }
+  }
+  const reading: ReadOptions = { fix, allowNonFinite: opts.allowNonFinite === true };
+  const params = await readModel(`${dir}/${CHECKPOINT_FILES.model}`, reading);
   if (opts.expectParams) checkExpected(`${dir}/${CHECKPOINT_FILES.model}`, params, opts.expectParams);
-  const optimizer = await readOptimizer(`${dir}/${CHECKPOINT_FILES.optimizer}`, params, fix);
+  const optimizer = await readOptimizer(`${dir}/${CHECKPOINT_FILES.optimizer}`, params, reading);
   const savedStep = (trainerState as Record<string, unknown>).step;
   const step = stepMatch ? Number(stepMatch[1]) : savedStep;
   if (!Number.isSafeInteger(step) || (step as number) < 0) {
@@ -459,7 +579,7 @@ function randomHex(): string {
 
 // ------------------------------------------------------------------ loading helpers
 
-async function resolveCheckpointDir(path: string): Promise<string> {
+async function resolveCheckpointDir(path: string, note: (line: string) => void): Promise<string> {
   const p = path.length > 1 ? path.replace(/\/+$/, "") : path;
   let stat: Deno.FileInfo;
   try {
@@ -484,7 +604,7 @@ async function resolveCheckpointDir(path: string): Promise<string> {
         `${Object.values(CHECKPOINT_FILES).join(", ")}); give the run folder the trainer wrote`,
     );
   }
-  const found = await latestCheckpoint(runDir);
+  const found = await latestCheckpoint(runDir, note);
   if (found) return found;
   const partial = await listCheckpoints(runDir);
   throw new Error(
@@ -504,8 +624,13 @@ async function looksLikeCheckpoint(dir: string): Promise<boolean> {
 }
 
 async function isComplete(dir: string): Promise<boolean> {
-  for (const f of Object.values(CHECKPOINT_FILES)) if (!(await pathExists(`${dir}/${f}`))) return false;
-  return true;
+  return (await missingFiles(dir)).length === 0;
+}
+
+async function missingFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const f of Object.values(CHECKPOINT_FILES)) if (!(await pathExists(`${dir}/${f}`))) out.push(f);
+  return out;
 }
 
 async function isDir(p: string): Promise<boolean> {
@@ -530,8 +655,15 @@ async function recoveryHint(dir: string): Promise<string> {
     : `delete ${dir} and start the run from scratch`;
 }
 
+/** How a checkpoint's tensors are read: the fix its errors name, and whether NaN/Inf may load. */
+interface ReadOptions {
+  fix: string;
+  allowNonFinite: boolean;
+}
+
 /** The parameters' shapes, checked to be floats, with readers that open the file when called. */
-async function readModel(path: string, fix: string): Promise<Map<string, CheckpointParam>> {
+async function readModel(path: string, reading: ReadOptions): Promise<Map<string, CheckpointParam>> {
+  const { fix } = reading;
   const f = await openFile(path, fix);
   try {
     const out = new Map<string, CheckpointParam>();
@@ -542,7 +674,7 @@ async function readModel(path: string, fix: string): Promise<Map<string, Checkpo
           `${path}: tensor "${name}" is ${info.dtype}; checkpoint parameters are floats (${fix})`,
         );
       }
-      out.set(name, { shape: info.shape, read: () => readFloats(path, name, fix) });
+      out.set(name, { shape: info.shape, read: () => readFloats(path, name, reading) });
     }
     return out;
   } finally {
@@ -550,13 +682,24 @@ async function readModel(path: string, fix: string): Promise<Map<string, Checkpo
   }
 }
 
-/** One float tensor of a safetensors file, widened to f32 (the file is opened for this read). */
-async function readFloats(path: string, name: string, fix: string): Promise<Float32Array> {
+/**
+ * One float tensor of a safetensors file, widened to f32 (the file is opened for this read), checked
+ * for NaN and infinities unless they are allowed.
+ */
+async function readFloats(path: string, name: string, reading: ReadOptions): Promise<Float32Array> {
+  const { fix } = reading;
   const f = await openFile(path, fix);
   try {
     const data = await f.read(name);
     if (!(data instanceof Float32Array)) {
       throw new Error(`${path}: tensor "${name}" must hold floats (${fix})`);
+    }
+    if (!reading.allowNonFinite) {
+      assertFinite(
+        data,
+        f.info(name),
+        `${fix}; or pass allowNonFinite: true to loadCheckpoint to load it anyway`,
+      );
     }
     return data;
   } finally {
@@ -567,8 +710,9 @@ async function readFloats(path: string, name: string, fix: string): Promise<Floa
 async function readOptimizer(
   path: string,
   params: Map<string, CheckpointParam>,
-  fix: string,
+  reading: ReadOptions,
 ): Promise<LoadedOptimizer> {
+  const { fix } = reading;
   const f = await openFile(path, fix);
   try {
     const bad = (what: string): Error => new Error(`${path}: ${what} (${fix})`);
@@ -636,10 +780,10 @@ async function readOptimizer(
       const read = async (): Promise<AdamWParamState> => {
         const st: AdamWParamState = {
           step: s as number,
-          m: await readFloats(path, m, fix),
-          v: await readFloats(path, v, fix),
+          m: await readFloats(path, m, reading),
+          v: await readFloats(path, v, reading),
         };
-        if (master) st.master = await readFloats(path, master, fix);
+        if (master) st.master = await readFloats(path, master, reading);
         return st;
       };
       out.set(name, { step: s as number, read });

@@ -3,6 +3,7 @@ import type { AdamWParamState, AdamWState } from "../core/kernels/adamw/adamw.ts
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { gpuTest } from "../core/testing.ts";
 import { SafetensorsFile, writeSafetensors } from "../io/safetensors.ts";
+import { sha256File } from "../io/sha256.ts";
 import {
   type HostParam,
   latestCheckpoint,
@@ -74,7 +75,12 @@ Deno.test("round trip: params, optimizer state by name, trainer state", async ()
   await inTempDir(async (run) => {
     const dir = await save(run, 7);
     assert.equal(dir, `${run}/checkpoints/step-00000007`);
-    assert.deepEqual(await ls(dir), ["model.safetensors", "optimizer.safetensors", "trainer_state.json"]);
+    assert.deepEqual(await ls(dir), [
+      "checksums.sha256",
+      "model.safetensors",
+      "optimizer.safetensors",
+      "trainer_state.json",
+    ]);
     assert.equal((await Deno.readTextFile(`${run}/checkpoints/latest`)).trim(), "step-00000007");
 
     const ck = await loadCheckpoint(run);
@@ -113,8 +119,9 @@ Deno.test("a run folder is found by its checkpoints/ even beside an exported mod
     await Deno.rename(`${run}/checkpoints/step-00000004`, `${run}/best`);
     assert.equal((await loadCheckpoint(`${run}/best`)).step, 4); // from trainer_state.json
     await Deno.writeTextFile(`${run}/best/trainer_state.json`, '{"stage": 1}');
+    await Deno.remove(`${run}/best/checksums.sha256`); // edited by hand: no longer verifiable
     await assert.rejects(
-      loadCheckpoint(`${run}/best`),
+      loadCheckpoint(`${run}/best`, { onNote: () => {} }),
       /not named step-<8 digits> and trainer_state\.json has no/,
     );
   });
@@ -149,8 +156,15 @@ Deno.test("a crash leaves the last good checkpoint loadable; the next save clean
     await Deno.remove(`${ckDir}/step-00000200/trainer_state.json`);
     assert.equal((await Deno.readTextFile(`${ckDir}/latest`)).trim(), "step-00000200");
     assert.equal(await latestCheckpoint(run), `${ckDir}/step-00000100`);
-    const ck = await loadCheckpoint(run);
+    // falling back says which checkpoint was skipped and why, in one line
+    const notes: string[] = [];
+    const ck = await loadCheckpoint(run, { onNote: (l) => notes.push(l) });
     assert.equal(ck.step, 100);
+    assert.equal(notes.length, 1, notes.join("\n"));
+    assert.match(
+      notes[0],
+      /step-00000200: skipped: trainer_state\.json is missing .*; using .*step-00000100$/,
+    );
     assert.deepEqual(
       await ck.params.get("visual_head.codebook")!.read(),
       fixture(100).params.get("visual_head.codebook")!.data,
@@ -172,21 +186,23 @@ Deno.test("corrupt or mismatched files are named in the errors", async () => {
   await inTempDir(async (run) => {
     await save(run, 1);
     const dir = await save(run, 2);
+    await Deno.remove(`${dir}/checksums.sha256`); // what follows checks each file's own validation
+    const quiet = { onNote: () => {} }; // no note that step 2 is unverified
     // bad JSON: the file, the line and the way back to step 1
     await Deno.writeTextFile(`${dir}/trainer_state.json`, '{"step": 2,\n "stage": }');
-    await assert.rejects(loadCheckpoint(run), (err: Error) => {
+    await assert.rejects(loadCheckpoint(run, quiet), (err: Error) => {
       assert.match(err.message, /step-00000002\/trainer_state\.json.*invalid JSON at line 2/);
       assert.match(err.message, /to resume from .*step-00000001/);
       return true;
     });
     await Deno.writeTextFile(`${dir}/trainer_state.json`, "[1, 2]");
-    await assert.rejects(loadCheckpoint(run), /trainer_state\.json: must hold a JSON object/);
+    await assert.rejects(loadCheckpoint(run, quiet), /trainer_state\.json: must hold a JSON object/);
     await Deno.writeTextFile(`${dir}/trainer_state.json`, "{}");
 
     // a truncated model file
     const good = await Deno.readFile(`${dir}/model.safetensors`);
     await Deno.writeFile(`${dir}/model.safetensors`, good.subarray(0, good.length - 4));
-    await assert.rejects(loadCheckpoint(run), /step-00000002\/model\.safetensors.*truncated/);
+    await assert.rejects(loadCheckpoint(run, quiet), /step-00000002\/model\.safetensors.*truncated/);
     await Deno.writeFile(`${dir}/model.safetensors`, good);
 
     // optimizer state for a parameter the model file lacks
@@ -194,7 +210,7 @@ Deno.test("corrupt or mismatched files are named in the errors", async () => {
       { name: "exp_avg.visual_head.codebok", dtype: "F32", shape: [4, 1], data: new Float32Array(4) },
       { name: "exp_avg_sq.visual_head.codebok", dtype: "F32", shape: [4, 1], data: new Float32Array(4) },
     ], { format: "asvr-adamw", step: "3", param_steps: '{"visual_head.codebok": 3}' });
-    await assert.rejects(loadCheckpoint(run), (err: Error) => {
+    await assert.rejects(loadCheckpoint(run, quiet), (err: Error) => {
       assert.match(err.message, /optimizer\.safetensors: tensor "exp_avg\.visual_head\.codebok"/);
       assert.match(err.message, /closest: "visual_head\.codebook"/);
       return true;
@@ -204,17 +220,20 @@ Deno.test("corrupt or mismatched files are named in the errors", async () => {
       { name: "exp_avg.visual_head.codebook", dtype: "F32", shape: [1, 4], data: new Float32Array(4) },
       { name: "exp_avg_sq.visual_head.codebook", dtype: "F32", shape: [1, 4], data: new Float32Array(4) },
     ], { format: "asvr-adamw", step: "3", param_steps: '{"visual_head.codebook": 3}' });
-    await assert.rejects(loadCheckpoint(run), /exp_avg\.visual_head\.codebook" has shape \[1,4\].*\[4,1\]/);
+    await assert.rejects(
+      loadCheckpoint(run, quiet),
+      /exp_avg\.visual_head\.codebook" has shape \[1,4\].*\[4,1\]/,
+    );
     // a missing step count
     await writeSafetensors(`${dir}/optimizer.safetensors`, [
       { name: "exp_avg.visual_head.codebook", dtype: "F32", shape: [4, 1], data: new Float32Array(4) },
       { name: "exp_avg_sq.visual_head.codebook", dtype: "F32", shape: [4, 1], data: new Float32Array(4) },
     ], { format: "asvr-adamw", step: "3", param_steps: "{}" });
-    await assert.rejects(loadCheckpoint(run), /param_steps\["visual_head\.codebook"\] is undefined/);
+    await assert.rejects(loadCheckpoint(run, quiet), /param_steps\["visual_head\.codebook"\] is undefined/);
     await Deno.remove(`${dir}/optimizer.safetensors`);
     // the run folder falls back to step 1, the folder itself names the missing file
-    assert.equal((await loadCheckpoint(run)).step, 1);
-    await assert.rejects(loadCheckpoint(dir), /step-00000002\/optimizer\.safetensors: missing/);
+    assert.equal((await loadCheckpoint(run, quiet)).step, 1);
+    await assert.rejects(loadCheckpoint(dir, quiet), /step-00000002\/optimizer\.safetensors: missing/);
   });
 });
 
@@ -335,5 +354,130 @@ gpuTest("GPU tensors and a real AdamW state restore to the same next update", as
     assert.deepEqual(await w.read(), expected);
     opt.dispose();
     opt2.dispose();
+  });
+});
+
+/** A checkpoint of one 1000-value parameter (4000 bytes of data) and no optimizer state. */
+async function saveBig(runDir: string, step: number, data?: Float32Array): Promise<string> {
+  return await saveCheckpoint(runDir, {
+    step,
+    params: new Map([["w", {
+      data: data ?? Float32Array.from({ length: 1000 }, (_, i) => i / 1000),
+      shape: [1000],
+    }]]),
+    optimizer: { names: [], state: { step: 0, params: [] } },
+    trainerState: { step, stage: 0 },
+  });
+}
+
+Deno.test("checksums: each file's SHA-256 is saved; flipped bytes in any file are refused on load", async () => {
+  await inTempDir(async (run) => {
+    await saveBig(run, 1);
+    const dir = await saveBig(run, 2);
+    const sums = await Deno.readTextFile(`${dir}/checksums.sha256`);
+    for (const f of ["model.safetensors", "optimizer.safetensors", "trainer_state.json"]) {
+      assert.match(sums, new RegExp(`^${await sha256File(`${dir}/${f}`)}  ${f.replace(".", "\\.")}$`, "m"));
+    }
+    // 1000 flipped bytes inside the weights: the header still parses, the values are wrong
+    const model = `${dir}/model.safetensors`;
+    const good = await Deno.readFile(model);
+    const bad = good.slice();
+    for (let i = bad.length - 1000; i < bad.length; i++) bad[i] ^= 0x10;
+    await Deno.writeFile(model, bad);
+    await assert.rejects(loadCheckpoint(run), (err: Error) => {
+      assert.match(err.message, /step-00000002\/model\.safetensors: its SHA-256 .* differs from the one in/);
+      assert.match(err.message, /checksums\.sha256/);
+      assert.match(err.message, /delete .*step-00000002 to resume from .*step-00000001/);
+      return true;
+    });
+    await Deno.writeFile(model, good);
+    // a changed value in the trainer state, still valid JSON
+    const statePath = `${dir}/trainer_state.json`;
+    const state = await Deno.readTextFile(statePath);
+    await Deno.writeTextFile(statePath, state.replace('"stage": 0', '"stage": 1'));
+    await assert.rejects(loadCheckpoint(dir), /step-00000002\/trainer_state\.json: its SHA-256/);
+    await Deno.writeTextFile(statePath, state);
+    // a truncated optimizer file
+    const opt = await Deno.readFile(`${dir}/optimizer.safetensors`);
+    await Deno.writeFile(`${dir}/optimizer.safetensors`, opt.subarray(0, opt.length - 1));
+    await assert.rejects(loadCheckpoint(run), /step-00000002\/optimizer\.safetensors: its SHA-256/);
+    await Deno.writeFile(`${dir}/optimizer.safetensors`, opt);
+    // a damaged checksums file, and one that lacks a file
+    await Deno.writeTextFile(`${dir}/checksums.sha256`, sums.replace(/^[0-9a-f]{10}/, "zz"));
+    await assert.rejects(loadCheckpoint(run), /checksums\.sha256: line 1 is not "<64 hex digits> {2}<file>"/);
+    await Deno.writeTextFile(`${dir}/checksums.sha256`, sums.split("\n").slice(1).join("\n"));
+    await assert.rejects(loadCheckpoint(run), /checksums\.sha256: no checksum for model\.safetensors/);
+    await Deno.writeTextFile(`${dir}/checksums.sha256`, sums);
+    const notes: string[] = [];
+    assert.equal((await loadCheckpoint(run, { onNote: (l) => notes.push(l) })).step, 2);
+    assert.deepEqual(notes, []);
+  });
+});
+
+Deno.test("a checkpoint saved without checksums loads, noting once that it is unverified", async () => {
+  await inTempDir(async (run) => {
+    const dir = await saveBig(run, 3);
+    await Deno.remove(`${dir}/checksums.sha256`);
+    const notes: string[] = [];
+    const ck = await loadCheckpoint(run, { onNote: (l) => notes.push(l) });
+    assert.equal(ck.step, 3);
+    assert.equal(notes.length, 1);
+    assert.match(
+      notes[0],
+      /step-00000003: no checksums\.sha256 \(saved by an older version\): files unverified$/,
+    );
+  });
+});
+
+Deno.test("NaN or Inf in a checkpoint's parameters or optimizer state is refused unless allowed", async () => {
+  await inTempDir(async (run) => {
+    const data = Float32Array.from({ length: 1000 }, (_, i) => i);
+    data[617] = NaN;
+    await saveBig(run, 1);
+    await saveBig(run, 2, data);
+    const ck = await loadCheckpoint(run);
+    await assert.rejects(ck.params.get("w")!.read(), (err: Error) => {
+      assert.match(
+        err.message,
+        /step-00000002\/model\.safetensors: tensor "w" \(F32 \[1000\]\) holds NaN at index 617 \(of 1000\)/,
+      );
+      assert.match(err.message, /resume from .*step-00000001.*allowNonFinite: true/);
+      return true;
+    });
+    const allowed = await loadCheckpoint(run, { allowNonFinite: true });
+    assert.ok(Number.isNaN((await allowed.params.get("w")!.read())[617]));
+    // optimizer moments too
+    const { params, state, names } = fixture(5);
+    state.params[0]!.v[3] = Infinity;
+    await saveCheckpoint(run, { step: 5, params, optimizer: { names, state }, trainerState: {} });
+    const five = await loadCheckpoint(run);
+    await assert.rejects(
+      five.optimizer.params.get(names[0])!.read(),
+      /optimizer\.safetensors: tensor "exp_avg_sq\.model\.mm_projector\.0\.weight" \(F32 \[2,3\]\) holds Infinity at index 3/,
+    );
+    const v =
+      (await (await loadCheckpoint(run, { allowNonFinite: true })).optimizer.params.get(names[0])!.read()).v;
+    assert.equal(v[3], Infinity);
+  });
+});
+
+Deno.test("checkState: a refused trainer state names the checkpoint, the reason and the older one", async () => {
+  await inTempDir(async (run) => {
+    await saveBig(run, 1);
+    const dir = await saveBig(run, 2);
+    const seen: [unknown, string, number | null][] = [];
+    const checkState = (state: Record<string, unknown>, file: string, step: number | null) => {
+      seen.push([state, file, step]);
+      if (state.stage !== 0) throw new Error(`${file}: stage: must be 0`);
+    };
+    assert.equal((await loadCheckpoint(run, { checkState })).step, 2);
+    assert.deepEqual(seen, [[{ step: 2, stage: 0 }, `${dir}/trainer_state.json`, 2]]);
+    await Deno.writeTextFile(`${dir}/trainer_state.json`, '{"stage": 7}');
+    await Deno.remove(`${dir}/checksums.sha256`);
+    await assert.rejects(loadCheckpoint(run, { checkState, onNote: () => {} }), (err: Error) => {
+      assert.match(err.message, /step-00000002\/trainer_state\.json: stage: must be 0/);
+      assert.match(err.message, /delete .*step-00000002 to resume from .*step-00000001, or give that folder/);
+      return true;
+    });
   });
 });

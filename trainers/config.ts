@@ -18,11 +18,10 @@ import {
 } from "../models/config.ts";
 import { TEMPLATE_NAMES, type TemplateName } from "../data/templates.ts";
 import { ON_ROW_ERRORS, type OnRowError } from "../data/llava_json.ts";
-import type { PreprocessMode } from "../data/preprocess.ts";
+import { DEFAULT_MAX_IMAGE_BYTES } from "../data/image.ts";
+import { PREPROCESS_MODES, type PreprocessMode } from "../data/preprocess.ts";
+import { parseSchema } from "../schema/parse.ts";
 import { SCHEDULE_KINDS, type ScheduleKind } from "./schedule.ts";
-
-/** Every image squaring mode (see `PreprocessMode`). */
-const IMAGE_MODES: readonly PreprocessMode[] = ["resize", "pad", "crop"];
 
 /** Which parts a stage trains (the encoder and the tokenizers stay frozen). */
 export interface StageTrainable {
@@ -81,6 +80,13 @@ export interface DataConfig {
   maxLength: number;
   /** A bad row (malformed, missing or corrupt image, empty conversation): stop, or skip and count. */
   onError: OnRowError;
+  /**
+   * With `onError: "skip"`: the share of a stage's rows (0..1) that may be left out before the stage
+   * stops with a summary of the bad rows (default 0.01). A stage with no usable row always stops.
+   */
+  maxSkipShare: number;
+  /** The largest image file read, in bytes (default 64 MiB); a larger one is a bad row. */
+  maxImageBytes: number;
   /** Micro-batches prepared ahead of the GPU. */
   prefetch: number;
   /** Shuffle rows each epoch (seeded by `train.seed` and the epoch). */
@@ -156,6 +162,10 @@ export interface RunConfigInput extends AsvrConfigInput {
   train: TrainConfigInput;
 }
 
+// The schemas hold the rules and defaults. The types above are written out because a published type
+// must be (JSR's no-slow-types: not inferred from a schema); `dataSchema` and `trainSchema` are typed
+// by them, so the compiler holds each schema to its types (`stageSchema` through `trainSchema`).
+
 const posInt = z.number().int().positive();
 const nonNeg = z.number().nonnegative();
 
@@ -164,12 +174,12 @@ const stageSchema = z.strictObject({
   data: z.string().min(1),
   imageRoot: z.string().min(1).nullable().default(null),
   template: z.enum(TEMPLATE_NAMES).default("plain"),
-  imageMode: z.enum(IMAGE_MODES).default("resize"),
+  imageMode: z.enum(PREPROCESS_MODES).default("resize"),
   trainable: z.strictObject({
     projector: z.boolean().default(true),
     llm: z.boolean().default(false),
     head: z.boolean().default(true),
-  }).default({ projector: true, llm: false, head: true }),
+  }).prefault({}),
   batchSize: posInt.default(1),
   gradAccum: posInt.default(1),
   lr: z.number().positive().default(1e-3),
@@ -179,19 +189,40 @@ const stageSchema = z.strictObject({
   epochs: posInt.default(1),
   maxSteps: posInt.nullable().default(null),
   visualWeight: nonNeg.nullable().default(null),
+}).superRefine((s, ctx) => {
+  if (!s.trainable.projector && !s.trainable.llm && !s.trainable.head) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["trainable"],
+      message: "nothing trains; set projector, llm or head to true",
+    });
+  }
 });
 
-const dataSchema = z.strictObject({
+/** The stages with their names filled in (`stage<n>` by default), which must differ. */
+function namedStages(stages: z.output<typeof stageSchema>[], ctx: z.RefinementCtx): StageConfig[] {
+  const named = stages.map((s, i) => ({ ...s, name: s.name ?? `stage${i + 1}` }));
+  named.forEach((s, i) => {
+    if (named.findIndex((t) => t.name === s.name) < i) {
+      ctx.addIssue({ code: "custom", path: [i, "name"], message: `${JSON.stringify(s.name)} is used twice` });
+    }
+  });
+  return named;
+}
+
+const dataSchema: z.ZodType<DataConfig, Partial<DataConfig>> = z.strictObject({
   tokenizer: z.string().min(1).nullable().default(null),
   imageSize: posInt.nullable().default(null),
   maxLength: posInt.default(2048),
   onError: z.enum(ON_ROW_ERRORS).default("error"),
+  maxSkipShare: z.number().min(0).max(1).default(0.01),
+  maxImageBytes: posInt.default(DEFAULT_MAX_IMAGE_BYTES),
   prefetch: posInt.default(2),
   shuffle: z.boolean().default(true),
   groupByLength: z.boolean().default(false),
 });
 
-const trainSchema = z.strictObject({
+const trainSchema: z.ZodType<TrainConfig, TrainConfigInput> = z.strictObject({
   seed: z.number().int().nonnegative().default(0),
   dtype: z.enum(["f32", "f16"]).default("f32"),
   lossScale: z.enum(["dynamic", "none"]).default("dynamic"),
@@ -204,8 +235,11 @@ const trainSchema = z.strictObject({
   evalData: z.string().min(1).nullable().default(null),
   evalMaxNewTokens: posInt.default(32),
   out: z.string().min(1).default("runs"),
-  stages: z.array(stageSchema).min(1, "give at least one stage"),
+  stages: z.array(stageSchema).min(1, "give at least one stage").transform(namedStages),
 });
+
+const nameSchema = z.string().regex(/^[\w.-]+$/, 'must be a folder name of letters, digits, "_", "-" or "."')
+  .default("run");
 
 /** What the run's own top-level fields take. */
 const RUN_FIELDS: Record<"name" | "data" | "train", string> = {
@@ -245,32 +279,18 @@ export function parseRunConfig(value: unknown, source: string): RunConfig {
     }
   }
   const cfg = parseConfig(model, source);
-  if (name !== undefined && (typeof name !== "string" || !/^[\w.-]+$/.test(name))) {
-    throw new Error(
-      `${source}: name: must be a folder name of letters, digits, "_", "-" or ".", got ${
-        JSON.stringify(name)
-      }`,
-    );
-  }
+  const runName = parseSchema(nameSchema, name, `${source}: name`);
   if (train === undefined) throw new Error(`${source}: train: missing; give ${RUN_FIELDS.train}`);
-  const d = parseZod(dataSchema, data ?? {}, "data", source);
-  const t = parseZod(trainSchema, train, "train", source);
-  const stages: StageConfig[] = t.stages.map((s, i) => ({ ...s, name: s.name ?? `stage${i + 1}` }));
-  const seen = new Set<string>();
-  for (const [i, s] of stages.entries()) {
-    if (seen.has(s.name)) throw new Error(`${source}: train.stages[${i}].name: "${s.name}" is used twice`);
-    seen.add(s.name);
-    if (!s.trainable.projector && !s.trainable.llm && !s.trainable.head) {
-      throw new Error(
-        `${source}: train.stages[${i}].trainable: nothing trains; set projector, llm or head to true`,
-      );
-    }
-    // A head that learns no tokenizer's codes has no loss to train on.
-    if (s.trainable.head && headTargets(cfg.head, cfg.visualTokenizers).length === 0) {
-      s.trainable.head = false;
-    }
+  const run = {
+    name: runName,
+    data: parseSchema(dataSchema, data ?? {}, `${source}: data`),
+    train: parseSchema(trainSchema, train, `${source}: train`),
+  };
+  // A head that learns no tokenizer's codes has no loss to train on.
+  if (headTargets(cfg.head, cfg.visualTokenizers).length === 0) {
+    for (const s of run.train.stages) s.trainable.head = false;
   }
-  return { ...cfg, name: (name as string | undefined) ?? "run", data: d, train: { ...t, stages } };
+  return { ...cfg, ...run };
 }
 
 /**
@@ -281,16 +301,6 @@ export function parseRunConfig(value: unknown, source: string): RunConfig {
 export function applyRunOverrides(cfg: RunConfigInput, sets: readonly string[], source = "--set"): RunConfig {
   const raw = overrideFields(cfg as unknown as Record<string, unknown>, sets, source);
   return parseRunConfig(raw, sets.length ? `${source} (${sets.join(" ")})` : source);
-}
-
-/** Parses with zod; the first issue becomes `source: path.to.field: message`. */
-function parseZod<T extends z.ZodType>(schema: T, value: unknown, path: string, source: string): z.output<T> {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  const at = [path, ...issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))]
-    .join("").replace(/\.\[/g, "[");
-  throw new Error(`${source}: ${at}: ${issue.message}`);
 }
 
 /** The model's part of a run config (what `AsvrModel.build` takes). */

@@ -17,6 +17,7 @@
  */
 
 import { z } from "zod";
+import { parseSchema } from "../schema/parse.ts";
 
 /** Options of {@linkcode LossScaler}. */
 export interface LossScalerOptions {
@@ -24,9 +25,9 @@ export interface LossScalerOptions {
   initScale?: number;
   /** Finite steps in a row before the scale grows (default 2000). */
   growthInterval?: number;
-  /** Factor of growth (default 2). */
+  /** Factor of growth, at least 1 (default 2). */
   growthFactor?: number;
-  /** Factor applied on overflow (default 0.5). */
+  /** Factor applied on overflow, in (0, 1] (default 0.5). */
   backoffFactor?: number;
   /** The scale never goes below this (default 1). */
   minScale?: number;
@@ -42,25 +43,26 @@ export interface LossScalerState {
   goodSteps: number;
 }
 
-const positive = z.number().gt(0).refine(Number.isFinite, "must be finite");
+// The option types are written out because a published type must be (JSR's no-slow-types: not
+// inferred from a schema); each schema is typed by its options type, so the compiler holds the two
+// together. The rules and defaults live in the schemas.
 
-const scalerSchema = z.strictObject({
-  initScale: positive.default(2 ** 16),
+const scalerSchema: z.ZodType<Required<LossScalerOptions>, LossScalerOptions> = z.strictObject({
+  initScale: z.number().positive().default(2 ** 16),
   growthInterval: z.number().int().min(1).default(2000),
-  growthFactor: positive.min(1).default(2),
-  backoffFactor: positive.max(1).default(0.5),
-  minScale: positive.default(1),
-  maxScale: positive.default(2 ** 24),
+  growthFactor: z.number().min(1).default(2),
+  backoffFactor: z.number().positive().max(1).default(0.5),
+  minScale: z.number().positive().default(1),
+  maxScale: z.number().positive().default(2 ** 24),
+}).superRefine((o, ctx) => {
+  if (o.minScale > o.maxScale || o.initScale < o.minScale || o.initScale > o.maxScale) {
+    ctx.addIssue({
+      code: "custom",
+      path: [],
+      message: `need minScale <= initScale <= maxScale, got ${o.minScale}, ${o.initScale}, ${o.maxScale}`,
+    });
+  }
 });
-
-function parseOptions<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  const field = issue.path.map(String).join(".") || "(options)";
-  const raw = issue.path.length ? (value as Record<string, unknown>)[String(issue.path[0])] : value;
-  throw new Error(`${where}: option ${field} is ${JSON.stringify(raw)}: ${issue.message}`);
-}
 
 /** Dynamic loss scaling: halves on overflow (not below `minScale`), doubles after `growthInterval` finite steps. */
 export class LossScaler {
@@ -70,14 +72,8 @@ export class LossScaler {
 
   /** A scaler at `initScale`; see {@linkcode LossScalerOptions} for the defaults. */
   constructor(opts: LossScalerOptions = {}) {
-    this.#opts = parseOptions(scalerSchema, opts, "LossScaler");
-    const o = this.#opts;
-    if (o.minScale > o.maxScale || o.initScale < o.minScale || o.initScale > o.maxScale) {
-      throw new Error(
-        `LossScaler: need minScale <= initScale <= maxScale, got ${o.minScale}, ${o.initScale}, ${o.maxScale}`,
-      );
-    }
-    this.#scale = o.initScale;
+    this.#opts = parseSchema(scalerSchema, opts, "LossScaler: options");
+    this.#scale = this.#opts.initScale;
   }
 
   /** The factor the loss is multiplied by (and the gradients divided by). */
@@ -127,7 +123,7 @@ export interface NonFiniteGuardOptions {
   maxConsecutive?: number;
 }
 
-const guardSchema = z.strictObject({
+const guardSchema: z.ZodType<Required<NonFiniteGuardOptions>, NonFiniteGuardOptions> = z.strictObject({
   maxConsecutive: z.number().int().min(1).default(20),
 });
 
@@ -143,7 +139,7 @@ export class NonFiniteGuard {
 
   /** A guard; see {@linkcode NonFiniteGuardOptions}. */
   constructor(opts: NonFiniteGuardOptions = {}) {
-    this.maxConsecutive = parseOptions(guardSchema, opts, "NonFiniteGuard").maxConsecutive;
+    this.maxConsecutive = parseSchema(guardSchema, opts, "NonFiniteGuard: options").maxConsecutive;
   }
 
   /** Skipped steps in a row so far. */

@@ -39,9 +39,22 @@ Deno.test("loss scaler: state round trip and option checks", () => {
   b.update(true);
   assert.equal(b.scale, 16);
   assert.throws(() => b.loadState({ scale: -1, goodSteps: 0 }), /loadState: expected/);
-  assert.throws(() => new LossScaler({ growthInterval: 0 }), /LossScaler: option growthInterval is 0/);
-  assert.throws(() => new LossScaler({ backoffFactor: 2 }), /option backoffFactor is 2/);
-  assert.throws(() => new LossScaler({ initScale: 0.5 }), /minScale <= initScale <= maxScale/);
+  assert.throws(
+    () => new LossScaler({ growthInterval: 0 }),
+    /LossScaler: options\.growthInterval: Too small: expected number to be >=1 \(got 0\)/,
+  );
+  assert.throws(
+    () => new LossScaler({ backoffFactor: 2 }),
+    /LossScaler: options\.backoffFactor: Too big: expected number to be <=1 \(got 2\)/,
+  );
+  assert.throws(
+    () => new LossScaler({ initScale: 0.5 }),
+    /LossScaler: options: need minScale <= initScale <= maxScale, got 1, 0\.5, 16777216/,
+  );
+  assert.throws(
+    () => new LossScaler({ initscale: 8 } as never),
+    /LossScaler: options\.initscale: unknown field; allowed fields: initScale, growthInterval, /,
+  );
 });
 
 Deno.test("non-finite guard: throws after maxConsecutive skips in a row, naming what to try", () => {
@@ -68,6 +81,6 @@ Deno.test("non-finite guard: throws after maxConsecutive skips in a row, naming 
   assert.throws(() => d.record(true), /20 training steps in a row/);
   assert.throws(
     () => new NonFiniteGuard({ maxConsecutive: 0 }),
-    /NonFiniteGuard: option maxConsecutive is 0/,
+    /NonFiniteGuard: options\.maxConsecutive: Too small: expected number to be >=1 \(got 0\)/,
   );
 });

@@ -11,21 +11,82 @@
  * @module
  */
 
-export * from "./config.ts";
-export * from "./trainer.ts";
-export * from "./step.ts";
-export * from "./step_log.ts";
-export * from "./stage_data.ts";
-export * from "./evaluate.ts";
-export * from "./checkpoint.ts";
-export * from "./metrics.ts";
-export * from "./progress.ts";
-export * from "./svg.ts";
-export * from "./schedule.ts";
-export * from "./loss_scaler.ts";
-export * from "./plan.ts";
-export * from "./preflight.ts";
-export * from "./ablation.ts";
-export * from "./image_reliance.ts";
-export * from "./run_file.ts";
-export * from "./run_model.ts";
+// run configs and run files
+export {
+  applyRunOverrides,
+  type DataConfig,
+  defineRun,
+  modelConfig,
+  parseRunConfig,
+  type RunBuilder,
+  type RunConfig,
+  type RunConfigInput,
+  type StageConfig,
+  type StageConfigInput,
+  type StageTrainable,
+  type TrainConfig,
+  type TrainConfigInput,
+} from "./config.ts";
+export { loadRunFile, type LoadRunFileOptions } from "./run_file.ts";
+export { formatMissing, type MissingInput, missingInputs } from "./preflight.ts";
+export {
+  type ComponentPlan,
+  formatPlan,
+  LLAVA_LORA,
+  planFits,
+  planRun,
+  type RunPlan,
+  type StagePlan,
+} from "./plan.ts";
+
+// training
+export { train, type TrainOptions, type TrainResult } from "./trainer.ts";
+export type { StepRecord } from "./step_log.ts";
+export { encoderInput, StageData, type StageDataOptions } from "./stage_data.ts";
+export {
+  lrAt,
+  type LrSchedule,
+  type LrScheduleInput,
+  parseLrSchedule,
+  SCHEDULE_KINDS,
+  type ScheduleKind,
+} from "./schedule.ts";
+export { LossScaler, type LossScalerOptions, type LossScalerState } from "./loss_scaler.ts";
+export {
+  CHECKPOINT_CHECKSUMS,
+  type CheckpointEntry,
+  type CheckpointParam,
+  type HostParam,
+  latestCheckpoint,
+  listCheckpoints,
+  loadCheckpoint,
+  type LoadCheckpointOptions,
+  type LoadedCheckpoint,
+  type LoadedOptimizer,
+  type OptimizerSnapshot,
+  restoreAdamW,
+  saveCheckpoint,
+  type SaveCheckpointOptions,
+  verifyCheckpoint,
+  type VerifyCheckpointOptions,
+} from "./checkpoint.ts";
+export {
+  checkTrainerState,
+  type StageBounds,
+  type TrainerPosition,
+  type TrainerState,
+} from "./trainer_state.ts";
+export { holdsRun, prepareNewRunDir, type PrepareRunDirOptions, RunDirInUseError } from "./run_dir.ts";
+export {
+  type MetricsRecord,
+  MetricsWriter,
+  type MetricsWriterOptions,
+  parseMetrics,
+  readMetrics,
+} from "./metrics.ts";
+export { writeCurves } from "./svg.ts";
+
+// trained runs
+export { findRun, type FindRunOptions, loadRunModel, readRunConfig, type RunInfo } from "./run_model.ts";
+export { evaluate, type EvaluateOptions, questionPrompt } from "./evaluate.ts";
+export { type ImageReliance, imageReliance } from "./image_reliance.ts";

@@ -18,6 +18,7 @@
 
 import { z } from "zod";
 import type { LoadProgress } from "../io/params.ts";
+import { parseSchema } from "../schema/parse.ts";
 
 /** The fields of one progress line; absent ones are left out. */
 export interface ProgressFields {
@@ -115,7 +116,7 @@ export interface ProgressLineOptions {
   isTty?: boolean;
   /** Seconds between printed lines when not a terminal (default 30). */
   intervalSec?: number;
-  /** Weight of the newest step time in the moving average (default 0.1). */
+  /** Weight of the newest step time in the moving average, in (0, 1] (default 0.1). */
   smoothing?: number;
   /** Where text goes (default: stdout). */
   write?: (text: string) => void;
@@ -123,12 +124,18 @@ export interface ProgressLineOptions {
   now?: () => number;
 }
 
-const optionsSchema = z.strictObject({
+// `ProgressLineOptions` is written out because a published type must be (JSR's no-slow-types: not inferred
+// from a schema); the schema is typed by it, so the compiler holds the two together. The rules and the
+// defaults that are data live here.
+const optionsSchema: z.ZodType<
+  ProgressLineOptions & { intervalSec: number; smoothing: number },
+  ProgressLineOptions
+> = z.strictObject({
   isTty: z.boolean().optional(),
-  intervalSec: z.number().min(0).refine(Number.isFinite).default(30),
+  intervalSec: z.number().min(0).default(30),
   smoothing: z.number().gt(0).max(1).default(0.1),
-  write: z.custom<(text: string) => void>((v) => typeof v === "function").optional(),
-  now: z.custom<() => number>((v) => typeof v === "function").optional(),
+  write: z.custom<(text: string) => void>((v) => typeof v === "function", "must be a function").optional(),
+  now: z.custom<() => number>((v) => typeof v === "function", "must be a function").optional(),
 });
 
 /**
@@ -149,21 +156,17 @@ export class ProgressLine {
 
   /** A progress line; see {@linkcode ProgressLineOptions} for the defaults. */
   constructor(opts: ProgressLineOptions = {}) {
-    const r = optionsSchema.safeParse(opts);
-    if (!r.success) {
-      const issue = r.error.issues[0];
-      throw new Error(`ProgressLine: option ${issue.path.join(".") || "(options)"}: ${issue.message}`);
-    }
-    this.#tty = r.data.isTty ?? Deno.stdout.isTerminal();
-    this.#interval = r.data.intervalSec * 1000;
-    this.#alpha = r.data.smoothing;
+    const o = parseSchema(optionsSchema, opts, "ProgressLine: options");
+    this.#tty = o.isTty ?? Deno.stdout.isTerminal();
+    this.#interval = o.intervalSec * 1000;
+    this.#alpha = o.smoothing;
     const enc = new TextEncoder();
-    this.#write = r.data.write ?? ((text) => {
+    this.#write = o.write ?? ((text) => {
       const b = enc.encode(text);
       let done = 0;
       while (done < b.length) done += Deno.stdout.writeSync(b.subarray(done));
     });
-    this.#now = r.data.now ?? (() => performance.now());
+    this.#now = o.now ?? (() => performance.now());
   }
 
   /** The smoothed seconds per step (null before two calls with different steps). */

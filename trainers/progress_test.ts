@@ -91,6 +91,16 @@ Deno.test("not a terminal: plain lines every interval, and the last step", () =>
 });
 
 Deno.test("bad options are named", () => {
-  assert.throws(() => new ProgressLine({ smoothing: 0 }), /option smoothing/);
-  assert.throws(() => new ProgressLine({ intervalSec: -1 }), /option intervalSec/);
+  assert.throws(
+    () => new ProgressLine({ smoothing: 0 }),
+    /ProgressLine: options\.smoothing: Too small: expected number to be >0 \(got 0\)/,
+  );
+  assert.throws(
+    () => new ProgressLine({ intervalSec: -1 }),
+    /ProgressLine: options\.intervalSec: Too small: expected number to be >=0 \(got -1\)/,
+  );
+  assert.throws(
+    () => new ProgressLine({ write: "stdout" } as never),
+    /ProgressLine: options\.write: must be a function/,
+  );
 });

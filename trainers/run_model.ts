@@ -1,7 +1,8 @@
 /**
  * A trained run's model, rebuilt: the run's `config.json`, the model it describes (the base weights
- * from the config's folders), then a checkpoint's parameters, streamed one tensor at a time. What
- * `deno task eval` and `deno task export` start from.
+ * from the config's folders), then a checkpoint's parameters, checked against the checkpoint's
+ * checksums and streamed one tensor at a time. What `deno task eval` and `deno task export` start
+ * from.
  * @module
  */
 
@@ -12,7 +13,7 @@ import { loadParams } from "../io/params.ts";
 import { readJsonFile } from "../io/json.ts";
 import { pathExists } from "../io/path_exists.ts";
 import { AsvrModel } from "../models/asvr_model.ts";
-import { latestCheckpoint } from "./checkpoint.ts";
+import { CHECKPOINT_FILES, latestCheckpoint, verifyCheckpoint } from "./checkpoint.ts";
 import { modelConfig, parseRunConfig, type RunConfig } from "./config.ts";
 import { importModules, importRunModules, withMissingModules } from "./run_file.ts";
 import { transferProgressPrinter } from "./progress.ts";
@@ -33,6 +34,8 @@ export interface RunInfo {
 export interface FindRunOptions {
   /** Modules to import before reading the config (`--import`), besides those the run records. */
   imports?: readonly string[];
+  /** Where a one-line note goes when a newer checkpoint is skipped as incomplete (default: `console.warn`). */
+  onNote?: (line: string) => void;
 }
 
 /**
@@ -43,7 +46,8 @@ export interface FindRunOptions {
 export async function findRun(target: string, opts: FindRunOptions = {}): Promise<RunInfo> {
   const isCheckpoint = basename(dirname(target)) === "checkpoints";
   const runDir = isCheckpoint ? dirname(dirname(target)) : target;
-  const checkpoint = isCheckpoint ? target : await latestCheckpoint(runDir);
+  const note = opts.onNote ?? ((line: string) => console.warn(line));
+  const checkpoint = isCheckpoint ? target : await latestCheckpoint(runDir, note);
   if (!checkpoint) throw new Error(`${runDir}: no complete checkpoint under ${runDir}/checkpoints`);
   const cfg = await readRunConfig(runDir, opts.imports ?? []);
   const ownTokenizer = join(runDir, "tokenizer");
@@ -71,13 +75,17 @@ export async function readRunConfig(runDir: string, imports: readonly string[]):
 
 /**
  * Builds the model of a run found by {@linkcode findRun} (the base weights from its config's folders)
- * and loads its checkpoint's parameters, printing load progress through `print`.
+ * and loads its checkpoint's parameters, printing load progress through `print`. The checkpoint's
+ * model.safetensors is first checked against its checksum (a damaged file is refused before anything
+ * is built; a checkpoint saved without checksums gets a note through `print`), and parameters holding
+ * NaN or infinities are refused.
  */
 export async function loadRunModel(
   e: Engine,
   run: RunInfo,
   print: (line: string) => void = () => {},
 ): Promise<AsvrModel> {
+  await verifyCheckpoint(run.checkpoint, { files: [CHECKPOINT_FILES.model], onNote: print });
   const loading = transferProgressPrinter(print);
   const model = await AsvrModel.build(e, modelConfig(run.cfg), {
     dtype: run.cfg.train.dtype,
@@ -85,7 +93,7 @@ export async function loadRunModel(
     onLoadProgress: (part, p) => loading(`loading ${part}`, p),
   });
   try {
-    const ckpt = await Checkpoint.open(join(run.checkpoint, "model.safetensors"));
+    const ckpt = await Checkpoint.open(join(run.checkpoint, CHECKPOINT_FILES.model));
     try {
       await loadParams(model.params(), ckpt, {
         onProgress: (p) => loading(`loading checkpoint ${run.checkpoint}`, p),

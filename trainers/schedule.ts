@@ -14,6 +14,7 @@
  */
 
 import { z } from "zod";
+import { parseSchema } from "../schema/parse.ts";
 
 /** The shape of the rate after warmup. */
 export type ScheduleKind = "cosine" | "constant" | "linear";
@@ -21,55 +22,45 @@ export type ScheduleKind = "cosine" | "constant" | "linear";
 /** Every {@linkcode ScheduleKind}. */
 export const SCHEDULE_KINDS: readonly ScheduleKind[] = ["cosine", "constant", "linear"];
 
-/** A schedule as given (the optional fields take their defaults). */
-export interface LrScheduleInput {
-  /** The peak learning rate, reached at the end of warmup. */
+/** A validated schedule, every field set (see {@linkcode parseLrSchedule}). */
+export interface LrSchedule {
+  /** The peak learning rate (> 0), reached at the end of warmup. */
   lr: number;
   /** The number of optimizer updates of the whole run (or stage). */
   totalSteps: number;
-  /** The fraction of `totalSteps` spent warming up (default 0). */
-  warmupRatio?: number;
-  /** The shape after warmup (default "cosine"). */
-  schedule?: ScheduleKind;
-  /** The rate the cosine and linear schedules decay to (default 0; at most `lr`). */
-  minLr?: number;
-}
-
-/** A validated schedule, every field set. */
-export interface LrSchedule {
-  /** The peak learning rate. */
-  lr: number;
-  /** The number of optimizer updates. */
-  totalSteps: number;
-  /** The fraction of `totalSteps` spent warming up. */
+  /** The fraction of `totalSteps` spent warming up, in [0, 1] (default 0). */
   warmupRatio: number;
-  /** The shape after warmup. */
+  /** The shape after warmup (default "cosine"). */
   schedule: ScheduleKind;
-  /** The floor of the cosine and linear decay. */
+  /** The rate the cosine and linear schedules decay to (default 0; at most `lr`). */
   minLr: number;
 }
 
-const finite = z.number().refine(Number.isFinite);
+/** A schedule as given: `lr` and `totalSteps`, and any of the fields that have a default. */
+export type LrScheduleInput = Pick<LrSchedule, "lr" | "totalSteps"> & Partial<LrSchedule>;
 
-const scheduleSchema = z.strictObject({
-  lr: finite.refine((v) => v > 0),
+// `LrSchedule` is written out because a published type must be (JSR's no-slow-types: not inferred from a
+// schema); the schema is typed by it, so the compiler holds the two together. The rules and defaults live
+// here.
+const scheduleSchema: z.ZodType<LrSchedule, LrScheduleInput> = z.strictObject({
+  lr: z.number().positive(),
   totalSteps: z.number().int().positive(),
-  warmupRatio: finite.min(0).max(1).default(0),
+  warmupRatio: z.number().min(0).max(1).default(0),
   schedule: z.enum(SCHEDULE_KINDS).default("cosine"),
-  minLr: finite.min(0).default(0),
+  minLr: z.number().min(0).default(0),
+}).superRefine((s, ctx) => {
+  if (s.minLr > s.lr) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["minLr"],
+      message: `${s.minLr} is above lr ${s.lr}; set it to at most lr`,
+    });
+  }
 });
-
-const WANT: Record<string, string> = {
-  lr: "a finite number > 0",
-  totalSteps: "an integer >= 1",
-  warmupRatio: "a number in [0, 1] (default 0)",
-  schedule: `one of ${SCHEDULE_KINDS.map((k) => `"${k}"`).join(", ")} (default "cosine")`,
-  minLr: "a finite number >= 0 and <= lr (default 0)",
-};
 
 /**
  * Validates a schedule and fills in the defaults; errors name `path.field`, the value and what is
- * allowed.
+ * allowed (see `parseSchema`).
  *
  * @example
  * ```ts
@@ -78,28 +69,7 @@ const WANT: Record<string, string> = {
  * ```
  */
 export function parseLrSchedule(value: unknown, path = "schedule"): LrSchedule {
-  const r = scheduleSchema.safeParse(value);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    if (issue.code === "unrecognized_keys") {
-      throw new Error(
-        `${issue.keys.map((k) => `${path}.${k}`).join(", ")}: unknown schedule field; the fields are ${
-          Object.keys(WANT).join(", ")
-        }`,
-      );
-    }
-    if (issue.path.length === 0) {
-      throw new Error(`${path}: the schedule must be an object, got ${JSON.stringify(value)}`);
-    }
-    const field = String(issue.path[0]);
-    const raw = (value as Record<string, unknown>)[field];
-    const got = typeof raw === "number" ? String(raw) : JSON.stringify(raw);
-    throw new Error(`${path}.${field} is ${got}; it must be ${WANT[field] ?? issue.message}`);
-  }
-  if (r.data.minLr > r.data.lr) {
-    throw new Error(`${path}.minLr is ${r.data.minLr}; it must be ${WANT.minLr} (lr is ${r.data.lr})`);
-  }
-  return r.data;
+  return parseSchema(scheduleSchema, value, path);
 }
 
 /** The number of warmup steps: ceil(warmupRatio * totalSteps), as the Hugging Face trainer. */

@@ -60,19 +60,31 @@ Deno.test("minLr is the floor of the decay, not of the warmup", () => {
   close(lrAt(8, { ...o, schedule: "linear" }), 5.5e-4, "linear half way");
 });
 
-Deno.test("bad options and steps name the field and the rule", () => {
-  assert.throws(() => lrAt(0, { lr: 0, totalSteps: 5 }), /schedule\.lr is 0; it must be a finite number > 0/);
-  assert.throws(() => lrAt(0, { lr: 1, totalSteps: 2.5 }), /schedule\.totalSteps is 2\.5/);
-  assert.throws(() => lrAt(0, { lr: 1, totalSteps: 5, warmupRatio: 1.5 }), /warmupRatio is 1\.5/);
+Deno.test("bad options and steps name the field, the value and the rule", () => {
+  assert.throws(
+    () => lrAt(0, { lr: 0, totalSteps: 5 }),
+    /schedule\.lr: Too small: expected number to be >0 \(got 0\)/,
+  );
+  assert.throws(
+    () => lrAt(0, { lr: 1, totalSteps: 2.5 }),
+    /schedule\.totalSteps: .*expected int.*\(got 2\.5\)/,
+  );
+  assert.throws(
+    () => lrAt(0, { lr: 1, totalSteps: 5, warmupRatio: 1.5 }),
+    /schedule\.warmupRatio: Too big: expected number to be <=1 \(got 1\.5\)/,
+  );
   assert.throws(
     // deno-lint-ignore no-explicit-any
     () => lrAt(0, { lr: 1, totalSteps: 5, schedule: "step" as any }),
-    /schedule\.schedule is "step"; it must be one of "cosine", "constant", "linear"/,
+    /schedule\.schedule: .*expected one of "cosine"\|"constant"\|"linear" \(got "step"\)/,
   );
-  assert.throws(() => lrAt(0, { lr: 1e-3, totalSteps: 5, minLr: 1e-2 }), /minLr is 0\.01.*<= lr/);
+  assert.throws(
+    () => lrAt(0, { lr: 1e-3, totalSteps: 5, minLr: 1e-2 }),
+    /schedule\.minLr: 0\.01 is above lr 0\.001; set it to at most lr/,
+  );
   assert.throws(
     () => parseLrSchedule({ lr: 1, totalSteps: 5, warmup: 0.1 }, "trainer"),
-    /trainer\.warmup: unknown/,
+    /trainer\.warmup: unknown field; allowed fields: lr, totalSteps, warmupRatio, schedule, minLr/,
   );
   assert.throws(() => lrAt(-1, { lr: 1, totalSteps: 5 }), /step must be an integer >= 0/);
   assert.throws(() => lrAt(1.5, { lr: 1, totalSteps: 5 }), /step must be an integer >= 0/);

@@ -13,6 +13,7 @@ import { rng, shuffleInPlace } from "../core/random.ts";
 import type { AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
 import type { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
 import { type LlavaRow, readLlavaRows } from "../data/llava_json.ts";
+import { RowLedger, type SkipKind } from "../data/row_ledger.ts";
 import { type TokenizedRow, tokenizeRow } from "../data/tokenize.ts";
 import { collate } from "../data/collate.ts";
 import { groupByLength, rowLengthEstimate } from "../data/length_groups.ts";
@@ -33,12 +34,14 @@ export interface StageDataOptions {
 }
 
 /** One loaded row, or why it was left out. */
-type Loaded = { row: TokenizedRow; pixels: Float32Array | null } | { bad: string };
+type Loaded =
+  | { row: TokenizedRow; pixels: Float32Array | null; index: number }
+  | { bad: string; kind: SkipKind; index: number };
 
 /** A stage's rows as micro-batches in a seeded order. */
 export class StageData {
-  /** Rows left out so far (bad rows in the file, and rows that failed to load). */
-  skipped: number;
+  /** The rows left out, cut and re-decoded so far, with the stage's limits. */
+  readonly ledger: RowLedger;
   #cfg: RunConfig;
   #stage: StageConfig;
   #rows: LlavaRow[];
@@ -47,6 +50,8 @@ export class StageData {
   #imageTokens: number;
   #seed: number;
   #orders = new Map<number, Int32Array>();
+  /** Rows delivered in batches, per epoch. */
+  #usedInEpoch = new Map<number, number>();
   /** Each row's length estimate, for `data.groupByLength` (computed on first use). */
   #lengths: number[] | null = null;
   #pending = new Map<string, Promise<Loaded[]>>();
@@ -59,7 +64,7 @@ export class StageData {
     cfg: RunConfig,
     stage: StageConfig,
     rows: LlavaRow[],
-    skipped: number,
+    ledger: RowLedger,
     tokenizer: TextTokenizer,
     image: ImagePreprocessConfig,
     imageTokens: number,
@@ -68,7 +73,7 @@ export class StageData {
     this.#cfg = cfg;
     this.#stage = stage;
     this.#rows = rows;
-    this.skipped = skipped;
+    this.ledger = ledger;
     this.#tokenizer = tokenizer;
     this.#image = image;
     this.#imageTokens = imageTokens;
@@ -84,15 +89,23 @@ export class StageData {
     model: AsvrModel,
     opts: StageDataOptions,
   ): Promise<StageData> {
-    const { rows, skipped } = await readLlavaRows(stage.data, { onError: cfg.data.onError });
-    if (rows.length === 0) throw new Error(`${stage.data}: no usable rows (${skipped.length} skipped)`);
+    const { rows, skipped, invalidUtf8 } = await readLlavaRows(stage.data, { onError: cfg.data.onError });
+    const ledger = new RowLedger(stage.data, rows.length + skipped.length, cfg.data.maxSkipShare);
+    if (rows.length === 0) throw new Error(`${stage.data}: no rows; give the stage a data file with rows`);
+    for (const s of skipped) ledger.skip(s.index, "malformed", `${stage.data} row ${s.index}: ${s.reason}`);
+    ledger.markInvalidUtf8(invalidUtf8);
     const { image, imageTokens: N } = encoderInput(
       cfg,
       model.encoder,
       stage.imageMode,
       `stage ${stage.name}`,
     );
-    return new StageData(cfg, stage, rows, skipped.length, tokenizer, image, N, opts.seed);
+    return new StageData(cfg, stage, rows, ledger, tokenizer, image, N, opts.seed);
+  }
+
+  /** Distinct rows left out so far (bad rows in the file, and rows that failed to load). */
+  get skipped(): number {
+    return this.ledger.skipped;
   }
 
   /** The usable rows. */
@@ -121,8 +134,20 @@ export class StageData {
     for (const l of loaded) {
       if ("bad" in l) {
         if (this.#cfg.data.onError === "error") throw new Error(l.bad);
-        this.skipped++;
-      } else good.push(l);
+        this.ledger.skip(l.index, l.kind, l.bad);
+      } else {
+        if (l.row.cutFrom !== undefined) this.ledger.markCut(l.index);
+        good.push(l);
+      }
+    }
+    const used = (this.#usedInEpoch.get(epoch) ?? 0) + good.length;
+    this.#usedInEpoch.set(epoch, used);
+    if (used === 0 && start + 2 * size > this.#rows.length) {
+      // The epoch's last micro-batch, and not one row of the epoch could be used.
+      throw new Error(
+        `${this.#stage.data}: no usable rows: every row of epoch ${epoch + 1} was left out ` +
+          `(${this.ledger.summary()}); fix the data`,
+      );
     }
     if (good.length === 0) return null;
     const S = this.#image.size;
@@ -141,7 +166,7 @@ export class StageData {
 
   /** An image's pixels, from the worker (jobs are pushed and taken in the same order). */
   #fetchImage(path: string): Promise<ImageResult> {
-    this.#images.push({ path, cfg: this.#image });
+    this.#images.push({ path, cfg: this.#image, maxBytes: this.#cfg.data.maxImageBytes });
     const next = this.#taken.then(() => this.#images.next());
     this.#taken = next.catch(() => {});
     return next;
@@ -170,18 +195,28 @@ export class StageData {
         maxLength: this.#cfg.data.maxLength,
       });
     } catch (err) {
-      return { bad: (err as Error).message };
+      return { bad: (err as Error).message, kind: "text", index: row.index };
     }
-    if (!row.image) return { row: tokens, pixels: null };
+    if (!row.image) return { row: tokens, pixels: null, index: row.index };
     const path = join(this.#stage.imageRoot ?? dirname(this.#stage.data), row.image);
     let r: ImageResult;
     try {
       r = await this.#fetchImage(path);
     } catch (err) {
-      return { bad: `${where}: the image worker failed: ${(err as Error).message}` };
+      return {
+        bad: `${where}: the image worker failed: ${(err as Error).message}`,
+        kind: "image",
+        index: row.index,
+      };
     }
-    if (!r.ok) return { bad: `${where}: ${r.error}; fix the image or set data.onError: "skip"` };
-    return { row: tokens, pixels: r.pixels };
+    if (!r.ok) {
+      return {
+        bad: `${where}: ${r.error}; fix the image or set data.onError: "skip"`,
+        kind: "image",
+        index: row.index,
+      };
+    }
+    return { row: tokens, pixels: r.pixels, index: row.index };
   }
 
   /**

@@ -4,7 +4,8 @@
  * cosine schedule, skips non-finite steps (with dynamic loss scaling in f16), reports progress on one
  * line, appends `metrics.jsonl`, redraws `loss.svg` / `lr.svg`, and writes atomic checkpoints that
  * `resume` continues from exactly: a run stopped after step n and resumed computes the same losses
- * from step n + 1 on as the run that never stopped.
+ * from step n + 1 on as the run that never stopped. A new run refuses a folder that holds another run
+ * (see run_dir.ts), unless told to overwrite it.
  *
  * Run folder: `metrics.jsonl`, `loss.svg`, `lr.svg`, `config.json` (the parsed config), `tokenizer/` (a
  * copy of the text tokenizer's files), `checkpoints/`, and `eval.json` with `train.evalData`.
@@ -36,8 +37,10 @@ import { type MicroBatches, type StepSetup, trainStep } from "./step.ts";
 import { StepLogger, type StepRecord } from "./step_log.ts";
 import { encoderInput, StageData } from "./stage_data.ts";
 import { evaluate } from "./evaluate.ts";
+import { prepareNewRunDir } from "./run_dir.ts";
 import { loadQuestions, type Question } from "../eval/questions.ts";
 import { type EvalReport, formatReport } from "../eval/report.ts";
+import { checkTrainerState } from "./trainer_state.ts";
 
 /** Options of {@linkcode train}. */
 export interface TrainOptions {
@@ -45,6 +48,11 @@ export interface TrainOptions {
   runDir: string;
   /** Continue from the latest checkpoint of `runDir` (true), or of the run or checkpoint folder given. */
   resume?: boolean | string;
+  /**
+   * Without `resume`: delete the run files of a run already in `runDir` first. Default false: a `runDir`
+   * that holds a run is an error (`RunDirInUseError` of run_dir.ts), so two runs' files never mix.
+   */
+  overwrite?: boolean;
   /** Stop after this many optimizer steps in all (as if interrupted; a checkpoint is written). */
   stopAfter?: number;
   /** Stop after the current step, with a checkpoint, once aborted (the CLI aborts it on Ctrl-C). */
@@ -61,7 +69,9 @@ export interface TrainResult {
   history: StepRecord[];
   /** Rows skipped as bad (`data.onError: "skip"`), per stage name. */
   skippedRows: Record<string, number>;
-  /** Whether `stopAfter` ended the run early. */
+  /** Steps of this call skipped for a non-finite loss or gradients (no update), per stage name. */
+  skippedSteps: Record<string, number>;
+  /** Whether `stopAfter` or `signal` ended the run early. */
   stopped: boolean;
   /** The last checkpoint written. */
   checkpoint: string | null;
@@ -87,11 +97,16 @@ interface Position {
 
 /**
  * Trains `cfg` on engine `e`; see the module doc. Throws with a clear message on bad data (unless
- * `data.onError` is "skip"), on missing files, and after `train.maxNonFinite` non-finite steps in a row.
+ * `data.onError` is "skip"), on missing files, after `train.maxNonFinite` non-finite steps in a row, and,
+ * without `resume` or `overwrite`, when `runDir` holds a run (`RunDirInUseError` of run_dir.ts).
  */
 export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
   const print = opts.print ?? ((l: string) => console.log(l));
-  await Deno.mkdir(opts.runDir, { recursive: true });
+  if (opts.resume) await Deno.mkdir(opts.runDir, { recursive: true });
+  else {
+    const removed = await prepareNewRunDir(opts.runDir, { overwrite: opts.overwrite });
+    if (removed.length) print(`overwrite: deleted the old run's ${removed.join(", ")} in ${opts.runDir}`);
+  }
   await writeTextAtomic(join(opts.runDir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
   const tokDir = cfg.data.tokenizer ?? requirePath(cfg);
   const tokenizer = await TextTokenizer.load(tokDir);
@@ -107,12 +122,17 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
   });
   const history: StepRecord[] = [];
   const skippedRows: Record<string, number> = {};
+  const skippedSteps: Record<string, number> = {};
   let pos: Position = { stage: 0, stageStep: 0, step: 0, epoch: 0, row: 0, scaler: new LossScaler().state() };
   let resumed: LoadedCheckpoint | null = null;
   let checkpoint: string | null = null;
   if (opts.resume) {
     const from = typeof opts.resume === "string" ? opts.resume : opts.runDir;
-    const ck = await loadCheckpoint(from, { expectParams: model.params() });
+    const ck = await loadCheckpoint(from, {
+      expectParams: model.params(),
+      checkState: (state, file, step) => checkTrainerState(state, file, cfg.train.stages, step),
+      onNote: print,
+    });
     const dir = ck.dir;
     // The names and shapes match (checked above); the values go up one tensor at a time.
     const file = await Checkpoint.open(join(dir, CHECKPOINT_FILES.model));
@@ -172,9 +192,14 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
         resumed = null;
         checkpoint = r.checkpoint ?? checkpoint;
         skippedRows[stage.name] = data.skipped;
-        if (data.skipped > 0) {
-          print(`stage ${stage.name}: ${data.skipped} bad rows skipped (data.onError "skip")`);
-        }
+        skippedSteps[stage.name] = r.skippedSteps;
+        print(
+          `stage ${pos.stage + 1}/${cfg.train.stages.length} ${stage.name}: ${r.steps} steps, ` +
+            `${r.skippedSteps} skipped (non-finite loss or gradients: no update)` +
+            (r.stopped ? `; stopped at step ${pos.stageStep}/${r.total}` : ""),
+        );
+        const rows = data.ledger.summary();
+        if (rows) print(`stage ${stage.name}: ${rows}`);
         if (r.stopped) {
           stopped = true;
           break;
@@ -192,7 +217,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     await writeCurves(opts.runDir, records);
     await model.dispose();
   }
-  return { runDir: opts.runDir, history, skippedRows, stopped, checkpoint, eval: finalEval };
+  return { runDir: opts.runDir, history, skippedRows, skippedSteps, stopped, checkpoint, eval: finalEval };
 }
 
 function nextStage(p: Position): Position {
@@ -221,7 +246,21 @@ interface StageContext {
   evaluate: ((step: number, stage: StageConfig) => Promise<EvalReport>) | null;
 }
 
-/** Runs one stage from `pos` (mutated as it goes); returns the last checkpoint and whether it stopped. */
+/** What {@linkcode runStage} did. */
+interface StageOutcome {
+  /** The last checkpoint written (null: none). */
+  checkpoint: string | null;
+  /** Whether `stopAfter` or the signal stopped it before its last step. */
+  stopped: boolean;
+  /** Steps taken by this call. */
+  steps: number;
+  /** Of those, steps skipped for a non-finite loss or gradients. */
+  skippedSteps: number;
+  /** The stage's steps in all. */
+  total: number;
+}
+
+/** Runs one stage from `pos` (mutated as it goes). */
 async function runStage(
   e: Engine,
   cfg: RunConfig,
@@ -231,7 +270,7 @@ async function runStage(
   pos: Position,
   resumed: LoadedCheckpoint | null,
   ctx: StageContext,
-): Promise<{ checkpoint: string | null; stopped: boolean }> {
+): Promise<StageOutcome> {
   model.setTrainable(stage.trainable);
   const named = [...model.params()].filter(([, t]) => t.requiresGrad);
   const params = named.map(([, t]) => t);
@@ -252,7 +291,7 @@ async function runStage(
     lossWeights: { ...cfg.loss, visualWeight: stage.visualWeight ?? cfg.loss.visualWeight },
     maxGradNorm: cfg.train.maxGradNorm,
     scaler: f16 ? scaler : null,
-    guard: new NonFiniteGuard({ maxConsecutive: cfg.train.maxNonFinite }),
+    guard: new RunGuard({ maxConsecutive: cfg.train.maxNonFinite }),
   };
   const batches: MicroBatches = { count: stage.gradAccum, next: () => nextBatch(data, pos, stage.batchSize) };
   const log = new StepLogger({
@@ -270,6 +309,7 @@ async function runStage(
       } (${(params.reduce((s, p) => s + p.size, 0) / 1e6).toFixed(2)} M parameters)`,
   );
   let checkpoint: string | null = null;
+  let steps = 0, skippedSteps = 0;
   const save = async () => {
     checkpoint = await saveCheckpoint(ctx.runDir, {
       step: pos.step,
@@ -285,6 +325,8 @@ async function runStage(
     pos.scaler = scaler.state();
     pos.stageStep++;
     pos.step++;
+    steps++;
+    if (result.skipped) skippedSteps++;
     log.step({ step: pos.step, stageStep: pos.stageStep, lr, result, gpuBytes: e.pool.bytesInUse });
     const last = pos.stageStep === total;
     if (ctx.evaluate && cfg.train.evalEvery > 0 && pos.step % cfg.train.evalEvery === 0 && !last) {
@@ -299,14 +341,23 @@ async function runStage(
     }
     if (stop && !last) {
       opt.dispose();
-      return { checkpoint, stopped: true };
+      return { checkpoint, stopped: true, steps, skippedSteps, total };
     }
   }
   opt.dispose();
-  return {
-    checkpoint,
-    stopped: (ctx.stopAfter !== undefined && pos.step >= ctx.stopAfter) || ctx.signal?.aborted === true,
-  };
+  const stopped = (ctx.stopAfter !== undefined && pos.step >= ctx.stopAfter) || ctx.signal?.aborted === true;
+  return { checkpoint, stopped, steps, skippedSteps, total };
+}
+
+/** The guard of `train.maxNonFinite`: its error names that config key as the one to raise. */
+class RunGuard extends NonFiniteGuard {
+  override record(skipped: boolean, context?: { step?: number; scale?: number }): void {
+    try {
+      super.record(skipped, context);
+    } catch (err) {
+      throw new Error((err as Error).message.replace(/\bmaxConsecutive\b/g, "train.maxNonFinite"));
+    }
+  }
 }
 
 /**

@@ -6,43 +6,38 @@
  */
 
 import { z } from "zod";
+import { describeValue } from "../../schema/parse.ts";
 
-/** Optimization options shared by the tiny pretraining runs (every field optional). */
-export interface PretrainOptions {
+const posInt = z.number().int().positive();
+
+/** The schema of {@linkcode PretrainOptions}' data fields, holding their defaults. */
+export const pretrainSchema = z.strictObject({
   /** Optimizer steps (default 300). */
-  steps?: number;
+  steps: posInt.default(300),
   /** Examples per step (default 16). */
-  batch?: number;
+  batch: posInt.default(16),
   /** Peak learning rate of AdamW (default 3e-3). */
-  lr?: number;
+  lr: z.number().positive().default(3e-3),
   /** Fraction of the steps spent warming the rate up linearly, before a cosine decay (default 0.05). */
-  warmupRatio?: number;
+  warmupRatio: z.number().min(0).max(1).default(0.05),
   /** AdamW's decoupled weight decay (default 0.01). */
-  weightDecay?: number;
+  weightDecay: z.number().min(0).default(0.01),
   /** Gradients are clipped to this global norm (default 1). */
-  maxGradNorm?: number;
+  maxGradNorm: z.number().positive().default(1),
   /** Seed of the initialization and of the batch order (default 0). */
-  seed?: number;
+  seed: z.number().int().nonnegative().default(0),
   /** Read the losses back every this many steps (default 25): each read waits on the GPU. */
-  readEvery?: number;
+  readEvery: posInt.default(25),
+});
+
+/**
+ * Optimization options shared by the tiny pretraining runs (every field optional): the schema's
+ * fields, and `onStep`, a callback, which is not data and so not in the schema.
+ */
+export interface PretrainOptions extends z.input<typeof pretrainSchema> {
   /** Called with each step's loss (in order, as the losses are read back). */
   onStep?: (step: number, loss: number) => void;
 }
-
-const posInt = z.number().int().positive();
-const finite = z.number().refine(Number.isFinite);
-
-/** The schema of {@linkcode PretrainOptions}' numeric fields, holding their defaults. */
-export const pretrainSchema = z.strictObject({
-  steps: posInt.default(300),
-  batch: posInt.default(16),
-  lr: finite.refine((v) => v > 0).default(3e-3),
-  warmupRatio: finite.min(0).max(1).default(0.05),
-  weightDecay: finite.min(0).default(0.01),
-  maxGradNorm: finite.refine((v) => v > 0).default(1),
-  seed: z.number().int().nonnegative().default(0),
-  readEvery: posInt.default(25),
-});
 
 /** What each shared option must be, for errors. */
 export const PRETRAIN_WANT: Record<string, string> = {
@@ -58,7 +53,9 @@ export const PRETRAIN_WANT: Record<string, string> = {
 
 /**
  * Validates `value` (options without their callbacks) against `schema` and fills in the defaults.
- * Errors read "`fn`: option `field` is `value`; it must be `want[field]`".
+ * Errors, one line per problem, read "`fn`: option `field` is `value`; it must be `want[field]`"
+ * (zod's message where `want` has none), or for an unknown option "`fn`: unknown option `key`; the
+ * options are ...".
  */
 export function parseOptions<S extends z.ZodType>(
   schema: S,
@@ -68,12 +65,15 @@ export function parseOptions<S extends z.ZodType>(
 ): z.output<S> {
   const r = schema.safeParse(value);
   if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  if (issue.code === "unrecognized_keys") {
-    throw new Error(`${fn}: unknown option ${issue.keys.join(", ")}; the options are ${Object.keys(want)}`);
-  }
-  const field = String(issue.path[0] ?? "");
-  const raw = value[field];
-  const got = typeof raw === "number" ? String(raw) : JSON.stringify(raw);
-  throw new Error(`${fn}: option ${field} is ${got}; it must be ${want[field] ?? issue.message}`);
+  const options = Object.keys(want).join(", ");
+  const lines = r.error.issues.map((issue) => {
+    if (issue.code === "unrecognized_keys") {
+      return `${fn}: unknown option ${issue.keys.join(", ")}; the options are ${options}`;
+    }
+    const field = String(issue.path[0] ?? "");
+    const raw = value[field];
+    const got = typeof raw === "number" ? String(raw) : describeValue(raw); // Infinity, not JSON's null
+    return `${fn}: option ${field} is ${got}; it must be ${want[field] ?? issue.message}`;
+  });
+  throw new Error(lines.join("\n"));
 }

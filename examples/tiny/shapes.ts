@@ -18,7 +18,7 @@ import { join } from "node:path";
 import sharp from "sharp";
 import { z } from "zod";
 import { rng, shuffleInPlace } from "../../core/random.ts";
-import { parseFields } from "../../core/parse_fields.ts";
+import { parseSchema } from "../../schema/parse.ts";
 import type { Question, QuestionType } from "../../eval/questions.ts";
 import { IMAGE_MARKER, type LlavaTurn } from "../../data/llava_json.ts";
 import {
@@ -74,32 +74,20 @@ const shapesSchema = z.strictObject({
   maxObjects: z.number().int().min(1).max(6).default(3),
   maxTurns: z.number().int().min(1).max(8).default(3),
   colours: z.array(z.enum(COLOUR_NAMES as [ColourName, ...ColourName[]])).min(2)
-    .refine((a) => new Set(a).size === a.length)
+    .refine((a) => new Set(a).size === a.length, { error: "names a colour twice; list each once" })
     .default(["red", "green", "blue", "yellow", "purple", "orange"]),
   shapes: z.array(z.enum(SHAPE_KINDS as [ShapeKind, ...ShapeKind[]])).min(1)
-    .refine((a) => new Set(a).size === a.length)
+    .refine((a) => new Set(a).size === a.length, { error: "names a shape twice; list each once" })
     .default(["square", "circle", "triangle"]),
-  grid: z.union([z.literal(0), z.literal(2), z.literal(4), z.literal(8), z.literal(16)]).optional(),
+  grid: z.union([z.literal(0), z.literal(2), z.literal(4), z.literal(8), z.literal(16)], {
+    error: "expected 0 (free placement, as when absent), 2, 4, 8 or 16 cells per image side",
+  }).optional(),
 });
-
-const WANT: Record<string, string> = {
-  seed: "an integer in [0, 2^32) (default 0)",
-  imageSize: "an integer in [24, 1024], the image side in pixels (default 32)",
-  stage1Images: "an integer >= 0 (default 600)",
-  stage2Images: "an integer >= 0 (default 600)",
-  stage2TextRows: "an integer >= 0 (default 24)",
-  evalImages: "an integer >= 0 (default 200)",
-  maxObjects: "an integer in [1, 6] (default 3)",
-  maxTurns: "an integer in [1, 8] (default 3)",
-  colours: `an array of at least 2 distinct colours among ${COLOUR_NAMES.join(", ")}`,
-  shapes: `an array of at least 1 distinct shape among ${SHAPE_KINDS.join(", ")}`,
-  grid: "0 (free placement, as when absent), 2, 4, 8 or 16 cells per image side",
-};
 
 /**
  * Validates a shapes config given as data and fills in the defaults. `path` names where the value
- * sits in errors (`shapes.maxObjects is 9; it must be ...`). The colour-shape combinations must
- * outnumber `maxObjects`, so that every scene has an absent object to ask about.
+ * sits in errors (`shapes.maxObjects: Too big: expected number to be <=6 (got 9)`). The colour-shape
+ * combinations must outnumber `maxObjects`, so that every scene has an absent object to ask about.
  *
  * @example
  * ```ts
@@ -108,7 +96,7 @@ const WANT: Record<string, string> = {
  * ```
  */
 export function parseShapesConfig(value: unknown = {}, path = "shapes"): ShapesConfig {
-  const cfg = parseFields(shapesSchema, value, path, "shapes", WANT);
+  const cfg = parseSchema(shapesSchema, value, path);
   if (cfg.colours.length * cfg.shapes.length <= cfg.maxObjects) {
     throw new Error(
       `${path}: ${cfg.colours.length} colours x ${cfg.shapes.length} shapes give only ` +
