@@ -742,9 +742,22 @@ async function atomicWrite(
   } catch (err) {
     if (!closed) file.close();
     await Deno.remove(tmp).catch(() => {});
-    throw err;
+    throw namingPath(err, path);
   }
   return hash.hex();
+}
+
+/**
+ * `err` with `path` in its message when the system's error does not say it ("No space left on device
+ * (os error 28)" names no file), with the fix for a full disk.
+ */
+export function namingPath(err: unknown, path: string): Error {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (msg.includes(path)) return err instanceof Error ? err : new Error(msg);
+  const full = /No space left on device|os error 28|Disk quota exceeded/.test(msg)
+    ? "; free space on that disk, or write the run to another one (--out DIR)"
+    : "";
+  return new Error(`writing ${path}: ${msg}${full}`);
 }
 
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {

@@ -528,3 +528,21 @@ Deno.test("the writers return the SHA-256 of the file they wrote", async () => {
     assert.equal(await writeTextAtomic(`${dir}/t.json`, "{}\n"), await sha256File(`${dir}/t.json`));
   });
 });
+
+Deno.test("a failed write names the file (a full disk's error does not) and leaves no partial file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/w.safetensors`;
+    const full = () => {
+      throw new Error("No space left on device (os error 28)");
+    };
+    await assert.rejects(
+      () => writeSafetensors(path, [{ name: "w", dtype: "F32", shape: [2], data: full }]),
+      (e: Error) =>
+        e.message.startsWith(`writing ${path}: No space left on device`) && /--out DIR/.test(e.message),
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -355,7 +355,7 @@ export function overrideFields(
       throw new Error(`${source}: ${JSON.stringify(set)} is not key=value; write it like head.kind=none`);
     }
     const key = set.slice(0, eq), text = set.slice(eq + 1);
-    setPath(root, parseKey(key, source), readValue(text), key, source);
+    setPath(root, parseKey(key, source), readValue(text, key, source), key, source);
   }
   return root;
 }
@@ -373,15 +373,30 @@ function parseKey(key: string, source: string): (string | number)[] {
     if (m[2] !== undefined) segs.push(Number(m[2]));
     else segs.push(/^\d+$/.test(m[1]) ? Number(m[1]) : m[1]);
   }
+  const proto = segs.find((s) => typeof s === "string" && PROTOTYPE_KEYS.has(s));
+  if (proto !== undefined) {
+    throw new Error(`${source}: key ${JSON.stringify(key)}: ${String(proto)} is not a config field`);
+  }
   return segs;
 }
 
-/** JSON when it parses, else the string itself. */
-function readValue(text: string): unknown {
+/** Keys that reach an object's prototype rather than a field of its own. */
+const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+/**
+ * The value of `key=text`: JSON when it parses; else, when it starts like a JSON array, object or
+ * string (`[`, `{`, `"`), an error saying where the JSON is invalid; else the text itself
+ * (`head.kind=none`, `name=7b-run`).
+ */
+function readValue(text: string, key: string, source: string): unknown {
   try {
     return JSON.parse(text);
-  } catch {
-    return text;
+  } catch (err) {
+    if (!/^\s*[[{"]/.test(text)) return text;
+    throw new Error(
+      `${source}: ${key}=${text}: invalid JSON (${(err as Error).message}); write arrays like [512,512], ` +
+        `strings like '"x"' or plain words, and quote the whole argument in the shell`,
+    );
   }
 }
 

@@ -314,3 +314,18 @@ Deno.test("setConfigValue: an unknown key or a wrong type is an error naming the
     /"head\.kind" is not key=value; write it like head\.kind=none/,
   );
 });
+
+Deno.test("--set: invalid JSON is an error naming the key; prototype keys are refused", () => {
+  const c = tinyConfig("tok.safetensors", { head: { kind: "asvr_depth" } });
+  assert.throws(
+    () => applyOverrides(c, ["head.codebookSizes=[512,512"]),
+    /--set: head\.codebookSizes=\[512,512: invalid JSON \(.+\); write arrays like \[512,512\]/,
+  );
+  assert.throws(() => applyOverrides(c, ['head.target="semantic']), /head\.target="semantic: invalid JSON/);
+  // Plain words and names starting with a digit stay strings.
+  assert.equal(applyOverrides(c, ["head.kind=none"]).head.kind, "none");
+  for (const key of ["__proto__.x", "head.__proto__.polluted", "loss.constructor.prototype.y"]) {
+    assert.throws(() => applyOverrides(c, [`${key}=1`]), /is not a config field/, key);
+  }
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});

@@ -49,6 +49,7 @@ gpuTest(
         print: (l) => lines.push(l),
         resume: true,
       });
+      assert.ok(!lines.some((l) => /config differs/.test(l)), "the same config resumes silently");
       // Restoring the checkpoint reports its progress, ending at the total.
       const restored = /^loading checkpoint .*checkpoints\/step-\d+: .* of .* \((\d+)\/\1 tensors\)$/;
       assert.ok(lines.some((l) => restored.test(l)), lines.join("\n"));
@@ -63,6 +64,20 @@ gpuTest(
           );
         }
       }
+      // Resuming with a changed config says what changed and keeps the run's config beside the new one.
+      const before = await Deno.readTextFile(join(dir, "resumed", "config.json"));
+      const changed = structuredClone(cfg);
+      changed.train.stages[1].lr = 1e-5;
+      const notes: string[] = [];
+      await train(e, changed, { runDir: join(dir, "resumed"), print: (l) => notes.push(l), resume: true });
+      assert.ok(
+        notes.some((l) =>
+          /^resume: the config differs from the run's \(kept as config\.1\.json\): train\.stages\[1\]\.lr: [\d.e-]+ -> 0\.00001$/
+            .test(l)
+        ),
+        notes.join("\n"),
+      );
+      assert.equal(await Deno.readTextFile(join(dir, "resumed", "config.1.json")), before);
       // The final evaluation scored every question type.
       for (const r of [full, rest]) {
         const ev = r.eval!;

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { writeTextAtomic } from "../io/safetensors.ts";
+import { namingPath, writeTextAtomic } from "../io/safetensors.ts";
 
 /** The file name of the metrics log inside a run folder. */
 export const METRICS_FILE: string = "metrics.jsonl";
@@ -82,7 +82,11 @@ export class MetricsWriter {
     for (const [k, v] of Object.entries(record)) {
       clean[k] = typeof v === "number" && !Number.isFinite(v) ? null : v;
     }
-    writeAllSync(this.#file, this.#encoder.encode(JSON.stringify(clean) + "\n"));
+    try {
+      writeAllSync(this.#file, this.#encoder.encode(JSON.stringify(clean) + "\n"));
+    } catch (err) {
+      throw namingPath(err, this.path);
+    }
   }
 
   /** Closes the file. Safe to call twice. */

@@ -41,6 +41,8 @@ import { prepareNewRunDir } from "./run_dir.ts";
 import { loadQuestions, type Question } from "../eval/questions.ts";
 import { type EvalReport, formatReport } from "../eval/report.ts";
 import { checkTrainerState } from "./trainer_state.ts";
+import { configChanges } from "./config_changes.ts";
+import { pathExists } from "../io/path_exists.ts";
 
 /** Options of {@linkcode train}. */
 export interface TrainOptions {
@@ -107,6 +109,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     const removed = await prepareNewRunDir(opts.runDir, { overwrite: opts.overwrite });
     if (removed.length) print(`overwrite: deleted the old run's ${removed.join(", ")} in ${opts.runDir}`);
   }
+  if (opts.resume) await keepChangedConfig(opts.runDir, cfg, print);
   await writeTextAtomic(join(opts.runDir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
   const tokDir = cfg.data.tokenizer ?? requirePath(cfg);
   const tokenizer = await TextTokenizer.load(tokDir);
@@ -218,6 +221,33 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     await model.dispose();
   }
   return { runDir: opts.runDir, history, skippedRows, skippedSteps, stopped, checkpoint, eval: finalEval };
+}
+
+/**
+ * Before a resume writes its config over the run's `config.json`: when they differ, says what changed
+ * and keeps the run's config beside it as `config.<n>.json` (the first free n), so nothing is lost.
+ */
+async function keepChangedConfig(
+  runDir: string,
+  cfg: RunConfig,
+  print: (line: string) => void,
+): Promise<void> {
+  const path = join(runDir, "config.json");
+  let saved: unknown;
+  try {
+    saved = JSON.parse(await Deno.readTextFile(path));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    throw new Error(`${path}: cannot read the run's config (${(err as Error).message})`);
+  }
+  const changes = configChanges(saved, JSON.parse(JSON.stringify(cfg)));
+  if (changes.length === 0) return;
+  let n = 1;
+  while (await pathExists(join(runDir, `config.${n}.json`))) n++;
+  await writeTextAtomic(join(runDir, `config.${n}.json`), JSON.stringify(saved, null, 2) + "\n");
+  const shown = changes.slice(0, 8).join("; ") +
+    (changes.length > 8 ? `; and ${changes.length - 8} more` : "");
+  print(`resume: the config differs from the run's (kept as config.${n}.json): ${shown}`);
 }
 
 function nextStage(p: Position): Position {
