@@ -26,6 +26,7 @@ import { Engine } from "../core/engine.ts";
 import { rng } from "../core/random.ts";
 import { readLlavaRows } from "../data/llava_json.ts";
 import { type VisionConfig, visionConfigFromHf } from "../encoders/config.ts";
+import { gpuVisionSlot } from "../encoders/slot_config.ts";
 import { VisionEncoder } from "../encoders/vit.ts";
 import { readJsonFile } from "../io/json.ts";
 import { pathExists } from "../io/path_exists.ts";
@@ -37,7 +38,7 @@ import { Codebooks } from "../tokenizers/codebooks.ts";
 import { defaultSampleLimit, type FitProgress, fitResidualKMeans } from "../tokenizers/fit_codebooks.ts";
 import { imageFeatures, imageFeatureWidth, preprocessedImages } from "../data/image_features.ts";
 import { MAX_U16_CODES } from "../tokenizers/target_cache.ts";
-import type { RqTokenizerConfig } from "../tokenizers/visual_config.ts";
+import { isRqTokenizer, type RqTokenizerConfig } from "../tokenizers/visual_config.ts";
 
 const HELP = `usage: deno task tokenizer <command> [flags]
 
@@ -290,7 +291,7 @@ async function chooseTokenizer(
       );
     }
     const t = all[i];
-    if (t.kind !== "rq") {
+    if (!isRqTokenizer(t)) {
       throw new Error(
         `visualTokenizers[${i}] "${t.name}" is an onnx tokenizer (${t.model}): it has no codebooks to fit; ` +
           `pass --tokenizer with an rq tokenizer's name`,
@@ -298,7 +299,7 @@ async function chooseTokenizer(
     }
     return { t, at: `visualTokenizers[${i}]` };
   }
-  const rq = all.flatMap((t, i) => (t.kind === "rq" ? [{ t, at: `visualTokenizers[${i}]` }] : []));
+  const rq = all.flatMap((t, i) => (isRqTokenizer(t) ? [{ t, at: `visualTokenizers[${i}]` }] : []));
   if (rq.length === 0) {
     throw new Error(
       `${file}: the run's visual tokenizers (${listing}) are all onnx; none has codebooks to fit`,
@@ -335,10 +336,10 @@ async function folderConfig(path: string, field: string): Promise<VisionConfig> 
 
 /** The run's own encoder: its config (for the preprocessing) and its folder (null: a random init). */
 async function runEncoder(cfg: RunConfig): Promise<{ vc: VisionConfig; path: string | null }> {
-  const enc = cfg.encoder;
-  if (enc.kind === "onnx") {
+  const enc = gpuVisionSlot(cfg.encoder);
+  if (!enc) {
     throw new Error(
-      `encoder is an ONNX encoder (${enc.path}): fitting on a run's images needs a GPU vision encoder ` +
+      `encoder is an ONNX encoder (${cfg.encoder.path}): fitting on a run's images needs a GPU vision encoder ` +
         `(siglip or clip), as training on images does; use the --features form with features computed elsewhere`,
     );
   }

@@ -1,6 +1,6 @@
 /**
  * `deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--overwrite] [--out DIR]
- * [--import MODULE ...] [--profile] [--term-timeout S]`
+ * [--import MODULE ...] [--profile] [--term-timeout S] [--check-images all|N|none] [--no-scan]`
  *
  * - With a run file (`export default defineRun({...})`, e.g. examples/asvr_vicuna7b.ts): trains its
  *   stages into `<out>/<name>` (default `runs/<name>`), with progress, metrics, curves and checkpoints.
@@ -9,6 +9,11 @@
  * - `--plan` prints parameters per component, trainable parameters per stage and estimated memory
  *   against the adapter's limits, and which modes (full fine-tuning, LoRA) fit the GPU's memory
  *   (`--gpu-memory-gb N`, else nvidia-smi's figure), without loading weights, then exits.
+ * - Before any weight loads, the data pre-flight (trainers/data_scan.ts) reads each stage's data file
+ *   once, streaming: rows, malformed rows, text-only and image rows, missing images (`--check-images`:
+ *   all, a random sample of N, default 1000, or none), rows estimated over `data.maxLength`, and each
+ *   stage's optimizer steps, with warnings for a stage too small for its batch or its warmup. Problems
+ *   that would stop the run stop it here; `--no-scan` skips the pass. `--plan` does not scan.
  * - `--resume DIR` continues the latest checkpoint of run folder DIR (or the checkpoint folder DIR);
  *   without a run file, with the run's own config and the modules it records.
  * - A new run refuses a run folder that holds a run already (config.json, metrics.jsonl or checkpoints/),
@@ -37,6 +42,12 @@ import { formatKernelTimes } from "../core/profiler.ts";
 import { formatPlan, planFits, planRun } from "../trainers/plan.ts";
 import { formatMissing, missingInputs } from "../trainers/preflight.ts";
 import {
+  DEFAULT_IMAGE_CHECK,
+  formatScanErrors,
+  parseImageCheck,
+  scanRunData,
+} from "../trainers/data_scan.ts";
+import {
   importModules,
   loadRunFile,
   moduleUrl,
@@ -51,7 +62,7 @@ import { BURST_SECONDS, DEFAULT_TERM_TIMEOUT_SECONDS, StopSignals } from "./stop
 
 const USAGE =
   `usage: deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--overwrite] [--out DIR]
-                       [--import M ...] [--profile] [--term-timeout S]
+                       [--import M ...] [--profile] [--term-timeout S] [--check-images all|N|none] [--no-scan]
   run.ts         a run file (export default defineRun({...})), e.g. examples/asvr_vicuna7b.ts;
                  default examples/asvr_tiny.ts, the embedded tiny study
   --set k=v      override a config key (repeatable): train.stages[0].lr=2e-5, head.kind=none
@@ -67,6 +78,12 @@ const USAGE =
   --term-timeout S
                  after SIGTERM, seconds to finish the step and save before quitting without saving
                  (default ${DEFAULT_TERM_TIMEOUT_SECONDS}: under the 30 s Kubernetes and Slurm wait before SIGKILL; 0: no limit)
+  --check-images all|N|none
+                 which images the data pre-flight checks exist: every one, a random sample of N
+                 (default ${DEFAULT_IMAGE_CHECK}), or none
+  --no-scan      skip the data pre-flight: before any weight loads, each stage's data file is read
+                 once (rows, malformed rows, missing images, rows over data.maxLength, optimizer steps,
+                 warnings for small data); problems that would stop the run stop it there
 
 Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, exit 130 (SIGINT) or 143 (SIGTERM).
 Another signal ${BURST_SECONDS} s or more after the first quits at once without saving; signals within ${BURST_SECONDS} s of
@@ -86,6 +103,8 @@ const { values, positionals } = parseArgs({
     out: { type: "string" },
     import: { type: "string", multiple: true, default: [] },
     profile: { type: "boolean", default: false },
+    "check-images": { type: "string" },
+    "no-scan": { type: "boolean", default: false },
     "gpu-memory-gb": { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -165,6 +184,7 @@ async function runFile(file: string | null): Promise<number> {
   }
   const missing = await missingInputs(cfg);
   if (missing.length) throw new Error(formatMissing(missing));
+  if (!values["no-scan"]) await scanData(cfg);
   // `--resume DIR`: a run folder, or one of its checkpoints (runs/x/checkpoints/step-00000120).
   const resume = values.resume;
   const runDir = values.out ?? (resume && runFolderOf(resume)) ?? join(cfg.train.out, cfg.name);
@@ -199,6 +219,27 @@ async function runFile(file: string | null): Promise<number> {
   e.destroy();
   stops.close();
   return stops.exitCode ?? 0;
+}
+
+/**
+ * The data pre-flight: scans each stage's data file and prints its summary; throws when it finds what
+ * would stop the run. The length estimate counts the encoder's image positions from the plan (read from
+ * the model folders' config.json, no weights).
+ */
+async function scanData(cfg: RunConfig): Promise<void> {
+  const checkImages = values["check-images"] === undefined
+    ? DEFAULT_IMAGE_CHECK
+    : parseImageCheck(values["check-images"]);
+  let imageTokens = 0;
+  try {
+    imageTokens = (await planRun(cfg)).imageTokens;
+  } catch (err) {
+    console.log(
+      `data pre-flight: image positions per row unknown (${(err as Error).message}); counting text only`,
+    );
+  }
+  const r = await scanRunData(cfg, { imageTokens, checkImages, print: (l) => console.log(l) });
+  if (r.errors.length) throw new Error(formatScanErrors(r.errors));
 }
 
 /** The first GPU's memory in bytes as nvidia-smi reports it, or null without nvidia-smi. */

@@ -28,7 +28,7 @@ export {
   readLlavaRows,
   type SkippedRow,
 } from "./llava_json.ts";
-export { RowLedger, type SkipKind } from "./row_ledger.ts";
+export { RowLedger, SKIP_KINDS, type SkipKind } from "./row_ledger.ts";
 
 // conversation templates, tokenization and batches
 export {
@@ -57,6 +57,7 @@ export {
   type ReadImageOptions,
   type RgbImage,
 } from "./image.ts";
+export { ImagePathError, type ImagePathOptions, ImageRoot, resolveImagePath } from "./image_path.ts";
 export {
   CLIP_NORM,
   type ImageNorm,

@@ -2,18 +2,25 @@
  * The account of one data file's rows over a stage: the rows left out (by kind, each row once however
  * many epochs meet it), the rows cut to `maxLength` and the rows whose text held bytes that are not
  * UTF-8. It stops the stage when no row is usable, or when the rows left out pass a share of the file
- * (`data.maxSkipShare`), and gives the stage's summary line.
+ * (`data.maxSkipShare`), and gives the stage's summary line and its counts as metrics fields.
  *
  * ```ts ignore
  * const ledger = new RowLedger("data/llava_v1_5_mix665k.json", 665298, 0.01);
  * ledger.skip(17, "image", 'data/x.json row 17 (id "a"): images/1.jpg: image file not found');
  * ledger.summary(); // "1 of 665298 rows skipped (0.00015%, limit 1%): 1 image; first: data/x.json row 17 ..."
+ * ledger.counts(); // { rows_skipped: 1, rows_skipped_malformed: 0, rows_skipped_text: 0, rows_skipped_image: 1, ... }
  * ```
  * @module
  */
 
-/** Why a row was left out: a malformed row, text that cannot become a sequence, or its image. */
-export type SkipKind = "malformed" | "text" | "image";
+/**
+ * Why a row was left out: a malformed row, text that cannot become a sequence, its image (missing,
+ * unreadable, oversized, not an image), or its image path leading outside the image root.
+ */
+export type SkipKind = "malformed" | "text" | "image" | "path";
+
+/** Every {@linkcode SkipKind}. */
+export const SKIP_KINDS: readonly SkipKind[] = ["malformed", "text", "image", "path"];
 
 /** How many rows the summary quotes. */
 const QUOTED = 3;
@@ -83,6 +90,19 @@ export class RowLedger {
   /** Records rows whose bytes that are not UTF-8 were replaced. */
   markInvalidUtf8(indices: Iterable<number>): void {
     for (const i of indices) this.#invalidUtf8.add(i);
+  }
+
+  /**
+   * The counts so far as metrics fields: `rows_skipped` (all kinds), `rows_skipped_<kind>` for every
+   * {@linkcode SkipKind} (0 or more), `rows_cut` and `rows_invalid_utf8`.
+   */
+  counts(): Record<string, number> {
+    const out: Record<string, number> = { rows_skipped: this.#skipped.size };
+    for (const k of SKIP_KINDS) out[`rows_skipped_${k}`] = 0;
+    for (const { kind } of this.#skipped.values()) out[`rows_skipped_${kind}`]++;
+    out.rows_cut = this.#cut.size;
+    out.rows_invalid_utf8 = this.#invalidUtf8.size;
+    return out;
   }
 
   /**

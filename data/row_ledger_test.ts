@@ -19,6 +19,22 @@ Deno.test("RowLedger: counts each row once, by kind, and sums up what happened",
       "not found | d.json row 3: conversations is empty | d.json row 9: b.jpg: corrupt; 1 row cut to " +
       "maxLength; 1 row with bytes that are not UTF-8 (replaced by U+FFFD)",
   );
+  assert.deepEqual(l.counts(), {
+    rows_skipped: 3,
+    rows_skipped_malformed: 1,
+    rows_skipped_text: 0,
+    rows_skipped_image: 2,
+    rows_skipped_path: 0,
+    rows_cut: 1,
+    rows_invalid_utf8: 1,
+  });
+});
+
+Deno.test("RowLedger: an image path outside the image root is its own kind", () => {
+  const l = new RowLedger("d.json", 10, 1);
+  l.skip(4, "path", 'd.json row 4 (id "x"): ../../etc/passwd: the path leads through ".." to /etc/passwd');
+  assert.match(l.summary(), /^1 of 10 rows skipped \(10%, limit 100%\): 1 path; first: d\.json row 4/);
+  assert.equal(l.counts().rows_skipped_path, 1);
 });
 
 Deno.test("RowLedger: stops past the share limit and when no row is usable", () => {

@@ -6,13 +6,15 @@ import { DataRowError, type LlavaRow, parseLlavaRow } from "./llava_json.ts";
 import {
   applyTemplate,
   IMAGE_TOKEN_ID,
-  isLegacyTokenizer,
   templatePrompt,
   tokenizeWithImage,
   VICUNA_V1_SYSTEM,
 } from "./templates.ts";
 
-/** Llama-2 / Vicuna v1.5 with the HF `tokenizer.json` layout: a `Prepend("▁")` normalizer ("legacy"). */
+/**
+ * Llama-2 / Vicuna v1.5 with the `tokenizer.json` layout of `meta-llama/Llama-2-7b-hf`: a `Prepend("▁")`
+ * normalizer, which encodes text after a special token as a fresh text ("legacy").
+ */
 const legacy = await TextTokenizer.load(await llama2TokenizerDir());
 
 /**
@@ -82,8 +84,42 @@ Deno.test("tokenizer pieces the hand-worked sequences rest on", () => {
   assert.deepEqual(t.encode("</s>USER", { addBos: false }), tk(t, "</s>", "▁US", "ER"));
   assert.deepEqual(nonLegacy.encode("</s>USER", { addBos: false }), tk(t, "</s>", "USER"));
   assert.deepEqual(nonLegacy.encode("USER", { addBos: false }), tk(t, "▁US", "ER"));
-  assert.equal(isLegacyTokenizer(legacy), true);
-  assert.equal(isLegacyTokenizer(nonLegacy), false);
+});
+
+Deno.test("tokenizeWithImage: text after a special token gets no ▁ of its own, with either tokenizer.json layout", () => {
+  // The slow tokenizer with legacy: false (the reference's) encodes "</s>USER" as 2, 11889.
+  for (const t of [legacy, nonLegacy]) {
+    assert.deepEqual(tokenizeWithImage("</s>USER", t), [1, 2, 11889]);
+    assert.deepEqual(tokenizeWithImage("Hi.</s>USER: And?", t), [
+      1,
+      ...tk(t, "▁Hi", "."),
+      2,
+      ...tk(t, "USER", ":", "▁And", "?"),
+    ]);
+    // A space after the special token stays a "▁" of the next word; "<s>" and "<unk>" split the same way.
+    assert.deepEqual(tokenizeWithImage("</s> USER", t), [1, 2, ...tk(t, "▁US", "ER")]);
+    assert.deepEqual(tokenizeWithImage("a<unk>b<s>c", t), [
+      1,
+      ...tk(t, "▁a"),
+      0,
+      ...tk(t, "b"),
+      1,
+      ...tk(t, "c"),
+    ]);
+  }
+  // The non-legacy tokenizer.json agrees with the slow tokenizer on whole texts, special tokens inside.
+  const texts = [
+    `${VICUNA_V1_SYSTEM} USER: What is this? ASSISTANT: A cat.</s>USER: And? ASSISTANT: Nothing.</s>`,
+    "\nWhat is it?</s>USER: 12 + 3 = ? ASSISTANT: 15</s>USER:  two  spaces\n\nand lines ASSISTANT: ok</s>",
+    "</s>leading special, then </s>, <s>,<unk> inside",
+  ];
+  for (const text of texts) {
+    assert.deepEqual(
+      tokenizeWithImage(text, legacy),
+      [1, ...nonLegacy.encode(text, { addBos: false })],
+      text,
+    );
+  }
 });
 
 Deno.test("tokenizeWithImage: one <s>, the pieces without theirs, one placeholder per marker", () => {
@@ -128,55 +164,63 @@ Deno.test("plain: rows without an image or with more than one caption are refuse
   );
 });
 
-Deno.test("vicuna_v1: a 2-turn image conversation, ids and labels position by position (legacy tokenizer)", () => {
-  const t = legacy;
+Deno.test("vicuna_v1: two rounds, the reference's ids at the separator and its labels, with either tokenizer.json layout", () => {
   assert.equal(
     templatePrompt(twoTurns, "vicuna_v1"),
     `${VICUNA_V1_SYSTEM} USER: <image>\nWhat is this? ASSISTANT: A cat.</s>USER: And? ASSISTANT: Nothing.</s>`,
   );
-  const { ids, labels } = applyTemplate(twoTurns, "vicuna_v1", t);
-  // Piece 1, "{system} USER: ": the system prompt ends with "." so its tokens do not merge with " USER";
-  // the trailing space is a lone "▁".
-  const sys = t.encode(VICUNA_V1_SYSTEM, { addBos: false });
-  assert.equal(sys.length, 30);
-  const head = [1, ...sys, ...tk(t, "▁US", "ER", ":", "▁")];
-  // Piece 2, "\nWhat is this? ASSISTANT: A cat.</s>USER: And? ASSISTANT: Nothing.</s>", on its own:
-  // "▁" "<0x0A>" first; ": A" is ":" "▁A" (the space joins the answer); after "</s>" a legacy tokenizer
-  // starts afresh, so "USER" is "▁US" "ER" again.
-  const q1 = tk(t, "▁", "<0x0A>", "What", "▁is", "▁this", "?", "▁A", "SS", "IST", "ANT", ":");
-  const a1 = tk(t, "▁A", "▁cat", ".", "</s>");
-  const q2 = tk(t, "▁US", "ER", ":", "▁And", "?", "▁A", "SS", "IST", "ANT", ":");
-  const a2 = tk(t, "▁Nothing", ".", "</s>");
-  assert.deepEqual(ids, [...head, IMG, ...q1, ...a1, ...q2, ...a2]);
-  assert.equal(ids.length, 35 + 1 + 11 + 4 + 10 + 3);
-  // Round 1 = "{system} USER: <image>\nWhat is this? ASSISTANT: A cat" on its own: <s> + 34 + image + 11 + 3
-  // = 50 = the 49 tokens up to "." plus "</s>"; its instruction "... ASSISTANT: " on its own is <s> + 34 +
-  // image + 11 + lone "▁" = 48, less 2 = 46 masked after <s>. Round 2 = "USER: And? ASSISTANT: Nothing." on
-  // its own: <s> + 10 + 2 = 13 = the round's 12 tokens plus "</s>"; its instruction: <s> + 10 + "▁" - 2 = 10.
-  const want = [
-    ...head.map(() => X),
-    X,
-    ...q1.map(() => X),
-    ...a1, // "▁A" "▁cat" "." "</s>" supervised
-    ...q2.map(() => X),
-    ...a2, // "▁Nothing" "." "</s>" supervised
-  ];
-  assert.equal(labels.length, ids.length);
-  for (let i = 0; i < ids.length; i++) assert.equal(labels[i], want[i], `label ${i} (id ${ids[i]})`);
-  assert.deepEqual(labels.flatMap((l, i) => (l === X ? [] : [i])), [47, 48, 49, 50, 61, 62, 63]);
+  for (const t of [legacy, nonLegacy]) {
+    const r = applyTemplate(twoTurns, "vicuna_v1", t);
+    const { ids, labels } = r;
+    assert.equal(r.roundMismatch, undefined);
+    // Piece 1, "{system} USER: ": the system prompt ends with "." so its tokens do not merge with " USER";
+    // the trailing space is a lone "▁".
+    const sys = t.encode(VICUNA_V1_SYSTEM, { addBos: false });
+    assert.equal(sys.length, 30);
+    const head = [1, ...sys, ...tk(t, "▁US", "ER", ":", "▁")];
+    // Piece 2, "\nWhat is this? ASSISTANT: A cat.</s>USER: And? ASSISTANT: Nothing.</s>": "▁" "<0x0A>"
+    // first; ": A" is ":" "▁A" (the space joins the answer); after "</s>" the reference's slow tokenizer
+    // (legacy: false) adds no "▁", so the separator "</s>USER" is 2, 11889 (not 2, "▁US" 3148, "ER" 1001).
+    const q1 = tk(t, "▁", "<0x0A>", "What", "▁is", "▁this", "?", "▁A", "SS", "IST", "ANT", ":");
+    const a1 = tk(t, "▁A", "▁cat", ".", "</s>");
+    const q2 = tk(t, "USER", ":", "▁And", "?", "▁A", "SS", "IST", "ANT", ":");
+    const a2 = tk(t, "▁Nothing", ".", "</s>");
+    assert.deepEqual(ids, [...head, IMG, ...q1, ...a1, ...q2, ...a2]);
+    assert.equal(ids.length, 35 + 1 + 11 + 4 + 9 + 3);
+    assert.deepEqual(ids.slice(50, 52), [2, 11889]);
+    // The reference's masks: round 1 = "{system} USER: <image>\nWhat is this? ASSISTANT: A cat." on its own
+    // is <s> + 34 + image + 11 + 3 = 50 = the 49 tokens up to "." plus "</s>"; its instruction "...
+    // ASSISTANT: " on its own is <s> + 34 + image + 11 + lone "▁" = 48, less 2 = 46 masked after <s>.
+    // Round 2 = "USER: And? ASSISTANT: Nothing." on its own is <s> + "▁US" "ER" + 8 + 2 = 13, one more than
+    // its 11 tokens plus "</s>" in the full text, so the reference takes 1 off: 12; its instruction: <s> +
+    // 10 + "▁" - 2 - 1 = 9. The answers and their "</s>" are supervised, nothing else.
+    const want = [
+      ...head.map(() => X),
+      X,
+      ...q1.map(() => X),
+      ...a1, // "▁A" "▁cat" "." "</s>"
+      ...q2.map(() => X),
+      ...a2, // "▁Nothing" "." "</s>"
+    ];
+    assert.equal(labels.length, ids.length);
+    for (let i = 0; i < ids.length; i++) assert.equal(labels[i], want[i], `label ${i} (id ${ids[i]})`);
+    assert.deepEqual(labels.flatMap((l, i) => (l === X ? [] : [i])), [47, 48, 49, 50, 60, 61, 62]);
+  }
 });
 
-Deno.test("vicuna_v1: a non-legacy tokenizer ('</s>USER' -> USER) gets the reference's one-token correction", () => {
-  const t = nonLegacy;
-  const { ids, labels } = applyTemplate(twoTurns, "vicuna_v1", t);
-  const legacyIds = applyTemplate(twoTurns, "vicuna_v1", legacy).ids;
-  // The same as the legacy sequence except "▁US" "ER" after the first "</s>", which is "USER" here.
-  const at = legacyIds.indexOf(2) + 1;
-  assert.deepEqual(ids, [...legacyIds.slice(0, at), ...tk(t, "USER"), ...legacyIds.slice(at + 2)]);
-  // Round 2 on its own still starts "▁US" "ER" (one token more than in the full text): the reference takes
-  // one off its length and its instruction's, and the answers stay exactly supervised.
-  assert.deepEqual(labels.flatMap((l, i) => (l === X ? [] : [i])), [47, 48, 49, 50, 60, 61, 62]);
-  assert.deepEqual(labels.filter((l) => l !== X), tk(t, "▁A", "▁cat", ".", "</s>", "▁Nothing", ".", "</s>"));
+Deno.test("vicuna_v1: three rounds of a text-only row line up the same way", () => {
+  const r = row([["human", "Hi"], ["gpt", "Hello."], ["human", "Who?"], ["gpt", "Me."], ["human", "Ok"], [
+    "gpt",
+    "Bye.",
+  ]]);
+  for (const t of [legacy, nonLegacy]) {
+    const { ids, labels, roundMismatch } = applyTemplate(r, "vicuna_v1", t);
+    assert.equal(roundMismatch, undefined);
+    assert.deepEqual(ids, [1, ...nonLegacy.encode(templatePrompt(r, "vicuna_v1"), { addBos: false })]);
+    assert.equal(ids.filter((id) => id === 11889).length, 2); // "USER" after each "</s>"
+    const answers = ["Hello.", "Me.", "Bye."].flatMap((a) => [...t.encode(a, { addBos: false }), 2]);
+    assert.deepEqual(labels.filter((l) => l !== X), answers);
+  }
 });
 
 Deno.test("vicuna_v1: a text-only row: no placeholder, <s> and the question unsupervised", () => {
@@ -190,15 +234,22 @@ Deno.test("vicuna_v1: a text-only row: no placeholder, <s> and the question unsu
   assert.deepEqual(labels, [X, ...sys.map(() => X), ...q.map(() => X), ...a]);
 });
 
-Deno.test("vicuna_v1: rounds that do not add up (a value holding ' ASSISTANT: ') refuse the row", () => {
-  const r = row([["human", "<image>\nSay it"], ["gpt", "I am the ASSISTANT: hi"]], "a.jpg", "odd");
-  assert.throws(
-    () => applyTemplate(r, "vicuna_v1", legacy),
-    (e: unknown) =>
-      e instanceof DataRowError && e.index === 5 && e.id === "odd" &&
-      /^data\/x\.json row 5 \(id "odd"\): the vicuna_v1 rounds add up to 1 tokens but the conversation has \d+/
-        .test(
-          e.message,
-        ),
+Deno.test("vicuna_v1: rounds that do not add up mask the row's text and say so, as the reference", () => {
+  // A value holding " ASSISTANT: " splits its round in three: the reference stops its round arithmetic
+  // there (1 token counted against the whole sequence), masks every label and trains on the row anyway.
+  const odd = row([["human", "<image>\nSay it"], ["gpt", "I am the ASSISTANT: hi"]], "a.jpg", "odd");
+  // A value holding "</s>" ends its round early: the rest is counted as a round of its own.
+  const eos = row(
+    [["human", "<image>\nEnd it"], ["gpt", "Done.</s>"], ["human", "And?"], ["gpt", "Yes."]],
+    "a.jpg",
   );
+  for (const t of [legacy, nonLegacy]) {
+    const r = applyTemplate(odd, "vicuna_v1", t);
+    assert.deepEqual(r.roundMismatch, { rounds: 1, tokens: r.ids.length });
+    assert.equal(r.ids.length, tokenizeWithImage(templatePrompt(odd, "vicuna_v1"), t).length);
+    assert.ok(r.labels.every((l) => l === X));
+    const e = applyTemplate(eos, "vicuna_v1", t);
+    assert.ok(e.roundMismatch !== undefined && e.roundMismatch.rounds !== e.roundMismatch.tokens);
+    assert.ok(e.labels.every((l) => l === X));
+  }
 });

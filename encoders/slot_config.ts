@@ -2,8 +2,8 @@
  * The vision encoder slot of the model's config, a union on `kind`: a SigLIP or CLIP encoder run on
  * the GPU (loaded from a Hugging Face folder, or built for random init from sizes whose omitted
  * fields take transformers' defaults for the family), or an encoder exported to ONNX run on the CPU.
- * What the other slots need to know of it goes through {@linkcode gpuVisionSlot} and
- * {@linkcode keepsClsRow}.
+ * What the other slots need to know of it goes through {@linkcode gpuVisionSlot},
+ * {@linkcode onnxEncoderSlot} and {@linkcode keepsClsRow}.
  *
  * ```ts ignore
  * const enc = parseEncoderSlot({ kind: "siglip", path: "/models/siglip-so400m-patch14-384" }, "encoder");
@@ -169,6 +169,11 @@ export function parseEncoderSlot(value: unknown, path: string): EncoderSlotConfi
  */
 export function gpuVisionSlot(enc: EncoderSlotConfig): VisionEncoderSlotConfig | null {
   return enc.kind === "onnx" ? null : enc;
+}
+
+/** The encoder slot when it is an ONNX model run on the CPU; null for a GPU encoder. */
+export function onnxEncoderSlot(enc: EncoderSlotConfig): OnnxEncoderSlotConfig | null {
+  return enc.kind === "onnx" ? enc : null;
 }
 
 /** Whether the encoder feeds a CLS row in front of the patches (CLIP with `keepCls`). */

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { gpuVisionSlot, keepsClsRow, parseEncoderSlot, type VisionEncoderSlotConfig } from "./slot_config.ts";
+import {
+  gpuVisionSlot,
+  keepsClsRow,
+  onnxEncoderSlot,
+  parseEncoderSlot,
+  type VisionEncoderSlotConfig,
+} from "./slot_config.ts";
 
 const SIZES = {
   hiddenSize: 32,
@@ -50,12 +56,14 @@ Deno.test("parseEncoderSlot: errors name the path, the value and what is allowed
   bad("siglip", /encoder: .*expected object, received string/);
 });
 
-Deno.test("gpuVisionSlot and keepsClsRow: what the other slots read of the encoder", () => {
+Deno.test("gpuVisionSlot, onnxEncoderSlot and keepsClsRow: what the other slots read of the encoder", () => {
   const clip = parseEncoderSlot({ kind: "clip", path: "p", keepCls: true }, "encoder");
   const siglip = parseEncoderSlot({ kind: "siglip", path: "p", keepCls: true }, "encoder");
   const onnx = parseEncoderSlot({ kind: "onnx", path: "e.onnx" }, "encoder");
   assert.equal(gpuVisionSlot(clip), clip);
   assert.equal(gpuVisionSlot(onnx), null);
+  assert.equal(onnxEncoderSlot(onnx), onnx);
+  assert.equal(onnxEncoderSlot(clip), null);
   assert.equal(keepsClsRow(clip), true);
   assert.equal(keepsClsRow(siglip), false); // SigLIP has no CLS token
   assert.equal(keepsClsRow(onnx), false);

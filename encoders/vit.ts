@@ -69,24 +69,24 @@ export interface VisionForwardOptions {
   postLayerNorm?: boolean;
 }
 
-/** One encoder layer's parameters. */
-interface EncoderLayer {
-  ln1w: Tensor; // [C]
-  ln1b: Tensor; // [C]
-  qw: Tensor; // [C, C]
-  qb: Tensor; // [C]
-  kw: Tensor; // [C, C]
-  kb: Tensor; // [C]
-  vw: Tensor; // [C, C]
-  vb: Tensor; // [C]
-  ow: Tensor; // [C, C]
-  ob: Tensor; // [C]
-  ln2w: Tensor; // [C]
-  ln2b: Tensor; // [C]
-  fc1w: Tensor; // [F, C]
-  fc1b: Tensor; // [F]
-  fc2w: Tensor; // [C, F]
-  fc2b: Tensor; // [C]
+/** One encoder layer's parameters: tensors, or what `makeVisionParams`'s caller makes of each. */
+interface EncoderLayer<T = Tensor> {
+  ln1w: T; // [C]
+  ln1b: T; // [C]
+  qw: T; // [C, C]
+  qb: T; // [C]
+  kw: T; // [C, C]
+  kb: T; // [C]
+  vw: T; // [C, C]
+  vb: T; // [C]
+  ow: T; // [C, C]
+  ob: T; // [C]
+  ln2w: T; // [C]
+  ln2b: T; // [C]
+  fc1w: T; // [F, C]
+  fc1b: T; // [F]
+  fc2w: T; // [C, F]
+  fc2b: T; // [C]
 }
 
 /** HF name suffix of each layer parameter, after `vision_model.encoder.layers.{i}.`. */
@@ -109,6 +109,86 @@ const LAYER_NAMES: Record<keyof EncoderLayer, string> = {
   fc2b: "mlp.fc2.bias",
 };
 
+/** How a fresh encoder starts a parameter: N(0, std^2), ones (norm weights) or zeros (norm biases). */
+type VisionInit = { normal: number } | "ones" | "zeros";
+
+/** Every parameter of a ViT by role; the ones its family lacks are null. */
+interface VisionParams<T> {
+  cls: T | null; // [C] (CLIP)
+  patchW: T; // [C, 3, p, p]
+  patchB: T | null; // [C] (SigLIP)
+  pos: T; // [N(+1), C]
+  preLn: [T, T] | null; // [C] each (CLIP's pre_layrnorm)
+  layers: EncoderLayer<T>[];
+  postLn: [T, T]; // [C] each
+}
+
+/**
+ * Every parameter of a ViT of `cfg`, in checkpoint order: `make(name, shape, init)` for each (HF
+ * names), returned by role. The encoder makes its tensors through it and {@linkcode visionParamShapes}
+ * only notes the shapes: one description of the architecture.
+ */
+function makeVisionParams<T>(
+  cfg: VisionConfig,
+  make: (name: string, shape: number[], init: VisionInit) => T,
+): VisionParams<T> {
+  const C = cfg.hiddenSize, F = cfg.intermediateSize, p = cfg.patchSize;
+  const N = Math.floor(cfg.imageSize / p) ** 2;
+  const cls = cfg.arch === "clip";
+  const w = (name: string, rows: number, cols: number) =>
+    make(name, [rows, cols], { normal: 1 / Math.sqrt(cols) });
+  const b = (name: string, n: number) => make(name, [n], { normal: 0.02 });
+  const ones = (name: string, n: number) => make(name, [n], "ones");
+  const zeros = (name: string, n: number) => make(name, [n], "zeros");
+
+  const emb = "vision_model.embeddings.";
+  const clsToken = cls ? make(`${emb}class_embedding`, [C], { normal: 0.02 }) : null;
+  const patchW = make(`${emb}patch_embedding.weight`, [C, 3, p, p], { normal: 1 / Math.sqrt(3 * p * p) });
+  const patchB = cls ? null : b(`${emb}patch_embedding.bias`, C);
+  const P = N + (cls ? 1 : 0);
+  const pos = make(`${emb}position_embedding.weight`, [P, C], { normal: 0.02 });
+  const preLn: [T, T] | null = cls
+    ? [ones("vision_model.pre_layrnorm.weight", C), zeros("vision_model.pre_layrnorm.bias", C)]
+    : null;
+  const layers: EncoderLayer<T>[] = [];
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const n = (k: keyof EncoderLayer) => `vision_model.encoder.layers.${i}.${LAYER_NAMES[k]}`;
+    layers.push({
+      ln1w: ones(n("ln1w"), C),
+      ln1b: zeros(n("ln1b"), C),
+      qw: w(n("qw"), C, C),
+      qb: b(n("qb"), C),
+      kw: w(n("kw"), C, C),
+      kb: b(n("kb"), C),
+      vw: w(n("vw"), C, C),
+      vb: b(n("vb"), C),
+      ow: w(n("ow"), C, C),
+      ob: b(n("ob"), C),
+      ln2w: ones(n("ln2w"), C),
+      ln2b: zeros(n("ln2b"), C),
+      fc1w: w(n("fc1w"), F, C),
+      fc1b: b(n("fc1b"), F),
+      fc2w: w(n("fc2w"), C, F),
+      fc2b: b(n("fc2b"), C),
+    });
+  }
+  const postLn: [T, T] = [
+    ones("vision_model.post_layernorm.weight", C),
+    zeros("vision_model.post_layernorm.bias", C),
+  ];
+  return { cls: clsToken, patchW, patchB, pos, preLn, layers, postLn };
+}
+
+/**
+ * The HF name and shape of every parameter of a ViT of `cfg` (what `--plan` counts), in checkpoint
+ * order; nothing is made.
+ */
+export function visionParamShapes(cfg: VisionConfig): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  makeVisionParams(cfg, (name, shape) => out.set(name, shape));
+  return out;
+}
+
 /** A SigLIP or CLIP ViT vision encoder. Build with {@linkcode VisionEncoder.create} or {@linkcode VisionEncoder.load}. */
 export class VisionEncoder {
   /** The configuration. */
@@ -127,7 +207,7 @@ export class VisionEncoder {
   /** `seed` null: every parameter starts at zero (a load overwrites them; no random numbers drawn). */
   private constructor(e: Engine, cfg: VisionConfig, dtype: DType, seed: number | null) {
     checkVisionConfig(cfg, "VisionEncoder config");
-    const C = cfg.hiddenSize, F = cfg.intermediateSize, p = cfg.patchSize;
+    const C = cfg.hiddenSize;
     if (C / cfg.numHeads > MAX_HEAD_SIZE) {
       throw new Error(
         `VisionEncoder: head size ${C / cfg.numHeads} (hidden_size / num_attention_heads) is over the ` +
@@ -136,61 +216,25 @@ export class VisionEncoder {
     }
     this.cfg = cfg;
     this.dtype = dtype;
-    const N = Math.floor(cfg.imageSize / p) ** 2;
-    const cls = cfg.arch === "clip";
     let s = (seed ?? 0) * 100003;
-    const rand = (n: number, scale: number) => seed === null ? new Float32Array(n) : randn(n, ++s, scale);
-    const add = (name: string, data: Float32Array, shape: number[]) => {
+    const made = makeVisionParams(cfg, (name, shape, init) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = init === "ones"
+        ? new Float32Array(n).fill(1)
+        : init === "zeros" || seed === null
+        ? new Float32Array(n)
+        : randn(n, ++s, init.normal);
       const t = e.param(data, shape, { dtype, name });
       this.#params.set(name, t);
       return t;
-    };
-    const w = (name: string, rows: number, cols: number) =>
-      add(name, rand(rows * cols, 1 / Math.sqrt(cols)), [rows, cols]);
-    const b = (name: string, n: number) => add(name, rand(n, 0.02), [n]);
-    const ones = (name: string, n: number) => add(name, new Float32Array(n).fill(1), [n]);
-    const zeros = (name: string, n: number) => add(name, new Float32Array(n), [n]);
-
-    const emb = "vision_model.embeddings.";
-    if (cls) this.#cls = add(`${emb}class_embedding`, rand(C, 0.02), [C]);
-    else this.#cls = null;
-    const patchShape = [C, 3, p, p];
-    this.#patchW = add(
-      `${emb}patch_embedding.weight`,
-      rand(C * 3 * p * p, 1 / Math.sqrt(3 * p * p)),
-      patchShape,
-    );
-    this.#patchB = cls ? null : b(`${emb}patch_embedding.bias`, C);
-    const P = N + (cls ? 1 : 0);
-    this.#pos = add(`${emb}position_embedding.weight`, rand(P * C, 0.02), [P, C]);
-    this.#preLn = cls
-      ? [ones("vision_model.pre_layrnorm.weight", C), zeros("vision_model.pre_layrnorm.bias", C)]
-      : null;
-    for (let i = 0; i < cfg.numLayers; i++) {
-      const n = (k: keyof EncoderLayer) => `vision_model.encoder.layers.${i}.${LAYER_NAMES[k]}`;
-      this.#layers.push({
-        ln1w: ones(n("ln1w"), C),
-        ln1b: zeros(n("ln1b"), C),
-        qw: w(n("qw"), C, C),
-        qb: b(n("qb"), C),
-        kw: w(n("kw"), C, C),
-        kb: b(n("kb"), C),
-        vw: w(n("vw"), C, C),
-        vb: b(n("vb"), C),
-        ow: w(n("ow"), C, C),
-        ob: b(n("ob"), C),
-        ln2w: ones(n("ln2w"), C),
-        ln2b: zeros(n("ln2b"), C),
-        fc1w: w(n("fc1w"), F, C),
-        fc1b: b(n("fc1b"), F),
-        fc2w: w(n("fc2w"), C, F),
-        fc2b: b(n("fc2b"), C),
-      });
-    }
-    this.#postLn = [
-      ones("vision_model.post_layernorm.weight", C),
-      zeros("vision_model.post_layernorm.bias", C),
-    ];
+    });
+    this.#cls = made.cls;
+    this.#patchW = made.patchW;
+    this.#patchB = made.patchB;
+    this.#pos = made.pos;
+    this.#preLn = made.preLn;
+    this.#layers = made.layers;
+    this.#postLn = made.postLn;
   }
 
   /** A randomly initialized encoder (weights ~ N(0, 1/fan_in), layer norms at identity). */

@@ -4,7 +4,7 @@ import type { Engine } from "../core/engine.ts";
 import { assertClose, gpuTest, randn } from "../core/testing.ts";
 import { writeHfFolder } from "../io/params.ts";
 import { type VisionConfig, visionConfigToHf } from "./config.ts";
-import { VisionEncoder } from "./vit.ts";
+import { VisionEncoder, visionParamShapes } from "./vit.ts";
 
 const SIGLIP: VisionConfig = {
   arch: "siglip",
@@ -55,6 +55,18 @@ gpuTest("VisionEncoder: HF parameter names and shapes", (e) => {
   dispose(clip);
   dispose(siglip);
 });
+
+gpuTest(
+  "visionParamShapes: each family declares exactly the parameters the encoder builds, in order",
+  (e) => {
+    for (const cfg of [SIGLIP, CLIP]) {
+      const enc = VisionEncoder.create(e, cfg);
+      const built = new Map([...enc.params()].map(([n, t]) => [n, t.shape]));
+      assert.deepEqual([...visionParamShapes(cfg)], [...built], `${cfg.arch}: declared vs built`);
+      dispose(enc);
+    }
+  },
+);
 
 gpuTest("VisionEncoder.forward: shapes for every layer, CLS kept or dropped", (e) => {
   const siglip = VisionEncoder.create(e, SIGLIP), clip = VisionEncoder.create(e, CLIP);

@@ -35,6 +35,7 @@ import type { Tensor } from "../core/tensor.ts";
 import type { Decoder, DecoderDType } from "../backbones/decoder.ts";
 import { nameTable } from "../backbones/names.ts";
 import type { OnnxEncoder } from "../encoders/onnx_encoder.ts";
+import { isGpuEncoderPart } from "../encoders/slot.ts";
 import type { VisionEncoder } from "../encoders/vit.ts";
 import type { VisualHead } from "../heads/mod.ts";
 import type { LossConfig } from "../losses/config.ts";
@@ -42,6 +43,7 @@ import { type CombinedLoss, combineLosses } from "../losses/composite.ts";
 import { textLoss, textLossFromHidden } from "../losses/text_ce.ts";
 import { CHUNK_LOGITS_BYTES } from "../losses/visual_ce.ts";
 import type { Projector } from "../projectors/projector.ts";
+import { isRqTokenizerPart } from "../tokenizers/slot.ts";
 import type { LoadProgress } from "../io/params.ts";
 import { type AsvrConfig, type AsvrConfigInput, parseConfig } from "./config.ts";
 import { type AsvrBatch, type BatchPlan, planBatch } from "./batch_plan.ts";
@@ -165,7 +167,8 @@ export class AsvrModel {
     put(PARAM_PREFIXES.llm, this.llm.params());
     if (this.llm.lora) put("", this.llm.lora.params()); // PEFT's names: base_model.model.model.layers.…
     put(PARAM_PREFIXES.projector, this.projector.params());
-    if (this.#parts.enc.kind === "vision") put(PARAM_PREFIXES.encoder, this.#parts.enc.enc.params());
+    const enc = this.#parts.enc;
+    if (isGpuEncoderPart(enc)) put(PARAM_PREFIXES.encoder, enc.enc.params());
     put(PARAM_PREFIXES.head, this.head.params());
     return out;
   }
@@ -198,8 +201,8 @@ export class AsvrModel {
    */
   codebooks(name: string): Tensor {
     const t = this.#parts.toks.get(name);
-    if (!t || t.kind !== "rq") {
-      const rq = [...this.#parts.toks.values()].filter((x) => x.kind === "rq").map((x) =>
+    if (!t || !isRqTokenizerPart(t)) {
+      const rq = [...this.#parts.toks.values()].filter(isRqTokenizerPart).map((x) =>
         JSON.stringify(x.cfg.name)
       );
       throw new Error(

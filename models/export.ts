@@ -20,6 +20,7 @@ import { Checkpoint } from "../io/safetensors.ts";
 import { type LoadProgress, writeHfFolder } from "../io/params.ts";
 import { llmConfigToHf } from "../backbones/config.ts";
 import { mergeLora } from "../backbones/lora.ts";
+import { gpuVisionSlot } from "../encoders/slot_config.ts";
 import type { AsvrModel } from "./asvr_model.ts";
 
 /** The dtypes an export stores. */
@@ -101,14 +102,14 @@ export async function exportModel(
 export function exportConfig(model: AsvrModel): Record<string, unknown> {
   const c = model.cfg;
   const enc = c.encoder;
-  const gpuEncoder = enc.kind !== "onnx";
+  const gpu = gpuVisionSlot(enc); // null: an ONNX encoder
   return {
     ...llmConfigToHf(model.llm.cfg),
     mm_projector_type: c.projector.kind,
     mm_hidden_size: model.projector.cfg.inDim,
     mm_vision_tower: enc.path ?? `${enc.kind} (random init)`,
-    mm_vision_select_layer: gpuEncoder ? enc.layer : null,
-    mm_vision_select_feature: gpuEncoder && enc.keepCls ? "cls_patch" : "patch",
+    mm_vision_select_layer: gpu ? gpu.layer : null,
+    mm_vision_select_feature: gpu?.keepCls ? "cls_patch" : "patch",
     mm_use_im_start_end: false,
     mm_use_im_patch_token: false,
     image_aspect_ratio: "pad",

@@ -23,16 +23,16 @@ import type { Engine } from "../core/engine.ts";
 import { cast } from "../core/kernels/elementwise/elementwise.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { DecoderDType } from "../backbones/decoder.ts";
-import type { OnnxEncoder } from "../encoders/onnx_encoder.ts";
 import { patchify } from "../encoders/patch_embed.ts";
+import { type EncoderPart, encoderPositions, isGpuEncoderPart } from "../encoders/slot.ts";
 import type { VisionEncoder } from "../encoders/vit.ts";
 import { headTargets, type VisualTargets } from "../heads/mod.ts";
 import { visualTargets } from "../losses/targets.ts";
 import { IGNORE_INDEX } from "../core/labels.ts";
 import { rqDecode, rqEncode } from "../tokenizers/rq.ts";
+import { isOnnxTokenizerPart, isRqTokenizerPart, type TokenizerPart } from "../tokenizers/slot.ts";
 import type { AsvrConfig } from "./config.ts";
 import type { AsvrBatch, BatchPlan } from "./batch_plan.ts";
-import type { EncoderPart, TokenizerPart } from "./parts.ts";
 
 /** The frozen encoder and visual tokenizers of a model, and what they compute for a batch. */
 export class FrozenInputs {
@@ -82,8 +82,9 @@ export class FrozenInputs {
   async precompute(batch: AsvrBatch): Promise<AsvrBatch> {
     const out: AsvrBatch = { ...batch, codes: { ...batch.codes } };
     const B = batch.hasImage.length;
-    const onnxToks = this.targetNames.map((n) => this.#toks.get(n)!).filter((t) => t.kind === "onnx");
-    const needEncoder = this.#enc.kind === "onnx" && !batch.features && batch.hasImage.some(Boolean);
+    const onnxToks = this.targetNames.map((n) => this.#toks.get(n)!).filter(isOnnxTokenizerPart);
+    const onnxEnc = isGpuEncoderPart(this.#enc) ? null : this.#enc.enc;
+    const needEncoder = onnxEnc !== null && !batch.features && batch.hasImage.some(Boolean);
     const needToks = onnxToks.filter((t) =>
       !batch.codes?.[t.cfg.name] && (batch.hasImage.some(Boolean) || this.#cfg.loss.textOnlyRows === "train")
     );
@@ -96,38 +97,27 @@ export class FrozenInputs {
     }
     const pixels = zeroTextOnlyRows(batch.pixels, batch.hasImage);
     const dims = [B, 3, ...squareSide(pixels.length, B, "AsvrModel.precompute")];
-    if (needEncoder) out.features = (await (this.#enc.enc as OnnxEncoder).run(pixels, dims)).data;
-    for (const t of needToks) {
-      if (t.kind !== "onnx") continue;
-      out.codes![t.cfg.name] = (await t.tok.encode(pixels, dims)).codes;
-    }
+    if (needEncoder) out.features = (await onnxEnc.run(pixels, dims)).data;
+    for (const t of needToks) out.codes![t.cfg.name] = (await t.tok.encode(pixels, dims)).codes;
     return out;
   }
 
   /** Patches N per image: the encoder's, or from the precomputed features / codes (ONNX). */
   patches(batch: AsvrBatch, B: number): number {
-    const enc = this.#enc;
-    switch (enc.kind) {
-      case "vision":
-        return enc.enc.numPatches + (enc.cfg.kind === "clip" && enc.cfg.keepCls ? 1 : 0);
-      case "onnx": {
-        const inDim = this.#inDim;
-        if (batch.features) return batch.features.length / (B * inDim);
-        for (const name of this.targetNames) {
-          const t = this.#toks.get(name)!;
-          if (t.kind === "rq") return t.enc.numPatches; // a tokenizer with its own encoder folder
-        }
-        if (!batch.hasImage.some(Boolean)) return 1; // nothing to splice or supervise
-        throw new Error(
-          `AsvrModel.forward: the ONNX encoder runs on the CPU: call \`batch = await model.precompute(batch)\` ` +
-            `first (or give batch.features [B, N, ${inDim}])`,
-        );
-      }
-      default: {
-        const never: never = enc;
-        throw new Error(`AsvrModel: unhandled encoder ${never}`);
-      }
+    const N = encoderPositions(this.#enc);
+    if (N !== null) return N;
+    // An ONNX encoder: N from its output, or from a tokenizer's encoder.
+    const inDim = this.#inDim;
+    if (batch.features) return batch.features.length / (B * inDim);
+    for (const name of this.targetNames) {
+      const t = this.#toks.get(name)!;
+      if (isRqTokenizerPart(t)) return t.enc.numPatches; // a tokenizer with its own encoder folder
     }
+    if (!batch.hasImage.some(Boolean)) return 1; // nothing to splice or supervise
+    throw new Error(
+      `AsvrModel.forward: the ONNX encoder runs on the CPU: call \`batch = await model.precompute(batch)\` ` +
+        `first (or give batch.features [B, N, ${inDim}])`,
+    );
   }
 
   /** Projector inputs of the image rows [B_img, N, inDim] and the visual targets (no gradients). */
@@ -180,14 +170,14 @@ export class FrozenInputs {
       const t = this.#toks.get(name)!;
       const given = batch.codes?.[name];
       if (given) {
-        const D = t.kind === "rq" ? t.cfg.depths : given.length / (B * N);
+        const D = isRqTokenizerPart(t) ? t.cfg.depths : given.length / (B * N);
         if (!Number.isInteger(D) || given.length !== B * N * D) {
           throw new Error(
             `${where}: batch.codes.${name} has ${given.length} codes; it must be [B, N, D] with B = ${B}, N = ${N}`,
           );
         }
         codes = e.tensor(given, [B, N, D], "i32");
-      } else if (t.kind === "rq") {
+      } else if (isRqTokenizerPart(t)) {
         codes = rqEncode(features(t.enc, t.encId, t.cfg.layer, false), t.books, { depths: t.cfg.depths });
       } else {
         throw new Error(
@@ -204,9 +194,9 @@ export class FrozenInputs {
     if (imageRows.length) {
       let all: Tensor; // [B, N, inDim]
       const inDim = this.#inDim;
-      const enc = this.#enc;
+      const enc = isGpuEncoderPart(this.#enc) ? this.#enc : null; // null: ONNX
       if (batch.features) {
-        if (enc.kind === "vision" && enc.cfg.input === "quantized") {
+        if (enc?.cfg.input === "quantized") {
           throw new Error(
             `${where}: batch.features are continuous features, but encoder.input is "quantized"; leave them out`,
           );
@@ -219,7 +209,7 @@ export class FrozenInputs {
           );
         }
         all = e.tensor(batch.features, [B, N, inDim], this.#dtype);
-      } else if (enc.kind === "onnx") {
+      } else if (!enc) {
         throw new Error(
           `${where}: the ONNX encoder runs on the CPU: call \`batch = await model.precompute(batch)\` first`,
         );
@@ -227,7 +217,9 @@ export class FrozenInputs {
         all = features(enc.enc, "input", enc.cfg.layer, enc.cfg.keepCls);
       } else {
         const tok = this.#toks.get(enc.cfg.inputTokenizer)!;
-        if (tok.kind !== "rq") throw new Error(`${where}: encoder.inputTokenizer must name an rq tokenizer`);
+        if (!isRqTokenizerPart(tok)) {
+          throw new Error(`${where}: encoder.inputTokenizer must name an rq tokenizer`);
+        }
         const recon = rqDecode(codesOf(tok.cfg.name), tok.books); // f32 [B, N, Dc]
         all = recon.dtype === this.#dtype ? recon : cast(recon, this.#dtype);
       }
@@ -246,10 +238,10 @@ export class FrozenInputs {
       const noImages = imageRows.length === 0 && this.#cfg.loss.textOnlyRows === "mask";
       for (const name of this.targetNames) {
         const t = this.#toks.get(name)!;
-        const D = t.kind === "rq" ? t.cfg.depths : this.#headDepths.get(name);
+        const D = isRqTokenizerPart(t) ? t.cfg.depths : this.#headDepths.get(name);
         const raw = noImages && D !== undefined ? e.full([B, N, D], IGNORE_INDEX, "i32") : codesOf(name);
         const codes = visualTargets(raw, batch.hasImage, this.#cfg.loss); // [B, N, D]
-        targets[name] = { codes, codebooks: t.kind === "rq" ? t.perDepth : t.placeholder };
+        targets[name] = { codes, codebooks: isRqTokenizerPart(t) ? t.perDepth : t.placeholder };
       }
     }
     return { projIn, targets };

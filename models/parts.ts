@@ -5,10 +5,10 @@
  * tokenizers (RQ codebooks with the encoder whose features they quantize, or ONNX), the projector
  * (its input width from the encoder or the input tokenizer's code vectors) and the visual head.
  *
- * The checks here are the ones that need the loaded files: a folder holding another architecture than
- * its `kind`, codebooks that do not fit their config (sharing, size, depths, layer) or the encoder
- * (width, image size and patches), a projector or head width that disagrees with the parts around it.
- * Errors name the config field, the file and the fix.
+ * Each slot builds its own part (`encoders/slot.ts`, `tokenizers/slot.ts`); the checks here are the
+ * ones across parts that need the loaded files: an LLM folder holding another architecture than its
+ * `kind`, a projector or head width that disagrees with the parts around it. Errors name the config
+ * field, the file and the fix.
  * @module
  */
 
@@ -16,44 +16,22 @@ import { LoraAdapters } from "../backbones/lora.ts";
 import type { Engine } from "../core/engine.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { Decoder, type DecoderDType } from "../backbones/decoder.ts";
-import { OnnxEncoder } from "../encoders/onnx_encoder.ts";
-import { VisionEncoder } from "../encoders/vit.ts";
+import {
+  buildEncoderSlot,
+  disposeEncoderSlot,
+  type EncoderPart,
+  isGpuEncoderPart,
+} from "../encoders/slot.ts";
 import { buildHead, type HeadTarget, headTargets, type VisualHead } from "../heads/mod.ts";
 import { Projector } from "../projectors/projector.ts";
-import { concat, slice } from "../core/kernels/rows/rows.ts";
-import { Codebooks } from "../tokenizers/codebooks.ts";
-import { OnnxVisualTokenizer } from "../tokenizers/onnx_tokenizer.ts";
-import type { OnnxTokenizerConfig } from "../tokenizers/onnx_tokenizer.ts";
-import type { RqTokenizerConfig, VisualTokenizerConfig } from "../tokenizers/visual_config.ts";
+import {
+  buildVisualTokenizer,
+  disposeVisualTokenizer,
+  isRqTokenizerPart,
+  type TokenizerPart,
+} from "../tokenizers/slot.ts";
 import type { LoadProgress } from "../io/params.ts";
-import type {
-  AsvrConfig,
-  EncoderSlotConfig,
-  LlmSlotConfig,
-  ProjectorSlotConfig,
-  VisionEncoderSlotConfig,
-} from "./config.ts";
-
-/** The built vision encoder. */
-export type EncoderPart =
-  | { kind: "vision"; cfg: VisionEncoderSlotConfig; enc: VisionEncoder }
-  | { kind: "onnx"; enc: OnnxEncoder };
-
-/** A built visual tokenizer. */
-export type TokenizerPart =
-  | {
-    kind: "rq";
-    cfg: RqTokenizerConfig;
-    /** The encoder whose features it quantizes (the VLM's own, or its own folder's). */
-    enc: VisionEncoder;
-    /** Key of that encoder in the per-batch feature cache. */
-    encId: string;
-    /** Codebooks as stored, f32 [books, K, Dc]. */
-    books: Tensor;
-    /** One codebook per depth f32 [D, K, Dc] (what heads teacher-force with). */
-    perDepth: Tensor;
-  }
-  | { kind: "onnx"; cfg: OnnxTokenizerConfig; tok: OnnxVisualTokenizer; placeholder: Tensor };
+import type { AsvrConfig, LlmSlotConfig, ProjectorSlotConfig } from "./config.ts";
 
 /** Every built part of the model. */
 export interface ModelParts {
@@ -91,14 +69,12 @@ export async function buildParts(e: Engine, c: AsvrConfig, opts: BuildPartsOptio
   const cleanup: (() => unknown)[] = [];
   try {
     const progress = opts.onLoadProgress;
-    const enc = await buildEncoder(
-      e,
-      c.encoder,
+    const enc = await buildEncoderSlot(e, c.encoder, {
       dtype,
-      seed * 4 + 1,
-      progress && ((p) => progress("encoder", p)),
-    );
-    cleanup.push(() => disposeEncoder(enc));
+      seed: seed * 4 + 1,
+      onProgress: progress && ((p) => progress("encoder", p)),
+    });
+    cleanup.push(() => disposeEncoderSlot(enc));
     const llm = await buildLlm(e, c.llm, dtype, seed * 4 + 2, {
       init: opts.llmInit,
       onProgress: progress && ((p) => progress("llm", p)),
@@ -110,9 +86,9 @@ export async function buildParts(e: Engine, c: AsvrConfig, opts: BuildPartsOptio
       llm.setLora(lora);
     }
     const toks = new Map<string, TokenizerPart>();
-    cleanup.push(() => Promise.all([...toks.values()].map((t) => disposeTokenizer(t, enc))));
+    cleanup.push(() => Promise.all([...toks.values()].map((t) => disposeVisualTokenizer(t, enc))));
     for (const [i, t] of c.visualTokenizers.entries()) {
-      toks.set(t.name, await buildTokenizer(e, t, `visualTokenizers[${i}]`, enc, dtype));
+      toks.set(t.name, await buildVisualTokenizer(e, t, `visualTokenizers[${i}]`, enc, dtype));
     }
     const inDim = projectorInDim(c, enc, toks);
     const projector = buildProjector(e, c.projector, inDim, llm.cfg.hiddenSize, dtype, seed * 4 + 3);
@@ -133,57 +109,15 @@ export async function buildParts(e: Engine, c: AsvrConfig, opts: BuildPartsOptio
 
 /** Frees every parameter, the codebooks and the tokenizers' own encoders; closes ONNX models. */
 export async function disposeParts(p: ModelParts): Promise<void> {
-  for (const t of p.toks.values()) await disposeTokenizer(t, p.enc);
+  for (const t of p.toks.values()) await disposeVisualTokenizer(t, p.enc);
   disposeAll(p.head.params());
   disposeAll(p.projector.params());
   if (p.llm.lora) disposeAll(p.llm.lora.params());
   p.llm.dispose();
-  await disposeEncoder(p.enc);
+  await disposeEncoderSlot(p.enc);
 }
 
 // ------------------------------------------------------------------ builders (one typed slice each)
-
-async function buildEncoder(
-  e: Engine,
-  cfg: EncoderSlotConfig,
-  dtype: DecoderDType,
-  seed: number,
-  onProgress?: (p: LoadProgress) => void,
-): Promise<EncoderPart> {
-  const kind = cfg.kind;
-  switch (kind) {
-    case "siglip":
-    case "clip": {
-      const c = cfg as VisionEncoderSlotConfig;
-      let enc: VisionEncoder;
-      if (c.path !== undefined) {
-        enc = await VisionEncoder.load(e, c.path, { dtype, onProgress });
-        if (enc.cfg.arch !== kind) {
-          disposeAll(enc.params());
-          throw new Error(
-            `encoder.kind is "${kind}" but ${c.path} holds a ${enc.cfg.arch} encoder; ` +
-              `set encoder.kind to "${enc.cfg.arch}"`,
-          );
-        }
-      } else {
-        enc = VisionEncoder.create(e, { arch: kind, ...c.config! }, { dtype, seed });
-      }
-      enc.freeze();
-      return { kind: "vision", cfg: c, enc };
-    }
-    case "onnx": {
-      const enc = await OnnxEncoder.load(cfg.path, {
-        ...(cfg.inputName ? { inputName: cfg.inputName } : {}),
-        ...(cfg.outputName ? { outputName: cfg.outputName } : {}),
-      });
-      return { kind: "onnx", enc };
-    }
-    default: {
-      const never: never = kind;
-      throw new Error(`encoder.kind: unhandled kind ${never}`);
-    }
-  }
-}
 
 async function buildLlm(
   e: Engine,
@@ -227,150 +161,21 @@ function buildProjector(
   return Projector.create(e, { kind: cfg.kind, inDim, outDim }, { dtype, seed });
 }
 
-async function buildTokenizer(
-  e: Engine,
-  cfg: VisualTokenizerConfig,
-  at: string,
-  model: EncoderPart,
-  dtype: DecoderDType,
-): Promise<TokenizerPart> {
-  const kind = cfg.kind;
-  switch (kind) {
-    case "rq":
-      return await buildRqTokenizer(e, cfg, at, model, dtype);
-    case "onnx": {
-      const tok = await OnnxVisualTokenizer.load({
-        kind: "onnx",
-        name: cfg.name,
-        model: cfg.model,
-        ...(cfg.inputName ? { inputName: cfg.inputName } : {}),
-        ...(cfg.outputName ? { outputName: cfg.outputName } : {}),
-      });
-      const placeholder = e.zeros([1, 1, 1]); // an onnx tokenizer has no codebooks to teacher-force with
-      e.untrack(placeholder);
-      return { kind: "onnx", cfg, tok, placeholder };
-    }
-    default: {
-      const never: never = kind;
-      throw new Error(`${at}.kind: unhandled kind ${never}`);
-    }
-  }
-}
-
-async function buildRqTokenizer(
-  e: Engine,
-  cfg: RqTokenizerConfig,
-  at: string,
-  model: EncoderPart,
-  dtype: DecoderDType,
-): Promise<TokenizerPart> {
-  let enc: VisionEncoder;
-  if (cfg.encoder === "input") {
-    if (model.kind !== "vision") {
-      throw new Error(`${at}.encoder is "input" but the VLM's encoder is ONNX; give a folder`);
-    }
-    enc = model.enc;
-  } else {
-    enc = await VisionEncoder.load(e, cfg.encoder, { dtype });
-    enc.freeze();
-  }
-  const own = enc !== model.enc;
-  try {
-    const cb = await Codebooks.load(cfg.codebooks);
-    const info = cb.info, file = cfg.codebooks;
-    const fail = (field: string, why: string): never => {
-      throw new Error(`${at}.${field} ${why}`);
-    };
-    if (info.shared !== cfg.sharedCodebook) {
-      fail(
-        "sharedCodebook",
-        `is ${cfg.sharedCodebook} but ${file} holds ${
-          info.shared ? "one shared codebook" : "one codebook per depth"
-        }; ` +
-          `set it to ${info.shared}`,
-      );
-    }
-    if (info.codebookSize !== cfg.codebookSize) {
-      fail(
-        "codebookSize",
-        `is ${cfg.codebookSize} but ${file} holds ${info.codebookSize} codes per codebook; ` +
-          `set it to ${info.codebookSize}`,
-      );
-    }
-    if (!info.shared && info.depths < cfg.depths) {
-      fail(
-        "depths",
-        `is ${cfg.depths} but ${file} holds only ${info.depths} codebooks; use depths <= ${info.depths}`,
-      );
-    }
-    if (info.layer !== null && info.layer !== cfg.layer) {
-      fail(
-        "layer",
-        `is ${JSON.stringify(cfg.layer)} but ${file} was fit on layer ${
-          JSON.stringify(info.layer)
-        } features; set it to ${JSON.stringify(info.layer)}`,
-      );
-    }
-    if (own && model.kind === "vision") {
-      const m = model.enc;
-      if (enc.cfg.imageSize !== m.cfg.imageSize || enc.numPatches !== m.numPatches) {
-        fail(
-          "encoder",
-          `${cfg.encoder} takes ${enc.cfg.imageSize} px images in ${enc.numPatches} patches, but the VLM's ` +
-            `encoder takes ${m.cfg.imageSize} px in ${m.numPatches}; both must see the same images and patches`,
-        );
-      }
-    }
-    if (typeof cfg.layer === "number" && cfg.layer > enc.cfg.numLayers) {
-      fail("layer", `is ${cfg.layer} but the encoder has ${enc.cfg.numLayers} layers`);
-    }
-    const width = cfg.layer === "pixels" ? 3 * enc.cfg.patchSize ** 2 : enc.cfg.hiddenSize;
-    if (info.dim !== width) {
-      fail(
-        "codebooks",
-        `${file} holds ${info.dim}-wide code vectors, but the ${
-          cfg.layer === "pixels" ? "patch pixels" : "encoder's features"
-        } ` +
-          `it quantizes are ${width} wide; fit codebooks on this encoder's features`,
-      );
-    }
-    const books = cb.toTensor(e); // f32 [books, K, Dc], untracked
-    const D = cfg.depths;
-    let perDepth = books;
-    if (info.shared && D > 1) perDepth = concat(new Array<Tensor>(D).fill(books), 0); // [D, K, Dc]
-    else if (books.shape[0] > D) perDepth = slice(books, 0, 0, D);
-    if (perDepth !== books) e.untrack(perDepth);
-    return { kind: "rq", cfg, enc, encId: cfg.encoder === "input" ? "input" : cfg.encoder, books, perDepth };
-  } catch (err) {
-    if (own) disposeAll(enc.params());
-    throw err;
-  }
-}
-
 /** The projector's input width: the encoder's features, or the input tokenizer's code vectors. */
 function projectorInDim(cfg: AsvrConfig, enc: EncoderPart, toks: Map<string, TokenizerPart>): number {
-  switch (enc.kind) {
-    case "onnx":
-      return cfg.projector.inDim!;
-    case "vision": {
-      const input = enc.cfg.input;
-      switch (input) {
-        case "continuous":
-          return enc.enc.cfg.hiddenSize;
-        case "quantized": {
-          const t = toks.get(enc.cfg.inputTokenizer)!;
-          if (t.kind !== "rq") throw new Error(`encoder.inputTokenizer must name an rq tokenizer`);
-          return t.books.shape[2];
-        }
-        default: {
-          const never: never = input;
-          throw new Error(`encoder.input: unhandled ${never}`);
-        }
-      }
+  if (!isGpuEncoderPart(enc)) return cfg.projector.inDim!; // an ONNX encoder's width: the config's
+  const input = enc.cfg.input;
+  switch (input) {
+    case "continuous":
+      return enc.enc.cfg.hiddenSize;
+    case "quantized": {
+      const t = toks.get(enc.cfg.inputTokenizer)!;
+      if (!isRqTokenizerPart(t)) throw new Error(`encoder.inputTokenizer must name an rq tokenizer`);
+      return t.books.shape[2];
     }
     default: {
-      const never: never = enc;
-      throw new Error(`unhandled encoder ${never}`);
+      const never: never = input;
+      throw new Error(`encoder.input: unhandled ${never}`);
     }
   }
 }
@@ -379,7 +184,7 @@ function projectorInDim(cfg: AsvrConfig, enc: EncoderPart, toks: Map<string, Tok
 function checkHeadCodebooks(targets: HeadTarget[], toks: Map<string, TokenizerPart>, path: string): void {
   for (const t of targets) {
     const tok = toks.get(t.tokenizer);
-    if (t.codebookDim === undefined || tok?.kind !== "rq") continue;
+    if (t.codebookDim === undefined || !tok || !isRqTokenizerPart(tok)) continue;
     const Dc = tok.books.shape[2];
     if (t.codebookDim !== Dc) {
       throw new Error(
@@ -394,20 +199,4 @@ function checkHeadCodebooks(targets: HeadTarget[], toks: Map<string, TokenizerPa
 
 function disposeAll(m: Map<string, Tensor>): void {
   for (const t of m.values()) t.dispose();
-}
-
-async function disposeEncoder(enc: EncoderPart): Promise<void> {
-  if (enc.kind === "vision") disposeAll(enc.enc.params());
-  else await enc.enc.close();
-}
-
-async function disposeTokenizer(t: TokenizerPart, model: EncoderPart): Promise<void> {
-  if (t.kind === "onnx") {
-    t.placeholder.dispose();
-    await t.tok.close();
-    return;
-  }
-  if (t.perDepth !== t.books) t.perDepth.dispose();
-  t.books.dispose();
-  if (t.enc !== model.enc) disposeAll(t.enc.params());
 }

@@ -71,43 +71,65 @@ function checkProjectorConfig(cfg: ProjectorConfig, source: string): void {
   }
 }
 
+/**
+ * Every parameter of a projector of `cfg`, by name in the order made: `make(name, shape, bound)` for
+ * each, PyTorch's nn.Linear default U(-bound, bound) with bound = 1 / sqrt(fan_in), weight before bias.
+ * The projector makes its tensors through it and {@linkcode projectorParamShapes} only notes the
+ * shapes: one description of the architecture.
+ */
+function makeProjectorParams<T>(
+  cfg: ProjectorConfig,
+  make: (name: string, shape: number[], bound: number) => T,
+): Map<string, T> {
+  const out = new Map<string, T>();
+  // `pre`: "" for the bare Linear of `linear`, "0." / "2." inside mlp2x_gelu's Sequential.
+  const linear = (pre: string, inDim: number, outDim: number) => {
+    const bound = 1 / Math.sqrt(inDim);
+    out.set(`${pre}weight`, make(`${pre}weight`, [outDim, inDim], bound)); // [outDim, inDim]
+    out.set(`${pre}bias`, make(`${pre}bias`, [outDim], bound)); // [outDim]
+  };
+  const kind = cfg.kind;
+  switch (kind) {
+    case "linear":
+      linear("", cfg.inDim, cfg.outDim);
+      break;
+    case "mlp2x_gelu":
+      linear("0.", cfg.inDim, cfg.outDim);
+      linear("2.", cfg.outDim, cfg.outDim);
+      break;
+    case "identity":
+      break;
+    default: {
+      const never: never = kind;
+      throw new Error(`Projector: unhandled kind ${never}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * The name and shape of every parameter of a projector of `cfg` (what `--plan` counts); nothing is
+ * made, and the widths are not checked.
+ */
+export function projectorParamShapes(cfg: ProjectorConfig): Map<string, number[]> {
+  return makeProjectorParams(cfg, (_name, shape) => shape);
+}
+
 /** A vision-to-LLM projector. Build with {@linkcode Projector.create}. */
 export class Projector {
   /** The configuration. */
   readonly cfg: ProjectorConfig;
-  #params = new Map<string, Tensor>();
+  #params: Map<string, Tensor>;
 
   private constructor(e: Engine, cfg: ProjectorConfig, dtype: DType, seed: number) {
     checkProjectorConfig(cfg, "Projector config");
     this.cfg = cfg;
     const r = rng(seed * 7919 + 1);
-    // PyTorch's nn.Linear default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
-    // `pre`: "" for the bare Linear of `linear`, "0." / "2." inside mlp2x_gelu's Sequential.
-    const linear = (pre: string, inDim: number, outDim: number) => {
-      const bound = 1 / Math.sqrt(inDim);
-      const u = (n: number) => Float32Array.from({ length: n }, () => (2 * r() - 1) * bound);
-      this.#params.set(
-        `${pre}weight`,
-        e.param(u(outDim * inDim), [outDim, inDim], { dtype, name: `${pre}weight` }),
-      );
-      this.#params.set(`${pre}bias`, e.param(u(outDim), [outDim], { dtype, name: `${pre}bias` }));
-    };
-    const kind = cfg.kind;
-    switch (kind) {
-      case "linear":
-        linear("", cfg.inDim, cfg.outDim);
-        break;
-      case "mlp2x_gelu":
-        linear("0.", cfg.inDim, cfg.outDim);
-        linear("2.", cfg.outDim, cfg.outDim);
-        break;
-      case "identity":
-        break;
-      default: {
-        const never: never = kind;
-        throw new Error(`Projector: unhandled kind ${never}`);
-      }
-    }
+    this.#params = makeProjectorParams(cfg, (name, shape, bound) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = Float32Array.from({ length: n }, () => (2 * r() - 1) * bound);
+      return e.param(data, shape, { dtype, name });
+    });
   }
 
   /** A projector with PyTorch's default Linear initialization. */

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { backward } from "../core/autograd.ts";
 import { erf } from "../core/kernels/elementwise/elementwise_cpu.ts";
 import { assertClose, gpuTest, randn } from "../core/testing.ts";
-import { parseProjectorConfig, Projector, type ProjectorKind } from "./projector.ts";
+import {
+  parseProjectorConfig,
+  Projector,
+  PROJECTOR_KINDS,
+  type ProjectorKind,
+  projectorParamShapes,
+} from "./projector.ts";
 
 /** y [R, O] = x [R, I] W^T + b, W [O, I]. */
 function linearCpu(
@@ -139,6 +145,16 @@ gpuTest("Projector: frozen parameters get no gradient; the input still does", as
   assert.ok(((await x.grad.read()) as Float32Array).some((v) => v !== 0));
   x.dispose();
   for (const t of proj.params().values()) t.dispose();
+});
+
+gpuTest("projectorParamShapes: every kind declares exactly the parameters it builds, in order", (e) => {
+  for (const kind of PROJECTOR_KINDS) {
+    const cfg = { kind, inDim: kind === "identity" ? 6 : 5, outDim: 6 };
+    const proj = Projector.create(e, cfg);
+    const built = new Map([...proj.params()].map(([n, t]) => [n, t.shape]));
+    assert.deepEqual([...projectorParamShapes(cfg)], [...built], `${kind}: declared vs built`);
+    for (const t of proj.params().values()) t.dispose();
+  }
 });
 
 gpuTest("Projector.forward: a wrong input width is refused", (e) => {

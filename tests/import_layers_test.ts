@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 const LAYERS: readonly (readonly string[])[] = [
   ["schema"], // config validation helpers: imports nothing of the project
   ["core"], // engine, tensors, kernels, label conventions (core/labels.ts: IGNORE_INDEX)
-  ["io"], // safetensors, JSON, parameter loading
+  ["io", "dist"], // io: safetensors, JSON, parameter loading; dist: the MPI binding (imports nothing above core)
   ["backbones", "encoders", "projectors"], // the model parts that load checkpoints
   ["tokenizers", "losses"], // tokenizers use encoders (ONNX runner); losses use the backbones' LM loss
   ["heads", "data"], // heads use losses; data uses tokenizers and encoders (data/batch.ts: AsvrBatch)

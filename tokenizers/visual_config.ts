@@ -7,8 +7,8 @@
  * - `"onnx"`: any tokenizer exported to ONNX (`onnx_tokenizer.ts`), image in, codes out.
  *
  * Defaults live once, in the schema below. What the other slots read of a tokenizer goes through this
- * file too: {@linkcode tokenizerSizes} (what a head is filled and checked against) and
- * {@linkcode isRqTokenizer} / {@linkcode rqTokenizers}.
+ * file too: {@linkcode tokenizerSizes} (what a head is filled and checked against),
+ * {@linkcode isRqTokenizer} / {@linkcode rqTokenizers} and {@linkcode tokenizerFile} (the file it reads).
  *
  * ```ts ignore
  * const cfg = parseVisualTokenizerConfig({ kind: "rq", name: "semantic", codebooks: "cb.safetensors" }, "t");
@@ -139,4 +139,37 @@ export function tokenizerSizes(toks: readonly VisualTokenizerConfig[]): Tokenize
       }
     }
   });
+}
+
+/** The file a visual tokenizer reads, as a run's preflight reports it when missing. */
+export interface TokenizerFile {
+  /** The config field that names it (`visualTokenizers[0].codebooks`). */
+  field: string;
+  /** The file. */
+  path: string;
+  /** How to get it. */
+  fix: string;
+}
+
+/**
+ * The file a visual tokenizer reads: an rq tokenizer's codebooks, an ONNX tokenizer's model. `at` names
+ * where the tokenizer sits in the config (`visualTokenizers[0]`).
+ */
+export function tokenizerFile(t: VisualTokenizerConfig, at: string): TokenizerFile {
+  const kind = t.kind;
+  switch (kind) {
+    case "rq":
+      return {
+        field: `${at}.codebooks`,
+        path: t.codebooks,
+        fix:
+          `fit codebooks with \`deno task tokenizer fit\` (residual k-means on the encoder's features) or give a safetensors file with tensor "codebooks" [D, K, Dc]`,
+      };
+    case "onnx":
+      return { field: `${at}.model`, path: t.model, fix: "an ONNX file of the visual tokenizer" };
+    default: {
+      const never: never = kind;
+      throw new Error(`unhandled visual tokenizer kind ${never}`);
+    }
+  }
 }

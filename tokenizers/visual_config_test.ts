@@ -3,6 +3,7 @@ import {
   isRqTokenizer,
   parseVisualTokenizerConfig,
   rqTokenizers,
+  tokenizerFile,
   tokenizerSizes,
   type VisualTokenizerConfig,
 } from "./visual_config.ts";
@@ -98,7 +99,7 @@ Deno.test("VisualTokenizerConfig kinds are handled exhaustively", () => {
   );
 });
 
-Deno.test("tokenizerSizes and rqTokenizers: what the other slots read of the tokenizers", () => {
+Deno.test("tokenizerSizes, rqTokenizers and tokenizerFile: what the other slots read of the tokenizers", () => {
   const rq = parseVisualTokenizerConfig({
     kind: "rq",
     name: "semantic",
@@ -114,4 +115,15 @@ Deno.test("tokenizerSizes and rqTokenizers: what the other slots read of the tok
   assert.equal(isRqTokenizer(rq), true);
   assert.equal(isRqTokenizer(onnx), false);
   assert.deepEqual(rqTokenizers([onnx, rq]), [rq]);
+  assert.deepEqual(tokenizerFile(rq, "visualTokenizers[0]"), {
+    field: "visualTokenizers[0].codebooks",
+    path: "c",
+    fix:
+      `fit codebooks with \`deno task tokenizer fit\` (residual k-means on the encoder's features) or give a safetensors file with tensor "codebooks" [D, K, Dc]`,
+  });
+  assert.deepEqual(tokenizerFile(onnx, "visualTokenizers[1]"), {
+    field: "visualTokenizers[1].model",
+    path: "p.onnx",
+    fix: "an ONNX file of the visual tokenizer",
+  });
 });

@@ -87,6 +87,12 @@ export interface DataConfig {
   maxSkipShare: number;
   /** The largest image file read, in bytes (default 64 MiB); a larger one is a bad row. */
   maxImageBytes: number;
+  /**
+   * Follow symbolic links that lead out of a stage's image root (for data sets laid out with them).
+   * Default false: a row whose image lies outside the root, through a link, `..` or an absolute path,
+   * is a bad row (`..` and absolute paths elsewhere are refused either way).
+   */
+  followSymlinks: boolean;
   /** Micro-batches prepared ahead of the GPU. */
   prefetch: number;
   /** Shuffle rows each epoch (seeded by `train.seed` and the epoch). */
@@ -120,6 +126,8 @@ export interface TrainConfig {
   evalEvery: number;
   /** A questions file (eval/questions.ts) to evaluate on, or null. */
   evalData: string | null;
+  /** Folder that `evalData`'s `image` paths are relative to (null: the questions file's folder). */
+  evalImageRoot: string | null;
   /** Tokens generated per evaluation answer at most. */
   evalMaxNewTokens: number;
   /** Where runs go: `<out>/<name>`. */
@@ -217,6 +225,7 @@ const dataSchema: z.ZodType<DataConfig, Partial<DataConfig>> = z.strictObject({
   onError: z.enum(ON_ROW_ERRORS).default("error"),
   maxSkipShare: z.number().min(0).max(1).default(0.01),
   maxImageBytes: posInt.default(DEFAULT_MAX_IMAGE_BYTES),
+  followSymlinks: z.boolean().default(false),
   prefetch: posInt.default(2),
   shuffle: z.boolean().default(true),
   groupByLength: z.boolean().default(false),
@@ -233,6 +242,7 @@ const trainSchema: z.ZodType<TrainConfig, TrainConfigInput> = z.strictObject({
   keepLast: posInt.default(2),
   evalEvery: z.number().int().nonnegative().default(0),
   evalData: z.string().min(1).nullable().default(null),
+  evalImageRoot: z.string().min(1).nullable().default(null),
   evalMaxNewTokens: posInt.default(32),
   out: z.string().min(1).default("runs"),
   stages: z.array(stageSchema).min(1, "give at least one stage").transform(namedStages),

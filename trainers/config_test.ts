@@ -28,6 +28,7 @@ Deno.test("parseRunConfig fills every default; stages are named stage<n> unless 
     onError: "error",
     maxSkipShare: 0.01,
     maxImageBytes: 64 * 2 ** 20,
+    followSymlinks: false,
     prefetch: 2,
     shuffle: true,
     groupByLength: false,
@@ -44,6 +45,7 @@ Deno.test("parseRunConfig fills every default; stages are named stage<n> unless 
     keepLast: 2,
     evalEvery: 0,
     evalData: null,
+    evalImageRoot: null,
     evalMaxNewTokens: 32,
     out: "runs",
   });

@@ -7,12 +7,12 @@
  * @module
  */
 
-import { join } from "node:path";
 import type { AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
 import type { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
 import { generateGreedy } from "../backbones/generate.ts";
 import { generationPrompt, IMAGE_TOKEN_ID, type TemplateName, tokenizeWithImage } from "../data/templates.ts";
 import { readImage } from "../data/image.ts";
+import { resolveImagePath } from "../data/image_path.ts";
 import { type ImagePreprocessConfig, preprocess } from "../data/preprocess.ts";
 import { choiceLetter, scoreAll } from "../eval/score.ts";
 import { buildReport, type EvalReport } from "../eval/report.ts";
@@ -22,7 +22,10 @@ import type { Question } from "../eval/questions.ts";
 export interface EvaluateOptions {
   /** The chat template of the prompts. */
   template: TemplateName;
-  /** Folder that questions' `image` paths are relative to. */
+  /**
+   * Folder that questions' `image` paths are relative to (a run's `train.evalImageRoot`, else the
+   * questions file's folder).
+   */
   imageRoot: string;
   /** The encoder's preprocessing. */
   image: ImagePreprocessConfig;
@@ -70,7 +73,9 @@ export async function evaluate(
       inputIds: Int32Array.from(inputIds, (id) => Math.max(id, 0)),
       labels: new Int32Array(inputIds.length).fill(-100),
       imagePositions: [at < 0 ? [] : Array.from({ length: N }, (_, k) => at + k)],
-      pixels: hasImage ? preprocess(await readImage(join(opts.imageRoot, q.image!)), opts.image) : null,
+      pixels: hasImage
+        ? preprocess(await readImage(await resolveImagePath(opts.imageRoot, q.image!)), opts.image)
+        : null,
       hasImage: [hasImage],
     };
     const embeds = model.inputsEmbeds(batch);

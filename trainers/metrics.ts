@@ -3,6 +3,14 @@
  * "loss_text": 2.31, "lr": 0.001, ...}`), each line written out as soon as it is recorded, and the
  * reader that brings the records back (to redraw the curves when a run resumes).
  *
+ * The trainer writes a line per optimizer step (`stage`, `stage_step`, `lr`, `grad_norm`, `skipped`,
+ * `tokens_per_s` and the `loss_*` terms), a line per evaluation (`eval_accuracy`), and, where a stage
+ * ends or the run stops in it with rows skipped, cut or re-decoded, a line of the stage's row counts at
+ * its last step: `rows_skipped`, `rows_skipped_<kind>` for each kind (`malformed`, `text`, `image`,
+ * `path`), `rows_cut` and `rows_invalid_utf8` (data/row_ledger.ts). Those counts cover the rows the
+ * stage met since the run started or resumed (malformed rows: the whole file). Readers pick lines by
+ * their keys; several lines may share a step.
+ *
  * ```ts ignore
  * const log = await MetricsWriter.open("runs/stage1", { resumeStep: ck?.step });
  * log.write({ step: 120, loss_text: 2.314, lr: 1e-3 });

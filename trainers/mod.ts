@@ -30,6 +30,33 @@ export {
 export { loadRunFile, type LoadRunFileOptions } from "./run_file.ts";
 export { formatMissing, type MissingInput, missingInputs } from "./preflight.ts";
 export {
+  type DataScan,
+  DEFAULT_IMAGE_CHECK,
+  estimateRowTokens,
+  formatScan,
+  formatScanErrors,
+  type ImageCheck,
+  parseImageCheck,
+  type RunDataScan,
+  scanDataFile,
+  type ScanFindings,
+  scanFindings,
+  type ScanOptions,
+  type ScanProgress,
+  scanProgressPrinter,
+  scanRunData,
+  type ScanRunOptions,
+} from "./data_scan.ts";
+export {
+  JsonArraySplitter,
+  JsonLinesSplitter,
+  type RawRow,
+  type RowSplitter,
+  streamRows,
+  type StreamRowsOptions,
+} from "./row_stream.ts";
+export { type StageStepFields, type StageSteps, stageSteps, stageStepWarnings } from "./stage_steps.ts";
+export {
   type ComponentPlan,
   formatPlan,
   LLAVA_LORA,
@@ -84,7 +111,14 @@ export {
   parseMetrics,
   readMetrics,
 } from "./metrics.ts";
-export { writeCurves } from "./svg.ts";
+export {
+  type ChartMarker,
+  type CurveOptions,
+  EMA_WEIGHT,
+  emaPoints,
+  stageMarkers,
+  writeCurves,
+} from "./svg.ts";
 
 // trained runs
 export { findRun, type FindRunOptions, loadRunModel, readRunConfig, type RunInfo } from "./run_model.ts";

@@ -15,7 +15,11 @@ import { decoderParamShapes, layerParamShape } from "../backbones/decoder.ts";
 import { matmulAttentionWorkspace } from "../core/kernels/attention/attention_matmul.ts";
 import { LORA_TARGET_KEYS, LORA_TARGETS, type LoraConfig, parseLoraConfig } from "../backbones/lora.ts";
 import { type VisionConfig, visionConfigFromHf } from "../encoders/config.ts";
+import { gpuVisionSlot, type VisionEncoderSlotConfig } from "../encoders/slot_config.ts";
+import { visionParamShapes } from "../encoders/vit.ts";
 import { headParamShapes, headPlanBytes } from "../heads/mod.ts";
+import { projectorParamShapes } from "../projectors/projector.ts";
+import { rqTokenizers } from "../tokenizers/visual_config.ts";
 import type { RunConfig, StageConfig } from "./config.ts";
 
 /** Shapes of public checkpoints, used when a folder is not on disk yet (keyed by folder name). */
@@ -107,7 +111,8 @@ const GiB = 2 ** 30;
 export async function planRun(cfg: RunConfig): Promise<RunPlan> {
   const bytes = cfg.train.dtype === "f16" ? 2 : 4;
   const llm = await llmSizes(cfg);
-  const vision = cfg.encoder.kind === "onnx" ? null : await visionSizes(cfg);
+  const visionSlot = gpuVisionSlot(cfg.encoder); // null: an ONNX encoder, whose sizes are unknown
+  const vision = visionSlot ? await visionSizes(visionSlot) : null;
   const components: ComponentPlan[] = [];
   const llmShapes = decoderParamShapes(llm.cfg);
   components.push({
@@ -117,22 +122,23 @@ export async function planRun(cfg: RunConfig): Promise<RunPlan> {
     largest: Math.max(...[...llmShapes.values()].map(numel)),
   });
   if (vision) {
-    const v = vision.cfg;
+    const shapes = visionParamShapes(vision.cfg);
     components.push({
       name: "encoder",
-      params: visionParams(v),
+      params: sumShapes(shapes.values()),
       source: vision.source,
-      largest: v.intermediateSize * v.hiddenSize,
+      largest: Math.max(...[...shapes.values()].map(numel)),
     });
   } else components.push({ name: "encoder", params: 0, source: "ONNX (runs on the CPU)", largest: 0 });
   const inDim = cfg.projector.inDim ?? vision?.cfg.hiddenSize ?? llm.cfg.hiddenSize;
   const C = llm.cfg.hiddenSize;
-  const proj = cfg.projector.kind === "linear"
-    ? inDim * C + C
-    : cfg.projector.kind === "mlp2x_gelu"
-    ? inDim * C + C + C * C + C
-    : 0;
-  components.push({ name: "projector", params: proj, source: "run file", largest: Math.max(inDim, C) * C });
+  const projShapes = [...projectorParamShapes({ kind: cfg.projector.kind, inDim, outDim: C }).values()];
+  components.push({
+    name: "projector",
+    params: sumShapes(projShapes),
+    source: "run file",
+    largest: Math.max(0, ...projShapes.map(numel)),
+  });
   if (cfg.llm.lora) {
     const l = cfg.llm.lora;
     const shapes = l.targets.map((t) => layerParamShape(llm.cfg, LORA_TARGET_KEYS[t])); // [out, in] each
@@ -153,8 +159,7 @@ export async function planRun(cfg: RunConfig): Promise<RunPlan> {
       : `run file; kind "${cfg.head.kind}" declares no paramShapes, not counted`,
     largest: Math.max(0, ...headShapes.map((p) => numel(p.shape))),
   });
-  for (const t of cfg.visualTokenizers) {
-    if (t.kind !== "rq") continue;
+  for (const t of rqTokenizers(cfg.visualTokenizers)) {
     const dim = t.layer === "pixels" ? 3 * (vision?.cfg.patchSize ?? 14) ** 2 : vision?.cfg.hiddenSize ?? 0;
     const books = t.sharedCodebook ? 1 : t.depths;
     components.push({
@@ -274,15 +279,6 @@ export function llmActivationBytes(llm: LlmConfig, o: LlmStepShape): number {
   return layers + logits + scores;
 }
 
-/** Parameters of a SigLIP / CLIP vision tower (patch embedding, positions, layers, norms). */
-export function visionParams(v: VisionConfig): number {
-  const C = v.hiddenSize, N = Math.floor(v.imageSize / v.patchSize) ** 2;
-  const clip = v.arch === "clip";
-  const embed = 3 * v.patchSize ** 2 * C + (clip ? 0 : C) + (N + (clip ? 1 : 0)) * C + (clip ? C : 0);
-  const layer = 4 * (C * C + C) + 2 * C * v.intermediateSize + v.intermediateSize + C + 4 * C;
-  return embed + v.numLayers * layer + 2 * C + (clip ? 2 * C : 0);
-}
-
 /** The number of elements of each shape, summed. */
 function sumShapes(shapes: Iterable<readonly number[]>): number {
   let n = 0;
@@ -312,9 +308,7 @@ async function llmSizes(cfg: RunConfig): Promise<{ cfg: LlmConfig; source: strin
   );
 }
 
-async function visionSizes(cfg: RunConfig): Promise<{ cfg: VisionConfig; source: string }> {
-  const slot = cfg.encoder;
-  if (slot.kind === "onnx") throw new Error("unreachable: an ONNX encoder has no sizes");
+async function visionSizes(slot: VisionEncoderSlotConfig): Promise<{ cfg: VisionConfig; source: string }> {
   if (slot.config) return { cfg: { arch: slot.kind, ...slot.config }, source: "run file (random init)" };
   const path = slot.path!;
   const json = await readConfigJson(path);

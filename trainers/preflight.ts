@@ -1,7 +1,8 @@
 /**
  * Checks, before anything loads, that every file a run needs is there, and says how to get what is
- * missing: model folders (with the Hugging Face repositories of known checkpoints), codebooks, data
- * files and image folders, the tokenizer, the evaluation questions.
+ * missing: model folders (with the Hugging Face repositories of known checkpoints) and their safetensors
+ * weights (a folder of PyTorch `.bin` weights only says how to convert them), codebooks, data files and
+ * image folders, the tokenizer, the evaluation questions.
  * @module
  */
 
@@ -9,6 +10,8 @@ import { basename, dirname, join } from "node:path";
 import type { RunConfig } from "./config.ts";
 import { KNOWN_MODELS } from "./plan.ts";
 import { pathExists } from "../io/path_exists.ts";
+import { gpuVisionSlot, onnxEncoderSlot } from "../encoders/slot_config.ts";
+import { tokenizerFile } from "../tokenizers/visual_config.ts";
 
 /** One missing input: the config field, the path, and how to get it. */
 export interface MissingInput {
@@ -24,7 +27,12 @@ export interface MissingInput {
 export async function missingInputs(cfg: RunConfig): Promise<MissingInput[]> {
   const out: MissingInput[] = [];
   const folder = async (field: string, path: string | undefined, what: string) => {
-    if (!path || await pathExists(join(path, "config.json"))) return;
+    if (!path) return;
+    if (await pathExists(join(path, "config.json"))) {
+      const fix = await weightsFix(path, field === "llm.path" ? "AutoModelForCausalLM" : "AutoModel");
+      if (fix) out.push({ field, path, fix });
+      return;
+    }
     const known = KNOWN_MODELS[basename(path)];
     out.push({
       field,
@@ -37,20 +45,14 @@ export async function missingInputs(cfg: RunConfig): Promise<MissingInput[]> {
     });
   };
   await folder("llm.path", cfg.llm.path, "LLM");
-  if (cfg.encoder.kind !== "onnx") await folder("encoder.path", cfg.encoder.path, "vision encoder");
-  else if (!await pathExists(cfg.encoder.path)) {
-    out.push({ field: "encoder.path", path: cfg.encoder.path, fix: "an ONNX file of the vision encoder" });
+  const gpuEncoder = gpuVisionSlot(cfg.encoder), onnxEncoder = onnxEncoderSlot(cfg.encoder);
+  if (gpuEncoder) await folder("encoder.path", gpuEncoder.path, "vision encoder");
+  if (onnxEncoder && !await pathExists(onnxEncoder.path)) {
+    out.push({ field: "encoder.path", path: onnxEncoder.path, fix: "an ONNX file of the vision encoder" });
   }
   for (const [i, t] of cfg.visualTokenizers.entries()) {
-    const path = t.kind === "rq" ? t.codebooks : t.model;
-    if (await pathExists(path)) continue;
-    out.push({
-      field: `visualTokenizers[${i}].${t.kind === "rq" ? "codebooks" : "model"}`,
-      path,
-      fix: t.kind === "rq"
-        ? `fit codebooks with \`deno task tokenizer fit\` (residual k-means on the encoder's features) or give a safetensors file with tensor "codebooks" [D, K, Dc]`
-        : "an ONNX file of the visual tokenizer",
-    });
+    const file = tokenizerFile(t, `visualTokenizers[${i}]`);
+    if (!await pathExists(file.path)) out.push(file);
   }
   if (cfg.data.tokenizer && !await pathExists(join(cfg.data.tokenizer, "tokenizer.json"))) {
     out.push({ field: "data.tokenizer", path: cfg.data.tokenizer, fix: "a folder with tokenizer.json" });
@@ -80,6 +82,33 @@ export async function missingInputs(cfg: RunConfig): Promise<MissingInput[]> {
     });
   }
   return out;
+}
+
+/** The weight files a model folder is read from: one file, or shards named by an index. */
+const WEIGHTS = ["model.safetensors", "model.safetensors.index.json"];
+
+/**
+ * What to do when the model folder `path` (which has config.json) has no safetensors weights to load,
+ * or null when it has them. `cls` is the transformers class that converts PyTorch weights.
+ */
+async function weightsFix(path: string, cls: string): Promise<string | null> {
+  for (const f of WEIGHTS) if (await pathExists(join(path, f))) return null;
+  const names: string[] = [];
+  for await (const e of Deno.readDir(path)) if (!e.isDirectory) names.push(e.name);
+  names.sort();
+  const bins = names.filter((n) => /\.(bin|pt|pth)$/.test(n));
+  const others = names.filter((n) => n.endsWith(".safetensors"));
+  const list = (l: string[]) => l.slice(0, 3).join(", ") + (l.length > 3 ? `, ... (${l.length} files)` : "");
+  if (others.length) {
+    return `no ${WEIGHTS.join(" or ")}, but ${list(others)}: rename a single weights file to ` +
+      `model.safetensors, or give the shards' model.safetensors.index.json`;
+  }
+  if (bins.length) {
+    return `only PyTorch weights (${list(bins)}), which are not read: convert them to safetensors first, ` +
+      `e.g. python -c "from transformers import ${cls}; ${cls}.from_pretrained('${path}')` +
+      `.save_pretrained('${path}', safe_serialization=True)"`;
+  }
+  return `config.json but no weights: ${WEIGHTS.join(" or ")} (with its shards)`;
 }
 
 /** The missing inputs as a message naming each field, path and fix. */

@@ -3,7 +3,8 @@
  * `stage 1/2 step 120/5000 loss_text 2.314 loss_visual 5.120 lr 1.0e-3 1234 tok/s gpu 3.2 GiB eta 1h02m`.
  * Pure formatting functions, and {@linkcode ProgressLine}, which redraws the line in place (`\r`) on a
  * terminal and prints it as plain lines every `intervalSec` seconds otherwise (logs, CI), with the
- * ETA from a smoothed step time.
+ * ETA from a smoothed step time. During a long step (many micro-batches), {@linkcode formatMicroBatch}
+ * says how far it is: `stage 1/2 step 121/5000: micro-batch 17/64 (1m25s into the step)`.
  *
  * ```ts ignore
  * const progress = new ProgressLine();
@@ -110,6 +111,29 @@ export function formatProgress(f: ProgressFields): string {
   return parts.join(" ");
 }
 
+/** Where a long optimizer step stands: its micro-batches done so far. */
+export interface MicroBatchFields {
+  /** The stage, 1-based, of `count` stages. */
+  stage?: { index: number; count: number };
+  /** The optimizer step under way (1-based within the stage). */
+  step: number;
+  /** The updates of the whole stage. */
+  totalSteps: number;
+  /** Micro-batches of the step done. */
+  done: number;
+  /** Micro-batches in the step (gradAccum). */
+  count: number;
+  /** Seconds since the step started. */
+  seconds?: number;
+}
+
+/** The line of a step under way: `stage 1/2 step 121/5000: micro-batch 17/64 (1m25s into the step)`. */
+export function formatMicroBatch(f: MicroBatchFields): string {
+  return (f.stage ? `stage ${f.stage.index}/${f.stage.count} ` : "") +
+    `step ${f.step}/${f.totalSteps}: micro-batch ${f.done}/${f.count}` +
+    (f.seconds !== undefined ? ` (${formatDuration(f.seconds)} into the step)` : "");
+}
+
 /** Options of {@linkcode ProgressLine}. */
 export interface ProgressLineOptions {
   /** Redraw in place (default: whether stdout is a terminal). */
@@ -196,6 +220,17 @@ export class ProgressLine {
       this.#write(line + "\n");
       this.#printedAt = t;
     }
+  }
+
+  /**
+   * Draws `line` (e.g. a step's micro-batches, {@linkcode formatMicroBatch}) in place of the progress
+   * line on a terminal, else prints it as a plain line; the caller decides how often.
+   */
+  status(line: string): void {
+    if (this.#tty) {
+      this.#write(`\r${line}\x1b[K`);
+      this.#drawn = line;
+    } else this.#write(line + "\n");
   }
 
   /** Prints a message on its own line, keeping the progress line below it on a terminal. */

@@ -4,6 +4,7 @@ import {
   formatDuration,
   formatLoss,
   formatLr,
+  formatMicroBatch,
   formatProgress,
   ProgressLine,
 } from "./progress.ts";
@@ -103,4 +104,20 @@ Deno.test("bad options are named", () => {
     () => new ProgressLine({ write: "stdout" } as never),
     /ProgressLine: options\.write: must be a function/,
   );
+});
+
+Deno.test("a step under way: its micro-batches, in place on a terminal, else as a line", () => {
+  const fields = { stage: { index: 1, count: 2 }, step: 121, totalSteps: 5000, done: 17, count: 64 };
+  assert.equal(formatMicroBatch(fields), "stage 1/2 step 121/5000: micro-batch 17/64");
+  assert.equal(
+    formatMicroBatch({ ...fields, stage: undefined, seconds: 85 }),
+    "step 121/5000: micro-batch 17/64 (1m25s into the step)",
+  );
+  const tty = fakeLine(true);
+  tty.p.status("step 2/9: micro-batch 1/4");
+  tty.p.message("note");
+  assert.deepEqual(tty.out, ["\rstep 2/9: micro-batch 1/4\x1b[K", "\r\x1b[Knote\nstep 2/9: micro-batch 1/4"]);
+  const plain = fakeLine(false);
+  plain.p.status("step 2/9: micro-batch 1/4");
+  assert.deepEqual(plain.out, ["step 2/9: micro-batch 1/4\n"]);
 });

@@ -2,30 +2,28 @@
  * One stage's data as micro-batches: the LLaVA rows of its file, a seeded order per epoch, each row
  * tokenized with the stage's template and its image decoded and preprocessed for the encoder, packed
  * by `collate` into an `AsvrBatch`. The next micro-batches load while the GPU works on the current one
- * (`data.prefetch` of them). A bad row (malformed, an unreadable image, a sequence whose image cannot
- * fit) stops with an error naming the file, the row and its id, or with `data.onError: "skip"` is left
- * out and counted.
+ * (`data.prefetch` of them). A bad row (malformed, an unreadable image, an image path leading outside
+ * the image root, a sequence whose image cannot fit) stops with an error naming the file, the row and
+ * its id, or with `data.onError: "skip"` is left out and counted.
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { rng, shuffleInPlace } from "../core/random.ts";
 import type { AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
 import type { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
 import { type LlavaRow, readLlavaRows } from "../data/llava_json.ts";
 import { RowLedger, type SkipKind } from "../data/row_ledger.ts";
+import { ImagePathError, ImageRoot } from "../data/image_path.ts";
 import { type TokenizedRow, tokenizeRow } from "../data/tokenize.ts";
 import { collate } from "../data/collate.ts";
 import { groupByLength, rowLengthEstimate } from "../data/length_groups.ts";
 import { ImagePrefetcher, type ImageResult } from "../data/prefetch.ts";
-import {
-  CLIP_NORM,
-  type ImagePreprocessConfig,
-  parseImagePreprocessConfig,
-  SIGLIP_NORM,
-} from "../data/preprocess.ts";
+import { type ImagePreprocessConfig, parseImagePreprocessConfig } from "../data/preprocess.ts";
 import type { RunConfig, StageConfig } from "./config.ts";
 import type { VisionConfig } from "../encoders/config.ts";
+import { imageNorm } from "../encoders/image_norm.ts";
+import { keepsClsRow } from "../encoders/slot_config.ts";
 
 /** Options of {@linkcode StageData.open}. */
 export interface StageDataOptions {
@@ -48,6 +46,8 @@ export class StageData {
   #tokenizer: TextTokenizer;
   #image: ImagePreprocessConfig;
   #imageTokens: number;
+  /** The folder rows' image paths are relative to, and must stay inside. */
+  #imageRoot: ImageRoot;
   #seed: number;
   #orders = new Map<number, Int32Array>();
   /** Rows delivered in batches, per epoch. */
@@ -78,6 +78,10 @@ export class StageData {
     this.#image = image;
     this.#imageTokens = imageTokens;
     this.#seed = seed;
+    this.#imageRoot = new ImageRoot(stage.imageRoot ?? dirname(stage.data), {
+      followSymlinks: cfg.data.followSymlinks,
+      option: "data.followSymlinks",
+    });
     this.#images = new ImagePrefetcher([], { lookahead: (cfg.data.prefetch + 1) * stage.batchSize });
   }
 
@@ -198,7 +202,17 @@ export class StageData {
       return { bad: (err as Error).message, kind: "text", index: row.index };
     }
     if (!row.image) return { row: tokens, pixels: null, index: row.index };
-    const path = join(this.#stage.imageRoot ?? dirname(this.#stage.data), row.image);
+    let path: string;
+    try {
+      path = await this.#imageRoot.resolve(row.image);
+    } catch (err) {
+      const kind = err instanceof ImagePathError ? "path" : "image";
+      return {
+        bad: `${where}: ${(err as Error).message}, or set data.onError: "skip"`,
+        kind,
+        index: row.index,
+      };
+    }
     let r: ImageResult;
     try {
       r = await this.#fetchImage(path);
@@ -253,7 +267,7 @@ export function encoderInput(
       `${where}: images need a GPU vision encoder (siglip or clip); an ONNX encoder is not supported here`,
     );
   }
-  const norm = enc.cfg.arch === "clip" ? CLIP_NORM : SIGLIP_NORM;
+  const norm = imageNorm(enc.cfg);
   const fill = norm.mean.map((m) => Math.floor(m * 255)) as [number, number, number];
   const image = parseImagePreprocessConfig({
     size: cfg.data.imageSize ?? enc.cfg.imageSize,
@@ -262,6 +276,5 @@ export function encoderInput(
     mean: norm.mean,
     std: norm.std,
   }, "data");
-  const keepCls = cfg.encoder.kind === "clip" && cfg.encoder.keepCls;
-  return { image, imageTokens: enc.numPatches + (keepCls ? 1 : 0) };
+  return { image, imageTokens: enc.numPatches + (keepsClsRow(cfg.encoder) ? 1 : 0) };
 }

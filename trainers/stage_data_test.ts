@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import sharp from "sharp";
 import { rng } from "../core/random.ts";
 import { TINY, tinyConfig } from "../models/testing.ts";
 import type { AsvrModel } from "../models/asvr_model.ts";
@@ -60,6 +61,78 @@ Deno.test("StageData: data.groupByLength pads batches far less, over the same ro
     assert.deepEqual(sorted(grouped), sorted(plain));
     // One group of 16 batches: each batch holds 4 neighbouring lengths.
     assert.ok(padding(grouped) < 0.25 * padding(plain), `${padding(grouped)} vs ${padding(plain)}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A stage of three image rows: a good one, one whose path leads up out of the root, one linked out. */
+async function pathRows(dir: string, data: Record<string, unknown>): Promise<StageData> {
+  const S = TINY.image;
+  await Deno.mkdir(join(dir, "images"));
+  const png = await sharp(new Uint8Array(S * S * 3).fill(90), { raw: { width: S, height: S, channels: 3 } })
+    .png().toBuffer();
+  await Deno.writeFile(join(dir, "images", "a.png"), png);
+  await Deno.writeFile(join(dir, "elsewhere.png"), png);
+  await Deno.symlink(join(dir, "elsewhere.png"), join(dir, "images", "linked.png"));
+  const row = (id: string, image: string) => ({
+    id,
+    image,
+    conversations: [{ from: "human", value: "<image>\nWhat is it?" }, { from: "gpt", value: "grey" }],
+  });
+  const file = join(dir, "images", "rows.json");
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify([row("good", "a.png"), row("up", "../elsewhere.png"), row("link", "linked.png")]),
+  );
+  const cfg = parseRunConfig({
+    ...tinyConfig("unused.safetensors"),
+    name: "t",
+    data: { tokenizer: await llama2TokenizerDir(), maxLength: 64, shuffle: false, prefetch: 1, ...data },
+    train: { seed: 1, stages: [{ data: file, template: "vicuna_v1", batchSize: 1 }] },
+  }, "test");
+  const tokenizer = await TextTokenizer.load(cfg.data.tokenizer!);
+  return StageData.open(cfg, cfg.train.stages[0], tokenizer, model, { seed: cfg.train.seed });
+}
+
+Deno.test("StageData: an image path outside the image root is a bad row naming the row and the fix", async () => {
+  const dir = await Deno.realPath(await Deno.makeTempDir());
+  try {
+    let data = await pathRows(dir, {});
+    try {
+      assert.ok((await data.batch(0, 0, 1))?.pixels, "the image inside the root loads");
+      await assert.rejects(
+        () => data.batch(0, 1, 1),
+        /rows\.json row 1 \(id "up"\): \.\.\/elsewhere\.png: the path leads through "\.\." to .*elsewhere\.png, outside the image root .*images; give image paths relative to the image root.*data\.onError: "skip"/,
+      );
+      await assert.rejects(
+        () => data.batch(0, 2, 1),
+        /rows\.json row 2 \(id "link"\): linked\.png: a symbolic link leads to .*elsewhere\.png, outside the image root .*; set data\.followSymlinks: true to follow links out of the image root/,
+      );
+    } finally {
+      data.close();
+    }
+    await Deno.remove(join(dir, "images"), { recursive: true });
+    data = await pathRows(dir, { onError: "skip", maxSkipShare: 1 });
+    try {
+      for (let i = 0; i < 3; i++) await data.batch(0, i, 1);
+      assert.equal(data.ledger.counts().rows_skipped_path, 2);
+      assert.match(
+        data.ledger.summary(),
+        /^2 of 3 rows skipped \(67%, limit 100%\): 2 path; first: .*row 1 \(id "up"\)/,
+      );
+    } finally {
+      data.close();
+    }
+    await Deno.remove(join(dir, "images"), { recursive: true });
+    data = await pathRows(dir, { onError: "skip", maxSkipShare: 1, followSymlinks: true });
+    try {
+      assert.ok((await data.batch(0, 2, 1))?.pixels, "data.followSymlinks: the linked image loads");
+      assert.equal(await data.batch(0, 1, 1), null, ".. is refused still");
+      assert.equal(data.ledger.counts().rows_skipped_path, 1);
+    } finally {
+      data.close();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -55,6 +55,12 @@ export interface MicroBatches {
   next(): Promise<AsvrBatch | null>;
 }
 
+/**
+ * Told after each micro-batch of a step: `done` of `count` micro-batches (one that loaded as null
+ * included), for progress during a long step.
+ */
+export type MicroBatchCallback = (done: number, count: number) => void;
+
 /** What {@linkcode accumulateGrads} leaves besides the gradients (which are on the parameters). */
 export interface Accumulated {
   /** Micro-batches in the step (the divisor of the means). */
@@ -89,16 +95,18 @@ export interface StepResult {
  *
  * Accumulating 2 micro-batches of B rows gives the gradient of one micro-batch of the 2B rows (up to
  * f32 rounding) when both have as many supervised tokens, since each loss is a mean.
- * Throws (from the guard) when this makes too many skipped steps in a row.
+ * Throws (from the guard) when this makes too many skipped steps in a row. `onMicroBatch` is told after
+ * each micro-batch.
  */
 export async function trainStep(
   s: StepSetup,
   batches: MicroBatches,
   lr: number,
   step: number,
+  onMicroBatch?: MicroBatchCallback,
 ): Promise<StepResult> {
   const t0 = performance.now();
-  const acc = await accumulateGrads(s, batches);
+  const acc = await accumulateGrads(s, batches, onMicroBatch);
   const { losses, gradNorm, skipped } = await finishStep(s, acc, lr, step);
   const seconds = (performance.now() - t0) / 1000;
   return { losses, gradNorm, skipped, tokens: acc.tokens, seconds };
@@ -107,13 +115,21 @@ export async function trainStep(
 /**
  * Runs the forward and backward of each micro-batch of `batches` in turn, adding to the parameters'
  * gradients loss * scale / count (scale: the loss scale, or 1), and reads each loss term back.
+ * `onMicroBatch` is told after each micro-batch (`done` of `count`).
  */
-export async function accumulateGrads(s: StepSetup, batches: MicroBatches): Promise<Accumulated> {
+export async function accumulateGrads(
+  s: StepSetup,
+  batches: MicroBatches,
+  onMicroBatch?: MicroBatchCallback,
+): Promise<Accumulated> {
   const sums: Record<string, number> = {};
   let tokens = 0;
   for (let micro = 0; micro < batches.count; micro++) {
     const batch = await batches.next();
-    if (!batch) continue;
+    if (!batch) {
+      onMicroBatch?.(micro + 1, batches.count);
+      continue;
+    }
     tokens += batch.inputIds.length;
     const terms = s.engine.tidy(() => {
       const { total: loss, terms } = s.model.forward(batch, s.lossWeights);
@@ -124,6 +140,7 @@ export async function accumulateGrads(s: StepSetup, batches: MicroBatches): Prom
     const values = await readScalars(terms);
     for (const [k, v] of Object.entries(values)) sums[k] = (sums[k] ?? 0) + v;
     for (const t of new Set(Object.values(terms))) t.dispose(); // total may be a term itself
+    onMicroBatch?.(micro + 1, batches.count);
   }
   return { count: batches.count, sums, tokens };
 }

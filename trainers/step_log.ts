@@ -8,7 +8,9 @@
  * ```ts ignore
  * const stage = { name: "pretrain", index: 1, count: 2 };
  * const log = new StepLogger({ metrics, records, history, stage, totalSteps, write: null });
- * const result = await trainStep(setup, batches, lr, step);
+ * // during a long step: `step 121/5000: micro-batch 17/64 (1m25s into the step)` every 30 s
+ * const onMicroBatch = (done: number, count: number) => log.microBatch(stageStep, done, count);
+ * const result = await trainStep(setup, batches, lr, step, onMicroBatch);
  * const rec = log.step({ step, stageStep, lr, result, gpuBytes: e.pool.bytesInUse });
  * // rec.losses.loss_text, and the same values in metrics.jsonl and on the progress line
  * ```
@@ -16,7 +18,7 @@
  */
 
 import type { MetricsRecord, MetricsWriter } from "./metrics.ts";
-import { ProgressLine } from "./progress.ts";
+import { formatMicroBatch, ProgressLine } from "./progress.ts";
 import type { StepResult } from "./step.ts";
 
 /** One optimizer step's record (also a line of `metrics.jsonl`). */
@@ -75,6 +77,15 @@ export interface StepLoggerOptions {
   totalSteps: number;
   /** Where progress text goes, as plain lines (null: the terminal, redrawn in place). */
   write: ((text: string) => void) | null;
+  /**
+   * During a step, a micro-batch line ({@linkcode StepLogger.microBatch}) once this many seconds have
+   * passed since the step started or since the last such line (default 30).
+   */
+  microBatchSec?: number;
+  /** Also a micro-batch line every this many micro-batches (default 0: by time only). */
+  microBatchEvery?: number;
+  /** The clock in milliseconds (default `performance.now`). */
+  now?: () => number;
 }
 
 /** Where a logged step stands, and its outcome. */
@@ -95,11 +106,47 @@ export interface LoggedStep {
 export class StepLogger {
   #opts: StepLoggerOptions;
   #progress: ProgressLine;
+  #now: () => number;
+  /** When the step under way started (the previous step's end), in ms. */
+  #stepStart: number;
+  /** When the last micro-batch line was drawn (or the step started), in ms. */
+  #drawnAt: number;
 
   /** A logger of one stage's steps. */
   constructor(opts: StepLoggerOptions) {
+    for (const k of ["microBatchSec", "microBatchEvery"] as const) {
+      const v = opts[k];
+      if (v !== undefined && !(v >= 0)) throw new Error(`StepLogger: ${k} must be a number >= 0, got ${v}`);
+    }
     this.#opts = opts;
-    this.#progress = new ProgressLine(opts.write ? { write: opts.write, isTty: false, intervalSec: 0 } : {});
+    this.#now = opts.now ?? (() => performance.now());
+    this.#progress = new ProgressLine(
+      opts.write ? { write: opts.write, isTty: false, intervalSec: 0, now: this.#now } : { now: this.#now },
+    );
+    this.#stepStart = this.#drawnAt = this.#now();
+  }
+
+  /**
+   * Tells where step `stageStep` (the one under way) stands: `done` of `count` micro-batches. Draws
+   * `step 121/5000: micro-batch 17/64 (1m25s into the step)` once `microBatchSec` seconds have passed
+   * since the step started or the last such line, or every `microBatchEvery` micro-batches; never for
+   * the step's last micro-batch (the step's own line follows). Pass it to `trainStep` as `onMicroBatch`.
+   */
+  microBatch(stageStep: number, done: number, count: number): void {
+    if (done >= count) return;
+    const o = this.#opts, now = this.#now();
+    const every = o.microBatchEvery ?? 0;
+    const due = now - this.#drawnAt >= (o.microBatchSec ?? 30) * 1000 || (every > 0 && done % every === 0);
+    if (!due) return;
+    this.#drawnAt = now;
+    this.#progress.status(formatMicroBatch({
+      stage: { index: o.stage.index, count: o.stage.count },
+      step: stageStep,
+      totalSteps: o.totalSteps,
+      done,
+      count,
+      seconds: (now - this.#stepStart) / 1000,
+    }));
   }
 
   /** Records step `s`: appends its record to `history`, its line to the log and `records`; draws progress. */
@@ -129,6 +176,7 @@ export class StepLogger {
       tokensPerSec: rec.tokensPerSecond,
       gpuBytes: s.gpuBytes,
     });
+    this.#stepStart = this.#drawnAt = this.#now();
     return rec;
   }
 

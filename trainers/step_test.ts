@@ -155,3 +155,19 @@ gpuTest(
     }
   },
 );
+
+gpuTest("trainStep: told after each micro-batch, one that loads as null included", async (e) => {
+  const { model, setup } = await tinySetup(e);
+  const told: [number, number][] = [];
+  const r = await trainStep(
+    setup,
+    fromList([tinyBatch([true, false], 6), null, tinyBatch([false, true], 7)]),
+    0.1,
+    1,
+    (done, count) => told.push([done, count]),
+  );
+  assert.deepEqual(told, [[1, 3], [2, 3], [3, 3]]);
+  assert.equal(r.skipped, false);
+  setup.opt.dispose();
+  await model.dispose();
+});

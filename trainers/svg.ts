@@ -1,15 +1,17 @@
 /**
  * Training curves as self-contained SVG files: {@linkcode lineChartSvg} draws line charts (nice axis
- * ticks, a legend, one colour per series, optional log y axis), and {@linkcode writeCurves} writes a
- * run's `loss.svg` and `lr.svg` from its metrics records. No scripts, fonts or styles from outside:
+ * ticks, a legend, one colour per series, optional log y axis, labelled vertical markers), and
+ * {@linkcode writeCurves} writes a run's `loss.svg` (each loss raw and smoothed) and `lr.svg` from its
+ * metrics records, titled with the run's name, with a dashed line where each stage starts. No scripts, fonts or styles from outside:
  * the files open in any browser.
  *
  * ```ts ignore
- * await writeCurves("runs/stage1", await readMetrics("runs/stage1"));
+ * await writeCurves("runs/asvr_tiny", await readMetrics("runs/asvr_tiny"), { runName: "asvr_tiny" });
  * ```
  * @module
  */
 
+import { basename, resolve } from "node:path";
 import { writeTextAtomic } from "../io/safetensors.ts";
 import type { MetricsRecord } from "./metrics.ts";
 
@@ -19,6 +21,20 @@ export interface ChartSeries {
   name: string;
   /** The points, in drawing order. */
   points: [number, number][];
+  /** Its colour (default: the next of {@linkcode CHART_COLORS}). */
+  color?: string;
+  /** Line width in pixels (default 1.5). */
+  width?: number;
+  /** Line opacity in (0, 1] (default 1). */
+  opacity?: number;
+}
+
+/** A labelled vertical line across the plot (e.g. where a stage starts). */
+export interface ChartMarker {
+  /** Its x value. */
+  x: number;
+  /** Its label, drawn at the top beside the line. */
+  label: string;
 }
 
 /** Options of {@linkcode lineChartSvg}. */
@@ -35,6 +51,8 @@ export interface ChartOptions {
   width?: number;
   /** Height in pixels (default 420). */
   height?: number;
+  /** Vertical lines across the plot (default none). */
+  markers?: ChartMarker[];
 }
 
 /** The series colours, in order (repeating after ten series). */
@@ -135,7 +153,9 @@ export function lineChartSvg(series: ChartSeries[], opts: ChartOptions): string 
   }
   const logY = opts.logY ?? false;
   const ok = (x: number, y: number) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0);
-  const clean = series.map((s) => ({ name: s.name, points: s.points.filter(([x, y]) => ok(x, y)) }));
+  const clean = series.map((s) => ({ ...s, points: s.points.filter(([x, y]) => ok(x, y)) }));
+  const colorOf = (i: number) => series[i].color ?? CHART_COLORS[i % CHART_COLORS.length];
+  const markers = (opts.markers ?? []).filter((m) => Number.isFinite(m.x));
   const all = clean.flatMap((s) => s.points);
   const empty = all.length === 0;
 
@@ -143,8 +163,8 @@ export function lineChartSvg(series: ChartSeries[], opts: ChartOptions): string 
   const pw = W - left - right, ph = H - top - bottom;
   let xmin = 0, xmax = 1, ymin = logY ? 1 : 0, ymax = logY ? 10 : 1;
   if (!empty) {
-    xmin = Math.min(...all.map((p) => p[0]));
-    xmax = Math.max(...all.map((p) => p[0]));
+    xmin = Math.min(...all.map((p) => p[0]), ...markers.map((m) => m.x));
+    xmax = Math.max(...all.map((p) => p[0]), ...markers.map((m) => m.x));
     ymin = Math.min(...all.map((p) => p[1]));
     ymax = Math.max(...all.map((p) => p[1]));
   }
@@ -198,14 +218,26 @@ export function lineChartSvg(series: ChartSeries[], opts: ChartOptions): string 
       }" text-anchor="middle" fill="#999">no data</text>`,
     );
   }
+  if (markers.length && !empty) {
+    o.push(`<g class="markers" fill="#555" font-size="11">`);
+    for (const m of markers) {
+      const x = r1(sx(m.x));
+      o.push(`<line x1="${x}" y1="${top}" x2="${x}" y2="${top + ph}" stroke="#888" stroke-dasharray="4 3"/>`);
+      // Above the plot, centred on its line, kept inside the chart.
+      const half = 3.2 * m.label.length;
+      const cx = Math.min(Math.max(sx(m.x), half + 2), W - half - 2);
+      o.push(`<text x="${r1(cx)}" y="${top - 5}" text-anchor="middle">${esc(m.label)}</text>`);
+    }
+    o.push(`</g>`);
+  }
   o.push(`<g class="lines" fill="none" stroke-width="1.5" stroke-linejoin="round">`);
   clean.forEach((s, i) => {
     if (!s.points.length) return;
     const d = s.points.map(([x, y], k) => `${k ? "L" : "M"}${r1(sx(x))} ${r1(sy(y))}`).join(" ");
+    const style = (s.width !== undefined ? ` stroke-width="${s.width}"` : "") +
+      (s.opacity !== undefined ? ` stroke-opacity="${s.opacity}"` : "");
     o.push(
-      `<path class="series" stroke="${CHART_COLORS[i % CHART_COLORS.length]}" d="${d}"><title>${
-        esc(s.name)
-      }</title></path>`,
+      `<path class="series" stroke="${colorOf(i)}" d="${d}"${style}><title>${esc(s.name)}</title></path>`,
     );
   });
   o.push(`</g>`);
@@ -219,9 +251,10 @@ export function lineChartSvg(series: ChartSeries[], opts: ChartOptions): string 
     );
     series.forEach((s, i) => {
       const y = ltop + 4 + i * 18 + 9;
-      const c = CHART_COLORS[i % CHART_COLORS.length];
+      const opacity = s.opacity !== undefined ? ` stroke-opacity="${s.opacity}"` : "";
       o.push(
-        `<line x1="${r1(lx + 6)}" y1="${y}" x2="${r1(lx + 20)}" y2="${y}" stroke="${c}" stroke-width="2"/>`,
+        `<line x1="${r1(lx + 6)}" y1="${y}" x2="${r1(lx + 20)}" y2="${y}" stroke="${colorOf(i)}" ` +
+          `stroke-width="${s.width ?? 2}"${opacity}/>`,
       );
       o.push(`<text x="${r1(lx + 24)}" y="${y + 4}">${esc(s.name)}</text>`);
     });
@@ -254,18 +287,90 @@ function seriesOf(records: MetricsRecord[], key: string): [number, number][] {
 }
 
 /**
- * Writes `<runDir>/loss.svg` (every `loss`/`loss_*` key against `step`) and `<runDir>/lr.svg`
- * (`lr` against `step`), each atomically. Returns the two paths.
+ * Where each stage after the first starts: a marker halfway between its first step and the step before,
+ * labelled with its name, from the records' `stage` field (records without one start no stage).
  */
-export async function writeCurves(runDir: string, records: MetricsRecord[]): Promise<string[]> {
+export function stageMarkers(records: MetricsRecord[]): ChartMarker[] {
+  const out: ChartMarker[] = [];
+  let stage: string | null = null, last = NaN;
+  for (const r of records) {
+    if (typeof r.stage !== "string") continue;
+    if (stage !== null && r.stage !== stage) out.push({ x: (last + r.step) / 2, label: r.stage });
+    stage = r.stage;
+    last = r.step;
+  }
+  return out;
+}
+
+/** The default weight of the previous value in the smoothed loss lines. */
+export const EMA_WEIGHT = 0.9;
+
+/**
+ * The exponential moving average of `points` (weight `weight` on the previous average), bias-corrected
+ * as TensorBoard's smoothing, restarted where each stage starts (`starts`: the markers' x values). A
+ * non-finite value is skipped (its point is NaN; the average carries on).
+ */
+export function emaPoints(
+  points: [number, number][],
+  weight: number,
+  starts: number[] = [],
+): [number, number][] {
+  if (!(weight >= 0 && weight < 1)) throw new Error(`emaPoints: weight must be in [0, 1), got ${weight}`);
+  const out: [number, number][] = [];
+  let avg = 0, n = 0, next = 0;
+  const sorted = [...starts].sort((a, b) => a - b);
+  for (const [x, y] of points) {
+    while (next < sorted.length && x > sorted[next]) {
+      next++;
+      avg = 0;
+      n = 0;
+    }
+    if (!Number.isFinite(y)) {
+      out.push([x, NaN]);
+      continue;
+    }
+    avg = weight * avg + (1 - weight) * y;
+    n++;
+    out.push([x, avg / (1 - weight ** n)]);
+  }
+  return out;
+}
+
+/** Options of {@linkcode writeCurves}. */
+export interface CurveOptions {
+  /** The run's name, in the titles (default: the run folder's name). */
+  runName?: string;
+  /** The weight of the previous value in the smoothed loss lines (default {@linkcode EMA_WEIGHT}). */
+  smoothing?: number;
+}
+
+/**
+ * Writes `<runDir>/loss.svg` (every `loss`/`loss_*` key against `step`, each raw and smoothed by an EMA
+ * restarted at each stage) and `<runDir>/lr.svg` (`lr` against `step`), each atomically, with the run's
+ * name in their titles and a dashed line where each stage starts. Returns the two paths.
+ */
+export async function writeCurves(
+  runDir: string,
+  records: MetricsRecord[],
+  opts: CurveOptions = {},
+): Promise<string[]> {
   await Deno.mkdir(runDir, { recursive: true });
-  const loss = lineChartSvg(
-    lossKeys(records).map((k) => ({ name: k, points: seriesOf(records, k) })),
-    { title: "Loss", xLabel: "step", yLabel: "loss" },
-  );
+  const name = opts.runName ?? basename(resolve(runDir));
+  const weight = opts.smoothing ?? EMA_WEIGHT;
+  const markers = stageMarkers(records);
+  const starts = markers.map((m) => m.x);
+  const lossSeries = lossKeys(records).flatMap((k, i): ChartSeries[] => {
+    const color = CHART_COLORS[i % CHART_COLORS.length];
+    const raw = seriesOf(records, k);
+    return [
+      { name: k, points: raw, color, width: 1, opacity: 0.35 },
+      { name: `${k} (EMA ${weight})`, points: emaPoints(raw, weight, starts), color, width: 2 },
+    ];
+  });
+  const loss = lineChartSvg(lossSeries, { title: `${name}: loss`, xLabel: "step", yLabel: "loss", markers });
   const lr = lineChartSvg(
     records.some((r) => "lr" in r) ? [{ name: "lr", points: seriesOf(records, "lr") }] : [],
-    { title: "Learning rate", xLabel: "step", yLabel: "lr" },
+    { title: `${name}: learning rate`, xLabel: "step", yLabel: "lr", markers },
   );
   const paths = [`${runDir}/loss.svg`, `${runDir}/lr.svg`];
   await writeTextAtomic(paths[0], loss);

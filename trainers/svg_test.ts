@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import type { MetricsRecord } from "./metrics.ts";
-import { formatTicks, lineChartSvg, logTicks, lossKeys, niceTicks, writeCurves } from "./svg.ts";
+import {
+  emaPoints,
+  formatTicks,
+  lineChartSvg,
+  logTicks,
+  lossKeys,
+  niceTicks,
+  stageMarkers,
+  writeCurves,
+} from "./svg.ts";
 
 /** Checks that tags nest and close properly (a small XML well-formedness check) and returns the tag names. */
 function checkXml(svg: string): string[] {
@@ -108,8 +117,17 @@ Deno.test("writeCurves writes loss.svg and lr.svg from metrics records", async (
     assert.deepEqual(paths, [`${dir}/run/loss.svg`, `${dir}/run/lr.svg`]);
     const loss = await Deno.readTextFile(paths[0]);
     checkXml(loss);
-    assert.equal(count(loss, /<path class="series"/g), 3);
-    assert.deepEqual(textsOf(loss, "legend"), ["loss_text", "loss_visual_semantic", "loss_total"]);
+    assert.equal(count(loss, /<path class="series"/g), 6, "each loss raw and smoothed");
+    assert.deepEqual(textsOf(loss, "legend"), [
+      "loss_text",
+      "loss_text (EMA 0.9)",
+      "loss_visual_semantic",
+      "loss_visual_semantic (EMA 0.9)",
+      "loss_total",
+      "loss_total (EMA 0.9)",
+    ]);
+    assert.match(loss, />run: loss<\/text>/, "the run folder's name by default");
+    assert.ok(!loss.includes('class="markers"'), "one stage: no stage line");
     const lr = await Deno.readTextFile(paths[1]);
     checkXml(lr);
     assert.equal(count(lr, /<path class="series"/g), 1);
@@ -120,4 +138,51 @@ Deno.test("writeCurves writes loss.svg and lr.svg from metrics records", async (
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("loss.svg: the run's name, a smoothed line beside the raw one, a line where each stage starts", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "asvr_svg_" });
+  try {
+    const records: MetricsRecord[] = [];
+    for (let s = 1; s <= 30; s++) {
+      records.push({
+        step: s,
+        stage: s <= 20 ? "pretrain" : "finetune",
+        loss_text: 5 - s / 10 + (s % 2),
+        lr: 1e-3,
+      });
+    }
+    assert.deepEqual(stageMarkers(records), [{ x: 20.5, label: "finetune" }]);
+    const [lossPath, lrPath] = await writeCurves(`${dir}/out`, records, {
+      runName: "asvr_tiny",
+      smoothing: 0.5,
+    });
+    const loss = await Deno.readTextFile(lossPath);
+    checkXml(loss);
+    assert.match(loss, />asvr_tiny: loss<\/text>/);
+    assert.deepEqual(textsOf(loss, "markers"), ["finetune"]);
+    assert.equal(count(loss, /stroke-dasharray="4 3"/g), 1);
+    const paths = [...loss.matchAll(/<path class="series" stroke="([^"]+)" d="[^"]+"([^>]*)>/g)];
+    assert.equal(paths.length, 2);
+    assert.equal(paths[0][1], paths[1][1], "raw and smoothed share a colour");
+    assert.match(paths[0][2], /stroke-width="1" stroke-opacity="0\.35"/);
+    assert.match(paths[1][2], /stroke-width="2"/);
+    const lr = await Deno.readTextFile(lrPath);
+    assert.match(lr, />asvr_tiny: learning rate<\/text>/);
+    assert.deepEqual(textsOf(lr, "markers"), ["finetune"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("EMA: bias-corrected, restarted at each stage, NaN skipped", () => {
+  const pts: [number, number][] = [[1, 4], [2, 2], [3, NaN], [4, 2], [5, 10], [6, 0]];
+  const ema = emaPoints(pts, 0.5, [4.5]);
+  // 4; (0.25 * 4 + 0.5 * 2) / 0.75 = 2.667; NaN; then 2.286; a new stage restarts at 10, then 3.333.
+  assert.deepEqual(ema.map(([x]) => x), [1, 2, 3, 4, 5, 6]);
+  assert.ok(Number.isNaN(ema[2][1]));
+  const ys = ema.filter(([, y]) => !Number.isNaN(y)).map(([, y]) => Number(y.toFixed(3)));
+  assert.deepEqual(ys, [4, 2.667, 2.286, 10, 3.333]);
+  assert.deepEqual(emaPoints(pts, 0).map(([, y]) => y).filter(Number.isFinite), [4, 2, 2, 10, 0]);
+  assert.throws(() => emaPoints(pts, 1), /emaPoints: weight must be in \[0, 1\), got 1/);
 });

@@ -32,6 +32,7 @@ import {
 import { type MetricsRecord, MetricsWriter, readMetrics } from "./metrics.ts";
 import { transferProgressPrinter } from "./progress.ts";
 import { writeCurves } from "./svg.ts";
+import { stageSteps, stageStepWarnings } from "./stage_steps.ts";
 import { LossScaler, type LossScalerState, NonFiniteGuard } from "./loss_scaler.ts";
 import { type MicroBatches, type StepSetup, trainStep } from "./step.ts";
 import { StepLogger, type StepRecord } from "./step_log.ts";
@@ -157,7 +158,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
       const { image, imageTokens } = encoderInput(cfg, model.encoder, stage.imageMode, "train.evalData");
       const report = await evaluate(model, tokenizer, questions as Question[], {
         template: stage.template,
-        imageRoot: dirname(cfg.train.evalData!),
+        imageRoot: cfg.train.evalImageRoot ?? dirname(cfg.train.evalData!),
         image,
         imageTokens,
         maxNewTokens: cfg.train.evalMaxNewTokens,
@@ -202,7 +203,10 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
             (r.stopped ? `; stopped at step ${pos.stageStep}/${r.total}` : ""),
         );
         const rows = data.ledger.summary();
-        if (rows) print(`stage ${stage.name}: ${rows}`);
+        if (rows) {
+          print(`stage ${stage.name}: ${rows}`);
+          metrics.write({ step: pos.step, stage: stage.name, ...data.ledger.counts() });
+        }
         if (r.stopped) {
           stopped = true;
           break;
@@ -217,7 +221,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     }
   } finally {
     metrics.close();
-    await writeCurves(opts.runDir, records);
+    await writeCurves(opts.runDir, records, { runName: cfg.name });
     await model.dispose();
   }
   return { runDir: opts.runDir, history, skippedRows, skippedSteps, stopped, checkpoint, eval: finalEval };
@@ -306,9 +310,7 @@ async function runStage(
   const params = named.map(([, t]) => t);
   const opt = new AdamW(params, { lr: stage.lr, weightDecay: stage.weightDecay });
   if (resumed) await restoreAdamW(opt, named.map(([n]) => n), resumed);
-  const perStep = stage.batchSize * stage.gradAccum;
-  const stepsPerEpoch = Math.max(1, Math.floor(data.rows / perStep));
-  const total = stage.maxSteps ?? stepsPerEpoch * stage.epochs;
+  const { total } = stageSteps(stage, data.rows);
   const sched = { lr: stage.lr, totalSteps: total, warmupRatio: stage.warmupRatio, schedule: stage.schedule };
   const f16 = cfg.train.dtype === "f16" && cfg.train.lossScale === "dynamic";
   const scaler = new LossScaler();
@@ -338,6 +340,7 @@ async function runStage(
         Object.entries(stage.trainable).filter(([, v]) => v).map(([k]) => k).join(" + ")
       } (${(params.reduce((s, p) => s + p.size, 0) / 1e6).toFixed(2)} M parameters)`,
   );
+  for (const w of stageStepWarnings(stage, data.rows)) ctx.print(`stage ${stage.name}: warning: ${w}`);
   let checkpoint: string | null = null;
   let steps = 0, skippedSteps = 0;
   const save = async () => {
@@ -351,7 +354,8 @@ async function runStage(
   };
   while (pos.stageStep < total) {
     const lr = lrAt(pos.stageStep, sched);
-    const result = await trainStep(setup, batches, lr, pos.step + 1);
+    const onMicroBatch = (done: number, count: number) => log.microBatch(pos.stageStep + 1, done, count);
+    const result = await trainStep(setup, batches, lr, pos.step + 1, onMicroBatch);
     pos.scaler = scaler.state();
     pos.stageStep++;
     pos.step++;
@@ -367,7 +371,7 @@ async function runStage(
     if (last || stop || (cfg.train.saveEvery > 0 && pos.step % cfg.train.saveEvery === 0)) {
       if (last) pos.stageStep = total;
       await save();
-      await writeCurves(ctx.runDir, ctx.records);
+      await writeCurves(ctx.runDir, ctx.records, { runName: cfg.name });
     }
     if (stop && !last) {
       opt.dispose();
