@@ -32,6 +32,7 @@ export class RowLedger {
   readonly #maxShare: number;
   readonly #skipped = new Map<number, { kind: SkipKind; why: string }>();
   readonly #cut = new Set<number>();
+  readonly #textMasked = new Set<number>();
   readonly #invalidUtf8 = new Set<number>();
 
   /**
@@ -87,6 +88,11 @@ export class RowLedger {
     this.#cut.add(index);
   }
 
+  /** Records that row `index`'s rounds did not add up, so its text labels were masked. */
+  markTextMasked(index: number): void {
+    this.#textMasked.add(index);
+  }
+
   /** Records rows whose bytes that are not UTF-8 were replaced. */
   markInvalidUtf8(indices: Iterable<number>): void {
     for (const i of indices) this.#invalidUtf8.add(i);
@@ -94,13 +100,14 @@ export class RowLedger {
 
   /**
    * The counts so far as metrics fields: `rows_skipped` (all kinds), `rows_skipped_<kind>` for every
-   * {@linkcode SkipKind} (0 or more), `rows_cut` and `rows_invalid_utf8`.
+   * {@linkcode SkipKind} (0 or more), `rows_cut`, `rows_text_masked` and `rows_invalid_utf8`.
    */
   counts(): Record<string, number> {
     const out: Record<string, number> = { rows_skipped: this.#skipped.size };
     for (const k of SKIP_KINDS) out[`rows_skipped_${k}`] = 0;
     for (const { kind } of this.#skipped.values()) out[`rows_skipped_${kind}`]++;
     out.rows_cut = this.#cut.size;
+    out.rows_text_masked = this.#textMasked.size;
     out.rows_invalid_utf8 = this.#invalidUtf8.size;
     return out;
   }
@@ -120,6 +127,9 @@ export class RowLedger {
       );
     }
     if (this.#cut.size > 0) parts.push(`${rows(this.#cut.size)} cut to maxLength`);
+    if (this.#textMasked.size > 0) {
+      parts.push(`${rows(this.#textMasked.size)} whose rounds did not add up (text labels masked)`);
+    }
     if (this.#invalidUtf8.size > 0) {
       parts.push(`${rows(this.#invalidUtf8.size)} with bytes that are not UTF-8 (replaced by U+FFFD)`);
     }

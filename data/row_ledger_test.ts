@@ -26,8 +26,12 @@ Deno.test("RowLedger: counts each row once, by kind, and sums up what happened",
     rows_skipped_image: 2,
     rows_skipped_path: 0,
     rows_cut: 1,
+    rows_text_masked: 0,
     rows_invalid_utf8: 1,
   });
+  l.markTextMasked(4);
+  assert.equal(l.counts().rows_text_masked, 1);
+  assert.match(l.summary(), /; 1 row whose rounds did not add up \(text labels masked\);/);
 });
 
 Deno.test("RowLedger: an image path outside the image root is its own kind", () => {

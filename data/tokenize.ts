@@ -38,6 +38,11 @@ export interface TokenizedRow {
   imageTokens: number;
   /** The row's length before it was cut to `maxLength`; absent when it was not cut. */
   cutFrom?: number;
+  /**
+   * Present when the template's rounds did not add up to the row's tokens: its text labels are all
+   * masked, as the reference does, and its image still trains the visual loss.
+   */
+  textMasked?: true;
 }
 
 /** A positive integer option, or an error naming it. */
@@ -58,7 +63,7 @@ function positiveInt(v: number, name: string): number {
 export function tokenizeRow(row: LlavaRow, options: TokenizeOptions): TokenizedRow {
   const N = positiveInt(options.imageTokens, "imageTokens");
   const maxLength = positiveInt(options.maxLength, "maxLength");
-  const { ids, labels } = applyTemplate(row, options.template, options.tokenizer);
+  const { ids, labels, roundMismatch } = applyTemplate(row, options.template, options.tokenizer);
   const at = ids.indexOf(IMAGE_TOKEN_ID);
   let inputIds = ids, outLabels = labels;
   if (at >= 0) {
@@ -92,5 +97,6 @@ export function tokenizeRow(row: LlavaRow, options: TokenizeOptions): TokenizedR
   }
   const out: TokenizedRow = { inputIds, labels: outLabels, imageStart: at, imageTokens: at >= 0 ? N : 0 };
   if (cutFrom !== undefined) out.cutFrom = cutFrom;
+  if (roundMismatch) out.textMasked = true;
   return out;
 }

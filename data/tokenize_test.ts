@@ -116,3 +116,11 @@ Deno.test("tokenizeRow: options are checked", () => {
     /maxLength must be a positive integer, got 2.5/,
   );
 });
+
+Deno.test("tokenizeRow: a row whose rounds do not add up is kept with its text masked, and says so", () => {
+  const vicuna = { template: "vicuna_v1" as const, tokenizer: tok, imageTokens: 3, maxLength: 2048 };
+  const odd = tokenizeRow(row([["human", "Say it"], ["gpt", "I am the ASSISTANT: hi"]]), vicuna);
+  assert.equal(odd.textMasked, true);
+  assert.ok(odd.labels.every((l) => l === X));
+  assert.equal(tokenizeRow(row([["human", "Hello"], ["gpt", "Hi."]]), vicuna).textMasked, undefined);
+});

@@ -154,6 +154,7 @@ gpuTest(
         rows_skipped_image: 3,
         rows_skipped_path: 3,
         rows_cut: 1,
+        rows_text_masked: 0,
         rows_invalid_utf8: 1,
       }]);
       assert.deepEqual(records.filter((m) => "stage_step" in m).map((m) => m.step), [

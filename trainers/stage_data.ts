@@ -141,6 +141,7 @@ export class StageData {
         this.ledger.skip(l.index, l.kind, l.bad);
       } else {
         if (l.row.cutFrom !== undefined) this.ledger.markCut(l.index);
+        if (l.row.textMasked) this.ledger.markTextMasked(l.index);
         good.push(l);
       }
     }
