@@ -11,6 +11,7 @@
  */
 
 import { z } from "zod";
+import { checkPathOrConfig, stripUndefined } from "../schema/fields.ts";
 import { parseSchema } from "../schema/parse.ts";
 import { checkLlmConfig, LLM_ARCHS, type LlmArch, type LlmConfig, llmConfigFromHf } from "./config.ts";
 import { type LoraConfig, parseLoraConfig } from "./lora.ts";
@@ -94,13 +95,7 @@ const LLM_KINDS = LLM_ARCHS.map((k) => JSON.stringify(k)).join(", ");
  */
 export function parseLlmSlot(value: unknown, path: string): LlmSlotConfig {
   const v = stripUndefined(parseSchema(llmSlotSchema, value, path, { hints: { kind: LLM_KINDS } }));
-  const what = "path (a Hugging Face model folder to load)";
-  if (v.path !== undefined && v.config !== undefined) {
-    throw new Error(`${path}: give either ${what} or config (sizes for a random init), not both`);
-  }
-  if (v.path === undefined && v.config === undefined) {
-    throw new Error(`${path}: give ${what} or config (sizes for a random init)`);
-  }
+  checkPathOrConfig(v, path, "a Hugging Face model folder");
   const out: LlmSlotConfig = { kind: v.kind, ...(v.path !== undefined ? { path: v.path } : {}) };
   if (v.config) out.config = llmSizes(v.kind, stripUndefined(v.config), `${path}.config`);
   if (v.lora !== undefined) out.lora = parseLoraConfig(v.lora, `${path}.lora`);
@@ -123,9 +118,4 @@ function llmSizes(kind: LlmArch, given: LlmSizesInput, path: string): LlmSizes {
   checkLlmConfig(cfg, path);
   const { arch: _arch, ...sizes } = cfg;
   return sizes;
-}
-
-/** A copy without the keys whose value is undefined (a spread of it never overwrites a default). */
-function stripUndefined<T extends object>(v: T): T {
-  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined)) as T;
 }

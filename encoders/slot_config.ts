@@ -14,6 +14,7 @@
  */
 
 import { z } from "zod";
+import { checkPathOrConfig, stripUndefined } from "../schema/fields.ts";
 import { parseSchema } from "../schema/parse.ts";
 import {
   checkVisionConfig,
@@ -147,7 +148,7 @@ const ENCODER_KINDS = [...VISION_ARCHS, "onnx"].map((k) => JSON.stringify(k)).jo
 export function parseEncoderSlot(value: unknown, path: string): EncoderSlotConfig {
   const v = stripUndefined(parseSchema(encoderSlotSchema, value, path, { hints: { kind: ENCODER_KINDS } }));
   if (v.kind === "onnx") return v;
-  checkPathOrConfig(v, path);
+  checkPathOrConfig(v, path, "a Hugging Face vision folder");
   const { config, ...fields } = v;
   const out: VisionEncoderSlotConfig = fields;
   if (config) {
@@ -181,17 +182,6 @@ export function keepsClsRow(enc: EncoderSlotConfig): boolean {
   return enc.kind === "clip" && enc.keepCls;
 }
 
-/** Exactly one of `path` (load) and `config` (random init) is given. */
-function checkPathOrConfig(v: { path?: string; config?: unknown }, path: string): void {
-  const what = "path (a Hugging Face vision folder to load)";
-  if (v.path !== undefined && v.config !== undefined) {
-    throw new Error(`${path}: give either ${what} or config (sizes for a random init), not both`);
-  }
-  if (v.path === undefined && v.config === undefined) {
-    throw new Error(`${path}: give ${what} or config (sizes for a random init)`);
-  }
-}
-
 /** The family's defaults (transformers'), overridden by the given sizes, then checked. */
 function visionSizes(kind: VisionArch, given: Partial<VisionSizes>, path: string): VisionSizes {
   const base = visionConfigFromHf({ model_type: `${kind}_vision_model` }, path);
@@ -199,9 +189,4 @@ function visionSizes(kind: VisionArch, given: Partial<VisionSizes>, path: string
   checkVisionConfig(cfg, path);
   const { arch: _arch, ...sizes } = cfg;
   return sizes;
-}
-
-/** A copy without the keys whose value is undefined (a spread of it never overwrites a default). */
-function stripUndefined<T extends object>(v: T): T {
-  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined)) as T;
 }

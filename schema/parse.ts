@@ -6,6 +6,8 @@
  * @module
  */
 
+import { isRecord } from "./fields.ts";
+
 /** One problem a schema found (zod's issue shape). */
 export interface SchemaIssue {
   /** The path of the bad field inside the value parsed (e.g. ["codebookSizes", 2]). */
@@ -129,8 +131,4 @@ function shapeAt(schema: unknown, value: unknown, segs: readonly PropertyKey[]):
     s = open(typeof k === "number" ? s.element : s.shape?.[String(k)], v);
   }
   return s.shape ?? {};
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }

@@ -5,6 +5,7 @@
  */
 
 import { describeValue, joinPath } from "../schema/parse.ts";
+import { isRecord } from "../schema/fields.ts";
 
 /**
  * The differing leaves of two JSON values, in the order of `before`'s fields then `after`'s new ones:
@@ -27,8 +28,4 @@ export function configChanges(before: unknown, after: unknown, path = ""): strin
 
 function show(v: unknown): string {
   return v === undefined ? "(absent)" : describeValue(v);
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
