@@ -1,5 +1,5 @@
 /**
- * `deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--overwrite] [--out DIR]
+ * `deno task train [run.ts] [--set key=value ...] [--plan [--world-size N]] [--resume DIR] [--overwrite] [--out DIR]
  * [--import MODULE ...] [--profile] [--term-timeout S] [--check-images all|N|none] [--no-scan]`
  *
  * - With a run file (`export default defineRun({...})`, e.g. examples/asvr_vicuna7b.ts): trains its
@@ -8,7 +8,9 @@
  *   unknown key or a wrong type is an error naming the path.
  * - `--plan` prints parameters per component, trainable parameters per stage and estimated memory
  *   against the adapter's limits, and which modes (full fine-tuning, LoRA) fit the GPU's memory
- *   (`--gpu-memory-gb N`, else nvidia-smi's figure), without loading weights, then exits.
+ *   (`--gpu-memory-gb N`, else nvidia-smi's figure), without loading weights, then exits. With
+ *   `--world-size N` (default: the launcher's), also the memory per GPU of data-parallel training on N
+ *   GPUs, with the optimizer state replicated or sharded (`train.distributed.shardOptimizer`).
  * - Before any weight loads, the data pre-flight (trainers/data_scan.ts) reads each stage's data file
  *   once, streaming: rows, malformed rows, text-only and image rows, missing images (`--check-images`:
  *   all, a random sample of N, default 1000, or none), rows estimated over `data.maxLength`, and each
@@ -28,6 +30,10 @@
  *   resume import them again.
  * - `--profile` prints the GPU time per kernel label at the end (timestamp queries).
  * - With no run file: `examples/asvr_tiny.ts`, the embedded default (a tiny ASVR study on generated data).
+ * - Under an MPI launcher (`mpirun -np N deno task train run.ts`): data-parallel training on N ranks
+ *   (trainers/data_parallel.ts); rank 0 checks the data, writes the run folder and prints; every rank
+ *   prints its adapter. An error on any rank prints that rank's message and ends every rank (MPI_Abort),
+ *   exit code 1.
  *
  * A run file's default export is the config (`defineRun({...})`) or an async function returning it (which may
  * first build what the run needs, as `examples/asvr_tiny.ts` does).
@@ -39,7 +45,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
 import { formatKernelTimes } from "../core/profiler.ts";
-import { formatPlan, planFits, planRun } from "../trainers/plan.ts";
+import { formatPlan, formatWorld, planFits, planRun, planWorld } from "../trainers/plan.ts";
 import { formatMissing, missingInputs } from "../trainers/preflight.ts";
 import {
   DEFAULT_IMAGE_CHECK,
@@ -59,15 +65,19 @@ import { applyRunOverrides, type RunConfig } from "../trainers/config.ts";
 import { train } from "../trainers/trainer.ts";
 import { prepareNewRunDir } from "../trainers/run_dir.ts";
 import { BURST_SECONDS, DEFAULT_TERM_TIMEOUT_SECONDS, StopSignals } from "./stop_signals.ts";
+import { isLaunchedByMpi, launcherWorldSize } from "../dist/launcher.ts";
+import { Mpi } from "../dist/mpi.ts";
+import { DataParallel } from "../trainers/data_parallel.ts";
 
 const USAGE =
-  `usage: deno task train [run.ts] [--set key=value ...] [--plan] [--resume DIR] [--overwrite] [--out DIR]
+  `usage: deno task train [run.ts] [--set key=value ...] [--plan [--world-size N]] [--resume DIR] [--overwrite] [--out DIR]
                        [--import M ...] [--profile] [--term-timeout S] [--check-images all|N|none] [--no-scan]
   run.ts         a run file (export default defineRun({...})), e.g. examples/asvr_vicuna7b.ts;
                  default examples/asvr_tiny.ts, the embedded tiny study
   --set k=v      override a config key (repeatable): train.stages[0].lr=2e-5, head.kind=none
   --plan         print parameters and estimated memory per stage, then exit (no weights needed);
-                 with --gpu-memory-gb N (or nvidia-smi's figure) it says which modes fit
+                 with --gpu-memory-gb N (or nvidia-smi's figure) it says which modes fit;
+                 --world-size N adds the memory per GPU of data-parallel training on N GPUs
   --resume DIR   continue a run folder's latest checkpoint (or the checkpoint folder given); without
                  run.ts, with the run's own config.json and recorded modules
   --overwrite    start afresh in a run folder that holds a run: its run files are deleted first
@@ -106,6 +116,7 @@ const { values, positionals } = parseArgs({
     "check-images": { type: "string" },
     "no-scan": { type: "boolean", default: false },
     "gpu-memory-gb": { type: "string" },
+    "world-size": { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -115,14 +126,19 @@ if (values.help) {
   Deno.exit(0);
 }
 
+// Under mpirun (not for --plan): MPI starts before anything else, so every rank can end the job.
+const mpi = isLaunchedByMpi() && !values.plan ? Mpi.init() : null;
+const who = mpi && mpi.size > 1 ? `rank ${mpi.rank} of ${mpi.size}: ` : "";
 let code: number;
 try {
   code = await runFile(positionals[0] ?? null);
 } catch (err) {
-  if (err instanceof NoAdapterError) console.error(err.message);
-  else console.error(`train: ${err instanceof Error ? err.message : String(err)}`);
+  if (err instanceof NoAdapterError) console.error(who + err.message);
+  else console.error(`train: ${who}${err instanceof Error ? err.message : String(err)}`);
+  if (mpi && mpi.size > 1) mpi.abort(1); // the other ranks would wait for this one forever
   Deno.exit(1);
 }
+await mpi?.finalize();
 if (code !== 0) Deno.exit(code);
 
 /** The run's config, and the modules (URLs) its run folder records: the run file and every --import. */
@@ -180,36 +196,51 @@ async function runFile(file: string | null): Promise<number> {
       throw new Error(`--gpu-memory-gb: a number > 0, got ${values["gpu-memory-gb"]}`);
     }
     for (const line of await planFits(cfg, plan, memory)) console.log(line);
+    const world = values["world-size"] !== undefined
+      ? Number(values["world-size"])
+      : launcherWorldSize() ?? 1;
+    if (!Number.isInteger(world) || world < 1) {
+      throw new Error(`--world-size: a whole number of GPUs >= 1, got ${values["world-size"]}`);
+    }
+    if (world > 1) { for (const line of formatWorld(planWorld(cfg, plan, world), memory)) console.log(line); }
     return 0;
   }
   const missing = await missingInputs(cfg);
   if (missing.length) throw new Error(formatMissing(missing));
-  if (!values["no-scan"]) await scanData(cfg);
+  const lead = !mpi || mpi.rank === 0; // checks the data, writes the run folder, prints
+  const log = (line: string) => lead && console.log(line);
+  if (mpi && mpi.size > 1) log(`data parallel: ${mpi.size} ranks (${mpi.version.split(",")[0]})`);
+  if (!values["no-scan"] && lead) await scanData(cfg);
   // `--resume DIR`: a run folder, or one of its checkpoints (runs/x/checkpoints/step-00000120).
   const resume = values.resume;
   const runDir = values.out ?? (resume && runFolderOf(resume)) ?? join(cfg.train.out, cfg.name);
   // A new run (or a resume into another folder) never mixes its files with a run already there. Checked
   // before anything is written, imports.json included.
-  if (!resume || resolve(runDir) !== resolve(runFolderOf(resume))) {
+  if (lead && (!resume || resolve(runDir) !== resolve(runFolderOf(resume)))) {
     const removed = await prepareNewRunDir(runDir, { overwrite: values.overwrite });
     if (removed.length) console.log(`overwrite: deleted the old run's ${removed.join(", ")} in ${runDir}`);
   }
   const e = await Engine.create();
   console.log(
-    `adapter: ${e.info.description}${e.info.isFallbackAdapter ? " (software: correct, slow)" : ""}`,
+    `${who}adapter: ${e.info.description}${e.info.isFallbackAdapter ? " (software: correct, slow)" : ""}`,
   );
   // The modules eval, export and a later resume import before reading the run's config.
-  await Deno.mkdir(runDir, { recursive: true });
-  if (file !== null || !resume) await writeRunImports(runDir, modules);
-  else if (modules.length) await writeRunImports(runDir, [...await readRunImports(runDir), ...modules]);
+  if (lead) {
+    await Deno.mkdir(runDir, { recursive: true });
+    if (file !== null || !resume) await writeRunImports(runDir, modules);
+    else if (modules.length) await writeRunImports(runDir, [...await readRunImports(runDir), ...modules]);
+  }
   const stops = new StopSignals({ termTimeout, note: `resume with --resume ${runDir}` }).listen();
   const t0 = performance.now();
   if (values.profile) e.startProfiling();
-  const r = await train(e, cfg, { runDir, resume, signal: stops.signal });
-  if (values.profile) console.log(`GPU time per kernel:\n${formatKernelTimes(await e.stopProfiling())}`);
-  if (r.stopped) console.log(`stopped; continue with --resume ${runDir}`);
+  const parallel = mpi && mpi.size > 1
+    ? new DataParallel(mpi, { bucketBytes: cfg.train.distributed.bucketMiB * 2 ** 20 })
+    : undefined;
+  const r = await train(e, cfg, { runDir, resume, signal: stops.signal, parallel });
+  if (values.profile) log(`GPU time per kernel:\n${formatKernelTimes(await e.stopProfiling())}`);
+  if (r.stopped) log(`stopped; continue with --resume ${runDir}`);
   const last = r.history.at(-1);
-  console.log(
+  log(
     `done in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${r.history.length} steps` +
       (last
         ? `, last losses ${Object.entries(last.losses).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" ")}`

@@ -12,6 +12,13 @@
  * - `checksums.sha256`: the SHA-256 of each file above, in `sha256sum` format (so
  *   `sha256sum -c checksums.sha256` checks the folder by hand), hashed as the files are written.
  *
+ * A data-parallel run with a sharded optimizer writes its optimizer state in shards instead:
+ * `optimizer.safetensors` is then an index without tensors (its `__metadata__.shards` is the count N) and
+ * each rank r writes `optimizer-<r>-of-<N>.safetensors` ({@linkcode optimizerShardFile}), the state of the
+ * parameters it owns, in the format above, into the save's temporary folder (through `addFiles`) before
+ * the folder is sealed; `checksums.sha256` lists the shards. A load merges the shards, so the state
+ * restores on any number of ranks.
+ *
  * A save writes a hidden sibling folder `.tmp-step-<8 digits>-<random>`, each file fsynced,
  * `trainer_state.json` then `checksums.sha256` last, then renames it to its final name in one step,
  * then points the file `checkpoints/latest` at it (temp file + rename), and only then deletes
@@ -97,12 +104,47 @@ export interface SaveCheckpointOptions {
   step: number;
   /** The parameters to store, by Hugging Face name: GPU tensors (read one at a time) or host data. */
   params: Map<string, Tensor | HostParam>;
-  /** The AdamW state; every name must be a key of `params`. */
-  optimizer: OptimizerSnapshot;
+  /**
+   * The AdamW state (every name must be a key of `params`), or, for a sharded state, the index: the
+   * shard count and the optimizer's step (the shards come through `addFiles`).
+   */
+  optimizer: OptimizerSnapshot | OptimizerShardIndex;
+  /**
+   * Adds files to the checkpoint before it is sealed: called with the temporary folder once this call's
+   * files are written, it writes its files there and returns each one's SHA-256 by file name (they join
+   * `checksums.sha256`). Optimizer shards written by other processes come this way.
+   */
+  addFiles?: (tmpDir: string) => Promise<Map<string, string>>;
   /** Anything JSON-serializable, as an object: step, stage, epoch, data position, RNG state, config. */
   trainerState: Record<string, unknown>;
   /** How many complete checkpoints to keep, the new one included (default 2). */
   keepLast?: number;
+}
+
+/** A sharded optimizer state's index: `shards` files, written by {@linkcode writeOptimizerShard}. */
+export interface OptimizerShardIndex {
+  /** How many shard files hold the state. */
+  shards: number;
+  /** How many times the optimizer stepped. */
+  step: number;
+}
+
+/** The file name of shard `index` of `count`: `optimizer-0-of-2.safetensors`. */
+export function optimizerShardFile(index: number, count: number): string {
+  return `optimizer-${index}-of-${count}.safetensors`;
+}
+
+/**
+ * Writes one shard of a sharded optimizer state (the state of the parameters `opt.names`, each of
+ * them a key of `params`) to `path`, in `optimizer.safetensors`' format; returns its SHA-256.
+ */
+export async function writeOptimizerShard(
+  path: string,
+  opt: OptimizerSnapshot,
+  params: Map<string, Tensor | HostParam>,
+): Promise<string> {
+  const inputs = optimizerInputs(opt, params);
+  return await writeSafetensors(path, inputs.tensors, inputs.metadata);
 }
 
 const keepLastSchema = z.number().int().min(1).default(2);
@@ -196,7 +238,9 @@ export async function saveCheckpoint(runDir: string, opts: SaveCheckpointOptions
     throw new Error("saveCheckpoint: trainerState must be a plain object (it becomes trainer_state.json)");
   }
   const modelInputs = paramInputs(opts.params);
-  const optInputs = optimizerInputs(opts.optimizer, opts.params);
+  const optInputs = "shards" in opts.optimizer
+    ? shardIndexInputs(opts.optimizer)
+    : optimizerInputs(opts.optimizer, opts.params);
 
   const ckDir = `${runDir}/checkpoints`;
   await Deno.mkdir(ckDir, { recursive: true });
@@ -209,6 +253,7 @@ export async function saveCheckpoint(runDir: string, opts: SaveCheckpointOptions
     sums.set(model, await writeSafetensors(`${tmp}/${model}`, modelInputs, { format: "pt" }));
     sums.set(optimizer, await writeSafetensors(`${tmp}/${optimizer}`, optInputs.tensors, optInputs.metadata));
     sums.set(trainerState, await writeTextAtomic(`${tmp}/${trainerState}`, stateJson + "\n"));
+    if (opts.addFiles) { for (const [file, sum] of await opts.addFiles(tmp)) sums.set(file, sum); }
     const manifest = [...sums].map(([file, sum]) => `${sum}  ${file}\n`).join("");
     await writeTextAtomic(`${tmp}/${CHECKPOINT_CHECKSUMS}`, manifest);
     await syncDir(tmp);
@@ -429,14 +474,16 @@ export async function loadCheckpoint(
  * Restores an optimizer over the parameters `names` (in its order) from a loaded checkpoint's state,
  * one parameter at a time (host memory holds one parameter's state); parameters the checkpoint has no
  * state for start fresh. Throws when the checkpoint holds state for a name not in `names` (the
- * trainable set changed).
+ * trainable set changed); with `trains`, for a name not in `trains` (a rank of a sharded optimizer
+ * restores its own `names` of all the parameters `trains`).
  */
 export async function restoreAdamW(
   opt: AdamW,
   names: readonly string[],
   ck: Pick<LoadedCheckpoint, "dir" | "optimizer">,
+  opts: { trains?: ReadonlySet<string> } = {},
 ): Promise<void> {
-  const known = new Set(names);
+  const known = opts.trains ?? new Set(names);
   const extra = [...ck.optimizer.params.keys()].filter((n) => !known.has(n));
   if (extra.length) {
     throw new Error(
@@ -547,6 +594,24 @@ function optimizerInputs(
       format: "asvr-adamw",
       step: String(live ? live.stepCount : (st as AdamWState).step),
       param_steps: JSON.stringify(steps),
+    },
+  };
+}
+
+function shardIndexInputs(index: OptimizerShardIndex): {
+  tensors: SafeTensorInput[];
+  metadata: Record<string, string>;
+} {
+  if (!Number.isSafeInteger(index.shards) || index.shards < 1) {
+    throw new Error(`saveCheckpoint: optimizer.shards is ${index.shards}; it must be an integer >= 1`);
+  }
+  return {
+    tensors: [],
+    metadata: {
+      format: "asvr-adamw",
+      step: String(index.step),
+      param_steps: "{}",
+      shards: String(index.shards),
     },
   };
 }
@@ -724,6 +789,7 @@ async function readOptimizer(
     if (!Number.isSafeInteger(step) || step < 0) {
       throw bad(`__metadata__.step is ${JSON.stringify(md.step)}, expected an integer >= 0`);
     }
+    if (md.shards !== undefined) return await readShards(path, Number(md.shards), step, params, reading);
     let steps: unknown;
     try {
       steps = JSON.parse(md.param_steps ?? "");
@@ -796,6 +862,43 @@ async function readOptimizer(
   } finally {
     f.close();
   }
+}
+
+/** A sharded state: every shard beside the index `path`, checked against the checksums and merged. */
+async function readShards(
+  path: string,
+  count: number,
+  step: number,
+  params: Map<string, CheckpointParam>,
+  reading: ReadOptions,
+): Promise<LoadedOptimizer> {
+  if (!Number.isSafeInteger(count) || count < 1) {
+    throw new Error(`${path}: __metadata__.shards is not an integer >= 1 (${reading.fix})`);
+  }
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  const files = Array.from({ length: count }, (_, i) => optimizerShardFile(i, count));
+  for (const f of files) {
+    if (!(await pathExists(`${dir}/${f}`))) {
+      throw new Error(`${dir}/${f}: missing; the sharded optimizer state is incomplete (${reading.fix})`);
+    }
+  }
+  await verifyCheckpoint(dir, { files });
+  const merged: LoadedOptimizer["params"] = new Map();
+  for (const f of files) {
+    const shard = await readOptimizer(`${dir}/${f}`, params, reading);
+    if (shard.step !== step) {
+      throw new Error(
+        `${dir}/${f}: its step ${shard.step} differs from the index's ${step} (${reading.fix})`,
+      );
+    }
+    for (const [name, entry] of shard.params) {
+      if (merged.has(name)) {
+        throw new Error(`${dir}/${f}: holds "${name}", which an earlier shard holds too (${reading.fix})`);
+      }
+      merged.set(name, entry);
+    }
+  }
+  return { step, params: merged };
 }
 
 async function openFile(path: string, fix: string): Promise<SafetensorsFile> {

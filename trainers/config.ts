@@ -134,6 +134,30 @@ export interface TrainConfig {
   out: string;
   /** The stages, in order; each starts from the previous one's full state. */
   stages: StageConfig[];
+  /** Training on several processes (launched by `mpirun`); ignored by a single process. */
+  distributed: DistributedConfig;
+}
+
+/**
+ * Data-parallel training under MPI (`mpirun -np N deno task train run.ts`): every rank trains on its own
+ * share of each step's rows, and the gradients are averaged over the ranks before the update.
+ */
+export interface DistributedConfig {
+  /**
+   * Keep each stage's global batch (`batchSize` x `gradAccum` rows per step) whatever the world size:
+   * each rank runs `gradAccum / N` micro-batches (`gradAccum` must divide by N). Default true, so a run
+   * gives the same steps on 1 or 8 GPUs. False: each rank runs `gradAccum` micro-batches, and a step
+   * takes `batchSize` x `gradAccum` x N rows.
+   */
+  keepGlobalBatch: boolean;
+  /**
+   * Shard the optimizer state (ZeRO-1): each rank keeps the f32 master weights and AdamW moments of
+   * about 1/N of the trainable parameters (whole tensors, balanced by size), updates those, and sends
+   * the updated weights to the others. Default false: every rank keeps the whole state.
+   */
+  shardOptimizer: boolean;
+  /** Gradients are averaged in buckets of this many MiB (read back, all-reduced, written back). */
+  bucketMiB: number;
 }
 
 /** A parsed run config: the model's slots plus the run's own fields, every default filled. */
@@ -155,9 +179,11 @@ export interface StageConfigInput extends Partial<Omit<StageConfig, "trainable">
 }
 
 /** `train` as written in a run file. */
-export interface TrainConfigInput extends Partial<Omit<TrainConfig, "stages">> {
+export interface TrainConfigInput extends Partial<Omit<TrainConfig, "stages" | "distributed">> {
   /** The stages. */
   stages: StageConfigInput[];
+  /** Training on several processes (every field has a default). */
+  distributed?: Partial<DistributedConfig>;
 }
 
 /** A run file's default export. */
@@ -246,6 +272,11 @@ const trainSchema: z.ZodType<TrainConfig, TrainConfigInput> = z.strictObject({
   evalMaxNewTokens: posInt.default(32),
   out: z.string().min(1).default("runs"),
   stages: z.array(stageSchema).min(1, "give at least one stage").transform(namedStages),
+  distributed: z.strictObject({
+    keepGlobalBatch: z.boolean().default(true),
+    shardOptimizer: z.boolean().default(false),
+    bucketMiB: z.number().positive().max(4096).default(128),
+  }).prefault({}),
 });
 
 const nameSchema = z.string().regex(/^[\w.-]+$/, 'must be a folder name of letters, digits, "_", "-" or "."')

@@ -50,11 +50,22 @@ export class MetricsWriter {
   /** The path of the log. */
   readonly path: string;
   #file: Deno.FsFile | null;
+  #discard = false;
   #encoder = new TextEncoder();
 
-  private constructor(path: string, file: Deno.FsFile) {
+  private constructor(path: string, file: Deno.FsFile | null) {
     this.path = path;
     this.#file = file;
+  }
+
+  /**
+   * A writer that checks and drops every record: the other ranks of a data-parallel run, whose records
+   * rank 0 writes.
+   */
+  static discarding(runDir: string): MetricsWriter {
+    const w = new MetricsWriter(`${runDir}/${METRICS_FILE}`, null);
+    w.#discard = true;
+    return w;
   }
 
   /** Opens (creating the run folder and the file when absent) the log of `runDir` for appending. */
@@ -82,7 +93,7 @@ export class MetricsWriter {
 
   /** Appends one record as a JSON line (synchronously, so records land in call order). */
   write(record: MetricsRecord): void {
-    if (!this.#file) throw new Error(`${this.path}: write after close()`);
+    if (!this.#file && !this.#discard) throw new Error(`${this.path}: write after close()`);
     if (!Number.isFinite(record.step)) {
       throw new Error(`${this.path}: a metrics record needs a finite "step", got ${record.step}`);
     }
@@ -90,6 +101,7 @@ export class MetricsWriter {
     for (const [k, v] of Object.entries(record)) {
       clean[k] = typeof v === "number" && !Number.isFinite(v) ? null : v;
     }
+    if (!this.#file) return; // discarding
     try {
       writeAllSync(this.#file, this.#encoder.encode(JSON.stringify(clean) + "\n"));
     } catch (err) {

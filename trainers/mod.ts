@@ -16,6 +16,7 @@ export {
   applyRunOverrides,
   type DataConfig,
   defineRun,
+  type DistributedConfig,
   modelConfig,
   parseRunConfig,
   type RunBuilder,
@@ -59,11 +60,15 @@ export { type StageStepFields, type StageSteps, stageSteps, stageStepWarnings } 
 export {
   type ComponentPlan,
   formatPlan,
+  formatWorld,
   LLAVA_LORA,
   planFits,
   planRun,
+  planWorld,
   type RunPlan,
   type StagePlan,
+  type WorldPlan,
+  type WorldStagePlan,
 } from "./plan.ts";
 
 // training
@@ -90,13 +95,18 @@ export {
   type LoadCheckpointOptions,
   type LoadedCheckpoint,
   type LoadedOptimizer,
+  optimizerShardFile,
+  type OptimizerShardIndex,
   type OptimizerSnapshot,
   restoreAdamW,
   saveCheckpoint,
   type SaveCheckpointOptions,
   verifyCheckpoint,
   type VerifyCheckpointOptions,
+  writeOptimizerShard,
 } from "./checkpoint.ts";
+export { type Collectives, DataParallel, type DataParallelOptions } from "./data_parallel.ts";
+export { shardLoads, shardOwners } from "./shard_owners.ts";
 export {
   checkTrainerState,
   type StageBounds,

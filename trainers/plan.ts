@@ -5,7 +5,8 @@
  * beside the adapter's per-tensor limits. Estimates, not measurements: activations are counted per
  * decoder layer from the tensors its forward keeps. A test holds the stage total within 10% of the
  * buffer pool's measured peak over training steps of scaled-down models at `data.maxLength` with
- * checkpointed layers (without checkpointing the estimate is ~14% low).
+ * checkpointed layers (without checkpointing the estimate is ~14% low). {@linkcode planWorld} gives the
+ * memory per GPU of data-parallel training on N GPUs, with the optimizer state whole or sharded.
  * @module
  */
 
@@ -21,6 +22,7 @@ import { headParamShapes, headPlanBytes } from "../heads/mod.ts";
 import { projectorParamShapes } from "../projectors/projector.ts";
 import { rqTokenizers } from "../tokenizers/visual_config.ts";
 import type { RunConfig, StageConfig } from "./config.ts";
+import { shardLoads } from "./shard_owners.ts";
 
 /** Shapes of public checkpoints, used when a folder is not on disk yet (keyed by folder name). */
 export const KNOWN_MODELS: Record<string, { repo: string; llm?: LlmConfig; vision?: VisionConfig }> = {
@@ -79,6 +81,11 @@ export interface StagePlan {
   name: string;
   /** Trainable parameters. */
   trainable: number;
+  /**
+   * Elements of each trainable tensor (their sum is `trainable`): what `train.distributed.shardOptimizer`
+   * assigns to ranks whole (trainers/shard_owners.ts).
+   */
+  trainableSizes: number[];
   /** Every parameter and codebook, at its storage dtype. */
   weights: number;
   /** Gradients of the trainable parameters. */
@@ -114,6 +121,8 @@ export async function planRun(cfg: RunConfig): Promise<RunPlan> {
   const visionSlot = gpuVisionSlot(cfg.encoder); // null: an ONNX encoder, whose sizes are unknown
   const vision = visionSlot ? await visionSizes(visionSlot) : null;
   const components: ComponentPlan[] = [];
+  // Elements of each tensor a stage that trains the component trains, by component name.
+  const tensors = new Map<string, number[]>();
   const llmShapes = decoderParamShapes(llm.cfg);
   components.push({
     name: "llm",
@@ -121,6 +130,7 @@ export async function planRun(cfg: RunConfig): Promise<RunPlan> {
     source: llm.source,
     largest: Math.max(...[...llmShapes.values()].map(numel)),
   });
+  tensors.set("llm", [...llmShapes.values()].map(numel));
   if (vision) {
     const shapes = visionParamShapes(vision.cfg);
     components.push({
@@ -139,6 +149,7 @@ export async function planRun(cfg: RunConfig): Promise<RunPlan> {
     source: "run file",
     largest: Math.max(0, ...projShapes.map(numel)),
   });
+  tensors.set("projector", projShapes.map(numel));
   if (cfg.llm.lora) {
     const l = cfg.llm.lora;
     const shapes = l.targets.map((t) => layerParamShape(llm.cfg, LORA_TARGET_KEYS[t])); // [out, in] each
@@ -148,6 +159,9 @@ export async function planRun(cfg: RunConfig): Promise<RunPlan> {
       source: `rank ${l.rank} on ${l.targets.join(", ")}`,
       largest: Math.max(...shapes.map(([out, inDim]) => l.rank * Math.max(out, inDim))),
     });
+    // Per layer and target: A [r, in] and B [out, r].
+    const pair = shapes.flatMap(([out, inDim]) => [l.rank * inDim, out * l.rank]);
+    tensors.set("lora", Array.from({ length: llm.cfg.numLayers }, () => pair).flat());
   }
   const headShapes = [...headParamShapes(cfg.head, C) ?? []].map(([, p]) => p);
   components.push({
@@ -159,6 +173,7 @@ export async function planRun(cfg: RunConfig): Promise<RunPlan> {
       : `run file; kind "${cfg.head.kind}" declares no paramShapes, not counted`,
     largest: Math.max(0, ...headShapes.map((p) => numel(p.shape))),
   });
+  tensors.set("head", headShapes.filter((p) => !p.frozen).map((p) => numel(p.shape)));
   for (const t of rqTokenizers(cfg.visualTokenizers)) {
     const dim = t.layer === "pixels" ? 3 * (vision?.cfg.patchSize ?? 14) ** 2 : vision?.cfg.hiddenSize ?? 0;
     const books = t.sharedCodebook ? 1 : t.depths;
@@ -171,7 +186,9 @@ export async function planRun(cfg: RunConfig): Promise<RunPlan> {
   }
   const N = vision ? Math.floor(vision.cfg.imageSize / vision.cfg.patchSize) ** 2 : 0;
   const total = components.reduce((s, c) => s + c.params, 0);
-  const stages = cfg.train.stages.map((s) => stagePlan(cfg, s, components, total, llm.cfg, N, bytes));
+  const stages = cfg.train.stages.map((s) =>
+    stagePlan(cfg, s, components, tensors, total, llm.cfg, N, bytes)
+  );
   const largestTensorBytes = Math.max(...components.map((c) => c.largest)) * bytes;
   return { components, stages, largestTensorBytes, imageTokens: N };
 }
@@ -180,6 +197,7 @@ function stagePlan(
   cfg: RunConfig,
   s: StageConfig,
   components: ComponentPlan[],
+  tensors: Map<string, number[]>,
   total: number,
   llm: LlmConfig,
   N: number,
@@ -193,13 +211,18 @@ function stagePlan(
   const llmTrains = s.trainable.llm ? (cfg.llm.lora ? count("lora") : count("llm")) : 0;
   const trainable = llmTrains + (s.trainable.projector ? count("projector") : 0) +
     (s.trainable.head ? count("head") : 0);
+  const trainableSizes = [
+    ...(s.trainable.llm ? tensors.get(cfg.llm.lora ? "lora" : "llm")! : []),
+    ...(s.trainable.projector ? tensors.get("projector")! : []),
+    ...(s.trainable.head ? tensors.get("head")! : []),
+  ];
   const tokenizers = components.filter((c) => c.name.startsWith("tokenizer ")).reduce(
     (a, c) => a + c.params,
     0,
   );
   const weights = (total - tokenizers) * bytes + tokenizers * 4;
   const gradients = trainable * bytes;
-  const optimizer = trainable * (8 + (bytes === 2 ? 4 : 0));
+  const optimizer = trainable * optimizerBytesPerElement(bytes);
   const B = s.batchSize, T = cfg.data.maxLength;
   const llmActs = llmActivationBytes(llm, {
     B,
@@ -220,6 +243,7 @@ function stagePlan(
   return {
     name: s.name,
     trainable,
+    trainableSizes,
     weights,
     gradients,
     optimizer,
@@ -227,6 +251,11 @@ function stagePlan(
     headLogits,
     total: weights + gradients + optimizer + activations + headLogits,
   };
+}
+
+/** Optimizer-state bytes per trainable element: AdamW's two f32 moments, plus an f32 master of an f16 weight. */
+function optimizerBytesPerElement(bytes: number): number {
+  return 8 + (bytes === 2 ? 4 : 0);
 }
 
 /** What {@linkcode llmActivationBytes} needs besides the decoder's config. */
@@ -404,5 +433,117 @@ export async function planFits(cfg: RunConfig, plan: RunPlan, memoryBytes: numbe
     }
     lines.push(line);
   });
+  return lines;
+}
+
+/** One stage's memory per GPU in data-parallel training on several GPUs, in bytes. */
+export interface WorldStagePlan {
+  /** The stage's name. */
+  name: string;
+  /** Weights, whole on every rank. */
+  weights: number;
+  /** Gradients of the trainable parameters, whole on every rank (averaged, not sharded). */
+  gradients: number;
+  /** Optimizer state with every rank keeping all of it: the single-GPU figure. */
+  optimizer: number;
+  /**
+   * Optimizer state with `train.distributed.shardOptimizer`: the largest rank's share of the trainable
+   * tensors ({@linkcode shardLoads}, whole tensors) at the same bytes per element.
+   */
+  shardedOptimizer: number;
+  /** Activations and head logits of one micro-batch (the micro-batch does not change with the world size). */
+  activations: number;
+  /** Staging of the gradient buckets read back to the host: 2 x `train.distributed.bucketMiB` (0 on one GPU). */
+  communication: number;
+  /** Per GPU with the whole optimizer state on every rank ("data parallel"). */
+  replicated: number;
+  /** Per GPU with the optimizer state sharded. */
+  sharded: number;
+  /** Rows per optimizer step over all ranks. */
+  globalBatch: number;
+  /** Micro-batches of `batchSize` rows each rank runs per step (rounded up where `error` is set). */
+  microBatches: number;
+  /** Why the stage cannot run on this many GPUs as configured (`gradAccum` not a multiple of it); else null. */
+  error: string | null;
+}
+
+/** A run's plan on `worldSize` GPUs. */
+export interface WorldPlan {
+  /** GPUs (MPI ranks). */
+  worldSize: number;
+  /** Whether the run shards its optimizer state (`train.distributed.shardOptimizer`). */
+  shardOptimizer: boolean;
+  /** Per stage, as {@linkcode RunPlan.stages}. */
+  stages: WorldStagePlan[];
+}
+
+/**
+ * The memory per GPU and the batches of `cfg`'s stages when trained data-parallel on `worldSize` GPUs
+ * (`mpirun -np N`), from its single-GPU `plan`: every rank keeps the whole weights and gradients; the
+ * optimizer state is whole ("replicated") or, with `train.distributed.shardOptimizer`, the largest rank's
+ * share; both add the gradient buckets' staging. On one GPU both equal the plan's stage totals.
+ */
+export function planWorld(cfg: RunConfig, plan: RunPlan, worldSize: number): WorldPlan {
+  if (!Number.isInteger(worldSize) || worldSize < 1) {
+    throw new RangeError(`world size ${worldSize} is not >= 1`);
+  }
+  const N = worldSize, bytes = cfg.train.dtype === "f16" ? 2 : 4;
+  const dist = cfg.train.distributed;
+  const communication = N > 1 ? 2 * dist.bucketMiB * 2 ** 20 : 0;
+  const stages = plan.stages.map((s, i): WorldStagePlan => {
+    const { batchSize, gradAccum } = cfg.train.stages[i];
+    const share = s.trainableSizes.length ? Math.max(...shardLoads(s.trainableSizes, N)) : 0;
+    const shardedOptimizer = share * optimizerBytesPerElement(bytes);
+    const activations = s.activations + s.headLogits;
+    const base = s.weights + s.gradients + activations + communication;
+    const divides = gradAccum % N === 0;
+    return {
+      name: s.name,
+      weights: s.weights,
+      gradients: s.gradients,
+      optimizer: s.optimizer,
+      shardedOptimizer,
+      activations,
+      communication,
+      replicated: base + s.optimizer,
+      sharded: base + shardedOptimizer,
+      globalBatch: batchSize * gradAccum * (dist.keepGlobalBatch ? 1 : N),
+      microBatches: dist.keepGlobalBatch ? Math.ceil(gradAccum / N) : gradAccum,
+      error: !dist.keepGlobalBatch || divides
+        ? null
+        : `${s.name}: train.stages[${i}].gradAccum ${gradAccum} ` +
+          `does not divide by ${N} GPUs (train.distributed.keepGlobalBatch keeps ${batchSize} x ${gradAccum} ` +
+          `rows per step); set gradAccum to a multiple of ${N}, or train.distributed.keepGlobalBatch false`,
+    };
+  });
+  return { worldSize: N, shardOptimizer: dist.shardOptimizer, stages };
+}
+
+/**
+ * {@linkcode planWorld} as text: per stage the memory per GPU of both modes, and whether each fits a GPU of
+ * `memoryBytes` (null: unknown, as {@linkcode planFits}), then each stage's batch per step; an error line
+ * for a stage whose `gradAccum` does not divide by the world size.
+ */
+export function formatWorld(world: WorldPlan, memoryBytes: number | null): string[] {
+  const G = (b: number) => `${(b / GiB).toFixed(2)} GiB`;
+  const fits = (b: number) => memoryBytes === null ? "" : b <= memoryBytes ? " fits" : " does not fit";
+  const N = world.worldSize;
+  const mark = (on: boolean) => on ? " (this run)" : "";
+  const lines = [`on ${N} GPU${N === 1 ? "" : "s"} (data parallel, per GPU):`];
+  for (const s of world.stages) {
+    const replicated = `replicated${mark(!world.shardOptimizer)} ${G(s.replicated)}${fits(s.replicated)}`;
+    const sharded = `sharded optimizer (train.distributed.shardOptimizer)${mark(world.shardOptimizer)} ` +
+      `${G(s.sharded)}${fits(s.sharded)}`;
+    lines.push(`  ${s.name.padEnd(12)} ${replicated}; ${sharded}`);
+  }
+  for (const s of world.stages) {
+    const rows = s.globalBatch / (s.microBatches * N); // batchSize
+    lines.push(
+      s.error
+        ? `  error: ${s.error}`
+        : `  ${s.name.padEnd(12)} global batch ${s.globalBatch} rows per step: ` +
+          `${s.microBatches} micro-batches of ${rows} rows per GPU`,
+    );
+  }
   return lines;
 }

@@ -5,7 +5,7 @@ import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { type AsvrBatch, AsvrModel, PARAM_PREFIXES } from "../models/asvr_model.ts";
 import { TINY, tinyConfig, writeTinyCodebooks } from "../models/testing.ts";
 import { modelConfig, parseRunConfig } from "./config.ts";
-import { formatPlan, LLAVA_LORA, planFits, planRun } from "./plan.ts";
+import { formatPlan, formatWorld, LLAVA_LORA, planFits, planRun, planWorld } from "./plan.ts";
 import type { LoraTarget } from "../backbones/lora.ts";
 
 gpuTest("planRun: parameter counts equal the built model's, per component and per stage", async (e) => {
@@ -43,6 +43,8 @@ gpuTest("planRun: parameter counts equal the built model's, per component and pe
       m.setTrainable(cfg.train.stages[1].trainable);
       const trainable = m.trainableParams().reduce((s, t) => s + t.size, 0);
       assert.equal(plan.stages[1].trainable, trainable, "stage 2 trainable");
+      const sizes = (a: number[]) => a.toSorted((x, y) => x - y);
+      assert.deepEqual(sizes(plan.stages[1].trainableSizes), sizes(m.trainableParams().map((t) => t.size)));
       assert.ok(plan.stages[1].total > plan.stages[0].total, "stage 2 trains more, needs more");
       assert.match(formatPlan(plan), /estimated GPU memory per stage/);
       await m.dispose();
@@ -61,6 +63,10 @@ gpuTest("planRun: parameter counts equal the built model's, per component and pe
     assert.equal(plan.components.find((c) => c.name === "lora")?.params, adapters);
     m.setTrainable(cfg.train.stages[0].trainable);
     assert.equal(plan.stages[0].trainable, m.trainableParams().reduce((s, t) => s + t.size, 0));
+    assert.deepEqual(
+      plan.stages[0].trainableSizes.toSorted((x, y) => x - y),
+      m.trainableParams().map((t) => t.size).toSorted((x, y) => x - y),
+    );
     await m.dispose();
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -197,4 +203,114 @@ gpuTest("planRun: a stage's total is within 10% of the measured peak of its trai
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("planRun: each stage's trainable tensor sizes sum to its trainable count, with and without LoRA", async () => {
+  const { default: recipe } = await import("../examples/asvr_vicuna7b.ts");
+  for (const input of [recipe, { ...recipe, llm: { ...recipe.llm, lora: LLAVA_LORA } }]) {
+    const plan = await planRun(parseRunConfig(input, "recipe"));
+    for (const s of plan.stages) {
+      assert.equal(s.trainableSizes.reduce((a, b) => a + b, 0), s.trainable, s.name);
+    }
+  }
+  // LoRA: 32 layers x 7 projections x (A, B), besides the projector's and head's tensors.
+  const lora = await planRun(parseRunConfig({ ...recipe, llm: { ...recipe.llm, lora: LLAVA_LORA } }, "lora"));
+  const plain = await planRun(parseRunConfig(recipe, "recipe"));
+  assert.equal(lora.stages[1].trainableSizes.length - plain.stages[0].trainableSizes.length, 32 * 7 * 2);
+});
+
+Deno.test("planWorld: full fine-tuning of the 7B recipe fits 8 x 80 GB with the sharded optimizer, not replicated", async () => {
+  const { default: recipe } = await import("../examples/asvr_vicuna7b.ts");
+  const cfg = parseRunConfig(recipe, "asvr_vicuna7b.ts");
+  const plan = await planRun(cfg);
+  const G = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  const world = planWorld(cfg, plan, 8);
+  const fine = world.stages[1];
+  const buckets = 2 * cfg.train.distributed.bucketMiB * 2 ** 20;
+  assert.equal(fine.communication, buckets);
+  // Replicated: the single-GPU figure (~121 GiB) plus the buckets' staging.
+  assert.equal(fine.replicated, plan.stages[1].total + buckets);
+  assert.ok(fine.replicated > 80e9 && fine.replicated / 2 ** 30 > 120, G(fine.replicated));
+  assert.ok(fine.sharded <= 80e9 && fine.sharded / 2 ** 30 < 50, G(fine.sharded));
+  assert.equal(
+    fine.sharded,
+    fine.weights + fine.gradients + fine.shardedOptimizer + fine.activations + fine.communication,
+  );
+  const lines = formatWorld(world, 80e9);
+  assert.equal(lines[0], "on 8 GPUs (data parallel, per GPU):");
+  assert.match(
+    lines[2],
+    new RegExp(
+      `^  finetune +replicated \\(this run\\) ${G(fine.replicated)} does not fit; sharded optimizer ` +
+        `\\(train\\.distributed\\.shardOptimizer\\) ${G(fine.sharded)} fits$`,
+    ),
+  );
+  // keepGlobalBatch: 4 x 64 and 4 x 32 rows per step, over 8 GPUs.
+  assert.match(lines[3], /^ {2}pretrain +global batch 256 rows per step: 8 micro-batches of 4 rows per GPU$/);
+  assert.match(lines[4], /^ {2}finetune +global batch 128 rows per step: 4 micro-batches of 4 rows per GPU$/);
+  const unknown = formatWorld(world, null);
+  assert.doesNotMatch(unknown.join("\n"), /fits/);
+  // The run's own mode is marked.
+  const sharded = parseRunConfig(
+    { ...recipe, train: { ...recipe.train, distributed: { shardOptimizer: true } } },
+    "sharded",
+  );
+  assert.match(formatWorld(planWorld(sharded, plan, 8), 80e9)[2], /shardOptimizer\) \(this run\)/);
+});
+
+Deno.test("planWorld: the sharded optimizer state shrinks as 1/N (within the largest tensor); one GPU is the plan", async () => {
+  const { default: recipe } = await import("../examples/asvr_vicuna7b.ts");
+  for (const input of [recipe, { ...recipe, llm: { ...recipe.llm, lora: LLAVA_LORA } }]) {
+    const cfg = parseRunConfig(input, "recipe");
+    const plan = await planRun(cfg);
+    const one = planWorld(cfg, plan, 1);
+    one.stages.forEach((w, i) => {
+      const s = plan.stages[i];
+      assert.equal(w.communication, 0);
+      assert.equal(w.replicated, s.total, s.name);
+      assert.equal(w.sharded, s.total, s.name);
+      assert.equal(w.shardedOptimizer, s.optimizer);
+      assert.equal(w.microBatches, cfg.train.stages[i].gradAccum);
+    });
+    for (const N of [2, 4, 8, 16]) {
+      planWorld(cfg, plan, N).stages.forEach((w, i) => {
+        const s = plan.stages[i];
+        const perElement = s.optimizer / s.trainable; // 12: f16 weights keep f32 masters and moments
+        assert.equal(perElement, 12);
+        const largest = Math.max(...s.trainableSizes) * perElement;
+        assert.ok(w.shardedOptimizer >= s.optimizer / N, `${s.name} on ${N}`);
+        assert.ok(w.shardedOptimizer <= s.optimizer / N + largest, `${s.name} on ${N}`);
+        assert.equal(w.gradients, s.gradients); // gradients stay whole
+        assert.equal(w.replicated - w.sharded, s.optimizer - w.shardedOptimizer);
+      });
+    }
+  }
+});
+
+Deno.test("planWorld: a gradAccum that does not divide by N is an error naming the fix; keepGlobalBatch false scales the batch", async () => {
+  const { default: recipe } = await import("../examples/asvr_vicuna7b.ts");
+  const cfg = parseRunConfig(recipe, "asvr_vicuna7b.ts");
+  const plan = await planRun(cfg);
+  const three = planWorld(cfg, plan, 3);
+  const lines = formatWorld(three, 80e9);
+  assert.equal(lines.length, 5);
+  assert.match(
+    lines[3],
+    /^ {2}error: pretrain: train\.stages\[0\]\.gradAccum 64 does not divide by 3 GPUs .*set gradAccum to a multiple of 3, or train\.distributed\.keepGlobalBatch false$/,
+  );
+  assert.match(lines[4], /^ {2}error: finetune: train\.stages\[1\]\.gradAccum 32 /);
+  const free = parseRunConfig(
+    { ...recipe, train: { ...recipe.train, distributed: { keepGlobalBatch: false } } },
+    "free",
+  );
+  const w = planWorld(free, plan, 3);
+  assert.deepEqual(w.stages.map((s) => [s.error, s.globalBatch, s.microBatches]), [
+    [null, 4 * 64 * 3, 64],
+    [null, 4 * 32 * 3, 32],
+  ]);
+  assert.match(
+    formatWorld(w, null)[3],
+    /^ {2}pretrain +global batch 768 rows per step: 64 micro-batches of 4 rows per GPU$/,
+  );
+  assert.throws(() => planWorld(cfg, plan, 0), RangeError);
 });

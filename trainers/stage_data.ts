@@ -124,13 +124,14 @@ export class StageData {
 
   /**
    * The micro-batch of `size` rows starting at position `start` of epoch `epoch`'s order, or null when
-   * every one of its rows was bad (and skipped). Starts loading the next `data.prefetch` micro-batches.
+   * every one of its rows was bad (and skipped). Starts loading the next `data.prefetch` micro-batches,
+   * `stride` rows apart (default `size`; a data-parallel rank's next micro-batch is `size` x ranks on).
    */
-  async batch(epoch: number, start: number, size: number): Promise<AsvrBatch | null> {
+  async batch(epoch: number, start: number, size: number, stride = size): Promise<AsvrBatch | null> {
     const taken = this.#ensure(epoch, start, size);
     this.#pending.delete(`${epoch}:${start}:${size}`);
     for (let k = 1; k <= this.#cfg.data.prefetch; k++) {
-      const s = start + k * size;
+      const s = start + k * stride;
       if (s + size <= this.#rows.length) this.#ensure(epoch, s, size);
     }
     const loaded = await taken;

@@ -6,8 +6,9 @@
  * zeroed after, updated or not.
  *
  * {@linkcode trainStep} is the two halves in a row: {@linkcode accumulateGrads} (the micro-batches) and
- * {@linkcode finishStep} (the update). A data-parallel trainer would run the first on each replica,
- * all-reduce the gradients and the loss sums, then run the second.
+ * {@linkcode finishStep} (the update). With `replicas` (a data-parallel run), the gradients and loss sums
+ * are averaged over the ranks between the two, the skip decision is taken by all ranks together, and the
+ * update is shared after it (a sharded optimizer updates each parameter on one rank).
  *
  * ```ts ignore
  * const setup = { engine: e, model, params, opt, lossWeights, maxGradNorm: 1, scaler: null, guard };
@@ -45,6 +46,18 @@ export interface StepSetup {
   scaler: LossScaler | null;
   /** Counts skipped steps; throws once too many come in a row. */
   guard: NonFiniteGuard;
+  /** The other ranks of a data-parallel run (absent: one process). */
+  replicas?: Replicas;
+}
+
+/** What a step needs of a data-parallel run's other ranks (trainers/data_parallel.ts provides it). */
+export interface Replicas {
+  /** Makes the gradients of `params` their mean over the ranks; returns `acc` summed over the ranks. */
+  reduce(params: readonly Tensor[], acc: Accumulated): Promise<Accumulated>;
+  /** True on every rank when `flag` is true on any. */
+  any(flag: boolean): Promise<boolean>;
+  /** After an update: each rank receives the parameters another rank updated (sharded optimizer). */
+  afterUpdate(): Promise<void>;
 }
 
 /** The micro-batches of one step, loaded one at a time (the next loads while the GPU works). */
@@ -106,7 +119,8 @@ export async function trainStep(
   onMicroBatch?: MicroBatchCallback,
 ): Promise<StepResult> {
   const t0 = performance.now();
-  const acc = await accumulateGrads(s, batches, onMicroBatch);
+  const own = await accumulateGrads(s, batches, onMicroBatch);
+  const acc = s.replicas ? await s.replicas.reduce(s.params, own) : own;
   const { losses, gradNorm, skipped } = await finishStep(s, acc, lr, step);
   const seconds = (performance.now() - t0) / 1000;
   return { losses, gradNorm, skipped, tokens: acc.tokens, seconds };
@@ -148,8 +162,8 @@ export async function accumulateGrads(
 /**
  * Finishes a step on the accumulated gradients: unscales them (with a scaler), clips them to
  * `maxGradNorm`, skips the update when the loss or the norm is not finite (with a scaler: as the
- * scaler decides, which also backs its scale off), else steps the optimizer at `lr`; then zeroes the
- * gradients and records the outcome with the guard (which throws after too many skips in a row).
+ * scaler decides, which also backs its scale off; with `replicas`, when any rank's are not finite),
+ * else steps the optimizer at `lr`; then zeroes the gradients and records the outcome with the guard (which throws after too many skips in a row).
  */
 export async function finishStep(
   s: StepSetup,
@@ -161,10 +175,12 @@ export async function finishStep(
   const normT = s.maxGradNorm > 0 ? clipGradNorm(s.params, s.maxGradNorm) : null;
   const gradNorm = normT ? (await normT.read())[0] : 0;
   normT?.dispose();
-  const finite = Number.isFinite(gradNorm) && Object.values(acc.sums).every(Number.isFinite);
+  const finiteHere = Number.isFinite(gradNorm) && Object.values(acc.sums).every(Number.isFinite);
+  const finite = s.replicas ? !(await s.replicas.any(!finiteHere)) : finiteHere;
   const skipped = s.scaler ? s.scaler.update(finite).skip : !finite;
   if (!skipped) s.opt.step(lr);
   zeroGrad(s.params);
+  if (!skipped) await s.replicas?.afterUpdate();
   s.guard.record(skipped, { step, scale: s.scaler?.scale });
   const losses = Object.fromEntries(Object.entries(acc.sums).map(([k, v]) => [k, v / acc.count]));
   return { losses, gradNorm, skipped };

@@ -7,6 +7,13 @@
  * from step n + 1 on as the run that never stopped. A new run refuses a folder that holds another run
  * (see run_dir.ts), unless told to overwrite it.
  *
+ * Data-parallel (`parallel`, under MPI): every rank runs this with the same config; each step's
+ * micro-batches are dealt round the ranks in order (rank r takes global micro-batches r, r + N, ...), so N
+ * ranks see the rows one process would; gradients are averaged over the ranks before the update, and
+ * decisions (skip a step, stop) are taken together. Rank 0 alone writes the run folder, prints and
+ * evaluates; with `train.distributed.shardOptimizer` every rank writes its optimizer shard into each
+ * checkpoint (so the run folder must be on a file system every rank sees).
+ *
  * Run folder: `metrics.jsonl`, `loss.svg`, `lr.svg`, `config.json` (the parsed config), `tokenizer/` (a
  * copy of the text tokenizer's files), `checkpoints/`, and `eval.json` with `train.evalData`.
  * @module
@@ -14,6 +21,7 @@
 
 import { dirname, join } from "node:path";
 import type { Engine } from "../core/engine.ts";
+import type { Tensor } from "../core/tensor.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { copyTokenizerFiles } from "../models/export.ts";
 import { type AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
@@ -26,15 +34,19 @@ import {
   CHECKPOINT_FILES,
   loadCheckpoint,
   type LoadedCheckpoint,
+  optimizerShardFile,
   restoreAdamW,
   saveCheckpoint,
+  writeOptimizerShard,
 } from "./checkpoint.ts";
+import type { DataParallel } from "./data_parallel.ts";
+import { shardOwners } from "./shard_owners.ts";
 import { type MetricsRecord, MetricsWriter, readMetrics } from "./metrics.ts";
 import { transferProgressPrinter } from "./progress.ts";
 import { writeCurves } from "./svg.ts";
 import { stageSteps, stageStepWarnings } from "./stage_steps.ts";
 import { LossScaler, type LossScalerState, NonFiniteGuard } from "./loss_scaler.ts";
-import { type MicroBatches, type StepSetup, trainStep } from "./step.ts";
+import { type MicroBatches, type Replicas, type StepSetup, trainStep } from "./step.ts";
 import { StepLogger, type StepRecord } from "./step_log.ts";
 import { encoderInput, StageData } from "./stage_data.ts";
 import { evaluate } from "./evaluate.ts";
@@ -60,8 +72,10 @@ export interface TrainOptions {
   stopAfter?: number;
   /** Stop after the current step, with a checkpoint, once aborted (the CLI aborts it on Ctrl-C). */
   signal?: AbortSignal;
-  /** Where progress lines go (default: the terminal). */
+  /** Where progress lines go (default: the terminal). On a data-parallel run's other ranks: nowhere. */
   print?: (line: string) => void;
+  /** The ranks of a data-parallel run (absent, or one rank: a single process). */
+  parallel?: DataParallel;
 }
 
 /** What {@linkcode train} returns. */
@@ -104,19 +118,24 @@ interface Position {
  * without `resume` or `overwrite`, when `runDir` holds a run (`RunDirInUseError` of run_dir.ts).
  */
 export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
-  const print = opts.print ?? ((l: string) => console.log(l));
-  if (opts.resume) await Deno.mkdir(opts.runDir, { recursive: true });
-  else {
-    const removed = await prepareNewRunDir(opts.runDir, { overwrite: opts.overwrite });
-    if (removed.length) print(`overwrite: deleted the old run's ${removed.join(", ")} in ${opts.runDir}`);
-  }
-  if (opts.resume) await keepChangedConfig(opts.runDir, cfg, print);
-  await writeTextAtomic(join(opts.runDir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+  const dp = opts.parallel && opts.parallel.size > 1 ? opts.parallel : null;
+  const lead = !dp || dp.rank === 0; // writes the run folder, prints, evaluates
+  const print = lead ? opts.print ?? ((l: string) => console.log(l)) : () => {};
   const tokDir = cfg.data.tokenizer ?? requirePath(cfg);
+  if (lead) {
+    if (opts.resume) await Deno.mkdir(opts.runDir, { recursive: true });
+    else {
+      const removed = await prepareNewRunDir(opts.runDir, { overwrite: opts.overwrite });
+      if (removed.length) print(`overwrite: deleted the old run's ${removed.join(", ")} in ${opts.runDir}`);
+    }
+    if (opts.resume) await keepChangedConfig(opts.runDir, cfg, print);
+    await writeTextAtomic(join(opts.runDir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+    // The run keeps its tokenizer's files, so it evaluates and exports without its sources.
+    await Deno.mkdir(join(opts.runDir, "tokenizer"), { recursive: true });
+    await copyTokenizerFiles(tokDir, join(opts.runDir, "tokenizer"));
+  }
+  await dp?.comm.barrier();
   const tokenizer = await TextTokenizer.load(tokDir);
-  // The run keeps its tokenizer's files, so it evaluates and exports without its sources.
-  await Deno.mkdir(join(opts.runDir, "tokenizer"), { recursive: true });
-  await copyTokenizerFiles(tokDir, join(opts.runDir, "tokenizer"));
   const loading = transferProgressPrinter(print);
   const model = await AsvrModel.build(e, modelConfig(cfg), {
     dtype: cfg.train.dtype,
@@ -150,10 +169,12 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     checkpoint = dir;
     print(`resumed from ${dir}: stage ${pos.stage + 1}, step ${pos.step}`);
   }
-  const metrics = await MetricsWriter.open(opts.runDir, opts.resume ? { resumeStep: pos.step } : {});
+  const metrics = lead
+    ? await MetricsWriter.open(opts.runDir, opts.resume ? { resumeStep: pos.step } : {})
+    : MetricsWriter.discarding(opts.runDir);
   const records = await readMetrics(opts.runDir);
   const questions = cfg.train.evalData ? await loadQuestions(cfg.train.evalData) : null;
-  const runEval = questions
+  const runEval = questions && lead
     ? async (step: number, stage: StageConfig): Promise<EvalReport> => {
       const { image, imageTokens } = encoderInput(cfg, model.encoder, stage.imageMode, "train.evalData");
       const report = await evaluate(model, tokenizer, questions as Question[], {
@@ -185,13 +206,14 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
         const r = await runStage(e, cfg, stage, model, data, pos, resumed, {
           runDir: opts.runDir,
           signal: opts.signal,
-          write: opts.print ? (t) => opts.print!(t.replace(/^\r|\n$/g, "")) : null,
+          write: !lead ? () => {} : opts.print ? (t) => opts.print!(t.replace(/^\r|\n$/g, "")) : null,
           stopAfter: opts.stopAfter,
           print,
           metrics,
           records,
           history,
           evaluate: runEval,
+          parallel: dp,
         });
         resumed = null;
         checkpoint = r.checkpoint ?? checkpoint;
@@ -203,9 +225,10 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
             (r.stopped ? `; stopped at step ${pos.stageStep}/${r.total}` : ""),
         );
         const rows = data.ledger.summary();
-        if (rows) {
-          print(`stage ${stage.name}: ${rows}`);
-          metrics.write({ step: pos.step, stage: stage.name, ...data.ledger.counts() });
+        const counts = dp ? await dp.sum(data.ledger.counts()) : data.ledger.counts();
+        if (Object.values(counts).some((n) => n > 0)) {
+          if (rows) print(`stage ${stage.name}: ${dp ? "rank 0's rows: " : ""}${rows}`);
+          metrics.write({ step: pos.step, stage: stage.name, ...counts });
         }
         if (r.stopped) {
           stopped = true;
@@ -221,7 +244,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     }
   } finally {
     metrics.close();
-    await writeCurves(opts.runDir, records, { runName: cfg.name });
+    if (lead) await writeCurves(opts.runDir, records, { runName: cfg.name });
     await model.dispose();
   }
   return { runDir: opts.runDir, history, skippedRows, skippedSteps, stopped, checkpoint, eval: finalEval };
@@ -276,8 +299,10 @@ interface StageContext {
   metrics: MetricsWriter;
   records: MetricsRecord[];
   history: StepRecord[];
-  /** Runs the evaluation and logs it (null: no `train.evalData`). */
+  /** Runs the evaluation and logs it (null: no `train.evalData`, or not rank 0). */
   evaluate: ((step: number, stage: StageConfig) => Promise<EvalReport>) | null;
+  /** The ranks of a data-parallel run (null: one process). */
+  parallel: DataParallel | null;
 }
 
 /** What {@linkcode runStage} did. */
@@ -306,11 +331,21 @@ async function runStage(
   ctx: StageContext,
 ): Promise<StageOutcome> {
   model.setTrainable(stage.trainable);
+  const dp = ctx.parallel;
+  const world = dp?.size ?? 1, rank = dp?.rank ?? 0;
+  const localAccum = microBatchesPerRank(stage, world, cfg.train.distributed.keepGlobalBatch);
   const named = [...model.params()].filter(([, t]) => t.requiresGrad);
   const params = named.map(([, t]) => t);
-  const opt = new AdamW(params, { lr: stage.lr, weightDecay: stage.weightDecay });
-  if (resumed) await restoreAdamW(opt, named.map(([n]) => n), resumed);
-  const { total } = stageSteps(stage, data.rows);
+  // A sharded optimizer: each rank updates the parameters it owns.
+  const owners = dp && cfg.train.distributed.shardOptimizer
+    ? shardOwners(params.map((p) => p.size), world)
+    : null;
+  const ownNamed = owners ? named.filter((_, i) => owners[i] === rank) : named;
+  const opt = new AdamW(ownNamed.map(([, t]) => t), { lr: stage.lr, weightDecay: stage.weightDecay });
+  if (resumed) {
+    await restoreAdamW(opt, ownNamed.map(([n]) => n), resumed, { trains: new Set(named.map(([n]) => n)) });
+  }
+  const { total } = stageSteps({ ...stage, gradAccum: localAccum * world }, data.rows);
   const sched = { lr: stage.lr, totalSteps: total, warmupRatio: stage.warmupRatio, schedule: stage.schedule };
   const f16 = cfg.train.dtype === "f16" && cfg.train.lossScale === "dynamic";
   const scaler = new LossScaler();
@@ -324,8 +359,12 @@ async function runStage(
     maxGradNorm: cfg.train.maxGradNorm,
     scaler: f16 ? scaler : null,
     guard: new RunGuard({ maxConsecutive: cfg.train.maxNonFinite }),
+    replicas: dp ? replicasOf(dp, params, owners) : undefined,
   };
-  const batches: MicroBatches = { count: stage.gradAccum, next: () => nextBatch(data, pos, stage.batchSize) };
+  const batches: MicroBatches = {
+    count: localAccum,
+    next: () => nextBatch(data, pos, stage.batchSize, world, rank),
+  };
   const log = new StepLogger({
     metrics: ctx.metrics,
     records: ctx.records,
@@ -336,7 +375,9 @@ async function runStage(
   });
   ctx.print(
     `stage ${pos.stage + 1}/${cfg.train.stages.length} ${stage.name}: ${data.rows} rows, ${total} steps of ` +
-      `${stage.batchSize} x ${stage.gradAccum} rows, lr ${stage.lr}, trains ${
+      `${stage.batchSize} x ${localAccum * world} rows${
+        dp ? ` (${localAccum} micro-batch(es) on each of ${world} ranks)` : ""
+      }, lr ${stage.lr}, trains ${
         Object.entries(stage.trainable).filter(([, v]) => v).map(([k]) => k).join(" + ")
       } (${(params.reduce((s, p) => s + p.size, 0) / 1e6).toFixed(2)} M parameters)`,
   );
@@ -344,13 +385,23 @@ async function runStage(
   let checkpoint: string | null = null;
   let steps = 0, skippedSteps = 0;
   const save = async () => {
-    checkpoint = await saveCheckpoint(ctx.runDir, {
-      step: pos.step,
-      params: model.params(),
-      optimizer: { names: named.map(([n]) => n), state: opt }, // read one tensor at a time
-      trainerState: { position: { ...pos, scaler: scaler.state() }, stage: stage.name, config: cfg.name },
-      keepLast: cfg.train.keepLast,
-    });
+    const own = { names: ownNamed.map(([n]) => n), state: opt }; // read one tensor at a time
+    // Sharded: each rank writes its shard into the checkpoint rank 0 seals.
+    const writeShard = async (dir: string) => {
+      const file = optimizerShardFile(rank, world);
+      return { file, sha256: await writeOptimizerShard(`${dir}/${file}`, own, model.params()) };
+    };
+    if (rank === 0) {
+      checkpoint = await saveCheckpoint(ctx.runDir, {
+        step: pos.step,
+        params: model.params(),
+        optimizer: owners ? { shards: world, step: opt.stepCount } : own,
+        addFiles: owners ? (tmp) => dp!.writeEach(tmp, writeShard) : undefined,
+        trainerState: { position: { ...pos, scaler: scaler.state() }, stage: stage.name, config: cfg.name },
+        keepLast: cfg.train.keepLast,
+      });
+    } else if (owners) await dp!.writeEach(null, writeShard);
+    await dp?.comm.barrier(); // the checkpoint is whole before any rank goes on (or stops)
   };
   while (pos.stageStep < total) {
     const lr = lrAt(pos.stageStep, sched);
@@ -367,11 +418,13 @@ async function runStage(
       const report = await ctx.evaluate(pos.step, stage);
       log.eval(pos.step, report.summary.overall.accuracy);
     }
-    const stop = (ctx.stopAfter !== undefined && pos.step >= ctx.stopAfter) || ctx.signal?.aborted === true;
+    const stopHere = (ctx.stopAfter !== undefined && pos.step >= ctx.stopAfter) ||
+      ctx.signal?.aborted === true;
+    const stop = dp ? await dp.any(stopHere) : stopHere; // a signal may reach the ranks at different steps
     if (last || stop || (cfg.train.saveEvery > 0 && pos.step % cfg.train.saveEvery === 0)) {
       if (last) pos.stageStep = total;
       await save();
-      await writeCurves(ctx.runDir, ctx.records, { runName: cfg.name });
+      if (rank === 0) await writeCurves(ctx.runDir, ctx.records, { runName: cfg.name });
     }
     if (stop && !last) {
       opt.dispose();
@@ -381,6 +434,34 @@ async function runStage(
   opt.dispose();
   const stopped = (ctx.stopAfter !== undefined && pos.step >= ctx.stopAfter) || ctx.signal?.aborted === true;
   return { checkpoint, stopped, steps, skippedSteps, total };
+}
+
+/**
+ * Micro-batches each of `world` ranks runs per step: `gradAccum / world` when the global batch is kept
+ * (`train.distributed.keepGlobalBatch`), else `gradAccum`.
+ */
+export function microBatchesPerRank(stage: StageConfig, world: number, keepGlobalBatch: boolean): number {
+  if (!keepGlobalBatch || world === 1) return stage.gradAccum;
+  if (stage.gradAccum % world !== 0) {
+    throw new Error(
+      `train.stages: stage ${stage.name}: gradAccum ${stage.gradAccum} does not divide among ${world} ranks, ` +
+        `and train.distributed.keepGlobalBatch keeps the global batch (${stage.batchSize} x ` +
+        `${stage.gradAccum} rows); set gradAccum to a multiple of ${world} (and batchSize to keep the rows), ` +
+        `or train.distributed.keepGlobalBatch=false (a step then takes ${world} x the rows)`,
+    );
+  }
+  return stage.gradAccum / world;
+}
+
+/** A step's view of the other ranks: averaged gradients, joint decisions, shared updates. */
+function replicasOf(dp: DataParallel, params: Tensor[], owners: number[] | null): Replicas {
+  return {
+    reduce: (ps, acc) => dp.reduce(ps, acc),
+    any: (flag) => dp.any(flag),
+    afterUpdate: async () => {
+      if (owners) await dp.shareOwned(params, owners);
+    },
+  };
 }
 
 /** The guard of `train.maxNonFinite`: its error names that config key as the one to raise. */
@@ -395,15 +476,25 @@ class RunGuard extends NonFiniteGuard {
 }
 
 /**
- * The micro-batch of `size` rows at `pos` (the next epoch's first when this epoch has too few rows
- * left); moves `pos` past it. Null when every row of it was bad and skipped.
+ * Rank `rank`'s micro-batch of the next `world` micro-batches of `size` rows at `pos` (each the next
+ * epoch's first when its epoch has too few rows left); moves `pos` past all `world`, so the ranks
+ * together take the rows one process would. Null when every row of it was bad and skipped.
  */
-async function nextBatch(data: StageData, pos: Position, size: number): Promise<AsvrBatch | null> {
-  if (pos.row + size > data.rowsPerEpoch(pos.epoch)) {
-    pos.epoch++;
-    pos.row = 0;
+async function nextBatch(
+  data: StageData,
+  pos: Position,
+  size: number,
+  world = 1,
+  rank = 0,
+): Promise<AsvrBatch | null> {
+  let mine = { epoch: pos.epoch, row: pos.row };
+  for (let r = 0; r < world; r++) {
+    if (pos.row + size > data.rowsPerEpoch(pos.epoch)) {
+      pos.epoch++;
+      pos.row = 0;
+    }
+    if (r === rank) mine = { epoch: pos.epoch, row: pos.row };
+    pos.row += size;
   }
-  const batch = await data.batch(pos.epoch, pos.row, size);
-  pos.row += size;
-  return batch;
+  return await data.batch(mine.epoch, mine.row, size, size * world);
 }
