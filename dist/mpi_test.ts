@@ -12,6 +12,7 @@ import {
   MpiNotFoundError,
 } from "./mod.ts";
 import { openMpiLibrary } from "./library.ts";
+import { findLaunchers, type Launcher } from "./testdata/launchers.ts";
 
 const envOf = (vars: Record<string, string>) => (name: string) => vars[name];
 
@@ -108,39 +109,6 @@ Deno.test({
     /libc\.so\.6 loaded but lacks MPI-3 functions.*ASVR_MPI_LIB/s,
   );
 });
-
-/** An MPI launcher found on this machine, and the arguments that start `n` processes on it. */
-interface Launcher {
-  implementation: "openmpi" | "mpich";
-  command: string;
-  args(n: number): string[];
-}
-
-/** The first Open MPI and the first MPICH (Hydra) launcher on PATH, by what `--version` prints. */
-function findLaunchers(): Launcher[] {
-  const found = new Map<string, Launcher>();
-  for (const command of ["mpirun.openmpi", "mpiexec.mpich", "mpirun", "mpiexec", "mpiexec.hydra"]) {
-    let text: string;
-    try {
-      const out = new Deno.Command(command, { args: ["--version"], stdout: "piped", stderr: "piped" })
-        .outputSync();
-      text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    } catch {
-      continue; // not installed
-    }
-    if (/Open MPI|OpenRTE|Open RTE/i.test(text) && !found.has("openmpi")) {
-      const asRoot = Deno.uid() === 0 ? ["--allow-run-as-root"] : [];
-      found.set("openmpi", {
-        implementation: "openmpi",
-        command,
-        args: (n) => ["-np", String(n), "--oversubscribe", ...asRoot],
-      });
-    } else if (/HYDRA/.test(text) && !found.has("mpich")) {
-      found.set("mpich", { implementation: "mpich", command, args: (n) => ["-n", String(n)] });
-    }
-  }
-  return [...found.values()];
-}
 
 const LAUNCHERS = findLaunchers();
 const SCRIPT = fileURLToPath(new URL("./testdata/collectives.ts", import.meta.url));
