@@ -3,7 +3,8 @@
  * the tiny two-stage run against one process with the same global batch (2 ranks x 1 micro-batch of 1 row
  * vs 1 process x 2 micro-batches), in f32 and f16, with the optimizer state replicated and sharded; a rank
  * killed mid-run ends the job, and `--resume` (on 2 ranks, or on 1 from a sharded checkpoint) continues to
- * the uninterrupted run's losses and weights.
+ * the uninterrupted run's losses and weights; SIGTERM to one rank stops all after a step with a
+ * checkpoint; an error on one rank ends the job with that rank's message.
  * @module
  */
 
@@ -175,16 +176,7 @@ Deno.test({
     await t.step("a killed rank ends the job; --resume continues to the same end", async () => {
       const run = join(dir, "killed");
       const child = spawnOnTwo([file, "--out", run, ...keep]);
-      const first = join(run, "checkpoints", "step-00000001", "checksums.sha256");
-      const deadline = Date.now() + 120_000;
-      while (Date.now() < deadline) {
-        try {
-          await Deno.stat(first);
-          break;
-        } catch {
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
+      await waitFor(join(run, "checkpoints", "step-00000001", "checksums.sha256"));
       const pids = await rankPids(1, run);
       assert.equal(pids.length, 1, `rank 1's process: ${pids}`);
       const killedAt = performance.now();
@@ -200,7 +192,51 @@ Deno.test({
       await assertSameLosses(run, single, 1e-5);
       await assertSameWeights(run, single, 1e-5);
     });
+
+    await t.step("SIGTERM to one rank: all stop after the step, save and exit 143", async () => {
+      const run = join(dir, "stopped");
+      const child = spawnOnTwo([file, "--out", run, ...keep]);
+      await waitFor(join(run, "checkpoints", "step-00000001", "checksums.sha256"));
+      const pids = await rankPids(1, run);
+      assert.equal(pids.length, 1, `rank 1's process: ${pids}`);
+      Deno.kill(pids[0], "SIGTERM");
+      const r = await child.output();
+      const out = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
+      assert.equal(r.code, 143, out);
+      assert.match(out, /stopped; continue with --resume/);
+      const ck = await loadCheckpoint(run);
+      const steps = [...(await losses(run)).keys()];
+      assert.equal(ck.step, steps.at(-1), "the checkpoint is the last step taken");
+      assert.ok(ck.step < 6, `stopped before the end, at step ${ck.step}`);
+    });
+
+    await t.step("an error on one rank ends the job, naming the rank and the error", async () => {
+      const other = join(dir, "bad");
+      const bad = await writeTinyRunFile(other, { steps: 3, stage: { batchSize: 1, gradAccum: 2 } });
+      // In file order, rank 1's first micro-batch is row 1 (img1.png), rank 0's row 0.
+      await Deno.remove(join(other, "images", "img1.png"));
+      const sets = ["--set", "data.shuffle=false", "--set", "data.onError=error"];
+      const t0 = performance.now();
+      const r = await trainOnTwo([bad.file, "--out", join(other, "run"), "--no-scan", ...sets]);
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, /train: rank 1 of 2: .*img1\.png/);
+      assert.ok(performance.now() - t0 < 60_000, "the job ends promptly");
+    });
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+/** Waits (up to 2 minutes) for `path` to exist. */
+async function waitFor(path: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    try {
+      await Deno.stat(path);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`${path} did not appear in 2 minutes`);
+}
