@@ -48,6 +48,7 @@ Deno.test("parseRunConfig fills every default; stages are named stage<n> unless 
     evalImageRoot: null,
     evalMaxNewTokens: 32,
     out: "runs",
+    distributed: { keepGlobalBatch: true, shardOptimizer: false, bucketMiB: 128 },
   });
   assert.deepEqual(stages[0], {
     name: "stage1",
@@ -106,5 +107,16 @@ Deno.test("parseRunConfig: errors name the source, the full path, the value and 
   assert.throws(
     () => applyRunOverrides(run(), ["train.stages[0].batchSize=0"]),
     /^Error: --set \(train\.stages\[0\]\.batchSize=0\): train\.stages\[0\]\.batchSize: .*>0 \(got 0\)$/,
+  );
+});
+
+Deno.test("train.distributed: a bad field is named with its path", () => {
+  const withDist = (distributed: Record<string, unknown>) =>
+    run({ train: { stages: [{ data: "x.json" }], distributed } });
+  fails(withDist({ bucketMiB: 0 }), /train: distributed\.bucketMiB|train\.distributed\.bucketMiB/);
+  fails(withDist({ shard: true }), /shard/);
+  assert.equal(
+    parseRunConfig(withDist({ shardOptimizer: true }), SRC).train.distributed.shardOptimizer,
+    true,
   );
 });
