@@ -84,6 +84,7 @@ export class Engine {
   #errors: string[] = [];
   #submits = 0;
   #dispatches = 0;
+  #waits = 0;
   #profiler: KernelProfiler | null = null;
 
   /** The current autograd tape (ops append while gradients are enabled). */
@@ -110,9 +111,17 @@ export class Engine {
     return new Engine(device, info);
   }
 
-  /** Counters: queue submits and dispatches since creation, pipelines compiled. */
-  get stats(): { submits: number; dispatches: number; pipelines: number } {
-    return { submits: this.#submits, dispatches: this.#dispatches, pipelines: this.#pipelines.size };
+  /**
+   * Counters since creation: queue submits, dispatches, waits for the GPU (each read back or sync: the
+   * host idles until the GPU catches up), pipelines compiled.
+   */
+  get stats(): { submits: number; dispatches: number; waits: number; pipelines: number } {
+    return {
+      submits: this.#submits,
+      dispatches: this.#dispatches,
+      waits: this.#waits,
+      pipelines: this.#pipelines.size,
+    };
   }
 
   /** The device limit `name` (as granted, after overrides). */
@@ -276,34 +285,34 @@ export class Engine {
       }
       return out;
     }
-    const bytes = t.bindSize;
+    return (await this.readMany([t]))[0];
+  }
+
+  /**
+   * Reads several tensors back with one wait (f16 widens to f32): one staging buffer, one submit, one
+   * map. For the small values a step reads together (loss terms, the gradient norm). Split tensors are
+   * not taken: read those with {@linkcode read}.
+   */
+  async readMany(ts: readonly Tensor[]): Promise<HostArray[]> {
+    if (ts.length === 0) return [];
+    const offsets: number[] = [];
+    let bytes = 0;
+    for (const t of ts) {
+      if (t instanceof SplitTensor) throw new Error(`readMany: ${t} is split; read it with read()`);
+      offsets.push(bytes);
+      bytes += t.bindSize; // a multiple of 4, as copies need
+    }
     const staging = this.device.createBuffer({
       size: bytes,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
-    this.encoder.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
+    ts.forEach((t, i) => this.encoder.copyBufferToBuffer(t.buffer, 0, staging, offsets[i], t.bindSize));
     this.flush();
+    this.#waits++;
     await staging.mapAsync(GPUMapMode.READ);
     this.#throwErrors();
     const range = staging.getMappedRange();
-    let out: HostArray;
-    switch (t.dtype) {
-      case "f32":
-        out = new Float32Array(range.slice(0, t.size * 4));
-        break;
-      case "i32":
-        out = new Int32Array(range.slice(0, t.size * 4));
-        break;
-      case "u32":
-        out = new Uint32Array(range.slice(0, t.size * 4));
-        break;
-      case "f16": {
-        const h = new Uint16Array(range, 0, t.size);
-        out = new Float32Array(t.size);
-        for (let i = 0; i < t.size; i++) out[i] = f16BitsToF32(h[i]);
-        break;
-      }
-    }
+    const out = ts.map((t, i) => decodeHost(range, offsets[i], t));
     staging.unmap();
     staging.destroy();
     return out;
@@ -415,6 +424,7 @@ export class Engine {
   /** Submits pending work and waits until the GPU has finished it. Throws recorded GPU errors. */
   async sync(): Promise<void> {
     this.flush();
+    this.#waits++;
     await this.device.queue.onSubmittedWorkDone();
     this.#throwErrors();
   }
@@ -537,6 +547,25 @@ function collectTensors(v: unknown, out: Set<Tensor>): void {
   } else if (Array.isArray(v)) { for (const x of v) collectTensors(x, out); }
   else if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
     for (const x of Object.values(v)) collectTensors(x, out);
+  }
+}
+
+/** A tensor's values at byte `offset` of a mapped read-back range, as host values (f16 widened). */
+function decodeHost(range: ArrayBuffer, offset: number, t: Tensor): HostArray {
+  const bytes = t.size * 4;
+  switch (t.dtype) {
+    case "f32":
+      return new Float32Array(range.slice(offset, offset + bytes));
+    case "i32":
+      return new Int32Array(range.slice(offset, offset + bytes));
+    case "u32":
+      return new Uint32Array(range.slice(offset, offset + bytes));
+    case "f16": {
+      const h = new Uint16Array(range, offset, t.size);
+      const out = new Float32Array(t.size);
+      for (let i = 0; i < t.size; i++) out[i] = f16BitsToF32(h[i]);
+      return out;
+    }
   }
 }
 

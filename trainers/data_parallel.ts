@@ -24,7 +24,7 @@
  */
 
 import type { Tensor } from "../core/tensor.ts";
-import type { Accumulated } from "./step.ts";
+import { type Accumulated, settleSums } from "./step.ts";
 
 /** The collectives data parallelism needs: `Mpi` of dist/ has them. */
 export interface Collectives {
@@ -87,11 +87,12 @@ export class DataParallel {
 
   /**
    * Makes each gradient of `params` its mean over the ranks (a missing gradient counts as zeros, and is
-   * created) and returns `acc` summed over the ranks: the loss sums per term, the micro-batch count and
+   * created) and returns `acc` (its pending loss terms read first) summed over the ranks: the loss sums per term, the micro-batch count and
    * the tokens. The caller's loss was divided by its own micro-batch count, so the mean over ranks is the
    * gradient of the mean over all their micro-batches.
    */
   async reduce(params: readonly Tensor[], acc: Accumulated): Promise<Accumulated> {
+    if (acc.pending?.length) await settleSums(params[0].engine, acc); // the loss terms left on the GPU
     const total = await this.#sumRecords({ sums: acc.sums, count: acc.count, tokens: acc.tokens });
     const buckets = bucketize(params, this.#bucketElems);
     const inv = 1 / this.size;

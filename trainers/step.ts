@@ -78,10 +78,18 @@ export type MicroBatchCallback = (done: number, count: number) => void;
 export interface Accumulated {
   /** Micro-batches in the step (the divisor of the means). */
   count: number;
-  /** Each loss term summed over the micro-batches that loaded, by the model's term name. */
+  /**
+   * Each loss term summed over the micro-batches that loaded, by the model's term name: complete once
+   * `pending` is read ({@linkcode settleSums}).
+   */
   sums: Record<string, number>;
   /** Positions (B x T, padding included) over the micro-batches that loaded. */
   tokens: number;
+  /**
+   * Loss terms on the GPU not yet added to `sums`, one record per micro-batch: read with the gradient
+   * norm, so a step waits for the GPU once.
+   */
+  pending?: Record<string, Tensor>[];
 }
 
 /** One step's outcome. */
@@ -128,15 +136,17 @@ export async function trainStep(
 
 /**
  * Runs the forward and backward of each micro-batch of `batches` in turn, adding to the parameters'
- * gradients loss * scale / count (scale: the loss scale, or 1), and reads each loss term back.
- * `onMicroBatch` is told after each micro-batch (`done` of `count`).
+ * gradients loss * scale / count (scale: the loss scale, or 1). The loss terms stay on the GPU, in
+ * `pending`, so nothing waits for the GPU here: {@linkcode finishStep} reads them with the gradient norm
+ * ({@linkcode settleSums} reads them alone). `onMicroBatch` is told after each micro-batch (`done` of
+ * `count`), once its work is recorded.
  */
 export async function accumulateGrads(
   s: StepSetup,
   batches: MicroBatches,
   onMicroBatch?: MicroBatchCallback,
 ): Promise<Accumulated> {
-  const sums: Record<string, number> = {};
+  const pending: Record<string, Tensor>[] = [];
   let tokens = 0;
   for (let micro = 0; micro < batches.count; micro++) {
     const batch = await batches.next();
@@ -151,12 +161,24 @@ export async function accumulateGrads(
       backward(k === 1 ? loss : scale(loss, k));
       return terms;
     });
-    const values = await readScalars(terms);
-    for (const [k, v] of Object.entries(values)) sums[k] = (sums[k] ?? 0) + v;
-    for (const t of new Set(Object.values(terms))) t.dispose(); // total may be a term itself
+    pending.push(terms);
     onMicroBatch?.(micro + 1, batches.count);
   }
-  return { count: batches.count, sums, tokens };
+  return { count: batches.count, sums: {}, tokens, pending };
+}
+
+/**
+ * Reads `acc.pending` (the loss terms left on the GPU) into `acc.sums`, together with `extra` tensors
+ * (one wait for all), and frees them; returns the values of `extra` (first element of each).
+ */
+export async function settleSums(e: Engine, acc: Accumulated, extra: Tensor[] = []): Promise<number[]> {
+  const pending = acc.pending ?? [];
+  const flat = pending.flatMap((terms) => Object.entries(terms));
+  const values = await e.readMany([...extra, ...flat.map(([, t]) => t)]);
+  flat.forEach(([k], i) => acc.sums[k] = (acc.sums[k] ?? 0) + values[extra.length + i][0]);
+  for (const terms of pending) for (const t of new Set(Object.values(terms))) t.dispose(); // total may be a term
+  acc.pending = [];
+  return values.slice(0, extra.length).map((v) => v[0]);
 }
 
 /**
@@ -173,7 +195,7 @@ export async function finishStep(
 ): Promise<{ losses: Record<string, number>; gradNorm: number; skipped: boolean }> {
   if (s.scaler) unscaleGrads(s.engine, s.params, 1 / s.scaler.scale);
   const normT = s.maxGradNorm > 0 ? clipGradNorm(s.params, s.maxGradNorm) : null;
-  const gradNorm = normT ? (await normT.read())[0] : 0;
+  const [gradNorm = 0] = await settleSums(s.engine, acc, normT ? [normT] : []); // the step's one wait
   normT?.dispose();
   const finiteHere = Number.isFinite(gradNorm) && Object.values(acc.sums).every(Number.isFinite);
   const finite = s.replicas ? !(await s.replicas.any(!finiteHere)) : finiteHere;
@@ -184,13 +206,6 @@ export async function finishStep(
   s.guard.record(skipped, { step, scale: s.scaler?.scale });
   const losses = Object.fromEntries(Object.entries(acc.sums).map(([k, v]) => [k, v / acc.count]));
   return { losses, gradNorm, skipped };
-}
-
-/** Reads scalar loss terms (one wait for all). */
-async function readScalars(terms: Record<string, Tensor>): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  for (const [k, t] of Object.entries(terms)) out[k] = (await t.read())[0];
-  return out;
 }
 
 /** Multiplies every gradient by `s` (undoes the f16 loss scale before clipping and the update). */

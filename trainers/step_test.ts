@@ -171,3 +171,24 @@ gpuTest("trainStep: told after each micro-batch, one that loads as null included
   setup.opt.dispose();
   await model.dispose();
 });
+
+gpuTest(
+  "trainStep: a step of 4 micro-batches waits for the GPU once (loss terms and norm together)",
+  async (e) => {
+    const { model, setup } = await tinySetup(e);
+    const batches = [0, 1, 2, 3].map((i) => tinyBatch([i % 2 === 0, true], 4));
+    await trainStep(setup, fromList(batches), 0.1, 1); // warm: pipelines compiled
+    const before = e.stats.waits;
+    const r = await trainStep(setup, fromList(batches), 0.1, 2);
+    assert.equal(e.stats.waits - before, 1, "one wait per optimizer step");
+    assert.ok(r.gradNorm > 0 && Number.isFinite(r.losses.total), JSON.stringify(r));
+    // Without clipping there is no norm to read, and the loss terms still come back in one wait.
+    setup.maxGradNorm = 0;
+    const at = e.stats.waits;
+    const r0 = await trainStep(setup, fromList(batches), 0.1, 3);
+    assert.equal(e.stats.waits - at, 1);
+    assert.equal(Object.keys(r0.losses).length, Object.keys(r.losses).length);
+    setup.opt.dispose();
+    await model.dispose();
+  },
+);
