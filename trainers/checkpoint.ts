@@ -254,6 +254,17 @@ export async function saveCheckpoint(runDir: string, opts: SaveCheckpointOptions
     sums.set(optimizer, await writeSafetensors(`${tmp}/${optimizer}`, optInputs.tensors, optInputs.metadata));
     sums.set(trainerState, await writeTextAtomic(`${tmp}/${trainerState}`, stateJson + "\n"));
     if (opts.addFiles) { for (const [file, sum] of await opts.addFiles(tmp)) sums.set(file, sum); }
+    if ("shards" in opts.optimizer) { // sealed only whole: every shard written
+      const { shards } = opts.optimizer;
+      const missing = Array.from({ length: shards }, (_, i) => optimizerShardFile(i, shards))
+        .filter((f) => !sums.has(f));
+      if (missing.length) {
+        throw new Error(
+          `saveCheckpoint: the optimizer state is in ${shards} shards, but addFiles did not write ` +
+            `${missing.join(", ")}; nothing was saved`,
+        );
+      }
+    }
     const manifest = [...sums].map(([file, sum]) => `${sum}  ${file}\n`).join("");
     await writeTextAtomic(`${tmp}/${CHECKPOINT_CHECKSUMS}`, manifest);
     await syncDir(tmp);
@@ -449,7 +460,7 @@ export async function loadCheckpoint(
       throw new Error(`${(err as Error).message} (${fix})`);
     }
   }
-  const reading: ReadOptions = { fix, allowNonFinite: opts.allowNonFinite === true };
+  const reading: ReadOptions = { fix, allowNonFinite: opts.allowNonFinite === true, note };
   const params = await readModel(`${dir}/${CHECKPOINT_FILES.model}`, reading);
   if (opts.expectParams) checkExpected(`${dir}/${CHECKPOINT_FILES.model}`, params, opts.expectParams);
   const optimizer = await readOptimizer(`${dir}/${CHECKPOINT_FILES.optimizer}`, params, reading);
@@ -724,6 +735,8 @@ async function recoveryHint(dir: string): Promise<string> {
 interface ReadOptions {
   fix: string;
   allowNonFinite: boolean;
+  /** Where the note about a folder without checksums goes. */
+  note: (line: string) => void;
 }
 
 /** The parameters' shapes, checked to be floats, with readers that open the file when called. */
@@ -776,6 +789,7 @@ async function readOptimizer(
   path: string,
   params: Map<string, CheckpointParam>,
   reading: ReadOptions,
+  shard = false,
 ): Promise<LoadedOptimizer> {
   const { fix } = reading;
   const f = await openFile(path, fix);
@@ -789,7 +803,10 @@ async function readOptimizer(
     if (!Number.isSafeInteger(step) || step < 0) {
       throw bad(`__metadata__.step is ${JSON.stringify(md.step)}, expected an integer >= 0`);
     }
-    if (md.shards !== undefined) return await readShards(path, Number(md.shards), step, params, reading);
+    if (md.shards !== undefined) {
+      if (shard) throw bad("a shard of a sharded optimizer state names shards itself");
+      return await readShards(path, Number(md.shards), step, params, reading);
+    }
     let steps: unknown;
     try {
       steps = JSON.parse(md.param_steps ?? "");
@@ -882,10 +899,13 @@ async function readShards(
       throw new Error(`${dir}/${f}: missing; the sharded optimizer state is incomplete (${reading.fix})`);
     }
   }
-  await verifyCheckpoint(dir, { files });
+  // Without checksums the folder's note was given once already, by loadCheckpoint.
+  if (await pathExists(`${dir}/${CHECKPOINT_CHECKSUMS}`)) {
+    await verifyCheckpoint(dir, { files, onNote: reading.note });
+  }
   const merged: LoadedOptimizer["params"] = new Map();
   for (const f of files) {
-    const shard = await readOptimizer(`${dir}/${f}`, params, reading);
+    const shard = await readOptimizer(`${dir}/${f}`, params, reading, true);
     if (shard.step !== step) {
       throw new Error(
         `${dir}/${f}: its step ${shard.step} differs from the index's ${step} (${reading.fix})`,

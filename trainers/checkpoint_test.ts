@@ -10,9 +10,14 @@ import {
   listCheckpoints,
   loadCheckpoint,
   type LoadedCheckpoint,
+  optimizerShardFile,
   restoreAdamW,
   saveCheckpoint,
+  writeOptimizerShard,
 } from "./checkpoint.ts";
+import { shardOwners } from "./shard_owners.ts";
+import { randn } from "../core/testing.ts";
+import type { Tensor } from "../core/tensor.ts";
 
 async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "asvr_ckpt_" });
@@ -480,4 +485,261 @@ Deno.test("checkState: a refused trainer state names the checkpoint, the reason 
       return true;
     });
   });
+});
+
+// ------------------------------------------------------------------ a sharded optimizer state
+
+gpuTest(
+  "a sharded optimizer state: the ranks' shards join the checkpoint and a load merges them",
+  async (e) => {
+    await inTempDir(async (run) => {
+      const names = ["embed.weight", "layer.0.weight", "layer.0.bias", "head.weight", "head.bias"];
+      const shapes = [[6, 4], [4, 4], [4], [3, 4], [2]];
+      const dtypes = ["f32", "f32", "f32", e.hasF16 ? "f16" : "f32", "f32"] as const;
+      const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
+      const make = () => shapes.map((s, i) => e.param(randn(sizes[i], 40 + i), s, { dtype: dtypes[i] }));
+      const sharded = make(), whole = make(); // the same values: two ranks' halves, and one optimizer
+      const owners = shardOwners(sizes, 2);
+      const mine = [0, 1].map((r) => names.flatMap((_, i) => owners[i] === r ? [i] : []));
+      assert.ok(mine.every((m) => m.length > 0), `owners ${owners}`);
+      const hp = { lr: 0.05, weightDecay: 0.1 };
+      const halves = mine.map((m) => new AdamW(m.map((i) => sharded[i]), hp));
+      const full = new AdamW(whole, hp);
+      // Two steps; "head.bias" never has a gradient, so neither optimizer holds state for it.
+      for (const k of [1, -0.5]) {
+        for (const set of [sharded, whole]) {
+          set.forEach((p, i) => {
+            p.grad?.dispose();
+            p.grad = null;
+            if (i === 4) return;
+            p.grad = e.tensor(randn(sizes[i], 7 + i).map((g) => g * k), shapes[i], dtypes[i]);
+            e.untrack(p.grad);
+          });
+        }
+        halves.forEach((o) => o.step());
+        full.step();
+      }
+      const params = new Map<string, Tensor>(names.map((n, i) => [n, sharded[i]]));
+      const shardFiles = [0, 1].map((r) => optimizerShardFile(r, 2));
+      assert.deepEqual(shardFiles, ["optimizer-0-of-2.safetensors", "optimizer-1-of-2.safetensors"]);
+      let written = new Map<string, string>();
+      const dir = await saveCheckpoint(run, {
+        step: 2,
+        params,
+        optimizer: { shards: 2, step: 2 },
+        addFiles: async (tmp) => {
+          assert.match(tmp, /checkpoints\/\.tmp-step-00000002-/);
+          const out = new Map<string, string>();
+          for (const r of [0, 1]) {
+            // rank 0 hands the optimizer itself (read tensor by tensor), rank 1 its host state
+            const state = r === 0 ? halves[0] : await halves[1].state();
+            const shardNames = mine[r].map((i) => names[i]);
+            out.set(
+              shardFiles[r],
+              await writeOptimizerShard(`${tmp}/${shardFiles[r]}`, { names: shardNames, state }, params),
+            );
+          }
+          written = out;
+          return out;
+        },
+        trainerState: { step: 2 },
+      });
+      assert.deepEqual(await ls(dir), [
+        "checksums.sha256",
+        "model.safetensors",
+        ...shardFiles,
+        "optimizer.safetensors",
+        "trainer_state.json",
+      ]);
+      const sums = await Deno.readTextFile(`${dir}/checksums.sha256`);
+      for (const f of shardFiles) {
+        const sum = await sha256File(`${dir}/${f}`);
+        assert.equal(written.get(f), sum);
+        assert.match(sums, new RegExp(`^${sum}  ${f.replaceAll(".", "\\.")}$`, "m"));
+      }
+      // The index holds no tensors, only the shard count and the step.
+      const index = await SafetensorsFile.open(`${dir}/optimizer.safetensors`);
+      try {
+        assert.deepEqual(index.names(), []);
+        assert.equal(index.metadata.shards, "2");
+        assert.equal(index.metadata.step, "2");
+      } finally {
+        index.close();
+      }
+
+      const ck = await loadCheckpoint(run, { expectParams: params });
+      assert.equal(ck.optimizer.step, 2);
+      assert.deepEqual([...ck.optimizer.params.keys()].sort(), names.slice(0, 4).sort());
+      // One optimizer over every parameter (one process resuming) gets the unsharded optimizer's state.
+      const restored = new AdamW(make(), hp);
+      await restoreAdamW(restored, names, ck);
+      const want = await full.state();
+      assert.equal(want.params[4], null);
+      assert.ok(!e.hasF16 || want.params[3]?.master, "the f16 parameter has master weights");
+      assert.deepEqual(await restored.state(), want);
+      // One rank restores its own half, knowing every name that trains.
+      const again = mine[1].map((i) => e.param(new Float32Array(sizes[i]), shapes[i], { dtype: dtypes[i] }));
+      const half = new AdamW(again, hp);
+      const names1 = mine[1].map((i) => names[i]);
+      await restoreAdamW(half, names1, ck, { trains: new Set(names) });
+      assert.deepEqual(await half.state(), await halves[1].state());
+      // Without `trains`, the other half's state is foreign: refused, naming it.
+      const others = mine[0].map((i) => names[i]).filter((n) => n !== "head.bias");
+      await assert.rejects(restoreAdamW(new AdamW(again, hp), names1, ck), (err: Error) => {
+        assert.match(err.message, new RegExp(`holds optimizer state for ${others.length} parameter\\(s\\)`));
+        assert.match(err.message, /the optimizer does not train/);
+        for (const n of others) assert.ok(err.message.includes(`"${n}"`), `${n} in: ${err.message}`);
+        for (const n of names1) assert.ok(!err.message.includes(`"${n}"`), `${n} in: ${err.message}`);
+        return true;
+      });
+      // `trains` that lacks a saved name is refused too.
+      await assert.rejects(
+        restoreAdamW(new AdamW(again, hp), names1, ck, { trains: new Set(names.slice(1)) }),
+        /1 parameter\(s\) the optimizer does not train: "embed\.weight"/,
+      );
+      for (const o of [...halves, full, restored, half]) o.dispose();
+      for (const p of [...sharded, ...whole, ...restored.params, ...again]) {
+        p.grad?.dispose();
+        p.dispose();
+      }
+    });
+  },
+);
+
+/**
+ * Saves fixture(step) with its optimizer state in two shards: "model.mm_projector.0.weight" in shard 0,
+ * the other two (one never updated) in shard 1. `shard1` changes what shard 1 holds.
+ */
+async function saveSharded(
+  runDir: string,
+  step: number,
+  opts: { index?: { shards: number; step: number }; shard1?: "dup" } = {},
+): Promise<string> {
+  const { params, state, names } = fixture(step);
+  const parts = opts.shard1 === "dup" ? [[0], [0, 2]] : [[0], [1, 2]];
+  return await saveCheckpoint(runDir, {
+    step,
+    params,
+    optimizer: opts.index ?? { shards: 2, step: state.step },
+    addFiles: async (tmp) => {
+      const out = new Map<string, string>();
+      for (const [r, idx] of parts.entries()) {
+        const file = optimizerShardFile(r, 2);
+        const shard = { step: state.step, params: idx.map((i) => state.params[i]) };
+        out.set(
+          file,
+          await writeOptimizerShard(`${tmp}/${file}`, {
+            names: idx.map((i) => names[i]),
+            state: shard,
+          }, params),
+        );
+      }
+      return out;
+    },
+    trainerState: { step },
+  });
+}
+
+Deno.test("a sharded state from host arrays loads as the unsharded one does", async () => {
+  await inTempDir(async (run) => {
+    await saveSharded(`${run}/sharded`, 4);
+    await save(`${run}/whole`, 4);
+    const [a, b] = [await loadCheckpoint(`${run}/sharded`), await loadCheckpoint(`${run}/whole`)];
+    const { names } = fixture(4);
+    assert.equal(a.optimizer.step, b.optimizer.step);
+    assert.deepEqual([...a.optimizer.params.keys()].sort(), [...b.optimizer.params.keys()].sort());
+    assert.deepEqual(await statesFor(names, a), await statesFor(names, b));
+  });
+});
+
+Deno.test("a sharded state with a missing, unlisted or damaged shard is refused, naming the file", async () => {
+  await inTempDir(async (run) => {
+    await save(run, 1);
+    const dir = await saveSharded(run, 2);
+    const shard = (r: number) => `${dir}/${optimizerShardFile(r, 2)}`;
+    const sums = await Deno.readTextFile(`${dir}/checksums.sha256`);
+    const good = await Deno.readFile(shard(1));
+    assert.equal((await loadCheckpoint(run)).step, 2);
+
+    // the file gone, its checksum still listed
+    await Deno.remove(shard(1));
+    await assert.rejects(loadCheckpoint(run), (err: Error) => {
+      assert.match(err.message, /step-00000002\/optimizer-1-of-2\.safetensors: missing/);
+      assert.match(err.message, /delete .*step-00000002 to resume from .*step-00000001/);
+      return true;
+    });
+    // the file gone and its line too
+    const without = sums.split("\n").filter((l) => !l.endsWith("optimizer-1-of-2.safetensors")).join("\n");
+    assert.notEqual(without, sums);
+    await Deno.writeTextFile(`${dir}/checksums.sha256`, without);
+    await assert.rejects(loadCheckpoint(dir), /step-00000002\/optimizer-1-of-2\.safetensors: missing/);
+    // the file back, its line still missing
+    await Deno.writeFile(shard(1), good);
+    await assert.rejects(
+      loadCheckpoint(dir),
+      /checksums\.sha256: no checksum for optimizer-1-of-2\.safetensors/,
+    );
+    await Deno.writeTextFile(`${dir}/checksums.sha256`, sums);
+    assert.equal((await loadCheckpoint(dir)).step, 2);
+
+    // one flipped byte in the values of a shard
+    const bytes = await Deno.readFile(shard(0));
+    const bad = bytes.slice();
+    bad[bad.length - 3] ^= 0x01;
+    await Deno.writeFile(shard(0), bad);
+    await assert.rejects(loadCheckpoint(run), (err: Error) => {
+      assert.match(err.message, /step-00000002\/optimizer-0-of-2\.safetensors: its SHA-256 .* differs/);
+      assert.match(err.message, /to resume from .*step-00000001/);
+      return true;
+    });
+    await Deno.writeFile(shard(0), bytes);
+    assert.equal((await loadCheckpoint(run)).step, 2);
+  });
+});
+
+Deno.test("sharded states that do not add up are refused: a shard count < 1, a state twice, another step", async () => {
+  await inTempDir(async (run) => {
+    await assert.rejects(
+      saveSharded(`${run}/zero`, 1, { index: { shards: 0, step: 1 } }),
+      /optimizer\.shards is 0/,
+    );
+    assert.deepEqual(await listCheckpoints(`${run}/zero`), []);
+    await saveSharded(`${run}/dup`, 1, { shard1: "dup" });
+    await assert.rejects(
+      loadCheckpoint(`${run}/dup`),
+      /optimizer-1-of-2\.safetensors: holds "model\.mm_projector\.0\.weight", which an earlier shard holds too/,
+    );
+    await saveSharded(`${run}/step`, 1, { index: { shards: 2, step: 9 } });
+    await assert.rejects(
+      loadCheckpoint(`${run}/step`),
+      /optimizer-0-of-2\.safetensors: its step 6 differs from the index's 9/,
+    );
+    // An index of 3 shards where two were written: the save refuses to seal it.
+    await assert.rejects(
+      saveSharded(`${run}/three`, 1, { index: { shards: 3, step: 6 } }),
+      /in 3 shards, but addFiles did not write optimizer-0-of-3\.safetensors, optimizer-1-of-3\.safetensors, optimizer-2-of-3\.safetensors; nothing was saved/,
+    );
+    assert.equal(await latestCheckpoint(`${run}/three`), null);
+  });
+});
+
+Deno.test({
+  name: "a sharded checkpoint without checksums notes it once, through onNote only",
+  fn: async () => {
+    await inTempDir(async (run) => {
+      const dir = await saveSharded(run, 1);
+      await Deno.remove(`${dir}/checksums.sha256`);
+      const notes: string[] = [], warned: unknown[][] = [];
+      const warn = console.warn;
+      console.warn = (...args: unknown[]) => warned.push(args);
+      try {
+        assert.equal((await loadCheckpoint(run, { onNote: (l) => notes.push(l) })).step, 1);
+      } finally {
+        console.warn = warn;
+      }
+      assert.equal(notes.length, 1);
+      assert.match(notes[0], /no checksums\.sha256 .*unverified/);
+      assert.deepEqual(warned, []);
+    });
+  },
 });

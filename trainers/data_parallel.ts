@@ -62,6 +62,8 @@ interface StepRecord {
 export class DataParallel {
   readonly #comm: Collectives;
   readonly #bucketElems: number;
+  /** Two host arrays the buckets alternate between (reused: MPI is slower on fresh memory). */
+  #hosts: [Float32Array, Float32Array] = [new Float32Array(0), new Float32Array(0)];
 
   constructor(comm: Collectives, opts: DataParallelOptions = {}) {
     const bytes = opts.bucketBytes ?? 128 * 2 ** 20;
@@ -94,12 +96,17 @@ export class DataParallel {
   async reduce(params: readonly Tensor[], acc: Accumulated): Promise<Accumulated> {
     if (acc.pending?.length) await settleSums(params[0].engine, acc); // the loss terms left on the GPU
     const total = await this.#sumRecords({ sums: acc.sums, count: acc.count, tokens: acc.tokens });
-    const buckets = bucketize(params, this.#bucketElems);
+    // A bucket is read back through one staging buffer: at most the adapter's largest buffer.
+    const maxBuffer = params[0]?.engine.info.limits.maxBufferSize ?? Infinity;
+    const buckets = bucketize(params, Math.min(this.#bucketElems, Math.floor(maxBuffer / 4)));
+    const largest = Math.max(0, ...buckets.map((b) => b.reduce((n, p) => n + p.size, 0)));
+    if (this.#hosts[0].length < largest) this.#hosts = [new Float32Array(largest), new Float32Array(largest)];
     const inv = 1 / this.size;
-    let next = buckets.length ? readBucket(buckets[0]) : null;
+    let next = buckets.length ? readBucket(buckets[0], this.#hosts[0]) : null;
     for (let k = 0; k < buckets.length; k++) {
       const host = await next!;
-      next = k + 1 < buckets.length ? readBucket(buckets[k + 1]) : null; // overlaps this bucket's sum
+      // The next bucket's readback overlaps this one's sum.
+      next = k + 1 < buckets.length ? readBucket(buckets[k + 1], this.#hosts[(k + 1) % 2]) : null;
       await this.#comm.allReduce(host);
       for (let i = 0; i < host.length; i++) host[i] *= inv;
       writeBucket(buckets[k], host);
@@ -209,16 +216,23 @@ function bucketize(params: readonly Tensor[], maxElems: number): Tensor[][] {
   return out;
 }
 
-/** The gradients of a bucket's parameters, one after the other (zeros for a missing one): [sum of sizes]. */
-async function readBucket(bucket: readonly Tensor[]): Promise<Float32Array> {
-  const parts = await Promise.all(bucket.map((p) => p.grad ? p.grad.read() as Promise<Float32Array> : null));
-  const out = new Float32Array(bucket.reduce((s, p) => s + p.size, 0));
-  let at = 0;
-  bucket.forEach((p, i) => {
-    const part = parts[i];
+/**
+ * The gradients of a bucket's parameters, one after the other (zeros for a missing one), read back with
+ * one wait into the start of `into`: [sum of sizes].
+ */
+async function readBucket(bucket: readonly Tensor[], into: Float32Array): Promise<Float32Array> {
+  const whole = bucket.filter((p) => p.grad && p.grad.pieces.length === 1).map((p) => p.grad!);
+  const read = whole.length ? whole[0].engine.readMany(whole) : Promise.resolve([]);
+  const split = bucket.map((p) => p.grad && p.grad.pieces.length > 1 ? p.grad.read() : null);
+  const values = await read;
+  const out = into.subarray(0, bucket.reduce((s, p) => s + p.size, 0));
+  let at = 0, w = 0;
+  for (const [i, p] of bucket.entries()) {
+    const part = !p.grad ? null : split[i] ? await split[i] : values[w++];
     if (part) out.set(part, at);
+    else out.fill(0, at, at + p.size);
     at += p.size;
-  });
+  }
   return out;
 }
 

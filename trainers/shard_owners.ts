@@ -6,7 +6,7 @@
  *
  * ```ts
  * import { shardOwners } from "./shard_owners.ts";
- * shardOwners([10, 40, 30, 20], 2); // [1, 0, 1, 0]: rank 0 keeps 40 + 20, rank 1 keeps 30 + 10
+ * shardOwners([10, 40, 30, 20], 2); // [0, 0, 1, 1]: rank 0 keeps 40 + 10, rank 1 keeps 30 + 20
  * ```
  * @module
  */
