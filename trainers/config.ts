@@ -112,7 +112,7 @@ export interface TrainConfig {
   dtype: "f32" | "f16";
   /** Loss scaling for f16 ("dynamic") or none. */
   lossScale: "dynamic" | "none";
-  /** Global gradient-norm clipping (0: off). */
+  /** Global gradient-norm clipping (0: off; the norm is measured, logged and checked for inf/NaN either way). */
   maxGradNorm: number;
   /** Re-run each decoder layer's forward in backward instead of keeping its activations. */
   checkpointLayers: boolean;

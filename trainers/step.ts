@@ -22,7 +22,7 @@ import type { Engine } from "../core/engine.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { backward, leaves, zeroGrad } from "../core/autograd.ts";
 import type { AdamW } from "../core/kernels/adamw/adamw.ts";
-import { clipGradNorm } from "../core/kernels/clip/clip.ts";
+import { clipGradNorm, globalNorm } from "../core/kernels/clip/clip.ts";
 import { scale } from "../core/kernels/elementwise/elementwise.ts";
 import type { AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
 import type { LossConfig } from "../losses/config.ts";
@@ -40,7 +40,7 @@ export interface StepSetup {
   opt: AdamW;
   /** The weights of the loss terms in the total. */
   lossWeights: Pick<LossConfig, "textWeight" | "visualWeight">;
-  /** Clips the global gradient norm to this; 0: no clipping (and no norm: `gradNorm` reads 0). */
+  /** Clips the global gradient norm to this; 0: no clipping (the norm is still measured). */
   maxGradNorm: number;
   /** Dynamic loss scaling (f16); null: none (f32, or a fixed scale of 1). */
   scaler: LossScaler | null;
@@ -99,7 +99,7 @@ export interface StepResult {
    * `visual_<name>`, `total`): the unweighted, unscaled loss, whatever the loss scale.
    */
   losses: Record<string, number>;
-  /** The global norm of the (unscaled) gradients before clipping; 0 without clipping. */
+  /** The global norm of the (unscaled) gradients before clipping (0 when no parameter has one). */
   gradNorm: number;
   /** Whether the update was skipped: a non-finite loss or gradient norm (or, in f16, an overflow). */
   skipped: boolean;
@@ -194,7 +194,13 @@ export async function finishStep(
   step: number,
 ): Promise<{ losses: Record<string, number>; gradNorm: number; skipped: boolean }> {
   if (s.scaler) unscaleGrads(s.engine, s.params, 1 / s.scaler.scale);
-  const normT = s.maxGradNorm > 0 ? clipGradNorm(s.params, s.maxGradNorm) : null;
+  // Measured even without clipping: an overflowed gradient skips the step whatever the loss says.
+  const grads = leaves(s.params).flatMap((p) => p.grad ? [p.grad] : []);
+  const normT = s.maxGradNorm > 0
+    ? clipGradNorm(s.params, s.maxGradNorm)
+    : grads.length
+    ? globalNorm(grads)
+    : null;
   const [gradNorm = 0] = await settleSums(s.engine, acc, normT ? [normT] : []); // the step's one wait
   normT?.dispose();
   const finiteHere = Number.isFinite(gradNorm) && Object.values(acc.sums).every(Number.isFinite);

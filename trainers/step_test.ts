@@ -192,3 +192,26 @@ gpuTest(
     await model.dispose();
   },
 );
+
+gpuTest(
+  "trainStep: without clipping the norm is still measured, and an overflowed gradient skips the step",
+  async (e) => {
+    const { model, setup } = await tinySetup(e, { maxGradNorm: 0 });
+    const batch = tinyBatch([true, true], 4);
+    const r = await trainStep(setup, fromList([batch]), 0.1, 1);
+    assert.ok(r.gradNorm > 0 && Number.isFinite(r.gradNorm), `grad norm ${r.gradNorm}`);
+    assert.equal(r.skipped, false);
+    // A loss scale of 1e38 overflows the gradients while the loss stays finite.
+    const huge = new LossScaler({ initScale: 1e38, maxScale: 1e38 });
+    const { model: m2, setup: s2 } = await tinySetup(e, { maxGradNorm: 0, scaler: huge });
+    const before = await s2.params[0].read();
+    const r2 = await trainStep(s2, fromList([batch]), 0.1, 1);
+    assert.ok(Number.isFinite(r2.losses.total), "the loss is finite");
+    assert.ok(!Number.isFinite(r2.gradNorm), `grad norm ${r2.gradNorm}`);
+    assert.equal(r2.skipped, true);
+    assert.deepEqual(await s2.params[0].read(), before, "no update");
+    for (const st of [setup, s2]) st.opt.dispose();
+    await model.dispose();
+    await m2.dispose();
+  },
+);
