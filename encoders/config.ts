@@ -6,6 +6,7 @@
 
 import { z } from "zod";
 import { parseSchema } from "../schema/parse.ts";
+import { isRecord } from "../schema/fields.ts";
 
 /** The encoder families: SigLIP (no CLS token) and CLIP (CLS token, pre-layernorm). */
 export type VisionArch = "siglip" | "clip";
@@ -95,10 +96,6 @@ const hfVisionSchema = z.object({
   }),
   num_channels: z.literal(3, { error: "expected 3 (RGB images)" }),
 });
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 function isSupported(t: unknown): t is HfVisionModelType {
   return (SUPPORTED_MODEL_TYPES as readonly unknown[]).includes(t);

@@ -24,6 +24,7 @@ import { describeValue, parseSchema, type SafeParser } from "../schema/parse.ts"
 import type { HeadConfig, HeadContext, VisualHead } from "./head.ts";
 import type { ParamShape } from "./param_init.ts";
 import type { TokenizerSizes } from "../tokenizers/visual_config.ts";
+import { isRecord } from "../schema/fields.ts";
 
 export type { TokenizerSizes };
 
@@ -261,8 +262,4 @@ export function headParamShapes(cfg: HeadConfig, llmWidth: number): Map<string, 
 export function headPlanBytes(cfg: HeadConfig, step: HeadPlanStep): HeadPlanBytes {
   const desc = headKind(cfg.kind);
   return desc.planBytes ? desc.planBytes(cfg, step) : { activations: 0, logits: 0 };
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }

@@ -80,6 +80,7 @@ export {
   tokenizerSizes,
   type VisualTokenizerConfigInput,
 } from "../tokenizers/visual_config.ts";
+import { isRecord } from "../schema/fields.ts";
 
 // ------------------------------------------------------------------ the composed config
 
@@ -479,10 +480,4 @@ function slotAccepts(segs: (string | number)[], obj: unknown): boolean {
 
 function formatPath(segs: (string | number)[]): string {
   return joinPath(String(segs[0]), segs.slice(1));
-}
-
-// ------------------------------------------------------------------ helpers
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
