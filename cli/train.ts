@@ -210,14 +210,17 @@ async function runFile(file: string | null): Promise<number> {
   const lead = !mpi || mpi.rank === 0; // checks the data, writes the run folder, prints
   const log = (line: string) => lead && console.log(line);
   if (mpi && mpi.size > 1) log(`data parallel: ${mpi.size} ranks (${mpi.version.split(",")[0]})`);
-  if (!values["no-scan"] && lead) await scanData(cfg);
   // `--resume DIR`: a run folder, or one of its checkpoints (runs/x/checkpoints/step-00000120).
   const resume = values.resume;
   const runDir = values.out ?? (resume && runFolderOf(resume)) ?? join(cfg.train.out, cfg.name);
   // A new run (or a resume into another folder) never mixes its files with a run already there. Checked
-  // before anything is written, imports.json included.
-  if (lead && (!resume || resolve(runDir) !== resolve(runFolderOf(resume)))) {
-    const removed = await prepareNewRunDir(runDir, { overwrite: values.overwrite });
+  // before anything is written, imports.json included, and before the data scan (which can take minutes);
+  // with --overwrite the old run's files go only once the scan has passed.
+  const newRun = !resume || resolve(runDir) !== resolve(runFolderOf(resume));
+  if (lead && newRun && !values.overwrite) await prepareNewRunDir(runDir);
+  if (!values["no-scan"] && lead) await scanData(cfg);
+  if (lead && newRun && values.overwrite) {
+    const removed = await prepareNewRunDir(runDir, { overwrite: true });
     if (removed.length) console.log(`overwrite: deleted the old run's ${removed.join(", ")} in ${runDir}`);
   }
   const e = await Engine.create();

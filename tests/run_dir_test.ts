@@ -35,6 +35,7 @@ Deno.test("train into a folder holding a run: refused without --resume or --over
       ),
     );
     assert.doesNotMatch(r.out, /adapter:/, "refused before anything loads");
+    assert.doesNotMatch(r.out, /^data of stage/m, "refused before the data scan");
     assert.equal(await Deno.readTextFile(join(runDir, "metrics.jsonl")), before, "metrics.jsonl untouched");
     assert.equal(await Deno.readTextFile(join(runDir, "config.json")), config, "config.json untouched");
     assert.deepEqual((await listCheckpoints(runDir)).map((c) => c.step), [3, 4], "checkpoints untouched");
