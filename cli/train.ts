@@ -63,7 +63,7 @@ import {
 import { readRunConfig } from "../trainers/run_model.ts";
 import { applyRunOverrides, type RunConfig } from "../trainers/config.ts";
 import { train } from "../trainers/trainer.ts";
-import { prepareNewRunDir } from "../trainers/run_dir.ts";
+import { holdsRun, prepareNewRunDir, RunDirInUseError, runFiles } from "../trainers/run_dir.ts";
 import { BURST_SECONDS, DEFAULT_TERM_TIMEOUT_SECONDS, StopSignals } from "./stop_signals.ts";
 import { isLaunchedByMpi, launcherWorldSize } from "../dist/launcher.ts";
 import { Mpi } from "../dist/mpi.ts";
@@ -205,6 +205,9 @@ async function runFile(file: string | null): Promise<number> {
     if (world > 1) { for (const line of formatWorld(planWorld(cfg, plan, world), memory)) console.log(line); }
     return 0;
   }
+  const checkImages = values["check-images"] === undefined
+    ? DEFAULT_IMAGE_CHECK
+    : parseImageCheck(values["check-images"]);
   const missing = await missingInputs(cfg);
   if (missing.length) throw new Error(formatMissing(missing));
   const lead = !mpi || mpi.rank === 0; // checks the data, writes the run folder, prints
@@ -217,10 +220,12 @@ async function runFile(file: string | null): Promise<number> {
   // before anything is written, imports.json included, and before the data scan (which can take minutes);
   // with --overwrite the old run's files go only once the scan has passed.
   const newRun = !resume || resolve(runDir) !== resolve(runFolderOf(resume));
-  if (lead && newRun && !values.overwrite) await prepareNewRunDir(runDir);
-  if (!values["no-scan"] && lead) await scanData(cfg);
-  if (lead && newRun && values.overwrite) {
-    const removed = await prepareNewRunDir(runDir, { overwrite: true });
+  if (lead && newRun && !values.overwrite && await holdsRun(runDir)) {
+    throw new RunDirInUseError(runDir, await runFiles(runDir));
+  }
+  if (!values["no-scan"] && lead) await scanData(cfg, checkImages);
+  if (lead && newRun) {
+    const removed = await prepareNewRunDir(runDir, { overwrite: values.overwrite });
     if (removed.length) console.log(`overwrite: deleted the old run's ${removed.join(", ")} in ${runDir}`);
   }
   const e = await Engine.create();
@@ -260,10 +265,7 @@ async function runFile(file: string | null): Promise<number> {
  * would stop the run. The length estimate counts the encoder's image positions from the plan (read from
  * the model folders' config.json, no weights).
  */
-async function scanData(cfg: RunConfig): Promise<void> {
-  const checkImages = values["check-images"] === undefined
-    ? DEFAULT_IMAGE_CHECK
-    : parseImageCheck(values["check-images"]);
+async function scanData(cfg: RunConfig, checkImages: ReturnType<typeof parseImageCheck>): Promise<void> {
   let imageTokens = 0;
   try {
     imageTokens = (await planRun(cfg)).imageTokens;
