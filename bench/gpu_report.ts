@@ -38,16 +38,18 @@ function fmt(v: unknown): string {
   return typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : JSON.stringify(v);
 }
 
-// Adapter, limits, features; is `subgroups` grantable when requested?
+// Adapter, limits, features; is `subgroups` grantable when requested? Asked whether or not the adapter
+// lists it: some runtimes grant it unlisted.
 const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
-let subgroups = "not offered";
-if (adapter?.features.has("subgroups" as GPUFeatureName)) {
+const listed = adapter?.features.has("subgroups" as GPUFeatureName) ? "listed" : "not listed";
+let subgroups = "no adapter";
+if (adapter) {
   try {
     const d = await adapter.requestDevice({ requiredFeatures: ["subgroups" as GPUFeatureName] });
-    subgroups = "granted";
+    subgroups = `${d.features.has("subgroups" as GPUFeatureName) ? "granted" : "not granted"} (${listed})`;
     d.destroy();
   } catch (err) {
-    subgroups = `refused: ${(err as Error).message}`;
+    subgroups = `refused (${listed}): ${(err as Error).message}`;
   }
 }
 const e = await Engine.create();
@@ -57,6 +59,7 @@ emit({
   description: e.info.description,
   features: e.info.adapterFeatures,
   subgroups,
+  kernelSubgroups: e.hasSubgroups,
   maxStorageBufferBindingSize: e.info.limits.maxStorageBufferBindingSize,
   maxBufferSize: e.info.limits.maxBufferSize,
   maxComputeWorkgroupStorageSize: e.info.limits.maxComputeWorkgroupStorageSize,

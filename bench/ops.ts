@@ -2,7 +2,9 @@
  * `deno task bench [-- --json]`: times the engine's main kernels (matmul through bench/matmul_speed.ts,
  * and a training step of a small LLaMA and ViT through bench/models.ts) on this machine's adapter beside
  * PyTorch CPU on the same shapes in the same run, and checks each result against its CPU reference.
- * With `--json`, one JSON object per line (see {@linkcode BenchRecord}); otherwise a table.
+ * With `--json`, one JSON object per line (see {@linkcode BenchRecord}); otherwise a table. With
+ * `--no-subgroups`, the softmax, RMSNorm and cross-entropy rows run without subgroup operations (to
+ * compare with the default, which uses them where the device grants them).
  * @module
  */
 
@@ -25,13 +27,22 @@ import { type BenchRecord, medianMs, referenceTimings } from "./timing.ts";
 const { values: args } = parseArgs({
   // `deno task bench -- --json` passes the "--" through.
   args: Deno.args.filter((a) => a !== "--"),
-  options: { json: { type: "boolean", default: false }, "no-ref": { type: "boolean", default: false } },
+  options: {
+    json: { type: "boolean", default: false },
+    "no-ref": { type: "boolean", default: false },
+    "no-subgroups": { type: "boolean", default: false },
+  },
 });
 
 /** Runs another bench script of this folder in its own process, with the same flags. */
 async function runScript(name: string): Promise<void> {
   const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(name, import.meta.url).pathname, ...Deno.args.filter((a) => a !== "--")],
+    args: [
+      "run",
+      "-A",
+      new URL(name, import.meta.url).pathname,
+      ...Deno.args.filter((a) => a !== "--" && a !== "--no-subgroups"),
+    ],
     stdout: "inherit",
     stderr: "inherit",
   }).output();
@@ -41,7 +52,7 @@ async function runScript(name: string): Promise<void> {
 // Matmul first (bench/matmul_speed.ts); the small-model training steps last (bench/models.ts).
 await runScript("./matmul_speed.ts");
 
-const e = await Engine.create();
+const e = await Engine.create({ disableSubgroups: args["no-subgroups"] });
 const records: BenchRecord[] = [];
 const ref = args["no-ref"] ? new Map() : await referenceTimings();
 
@@ -70,7 +81,7 @@ async function readAll(t: Tensor): Promise<Float32Array> {
   return Float32Array.from(await t.read());
 }
 
-if (!args.json) console.log(`adapter: ${e.info.description}`);
+if (!args.json) console.log(`adapter: ${e.info.description}; subgroups ${e.hasSubgroups ? "on" : "off"}`);
 
 // attention forward + backward, B=1, NH=8, T=256, HS=64, causal: both implementations.
 {

@@ -20,7 +20,8 @@ export function describeEngine(e: Engine): string[] {
     `vendor:    ${i.vendor || "-"}  architecture: ${i.architecture || "-"}`,
     `backend:   ${backend}`,
     `features:  ${i.adapterFeatures.join(", ")}`,
-    `requested: ${i.requestedFeatures.join(", ") || "(none)"}; f16 tensors ${e.hasF16 ? "on" : "off"}`,
+    `requested: ${i.requestedFeatures.join(", ") || "(none)"}; f16 tensors ${e.hasF16 ? "on" : "off"}; ` +
+    `subgroups in kernels ${e.hasSubgroups ? "on" : "off"}`,
     `limits requested at the adapter's maximum:`,
     `  maxStorageBufferBindingSize  ${mib(i.limits.maxStorageBufferBindingSize)}`,
     `  maxBufferSize                ${mib(i.limits.maxBufferSize)}`,

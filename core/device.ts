@@ -1,6 +1,8 @@
 /**
  * Opening the GPU: the adapter's own limits are requested (not WebGPU's 128 MiB / 256 MiB defaults),
- * and the `shader-f16` and `timestamp-query` features where the adapter has them.
+ * the `shader-f16` and `timestamp-query` features where the adapter has them, and `subgroups` always
+ * (some runtimes grant it without listing it among the adapter's features; where the request fails,
+ * the device is opened again without it).
  * @module
  */
 
@@ -69,6 +71,8 @@ export interface OpenDeviceOptions {
   limitOverrides?: Partial<Record<RaisedLimit, number>>;
   /** Do not request `shader-f16` even when offered. */
   disableF16?: boolean;
+  /** Do not request `subgroups` (the kernels then reduce through workgroup memory only). */
+  disableSubgroups?: boolean;
 }
 
 /** Opens the adapter and a device with its own limits; throws {@linkcode NoAdapterError} if none. */
@@ -89,13 +93,21 @@ export async function openDevice(
     const want = options.limitOverrides?.[name];
     requiredLimits[name] = want === undefined ? max : Math.min(max, want);
   }
-  const requestedFeatures = WANTED_FEATURES.filter((f) =>
+  const requestedFeatures: string[] = WANTED_FEATURES.filter((f) =>
     adapter.features.has(f) && !(f === "shader-f16" && options.disableF16)
   );
-  const device = await adapter.requestDevice({
-    requiredFeatures: requestedFeatures as GPUFeatureName[],
-    requiredLimits,
-  });
+  const open = (features: string[]) =>
+    adapter.requestDevice({ requiredFeatures: features as GPUFeatureName[], requiredLimits });
+  let device: GPUDevice | null = null;
+  if (!options.disableSubgroups) {
+    try {
+      device = await open([...requestedFeatures, "subgroups"]);
+    } catch {
+      // Not grantable here: open without it below.
+    }
+    if (device?.features.has("subgroups")) requestedFeatures.push("subgroups");
+  }
+  device ??= await open(requestedFeatures);
   const limits: Record<string, number> = {};
   for (const key in device.limits) {
     const v = (device.limits as unknown as Record<string, number>)[key];

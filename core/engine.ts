@@ -30,8 +30,17 @@ export interface TapeNode {
 export interface KernelCall {
   /** A name for error messages and profiles. */
   label: string;
-  /** WGSL source with entry point `main`. Pipelines are cached by this text. */
-  code: string;
+  /**
+   * WGSL source with entry point `main`. Pipelines are cached by this text, or by `key` when given;
+   * with a key, `code` may be a function, called only when the key's pipeline is not yet compiled.
+   */
+  code: string | (() => string);
+  /**
+   * A short name that fixes the WGSL text (e.g. a kernel's name and the parameters its generator
+   * depends on): pipelines are then cached by it, so a cached call neither builds nor hashes the text.
+   * Two calls with the same key must have the same code.
+   */
+  key?: string;
   /**
    * Resources bound at @binding(0..n-1) of @group(0), in order: tensors bind as storage buffers;
    * other resources (e.g. a texture view) bind as they are.
@@ -73,13 +82,24 @@ export class Engine {
   readonly pool: BufferPool;
   /** True when f16 tensors can be used (the device has `shader-f16`). */
   readonly hasF16: boolean;
-  /** Submit automatically after this many dispatches, so one encoder never grows without bound. */
-  maxPendingDispatches = 2000;
+  /** True when kernels may use subgroup operations (the device has `subgroups`). */
+  readonly hasSubgroups: boolean;
+  /**
+   * Submit automatically after this many dispatches, so one encoder never grows without bound and the
+   * GPU starts on a long step while the host is still recording it.
+   */
+  maxPendingDispatches = 128;
 
   #pipelines = new Map<string, GPUComputePipeline>();
   #encoder: GPUCommandEncoder | null = null;
   #pending = 0;
   #transient: GPUBuffer[] = [];
+  /** Uniform params of the current encoder's dispatches: one buffer, filled at submit from `#paramWords`. */
+  #paramBuffer: GPUBuffer | null = null;
+  /** Host copy of the params block; each dispatch's words start at a multiple of `#paramAlign` bytes. */
+  #paramWords = new Uint32Array(0);
+  /** Bytes of `#paramWords` in use by the current encoder. */
+  #paramBytes = 0;
   #scopes: Set<Tensor>[] = [];
   #errors: string[] = [];
   #submits = 0;
@@ -99,6 +119,7 @@ export class Engine {
     this.info = info;
     this.pool = new BufferPool(device);
     this.hasF16 = info.requestedFeatures.includes("shader-f16");
+    this.hasSubgroups = info.requestedFeatures.includes("subgroups");
     device.addEventListener("uncapturederror", (ev) => {
       const msg = (ev as GPUUncapturedErrorEvent).error.message;
       this.#errors.push(msg);
@@ -339,15 +360,21 @@ export class Engine {
 
   /** Records one compute dispatch. */
   run(call: KernelCall): void {
-    let pipeline = this.#pipelines.get(call.code);
+    const cacheKey = call.key !== undefined
+      ? "\0" + call.key // never WGSL text
+      : typeof call.code === "string"
+      ? call.code
+      : call.code();
+    let pipeline = this.#pipelines.get(cacheKey);
     if (!pipeline) {
-      const module = this.device.createShaderModule({ label: call.label, code: call.code });
+      const code = typeof call.code === "string" ? call.code : call.code();
+      const module = this.device.createShaderModule({ label: call.label, code });
       pipeline = this.device.createComputePipeline({
         label: call.label,
         layout: "auto",
         compute: { module, entryPoint: "main" },
       });
-      this.#pipelines.set(call.code, pipeline);
+      this.#pipelines.set(cacheKey, pipeline);
     }
     const maxBinding = this.info.limits.maxStorageBufferBindingSize;
     for (const t of call.bindings) {
@@ -364,18 +391,13 @@ export class Engine {
         );
       }
     }
+    // Placed before the bindings are built: a full params block submits the encoder first.
+    const params = call.params ? this.#placeParams(call.params) : null;
     const entries: GPUBindGroupEntry[] = call.bindings.map((t, i) => ({
       binding: i,
       resource: t instanceof Tensor ? { buffer: t.buffer, offset: 0, size: t.bindSize } : t,
     }));
-    if (call.params) {
-      const size = Math.max(16, Math.ceil(call.params.length / 4) * 16);
-      const ub = this.device.createBuffer({ size, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
-      new Uint32Array(ub.getMappedRange()).set(call.params);
-      ub.unmap();
-      this.#transient.push(ub);
-      entries.push({ binding: call.bindings.length, resource: { buffer: ub } });
-    }
+    if (params) entries.push({ binding: call.bindings.length, resource: params });
     const bindGroup = this.device.createBindGroup({
       label: call.label,
       layout: pipeline.getBindGroupLayout(0),
@@ -390,10 +412,57 @@ export class Engine {
     if (++this.#pending >= this.maxPendingDispatches) this.flush();
   }
 
+  /** Offset alignment of params within the uniform block (the device's minUniformBufferOffsetAlignment). */
+  get #paramAlign(): number {
+    return this.info.limits.minUniformBufferOffsetAlignment ?? 256;
+  }
+
+  /**
+   * Copies `params` into the current encoder's params block and returns their binding. The block's GPU
+   * buffer holds `maxPendingDispatches` aligned slots (more when one dispatch's params need more); when
+   * it is full, the encoder is submitted and the next one gets a new block.
+   */
+  #placeParams(params: readonly number[]): GPUBufferBinding {
+    const align = this.#paramAlign;
+    const size = Math.max(16, Math.ceil(params.length / 4) * 16);
+    const slot = Math.ceil(size / align) * align;
+    if (this.#paramBuffer && this.#paramBytes + slot > this.#paramBuffer.size) this.flush();
+    if (!this.#paramBuffer) {
+      const bytes = Math.max(slot, Math.max(1, this.maxPendingDispatches) * align);
+      this.#paramBuffer = this.device.createBuffer({
+        label: "params",
+        size: bytes,
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      });
+      this.#paramBytes = 0;
+    }
+    const offset = this.#paramBytes;
+    const end = offset + slot;
+    if (end > this.#paramWords.byteLength) {
+      const grown = new Uint32Array(
+        Math.max(end, this.#paramBuffer.size, 2 * this.#paramWords.byteLength) / 4,
+      );
+      grown.set(this.#paramWords.subarray(0, offset / 4));
+      this.#paramWords = grown;
+    }
+    this.#paramWords.set(params, offset / 4);
+    // Words up to `size` past the params read as 0, as in a new buffer.
+    this.#paramWords.fill(0, offset / 4 + params.length, (offset + size) / 4);
+    this.#paramBytes = end;
+    return { buffer: this.#paramBuffer, offset, size };
+  }
+
   /** Submits everything recorded so far (does not wait). */
   flush(): void {
     if (!this.#encoder) return;
     this.#profiler?.resolve(this.#encoder);
+    const paramBuffer = this.#paramBuffer;
+    if (paramBuffer) {
+      this.device.queue.writeBuffer(paramBuffer, 0, this.#paramWords, 0, this.#paramBytes / 4);
+      this.#transient.push(paramBuffer);
+      this.#paramBuffer = null;
+      this.#paramBytes = 0;
+    }
     this.device.queue.submit([this.#encoder.finish()]);
     this.#submits++;
     this.#encoder = null;

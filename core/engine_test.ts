@@ -131,3 +131,107 @@ gpuTest(
     w.dispose();
   },
 );
+
+// One thread copies its uniform params into `out`: words [base, n, 0, 0, w0 .. w79], w0 .. w(n-1) copied
+// to out[base ..]. 336 bytes of params: more than one 256-byte slot of the params block.
+const COPY_PARAMS_BIG = `
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+struct P { base: u32, n: u32, w: array<vec4u, 20> }
+@group(0) @binding(1) var<uniform> p: P;
+@compute @workgroup_size(1)
+fn main() {
+  for (var j = 0u; j < p.n; j++) { out[p.base + j] = p.w[j / 4u][j % 4u]; }
+}`;
+// Words [base, v0, v1, v2]: v0 .. v2 copied to out[base ..].
+const COPY_PARAMS_SMALL = `
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+struct P { base: u32, v0: u32, v1: u32, v2: u32 }
+@group(0) @binding(1) var<uniform> p: P;
+@compute @workgroup_size(1)
+fn main() {
+  out[p.base] = p.v0; out[p.base + 1u] = p.v1; out[p.base + 2u] = p.v2;
+}`;
+
+gpuTest("run: uniform params of many dispatches, small and over one slot, across flushes", async (e) => {
+  const prevMax = e.maxPendingDispatches;
+  try {
+    // Dispatch i writes its own words: 3 small ones, or 1 .. 80 over the large kernel.
+    const plan = (count: number, seed: number) => {
+      let at = 0;
+      return Array.from({ length: count }, (_, i) => {
+        const n = i % 2 === 0 ? 3 : 1 + ((i * 37 + seed) % 80);
+        const words = Array.from({ length: n }, (_, j) => ((i + 1) * 1000 + j + seed * 7) >>> 0);
+        const d = { base: at, words };
+        at += n;
+        return d;
+      });
+    };
+    const dispatch = (out: Tensor, d: { base: number; words: number[] }) => {
+      const small = d.words.length === 3 && COPY_PARAMS_SMALL;
+      e.run({
+        label: small ? "copy_params_small" : "copy_params_big",
+        code: small || COPY_PARAMS_BIG,
+        bindings: [out],
+        params: small
+          ? [d.base, ...d.words]
+          : [d.base, d.words.length, 0, 0, ...d.words, ...new Array(80 - d.words.length).fill(0)],
+        workgroups: [1],
+      });
+    };
+    const check = async (count: number, seed: number, readEvery: number) => {
+      const ds = plan(count, seed);
+      const total = ds.reduce((s, d) => s + d.words.length, 0);
+      const out = e.zeros([total], "u32");
+      const probe = e.tensor([seed], [1], "u32");
+      const submits = e.stats.submits;
+      for (let i = 0; i < ds.length; i++) {
+        dispatch(out, ds[i]);
+        // A read submits the encoder mid-way (its params block with it).
+        if (i % readEvery === readEvery - 1) assert.deepEqual([...await probe.read()], [seed]);
+      }
+      const got = await out.read();
+      assert.deepEqual([...got], ds.flatMap((d) => d.words));
+      const flushes = e.stats.submits - submits;
+      out.dispose();
+      probe.dispose();
+      return flushes;
+    };
+    e.maxPendingDispatches = 128;
+    // 300 dispatches: submits every 128, and at each read.
+    assert.ok(await check(300, 1, 101) >= 5);
+    // Two slots per dispatch, 3 slots per block: the block fills before 3 dispatches and submits.
+    e.maxPendingDispatches = 3;
+    assert.ok(await check(40, 2, 1000) >= 20 / 1.5);
+    // One encoder holds them all.
+    e.maxPendingDispatches = 1000;
+    assert.equal(await check(200, 3, 1000), 1);
+  } finally {
+    e.maxPendingDispatches = prevMax;
+  }
+});
+
+gpuTest("run: pipelines cached by key compile once and keys are not confused", async (e) => {
+  let built = 0;
+  const codeOf = (v: number) => () => {
+    built++;
+    return `@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(1) fn main() { out[0] = ${v}u; }`;
+  };
+  const a = e.zeros([1], "u32"), b = e.zeros([1], "u32");
+  const before = e.stats.pipelines;
+  for (let i = 0; i < 3; i++) {
+    e.run({ label: "keyed_a", key: "engine_test_key_a", code: codeOf(11), bindings: [a], workgroups: [1] });
+    e.run({ label: "keyed_b", key: "engine_test_key_b", code: codeOf(22), bindings: [b], workgroups: [1] });
+  }
+  assert.equal(built, 2);
+  assert.equal(e.stats.pipelines - before, 2);
+  assert.deepEqual([...await a.read()], [11]);
+  assert.deepEqual([...await b.read()], [22]);
+  // Without a key, a code function is keyed by its text: the same WGSL shares a pipeline.
+  e.run({ label: "unkeyed", code: codeOf(33), bindings: [a], workgroups: [1] });
+  e.run({ label: "unkeyed", code: codeOf(33)(), bindings: [b], workgroups: [1] });
+  assert.equal(e.stats.pipelines - before, 3);
+  assert.deepEqual([...await e.readMany([a, b])].map((t) => t[0]), [33, 33]);
+  a.dispose();
+  b.dispose();
+});

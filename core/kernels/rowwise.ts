@@ -1,16 +1,17 @@
 /**
  * Helpers shared by the row-wise kernels (softmax, layer norm, RMS norm, cross-entropy): a thread per
- * narrow row, or a workgroup per wide row with WGSL tree reductions ({@linkcode rowThreads}), and column
- * sums of per-chunk partials for the gradients of per-column weights (no float atomics).
+ * narrow row, or a workgroup per wide row reduced across the workgroup ({@linkcode rowThreads}; the
+ * reductions, by tree or by subgroups, are in workgroup_reduce.ts), and column sums of per-chunk
+ * partials for the gradients of per-column weights (no float atomics).
  * @module
  */
 
 import type { DType } from "../dtype.ts";
 import { grid1d } from "../engine.ts";
 import type { Tensor } from "../tensor.ts";
+import { ROW_WG, subgroupArgsWgsl, subgroupInitWgsl } from "./workgroup_reduce.ts";
 
-/** Threads per workgroup of the row-wise kernels at most (a power of two). */
-export const ROW_WG = 256;
+export { ROW_WG, subgroupArgsWgsl, subgroupInitWgsl, workgroupReduceWgsl } from "./workgroup_reduce.ts";
 
 /** Rows per workgroup when each thread owns a whole row (rowThreads 1). */
 const ROWS_PER_WG = 64;
@@ -18,7 +19,7 @@ const ROWS_PER_WG = 64;
 /**
  * Threads per row for rows of C elements: 1 for C <= 256 (a thread owns a row, 64 rows per workgroup, no
  * barriers: CPU adapters pay a lot per workgroup and per barrier, and such rows are cheap anyway), else
- * about 8 elements per thread, 64 to {@linkcode ROW_WG} threads, reduced through workgroup memory.
+ * about 8 elements per thread, 64 to {@linkcode ROW_WG} threads, reduced across the workgroup.
  */
 export function rowThreads(C: number): number {
   if (C <= 256) return 1;
@@ -30,32 +31,6 @@ export function rowThreads(C: number): number {
 /** `enable f16;` when any of `dtypes` is f16 (it must come first in the WGSL source). */
 export function enableF16(...dtypes: DType[]): string {
   return dtypes.includes("f16") ? "enable f16;\n" : "";
-}
-
-/**
- * WGSL of workgroup tree reductions over `wg` threads (a power of two, default {@linkcode ROW_WG}):
- * `reduceSum(lid, v)` and `reduceMax(lid, v)` return the reduction of every thread's `v` to every
- * thread. Call them from uniform control flow (they hold barriers).
- */
-export function workgroupReduceWgsl(wg: number = ROW_WG): string {
-  if (wg === 1) {
-    return `fn reduceSum(lid: u32, v: f32) -> f32 { return v; }
-fn reduceMax(lid: u32, v: f32) -> f32 { return v; }`;
-  }
-  const reduce = (name: string, op: string) => `
-fn ${name}(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${wg / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = ${op}; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}`;
-  return `var<workgroup> red: array<f32, ${wg}>;` +
-    reduce("reduceSum", "red[lid] + red[lid + s]") + reduce("reduceMax", "max(red[lid], red[lid + s])");
 }
 
 /** Workgroup counts for `rows` rows of `wg` threads each (`wg` from {@linkcode rowThreads}). */
@@ -77,9 +52,10 @@ export function rowsOf(x: Tensor, op: string): { R: number; C: number } {
  * (the row's first element) and returns past the last row. Needs a uniform `p` with fields `R` and `C`.
  * The row loops stride by `wg`; the row index is uniform across the workgroup, so the early return
  * keeps the reductions' barriers in uniform control flow. With `wg` 1 a workgroup holds 64 rows, one
- * per thread (`lid` is 0), and the reductions are the identity.
+ * per thread (`lid` is 0), and the reductions are the identity. With `subgroups` (for the subgroup
+ * variant of `workgroupReduceWgsl`, wg > 1) it also takes the subgroup builtins.
  */
-export function rowMainWgsl(wg: number): string {
+export function rowMainWgsl(wg: number, subgroups = false): string {
   if (wg === 1) {
     return `@compute @workgroup_size(${ROWS_PER_WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -91,7 +67,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
   return `@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
+        @builtin(local_invocation_index) lid: u32${subgroupArgsWgsl(subgroups)}) {${
+    subgroups ? "\n  " + subgroupInitWgsl(true) : ""
+  }
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.R) { return; }
   let base = row * p.C;`;

@@ -17,6 +17,8 @@ import {
   rowMainWgsl,
   rowsOf,
   rowThreads,
+  subgroupArgsWgsl,
+  subgroupInitWgsl,
   workgroupReduceWgsl,
 } from "../rowwise.ts";
 
@@ -38,7 +40,7 @@ export interface CrossEntropyOptions {
 const PARAMS = `struct P { R: u32, C: u32, ignore: i32, mean: u32 }
 fn counted(t: i32) -> bool { return t != p.ignore && t >= 0 && t < i32(p.C); }`;
 
-function forwardCode(t: DType, wg: number): string {
+function forwardCode(t: DType, wg: number, sg: boolean): string {
   return `${enableF16(t)}
 @group(0) @binding(0) var<storage, read> logits: array<${t}>;      // [N, V]
 @group(0) @binding(1) var<storage, read> targets: array<i32>;      // [N]
@@ -46,8 +48,8 @@ function forwardCode(t: DType, wg: number): string {
 @group(0) @binding(3) var<storage, read_write> losses: array<f32>; // [N]
 ${PARAMS}
 @group(0) @binding(4) var<uniform> p: P;
-${workgroupReduceWgsl(wg)}
-${rowMainWgsl(wg)}
+${workgroupReduceWgsl(wg, sg)}
+${rowMainWgsl(wg, sg)}
   // Online softmax denominator: s = sum exp(z - m) with m the running maximum of this thread's logits.
   var m = -3.0e38;
   var s = 0.0;
@@ -73,7 +75,7 @@ ${rowMainWgsl(wg)}
 }
 
 // One workgroup: out = sum of the row losses (over the counted rows for "mean"), count = counted rows.
-function reduceCode(): string {
+function reduceCode(sg: boolean): string {
   return `
 @group(0) @binding(0) var<storage, read> losses: array<f32>;    // [N]
 @group(0) @binding(1) var<storage, read> targets: array<i32>;   // [N]
@@ -81,9 +83,10 @@ function reduceCode(): string {
 @group(0) @binding(3) var<storage, read_write> count: array<f32>; // [1]
 ${PARAMS}
 @group(0) @binding(4) var<uniform> p: P;
-${workgroupReduceWgsl()}
+${workgroupReduceWgsl(ROW_WG, sg)}
 @compute @workgroup_size(${ROW_WG})
-fn main(@builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(local_invocation_index) lid: u32${subgroupArgsWgsl(sg)}) {
+  ${subgroupInitWgsl(sg)}
   var s = 0.0;
   var n = 0.0;
   for (var i = lid; i < p.R; i += ${ROW_WG}u) {
@@ -141,7 +144,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const lse = e.empty([N]), losses = e.empty(logits.shape.slice(0, -1));
   e.run({
     label: "cross_entropy",
-    code: forwardCode(logits.dtype, rowThreads(V)),
+    code: forwardCode(logits.dtype, rowThreads(V), e.hasSubgroups),
     bindings: [logits, targets, lse, losses],
     params,
     workgroups: rowGrid(N, rowThreads(V)),
@@ -152,7 +155,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     count = e.empty([1]);
     e.run({
       label: "cross_entropy_reduce",
-      code: reduceCode(),
+      code: reduceCode(e.hasSubgroups),
       bindings: [losses, targets, out, count],
       params,
       workgroups: [1],

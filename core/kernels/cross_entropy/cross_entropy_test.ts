@@ -2,13 +2,13 @@ import assert from "node:assert/strict";
 import { backward } from "../../autograd.ts";
 import { type DType, roundToF16 } from "../../dtype.ts";
 import type { Engine } from "../../engine.ts";
-import { assertClose, finiteDiff, gpuTest, probe, randInt, randn } from "../../testing.ts";
+import { assertClose, finiteDiff, gpuTest, gpuTestSubgroups, probe, randInt, randn } from "../../testing.ts";
 import { crossEntropy, type CrossEntropyOptions } from "./cross_entropy.ts";
 import { crossEntropyBackwardCpu, crossEntropyForwardCpu } from "./cross_entropy_cpu.ts";
 
 const ROWS = [1, 7, 33];
 // Widths span every row layout (rowThreads: a thread per row up to 256, then 64, 128, 256 threads).
-const WIDTHS = [1, 7, 129, 300, 1000, 2500];
+const WIDTHS = [1, 3, 7, 37, 129, 300, 1000, 2500];
 
 // Losses are f32 sums over V; f16 logits are rounded before the CPU reference runs. Gradient entries
 // are probabilities (down to ~1e-5 here), so the absolute tolerances stay far below them.
@@ -57,7 +57,7 @@ async function checkCrossEntropy(e: Engine, k: Case): Promise<void> {
 }
 
 for (const dtype of ["f32", "f16"] as const) {
-  gpuTest(`crossEntropy ${dtype}: forward and backward vs CPU, with ignored rows`, async (e) => {
+  gpuTestSubgroups(`crossEntropy ${dtype}: forward and backward vs CPU, with ignored rows`, async (e) => {
     if (dtype === "f16" && !e.hasF16) return;
     let seed = 1;
     for (const R of ROWS) {
@@ -65,11 +65,14 @@ for (const dtype of ["f32", "f16"] as const) {
     }
     for (const reduction of ["sum", "none"] as const) {
       await checkCrossEntropy(e, { R: 33, V: 129, dtype, opts: { reduction }, seed: seed += 10 });
+      await checkCrossEntropy(e, { R: 7, V: 1000, dtype, opts: { reduction }, seed: seed += 10 });
     }
+    // More rows than the loss reduction's 256 threads, so it loops and reduces across the workgroup.
+    await checkCrossEntropy(e, { R: 601, V: 37, dtype, seed: seed += 10 });
   });
 }
 
-gpuTest("crossEntropy: V = 32000 (f32 and f16)", async (e) => {
+gpuTestSubgroups("crossEntropy: V = 32000 (f32 and f16)", async (e) => {
   await checkCrossEntropy(e, { R: 3, V: 32000, dtype: "f32", seed: 7 });
   if (e.hasF16) {
     await checkCrossEntropy(e, { R: 2, V: 32000, dtype: "f16", opts: { reduction: "none" }, seed: 8 });

@@ -22,7 +22,7 @@ import {
   workgroupReduceWgsl,
 } from "../rowwise.ts";
 
-function forwardCode(xt: DType, wt: DType, bt: DType | null, wg: number): string {
+function forwardCode(xt: DType, wt: DType, bt: DType | null, wg: number, sg: boolean): string {
   return `${enableF16(xt, wt, bt ?? wt)}
 @group(0) @binding(0) var<storage, read> x: array<${xt}>;        // [R, C]
 @group(0) @binding(1) var<storage, read> w: array<${wt}>;        // [C]
@@ -32,8 +32,8 @@ function forwardCode(xt: DType, wt: DType, bt: DType | null, wg: number): string
 ${bt ? `@group(0) @binding(5) var<storage, read> b: array<${bt}>; // [C]` : ""}
 struct P { R: u32, C: u32, eps: f32 }
 @group(0) @binding(${bt ? 6 : 5}) var<uniform> p: P;
-${workgroupReduceWgsl(wg)}
-${rowMainWgsl(wg)}
+${workgroupReduceWgsl(wg, sg)}
+${rowMainWgsl(wg, sg)}
   var s = 0.0;
   for (var c = lid; c < p.C; c += ${wg}u) { s += f32(x[base + c]); }
   let m = reduceSum(lid, s) / f32(p.C);
@@ -48,7 +48,7 @@ ${rowMainWgsl(wg)}
 }`;
 }
 
-function backwardCode(xt: DType, wt: DType, wg: number): string {
+function backwardCode(xt: DType, wt: DType, wg: number, sg: boolean): string {
   return `${enableF16(xt, wt)}
 @group(0) @binding(0) var<storage, read> x: array<${xt}>;        // [R, C]
 @group(0) @binding(1) var<storage, read> w: array<${wt}>;        // [C]
@@ -58,8 +58,8 @@ function backwardCode(xt: DType, wt: DType, wg: number): string {
 @group(0) @binding(5) var<storage, read_write> dx: array<${xt}>; // [R, C]
 struct P { R: u32, C: u32 }
 @group(0) @binding(6) var<uniform> p: P;
-${workgroupReduceWgsl(wg)}
-${rowMainWgsl(wg)}
+${workgroupReduceWgsl(wg, sg)}
+${rowMainWgsl(wg, sg)}
   let m = mean[row];
   let rs = rstd[row];
   var a = 0.0;
@@ -125,7 +125,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias?: Tensor | null, eps =
   const mean = e.empty([R]), rstd = e.empty([R]);
   e.run({
     label: "layernorm",
-    code: forwardCode(x.dtype, weight.dtype, bias?.dtype ?? null, rowThreads(C)),
+    code: forwardCode(x.dtype, weight.dtype, bias?.dtype ?? null, rowThreads(C), e.hasSubgroups),
     bindings: bias ? [x, weight, y, mean, rstd, bias] : [x, weight, y, mean, rstd],
     params: [R, C, f32Bits(eps)],
     workgroups: rowGrid(R, rowThreads(C)),
@@ -138,7 +138,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias?: Tensor | null, eps =
       dx = e.empty(x.shape, x.dtype);
       e.run({
         label: "layernorm_backward",
-        code: backwardCode(x.dtype, weight.dtype, rowThreads(C)),
+        code: backwardCode(x.dtype, weight.dtype, rowThreads(C), e.hasSubgroups),
         bindings: [x, weight, g, mean, rstd, dx],
         params: [R, C],
         workgroups: rowGrid(R, rowThreads(C)),

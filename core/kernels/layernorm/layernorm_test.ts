@@ -2,13 +2,15 @@ import assert from "node:assert/strict";
 import { backward } from "../../autograd.ts";
 import { type DType, roundToF16 } from "../../dtype.ts";
 import type { Engine } from "../../engine.ts";
-import { assertClose, finiteDiff, gpuTest, probe, randn } from "../../testing.ts";
+import { assertClose, finiteDiff, gpuTest, gpuTestSubgroups, probe, randn } from "../../testing.ts";
 import { layerNorm } from "./layernorm.ts";
 import { layerNormBackwardCpu, layerNormForwardCpu } from "./layernorm_cpu.ts";
 
 const ROWS = [1, 7, 33];
 // Widths span every row layout (rowThreads: a thread per row up to 256, then 64, 128, 256 threads).
-const WIDTHS = [1, 7, 129, 300, 1000, 2500];
+const WIDTHS = [1, 3, 7, 37, 129, 300, 1000, 2500];
+// A vocabulary-sized row (256 threads, 125 elements each), not a multiple of any subgroup size.
+const WIDE = 32000;
 const EPS = 1e-5;
 
 // f16 storage: inputs are rounded to f16 before the CPU reference runs; outputs are f16-rounded too.
@@ -57,13 +59,16 @@ async function checkLayerNorm(e: Engine, k: Case): Promise<void> {
 }
 
 for (const dtype of ["f32", "f16"] as const) {
-  gpuTest(`layerNorm ${dtype}: forward and backward vs CPU`, async (e) => {
+  gpuTestSubgroups(`layerNorm ${dtype}: forward and backward vs CPU`, async (e) => {
     if (dtype === "f16" && !e.hasF16) return;
     let seed = 1;
     for (const R of ROWS) {
       for (const C of WIDTHS) {
         await checkLayerNorm(e, { R, C, xt: dtype, wt: dtype, bias: true, seed: seed += 10 });
       }
+    }
+    for (const R of [1, 5]) {
+      await checkLayerNorm(e, { R, C: WIDE, xt: dtype, wt: dtype, bias: true, seed: seed += 10 });
     }
   });
 }

@@ -343,10 +343,14 @@ function tileFor(g: Gemm): 64 | 128 {
 
 function runTiled(e: Engine, g: Gemm): void {
   const tile = tileFor(g);
-  const code = tiledCode(g.out.dtype, g.a.trans, g.b.trans, tile);
+  const { dtype } = g.out, transA = g.a.trans, transB = g.b.trans;
+  // The WGSL depends on these only, so a cached call neither builds nor hashes it.
+  const key = `matmul_tiled:${dtype}:${transA}:${transB}:${tile}`;
+  const code = () => tiledCode(dtype, transA, transB, tile);
   for (let z = 0; z < g.batch; z += MAX_GROUPS) {
     e.run({
       label: `matmul_tiled${tile}`,
+      key,
       code,
       bindings: [g.a.t, g.b.t, g.bias ?? g.a.t, g.out],
       params: gemmParams(g, z),
@@ -498,11 +502,15 @@ function upload(e: Engine, t: Tensor, slot: number): GPUTexture {
 
 function runTexture(e: Engine, g: Gemm): void {
   const TM = texTile(g.M), TN = texTile(g.N);
-  const code = textureCode(g.out.dtype, g.a.trans, g.b.trans, TM, TN);
+  const { dtype } = g.out, transA = g.a.trans, transB = g.b.trans;
+  // The WGSL depends on these only, so a cached call neither builds nor hashes it.
+  const key = `matmul_texture:${dtype}:${transA}:${transB}:${TM}:${TN}`;
+  const code = () => textureCode(dtype, transA, transB, TM, TN);
   const ta = upload(e, g.a.t, 0).createView(), tb = upload(e, g.b.t, 1).createView();
   for (let z = 0; z < g.batch; z += MAX_GROUPS) {
     e.run({
       label: "matmul_texture",
+      key,
       code,
       // Without a bias, a dummy buffer fills its binding (a itself is read through its texture).
       bindings: [ta, tb, g.bias ?? g.a.t, g.out],

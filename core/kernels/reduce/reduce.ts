@@ -4,7 +4,8 @@
  *
  * One kernel does every reduction: the input is seen as O outputs times R reduced elements (both may be
  * strided, several dims each); a workgroup of 256 threads sums a chunk of 1024 of one output's elements
- * in f32 and combines them with a tree in workgroup memory. When R exceeds a chunk, the partial sums
+ * in f32 and combines them across the workgroup (a tree in workgroup memory, or subgroup operations
+ * where the device has them: workgroup_reduce.ts). When R exceeds a chunk, the partial sums
  * ([O, parts], f32) are reduced again by the same kernel until one remains, so millions of elements sum
  * in parallel and accurately (pairwise, not one serial loop).
  * @module
@@ -14,6 +15,7 @@ import { record, reshape } from "../../autograd.ts";
 import { grid1d } from "../../engine.ts";
 import { type DType, f32Bits, isFloat } from "../../dtype.ts";
 import type { Tensor } from "../../tensor.ts";
+import { subgroupArgsWgsl, subgroupInitWgsl, workgroupReduceWgsl } from "../workgroup_reduce.ts";
 import { checkBroadcastable, contiguousStrides, reduceShapes, shapeSize } from "./reduce_cpu.ts";
 
 const WG = 256;
@@ -182,7 +184,7 @@ function reduceKernel(
     const out = last ? e.empty(outShape, x.dtype) : e.empty([numOut, parts], "f32");
     e.run({
       label: "reduce",
-      code: reduceCode(src.dtype, out.dtype, kept.dims.length, red.dims.length),
+      code: reduceCode(src.dtype, out.dtype, kept.dims.length, red.dims.length, e.hasSubgroups),
       bindings: [src, out],
       params: [
         numOut * parts,
@@ -204,7 +206,7 @@ function reduceKernel(
   }
 }
 
-function reduceCode(inType: DType, outType: DType, nk: number, nr: number): string {
+function reduceCode(inType: DType, outType: DType, nk: number, nr: number, sg: boolean): string {
   const keptIdx = layoutCode("k", nk, ["base"], "o");
   const redIdx = layoutCode("r", nr, ["off"], "j");
   return `${inType === "f16" || outType === "f16" ? "enable f16;" : ""}
@@ -212,10 +214,11 @@ function reduceCode(inType: DType, outType: DType, nk: number, nr: number): stri
 @group(0) @binding(1) var<storage, read_write> out: array<${outType}>; // [O, parts]
 struct P { groups: u32, parts: u32, count: u32, scale: f32, ${keptIdx.fields} ${redIdx.fields} }
 @group(0) @binding(2) var<uniform> p: P;
-var<workgroup> acc: array<f32, ${WG}>;
+${workgroupReduceWgsl(WG, sg)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
+        @builtin(local_invocation_index) lid: u32${subgroupArgsWgsl(sg)}) {
+  ${subgroupInitWgsl(sg)}
   let g = wid.x + wid.y * nwg.x; // one workgroup per (output o, chunk of its elements)
   if (g >= p.groups) { return; }
   let o = g / p.parts;
@@ -227,13 +230,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     ${redIdx.code}
     s += f32(x[base + off]);
   }
-  acc[lid] = s;
-  workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w = w / 2u) {
-    if (lid < w) { acc[lid] += acc[lid + w]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { out[g] = ${outType}(acc[0] * p.scale); }
+  s = reduceSum(lid, s);
+  if (lid == 0u) { out[g] = ${outType}(s * p.scale); }
 }`;
 }
 

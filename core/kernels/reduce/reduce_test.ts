@@ -3,7 +3,7 @@ import { backward } from "../../autograd.ts";
 import { type DType, roundToF16 } from "../../dtype.ts";
 import type { Engine } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
-import { assertClose, finiteDiff, gpuTest, probe, randn } from "../../testing.ts";
+import { assertClose, finiteDiff, gpuTest, gpuTestSubgroups, probe, randn } from "../../testing.ts";
 import { broadcastTo, mean, sum, sumTo } from "./reduce.ts";
 import {
   broadcastToCpu,
@@ -84,13 +84,14 @@ async function runGpu(
   return out;
 }
 
-const shapes = [[1], [7], [33, 129], [3, 7, 129]];
+// Reduced lengths below, at and above one workgroup's 1024-element chunk, none a multiple of a subgroup.
+const shapes = [[1], [7], [33, 129], [3, 7, 129], [3, 37, 1000], [2, 3001]];
 
 for (const dtype of ["f32", "f16"] as const) {
   const tol = dtype === "f32" ? { atol: 1e-5, rtol: 1e-5 } : { atol: 2e-3, rtol: 2e-3 };
   const prep = (a: Float32Array) => (dtype === "f16" ? roundToF16(a) : a);
 
-  gpuTest(`reduce ${dtype}: sum and mean, all and per axis, forward and backward`, async (e) => {
+  gpuTestSubgroups(`reduce ${dtype}: sum and mean, all and per axis, forward and backward`, async (e) => {
     if (dtype === "f16" && !e.hasF16) return;
     for (const shape of shapes) {
       const axes: (number | "all")[] = ["all", -1, ...shape.map((_, k) => k)];
@@ -117,7 +118,7 @@ for (const dtype of ["f32", "f16"] as const) {
     }
   });
 
-  gpuTest(`reduce ${dtype}: sumTo and broadcastTo, forward and backward`, async (e) => {
+  gpuTestSubgroups(`reduce ${dtype}: sumTo and broadcastTo, forward and backward`, async (e) => {
     if (dtype === "f16" && !e.hasF16) return;
     const cases: [number[], number[]][] = [
       [[3, 7, 129], [129]],
@@ -171,7 +172,7 @@ gpuTest("reduce: errors name the shapes and dtypes", (e) => {
   ids.dispose();
 });
 
-gpuTest("reduce: millions of elements, several passes, accurate in f32", async (e) => {
+gpuTestSubgroups("reduce: millions of elements, several passes, accurate in f32", async (e) => {
   // 1_100_001 elements: > 1024^2, so the sum takes three passes (1075 partials, then 2, then 1).
   // Values near 1 make a serial f32 loop drift by ~1e-5 relative; the tree stays near 1e-7.
   const n = 1_100_001;

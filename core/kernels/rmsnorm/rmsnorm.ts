@@ -22,7 +22,7 @@ import {
   workgroupReduceWgsl,
 } from "../rowwise.ts";
 
-function forwardCode(xt: DType, wt: DType, wg: number): string {
+function forwardCode(xt: DType, wt: DType, wg: number, sg: boolean): string {
   return `${enableF16(xt, wt)}
 @group(0) @binding(0) var<storage, read> x: array<${xt}>;        // [R, C]
 @group(0) @binding(1) var<storage, read> w: array<${wt}>;        // [C]
@@ -30,8 +30,8 @@ function forwardCode(xt: DType, wt: DType, wg: number): string {
 @group(0) @binding(3) var<storage, read_write> rrms: array<f32>; // [R]
 struct P { R: u32, C: u32, eps: f32 }
 @group(0) @binding(4) var<uniform> p: P;
-${workgroupReduceWgsl(wg)}
-${rowMainWgsl(wg)}
+${workgroupReduceWgsl(wg, sg)}
+${rowMainWgsl(wg, sg)}
   var ss = 0.0;
   for (var c = lid; c < p.C; c += ${wg}u) { let v = f32(x[base + c]); ss += v * v; }
   let s = inverseSqrt(reduceSum(lid, ss) / f32(p.C) + p.eps);
@@ -40,7 +40,7 @@ ${rowMainWgsl(wg)}
 }`;
 }
 
-function backwardCode(xt: DType, wt: DType, wg: number): string {
+function backwardCode(xt: DType, wt: DType, wg: number, sg: boolean): string {
   return `${enableF16(xt, wt)}
 @group(0) @binding(0) var<storage, read> x: array<${xt}>;        // [R, C]
 @group(0) @binding(1) var<storage, read> w: array<${wt}>;        // [C]
@@ -49,8 +49,8 @@ function backwardCode(xt: DType, wt: DType, wg: number): string {
 @group(0) @binding(4) var<storage, read_write> dx: array<${xt}>; // [R, C]
 struct P { R: u32, C: u32 }
 @group(0) @binding(5) var<uniform> p: P;
-${workgroupReduceWgsl(wg)}
-${rowMainWgsl(wg)}
+${workgroupReduceWgsl(wg, sg)}
+${rowMainWgsl(wg, sg)}
   let s = rrms[row];
   var d = 0.0;
   for (var c = lid; c < p.C; c += ${wg}u) { d += f32(g[base + c]) * f32(w[c]) * f32(x[base + c]); }
@@ -100,7 +100,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
   const rrms = e.empty([R]);
   e.run({
     label: "rmsnorm",
-    code: forwardCode(x.dtype, weight.dtype, rowThreads(C)),
+    code: forwardCode(x.dtype, weight.dtype, rowThreads(C), e.hasSubgroups),
     bindings: [x, weight, y, rrms],
     params: [R, C, f32Bits(eps)],
     workgroups: rowGrid(R, rowThreads(C)),
@@ -112,7 +112,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
       dx = e.empty(x.shape, x.dtype);
       e.run({
         label: "rmsnorm_backward",
-        code: backwardCode(x.dtype, weight.dtype, rowThreads(C)),
+        code: backwardCode(x.dtype, weight.dtype, rowThreads(C), e.hasSubgroups),
         bindings: [x, weight, g, rrms, dx],
         params: [R, C],
         workgroups: rowGrid(R, rowThreads(C)),

@@ -1,5 +1,6 @@
 /**
- * Softmax over the last axis, one workgroup per row with tree reductions.
+ * Softmax over the last axis, one workgroup per row reduced across the workgroup (by subgroups where
+ * the device has them).
  * @module
  */
 
@@ -16,14 +17,14 @@ import {
   workgroupReduceWgsl,
 } from "../rowwise.ts";
 
-function forwardCode(t: DType, wg: number): string {
+function forwardCode(t: DType, wg: number, sg: boolean): string {
   return `${enableF16(t)}
 @group(0) @binding(0) var<storage, read> x: array<${t}>;       // [R, C]
 @group(0) @binding(1) var<storage, read_write> y: array<${t}>; // [R, C]
 struct P { R: u32, C: u32 }
 @group(0) @binding(2) var<uniform> p: P;
-${workgroupReduceWgsl(wg)}
-${rowMainWgsl(wg)}
+${workgroupReduceWgsl(wg, sg)}
+${rowMainWgsl(wg, sg)}
   var m = -3.0e38;
   for (var c = lid; c < p.C; c += ${wg}u) { m = max(m, f32(x[base + c])); }
   m = reduceMax(lid, m);
@@ -34,15 +35,15 @@ ${rowMainWgsl(wg)}
 }`;
 }
 
-function backwardCode(t: DType, wg: number): string {
+function backwardCode(t: DType, wg: number, sg: boolean): string {
   return `${enableF16(t)}
 @group(0) @binding(0) var<storage, read> y: array<${t}>;        // [R, C]
 @group(0) @binding(1) var<storage, read> g: array<${t}>;        // [R, C]
 @group(0) @binding(2) var<storage, read_write> dx: array<${t}>; // [R, C]
 struct P { R: u32, C: u32 }
 @group(0) @binding(3) var<uniform> p: P;
-${workgroupReduceWgsl(wg)}
-${rowMainWgsl(wg)}
+${workgroupReduceWgsl(wg, sg)}
+${rowMainWgsl(wg, sg)}
   var d = 0.0;
   for (var c = lid; c < p.C; c += ${wg}u) { d += f32(g[base + c]) * f32(y[base + c]); }
   d = reduceSum(lid, d);
@@ -63,7 +64,7 @@ export function softmax(x: Tensor): Tensor {
   const y = e.empty(x.shape, x.dtype);
   e.run({
     label: "softmax",
-    code: forwardCode(x.dtype, rowThreads(C)),
+    code: forwardCode(x.dtype, rowThreads(C), e.hasSubgroups),
     bindings: [x, y],
     params: [R, C],
     workgroups: rowGrid(R, rowThreads(C)),
@@ -73,7 +74,7 @@ export function softmax(x: Tensor): Tensor {
     const dx = e.empty(x.shape, x.dtype);
     e.run({
       label: "softmax_backward",
-      code: backwardCode(x.dtype, rowThreads(C)),
+      code: backwardCode(x.dtype, rowThreads(C), e.hasSubgroups),
       bindings: [y, g, dx],
       params: [R, C],
       workgroups: rowGrid(R, rowThreads(C)),

@@ -2,13 +2,15 @@ import assert from "node:assert/strict";
 import { backward } from "../../autograd.ts";
 import { type DType, roundToF16 } from "../../dtype.ts";
 import type { Engine } from "../../engine.ts";
-import { assertClose, finiteDiff, gpuTest, probe, randn } from "../../testing.ts";
+import { assertClose, finiteDiff, gpuTest, gpuTestSubgroups, probe, randn } from "../../testing.ts";
 import { softmax } from "./softmax.ts";
 import { softmaxBackwardCpu, softmaxForwardCpu } from "./softmax_cpu.ts";
 
 const ROWS = [1, 7, 33];
 // Widths span every row layout (rowThreads: a thread per row up to 256, then 64, 128, 256 threads).
-const WIDTHS = [1, 7, 129, 300, 1000, 2500];
+const WIDTHS = [1, 3, 7, 37, 129, 300, 1000, 2500];
+// A vocabulary-sized row (256 threads, 125 elements each), not a multiple of any subgroup size.
+const WIDE = 32000;
 
 // f16 storage: inputs are rounded to f16 before the CPU reference runs; outputs are f16-rounded too.
 const TOL: Record<string, { atol: number; rtol: number }> = {
@@ -39,10 +41,11 @@ async function checkSoftmax(e: Engine, R: number, C: number, dtype: DType, seed:
 }
 
 for (const dtype of ["f32", "f16"] as const) {
-  gpuTest(`softmax ${dtype}: forward and backward vs CPU`, async (e) => {
+  gpuTestSubgroups(`softmax ${dtype}: forward and backward vs CPU`, async (e) => {
     if (dtype === "f16" && !e.hasF16) return;
     let seed = 1;
     for (const R of ROWS) for (const C of WIDTHS) await checkSoftmax(e, R, C, dtype, seed++);
+    for (const R of [1, 5]) await checkSoftmax(e, R, WIDE, dtype, seed++);
   });
 }
 
