@@ -9,14 +9,15 @@
  * rows[0].conversations[0].value; // "<image>\n..."
  * ```
  *
- * A `.json` file is split into its top-level rows on the bytes before any row is parsed, so files
- * larger than the longest string JavaScript can hold (~512 MiB, e.g. `llava_v1_5_mix665k.json`)
- * read as well as small ones.
+ * A `.json` file is split into its top-level rows on the bytes ({@linkcode JsonArraySplitter}) before
+ * any row is parsed, so files larger than the longest string JavaScript can hold (~512 MiB, e.g.
+ * `llava_v1_5_mix665k.json`) read as well as small ones.
  * @module
  */
 
 import { z } from "zod";
 import { parseJsonText } from "../io/json.ts";
+import { JsonArraySplitter, JsonLinesSplitter } from "./json_rows.ts";
 
 /** The text marker of the image in a conversation (LLaVA's `DEFAULT_IMAGE_TOKEN`). */
 export const IMAGE_MARKER = "<image>";
@@ -247,141 +248,42 @@ export function parseLlavaRow(json: unknown, file: string, index: number): Llava
   };
 }
 
-/** 1-based line and column of byte `pos` in `bytes` (columns counted in characters). */
-function lineColumn(bytes: Uint8Array, pos: number): { line: number; column: number } {
-  let line = 1, start = 0;
-  for (let i = 0; i < pos; i++) {
-    if (bytes[i] === 0x0a) {
-      line++;
-      start = i + 1;
-    }
-  }
-  return { line, column: new TextDecoder().decode(bytes.subarray(start, pos)).length + 1 };
-}
-
-/** JSON whitespace: space, tab, newline, carriage return. */
-const isWs = (b: number): boolean => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
-const [OPEN_SQUARE, CLOSE_SQUARE, OPEN_CURLY, CLOSE_CURLY, QUOTE, BACKSLASH, COMMA] = [
-  0x5b,
-  0x5d,
-  0x7b,
-  0x7d,
-  0x22,
-  0x5c,
-  0x2c,
-];
-
 /**
- * The byte ranges [start, end) of the top-level elements of a JSON array held in `bytes`. Only the
- * structure is checked here (brackets, strings, commas); each element is parsed by the caller.
- */
-function arrayElements(bytes: Uint8Array, file: string): [number, number][] {
-  const n = bytes.length;
-  const where = (pos: number): string => {
-    const { line, column } = lineColumn(bytes, pos);
-    return `byte ${pos} (line ${line}, column ${column})`;
-  };
-  const bad = (pos: number, what: string): never => {
-    throw new Error(`${file}: not valid JSON at ${where(pos)}: ${what}; fix the file (a JSON array of rows)`);
-  };
-  const skipWs = (i: number): number => {
-    while (i < n && isWs(bytes[i])) i++;
-    return i;
-  };
-  /** The end of the string that starts at the quote at `i`. */
-  const stringEnd = (i: number): number => {
-    for (let j = i + 1; j < n; j++) {
-      if (bytes[j] === BACKSLASH) j++;
-      else if (bytes[j] === QUOTE) return j + 1;
-    }
-    return bad(i, "a string is not terminated");
-  };
-  /** The end of the value that starts at `i`. */
-  const valueEnd = (i: number): number => {
-    const b = bytes[i];
-    if (b === QUOTE) return stringEnd(i);
-    if (b === OPEN_CURLY || b === OPEN_SQUARE) {
-      const open: number[] = []; // the closing brackets expected, innermost last
-      for (let j = i; j < n; j++) {
-        const c = bytes[j];
-        if (c === QUOTE) j = stringEnd(j) - 1;
-        else if (c === OPEN_CURLY) open.push(CLOSE_CURLY);
-        else if (c === OPEN_SQUARE) open.push(CLOSE_SQUARE);
-        else if (c === CLOSE_CURLY || c === CLOSE_SQUARE) {
-          const want = open.pop();
-          if (want !== c) {
-            bad(j, `found "${String.fromCharCode(c)}" where "${String.fromCharCode(want!)}" was expected`);
-          }
-          if (open.length === 0) return j + 1;
-        }
-      }
-      return bad(i, "this value is not closed before the end of the file");
-    }
-    let j = i;
-    while (j < n && !isWs(bytes[j]) && bytes[j] !== COMMA && bytes[j] !== CLOSE_SQUARE) j++;
-    return j;
-  };
-
-  let i = skipWs(bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0); // UTF-8 BOM
-  if (i === n) bad(i, "the file is empty");
-  if (bytes[i] !== OPEN_SQUARE) {
-    bad(i, `expected "[" (a JSON array of rows); for one JSON object per line, name the file .jsonl`);
-  }
-  const out: [number, number][] = [];
-  i = skipWs(i + 1);
-  if (bytes[i] === CLOSE_SQUARE) i++;
-  else {
-    for (;;) {
-      if (i >= n) bad(i, "the array is not closed");
-      if (bytes[i] === COMMA || bytes[i] === CLOSE_SQUARE) bad(i, "expected a row");
-      const end = valueEnd(i);
-      out.push([i, end]);
-      i = skipWs(end);
-      if (bytes[i] === COMMA) i = skipWs(i + 1);
-      else if (bytes[i] === CLOSE_SQUARE) {
-        i++;
-        break;
-      } else bad(i, i >= n ? "the array is not closed" : 'expected "," or "]" after a row');
-    }
-  }
-  i = skipWs(i);
-  if (i < n) bad(i, "unexpected text after the array");
-  return out;
-}
-
-/**
- * The rows of a JSON array, all parsed before any is checked, so that a file that is not valid JSON
- * fails as a whole; a syntax error names the file, the line and the column.
+ * The rows of a JSON array ({@linkcode JsonArraySplitter}, the whole file pushed at once), all parsed
+ * before any is checked, so that a file that is not valid JSON fails as a whole; a syntax error names
+ * the file, the line and the column.
  */
 function arrayRows(bytes: Uint8Array, file: string): [unknown, boolean][] {
-  return arrayElements(bytes, file).map(([start, end]) => {
-    const { text, invalid } = decodeRow(bytes.subarray(start, end));
+  const splitter = new JsonArraySplitter(file);
+  const raw = splitter.push(bytes);
+  raw.push(...splitter.end());
+  return raw.map(({ bytes: row, line, offset }) => {
+    const { text, invalid } = decodeRow(row);
     try {
       return [JSON.parse(text), invalid];
     } catch {
       // Pad with whitespace to the row's place in the file, so the error's line and column are the file's.
-      const { line, column } = lineColumn(bytes, start);
+      const lineStart = offset === 0 ? 0 : bytes.lastIndexOf(0x0a, offset - 1) + 1;
+      const column = LENIENT.decode(bytes.subarray(lineStart, offset)).length + 1;
       return [parseJsonText("\n".repeat(line - 1) + " ".repeat(column - 1) + text, file), invalid];
     }
   });
 }
 
 /**
- * The rows of a JSON lines file: [line index, parsed row or the parse error, whether bytes that are
- * not UTF-8 were replaced]. Blank lines are skipped.
+ * The rows of a JSON lines file ({@linkcode JsonLinesSplitter}): [line index, parsed row or the parse
+ * error, whether bytes that are not UTF-8 were replaced]. Blank lines are skipped.
  */
 function* lineRows(bytes: Uint8Array): Generator<[number, unknown, Error | undefined, boolean]> {
-  let start = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0; // UTF-8 BOM
-  for (let line = 0; start < bytes.length; line++) {
-    let end = bytes.indexOf(0x0a, start);
-    if (end < 0) end = bytes.length;
-    const { text, invalid } = decodeRow(bytes.subarray(start, end));
-    start = end + 1;
-    if (text.trim() === "") continue;
+  const splitter = new JsonLinesSplitter();
+  const raw = splitter.push(bytes);
+  raw.push(...splitter.end());
+  for (const { index, bytes: row } of raw) {
+    const { text, invalid } = decodeRow(row);
     try {
-      yield [line, JSON.parse(text), undefined, invalid];
+      yield [index, JSON.parse(text), undefined, invalid];
     } catch (e) {
-      yield [line, undefined, e as Error, invalid];
+      yield [index, undefined, e as Error, invalid];
     }
   }
 }

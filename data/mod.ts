@@ -28,6 +28,7 @@ export {
   readLlavaRows,
   type SkippedRow,
 } from "./llava_json.ts";
+export { JsonArraySplitter, JsonLinesSplitter, type RawRow, type RowSplitter } from "./json_rows.ts";
 export { RowLedger, SKIP_KINDS, type SkipKind } from "./row_ledger.ts";
 
 // conversation templates, tokenization and batches

@@ -48,14 +48,8 @@ export {
   scanRunData,
   type ScanRunOptions,
 } from "./data_scan.ts";
-export {
-  JsonArraySplitter,
-  JsonLinesSplitter,
-  type RawRow,
-  type RowSplitter,
-  streamRows,
-  type StreamRowsOptions,
-} from "./row_stream.ts";
+export { streamRows, type StreamRowsOptions } from "./row_stream.ts";
+export { JsonArraySplitter, JsonLinesSplitter, type RawRow, type RowSplitter } from "../data/json_rows.ts";
 export { type StageStepFields, type StageSteps, stageSteps, stageStepWarnings } from "./stage_steps.ts";
 export {
   type ComponentPlan,
