@@ -65,6 +65,7 @@ export class DataParallel {
   /** Two host arrays the buckets alternate between (reused: MPI is slower on fresh memory). */
   #hosts: [Float32Array, Float32Array] = [new Float32Array(0), new Float32Array(0)];
 
+  /** Data parallelism over `comm`'s ranks, gradients reduced in buckets of `opts.bucketBytes`. */
   constructor(comm: Collectives, opts: DataParallelOptions = {}) {
     const bytes = opts.bucketBytes ?? 128 * 2 ** 20;
     if (!(bytes >= 4)) throw new RangeError(`DataParallel: bucketBytes ${bytes} is not >= 4`);

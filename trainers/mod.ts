@@ -77,7 +77,13 @@ export {
   SCHEDULE_KINDS,
   type ScheduleKind,
 } from "./schedule.ts";
-export { LossScaler, type LossScalerOptions, type LossScalerState } from "./loss_scaler.ts";
+export {
+  LossScaler,
+  type LossScalerOptions,
+  type LossScalerState,
+  NonFiniteGuard,
+  type NonFiniteGuardOptions,
+} from "./loss_scaler.ts";
 export {
   CHECKPOINT_CHECKSUMS,
   type CheckpointEntry,
@@ -100,6 +106,18 @@ export {
   writeOptimizerShard,
 } from "./checkpoint.ts";
 export { type Collectives, DataParallel, type DataParallelOptions } from "./data_parallel.ts";
+export {
+  type Accumulated,
+  accumulateGrads,
+  finishStep,
+  type MicroBatchCallback,
+  type MicroBatches,
+  type Replicas,
+  settleSums,
+  type StepResult,
+  type StepSetup,
+  trainStep,
+} from "./step.ts";
 export { shardLoads, shardOwners } from "./shard_owners.ts";
 export {
   checkTrainerState,
