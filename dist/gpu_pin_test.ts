@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { describeLaunch } from "../cli/info.ts";
+import { findLaunchers, launchCommand } from "./testdata/launchers.ts";
 
 const SCRIPT = fileURLToPath(new URL("./gpu_pin.sh", import.meta.url));
 const INFO = fileURLToPath(new URL("../cli/info.ts", import.meta.url));
@@ -215,39 +216,6 @@ Deno.test("info: under a launcher, the rank line names the local rank and the pi
   );
 });
 
-/** An MPI launcher found on this machine, and the arguments that start `n` processes on it. */
-interface Launcher {
-  implementation: "openmpi" | "mpich";
-  command: string;
-  args(n: number): string[];
-}
-
-/** The first Open MPI and the first MPICH (Hydra) launcher on PATH, by what `--version` prints. */
-function findLaunchers(): Launcher[] {
-  const found = new Map<string, Launcher>();
-  for (const command of ["mpirun.openmpi", "mpiexec.mpich", "mpirun", "mpiexec", "mpiexec.hydra"]) {
-    let text: string;
-    try {
-      const out = new Deno.Command(command, { args: ["--version"], stdout: "piped", stderr: "piped" })
-        .outputSync();
-      text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    } catch {
-      continue; // not installed
-    }
-    if (/Open MPI|OpenRTE|Open RTE/i.test(text) && !found.has("openmpi")) {
-      const asRoot = Deno.uid() === 0 ? ["--allow-run-as-root"] : [];
-      found.set("openmpi", {
-        implementation: "openmpi",
-        command,
-        args: (n) => ["-np", String(n), "--oversubscribe", ...asRoot],
-      });
-    } else if (/HYDRA/.test(text) && !found.has("mpich")) {
-      found.set("mpich", { implementation: "mpich", command, args: (n) => ["-n", String(n)] });
-    }
-  }
-  return [...found.values()];
-}
-
 const LAUNCHERS = findLaunchers();
 
 if (LAUNCHERS.length === 0) {
@@ -269,14 +237,8 @@ for (const launcher of LAUNCHERS) {
       }
       env.PATH = `${dir}:${env.PATH ?? SYSTEM_PATH}`;
       env.ASVR_GPU_PIN_VERBOSE = "1";
-      const out = await new Deno.Command(launcher.command, {
-        args: [...launcher.args(2), BASH, SCRIPT, Deno.execPath(), "run", "-A", INFO],
+      const out = await launchCommand(launcher, 2, [BASH, SCRIPT, Deno.execPath(), "run", "-A", INFO], env, {
         cwd: ROOT,
-        env,
-        clearEnv: true,
-        stdout: "piped",
-        stderr: "piped",
-        signal: AbortSignal.timeout(120_000),
       }).output();
       const stdout = new TextDecoder().decode(out.stdout);
       const stderr = new TextDecoder().decode(out.stderr);

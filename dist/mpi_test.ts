@@ -12,7 +12,7 @@ import {
   MpiNotFoundError,
 } from "./mod.ts";
 import { openMpiLibrary } from "./library.ts";
-import { findLaunchers, type Launcher } from "./testdata/launchers.ts";
+import { findLaunchers, launchCommand, type Launcher } from "./testdata/launchers.ts";
 
 const envOf = (vars: Record<string, string>) => (name: string) => vars[name];
 
@@ -129,14 +129,8 @@ if (LAUNCHERS.length === 0) {
 async function launch(launcher: Launcher, scriptArgs: string[]) {
   const env = Deno.env.toObject();
   delete env.ASVR_MPI_LIB;
-  const out = await new Deno.Command(launcher.command, {
-    args: [...launcher.args(2), Deno.execPath(), "run", "-A", SCRIPT, ...scriptArgs],
-    env,
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(120_000),
-  }).output();
+  const out = await launchCommand(launcher, 2, [Deno.execPath(), "run", "-A", SCRIPT, ...scriptArgs], env)
+    .output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   return { code: out.code, text };
 }

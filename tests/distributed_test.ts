@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { SafetensorsFile } from "../io/safetensors.ts";
 import { loadCheckpoint } from "../trainers/checkpoint.ts";
 import { readMetrics } from "../trainers/metrics.ts";
-import { findLaunchers, type Launcher } from "../dist/testdata/launchers.ts";
+import { findLaunchers, launchCommand, type Launcher } from "../dist/testdata/launchers.ts";
 import { writeTinyRunFile } from "./tiny_run.ts";
 import { runCli } from "./run_cli.ts";
 
@@ -33,13 +33,10 @@ async function trainOnTwo(args: string[]): Promise<{ code: number; out: string }
 function spawnOnTwo(args: string[]): Deno.ChildProcess {
   const env = Deno.env.toObject();
   delete env.ASVR_MPI_LIB; // the launcher's own library
-  return new Deno.Command(launcher!.command, {
-    args: [...launcher!.args(2), Deno.execPath(), "run", "-A", CLI, ...args],
-    env,
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  return launchCommand(launcher!, 2, [Deno.execPath(), "run", "-A", CLI, ...args], env, {
+    timeoutMs: 600_000,
+  })
+    .spawn();
 }
 
 /** Each step's losses from a run's metrics.jsonl, by step. */
@@ -175,14 +172,7 @@ Deno.test({
 
     await t.step("a killed rank ends the job; --resume continues to the same end", async () => {
       const run = join(dir, "killed");
-      const child = spawnOnTwo([file, "--out", run, ...keep]);
-      await waitFor(join(run, "checkpoints", "step-00000001", "checksums.sha256"));
-      const pids = await rankPids(1, run);
-      assert.equal(pids.length, 1, `rank 1's process: ${pids}`);
-      const killedAt = performance.now();
-      Deno.kill(pids[0], "SIGKILL");
-      const r = await child.output();
-      const seconds = (performance.now() - killedAt) / 1000;
+      const { r, seconds } = await signalRankOne([file, "--out", run, ...keep], run, "SIGKILL");
       assert.notEqual(r.code, 0, "the job fails");
       assert.ok(seconds < 30, `the job ended ${seconds.toFixed(1)} s after the kill`);
       const ck = await loadCheckpoint(run); // the last checkpoint is whole
@@ -195,12 +185,7 @@ Deno.test({
 
     await t.step("SIGTERM to one rank: all stop after the step, save and exit 143", async () => {
       const run = join(dir, "stopped");
-      const child = spawnOnTwo([file, "--out", run, ...keep]);
-      await waitFor(join(run, "checkpoints", "step-00000001", "checksums.sha256"));
-      const pids = await rankPids(1, run);
-      assert.equal(pids.length, 1, `rank 1's process: ${pids}`);
-      Deno.kill(pids[0], "SIGTERM");
-      const r = await child.output();
+      const { r } = await signalRankOne([file, "--out", run, ...keep], run, "SIGTERM");
       const out = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
       assert.equal(r.code, 143, out);
       assert.match(out, /stopped; continue with --resume/);
@@ -226,6 +211,25 @@ Deno.test({
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+/**
+ * Trains `args` on 2 ranks into `run`, sends `signal` to rank 1 once the first checkpoint is written,
+ * and waits for the job: its output and the seconds from the signal to its end.
+ */
+async function signalRankOne(
+  args: string[],
+  run: string,
+  signal: Deno.Signal,
+): Promise<{ r: Deno.CommandOutput; seconds: number }> {
+  const child = spawnOnTwo(args);
+  await waitFor(join(run, "checkpoints", "step-00000001", "checksums.sha256"));
+  const pids = await rankPids(1, run);
+  assert.equal(pids.length, 1, `rank 1's process: ${pids}`);
+  const at = performance.now();
+  Deno.kill(pids[0], signal);
+  const r = await child.output();
+  return { r, seconds: (performance.now() - at) / 1000 };
+}
 
 /** Waits (up to 2 minutes) for `path` to exist. */
 async function waitFor(path: string): Promise<void> {

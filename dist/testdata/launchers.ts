@@ -40,3 +40,25 @@ export function findLaunchers(): Launcher[] {
   }
   return [...found.values()];
 }
+
+/**
+ * The command that starts `command` on `n` processes under `launcher`, with exactly the environment `env`
+ * (so a test decides which variables the ranks see), output piped, ended after `timeoutMs`.
+ */
+export function launchCommand(
+  launcher: Launcher,
+  n: number,
+  command: string[],
+  env: Record<string, string>,
+  opts: { cwd?: string; timeoutMs?: number } = {},
+): Deno.Command {
+  return new Deno.Command(launcher.command, {
+    args: [...launcher.args(n), ...command],
+    cwd: opts.cwd,
+    env,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(opts.timeoutMs ?? 120_000),
+  });
+}
