@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Engine } from "./engine.ts";
-import { testEngine, testEngineWithoutSubgroups } from "./testing.ts";
+import { testEngine } from "./testing.ts";
 
 const gpu = { sanitizeResources: false, sanitizeOps: false };
 
@@ -31,22 +31,42 @@ Deno.test({
 });
 
 Deno.test({
-  name: "device: disableSubgroups opens the device without them",
+  name: "device: disableSubgroups opens the device without them, f16 as it was",
   ...gpu,
   fn: async () => {
-    const e = await testEngineWithoutSubgroups();
-    assert.equal(e.hasSubgroups, false);
-    assert.ok(!e.info.requestedFeatures.includes("subgroups"));
-    assert.ok(!e.device.features.has("subgroups"));
+    const on = await testEngine();
+    const e = await Engine.create({ disableSubgroups: true });
+    try {
+      assert.equal(e.hasSubgroups, false);
+      assert.ok(!e.info.requestedFeatures.includes("subgroups"));
+      assert.ok(!e.device.features.has("subgroups"));
+      assert.equal(e.hasF16, on.hasF16);
+      assert.equal(e.setSubgroups(true), false);
+      assert.equal(e.hasSubgroups, false, "cannot be turned on without the feature");
+    } finally {
+      e.destroy();
+    }
   },
 });
 
 Deno.test({
-  name: "device: disableSubgroups leaves f16 as it was",
+  name: "device: setSubgroups turns the kernels' subgroup operations off and back on",
   ...gpu,
   fn: async () => {
-    const on = await testEngine(), off = await testEngineWithoutSubgroups();
-    assert.equal(off.hasF16, on.hasF16);
+    const e = await testEngine();
+    const granted = e.info.requestedFeatures.includes("subgroups");
+    assert.equal(e.setSubgroups(false), granted);
+    assert.equal(e.hasSubgroups, false);
+    assert.equal(e.setSubgroups(true), false);
+    assert.equal(e.hasSubgroups, granted);
+  },
+});
+
+Deno.test({
+  name: "device: disableF16 leaves subgroups as they were",
+  ...gpu,
+  fn: async () => {
+    const on = await testEngine();
     const noF16 = await Engine.create({ disableF16: true });
     try {
       assert.equal(noF16.hasF16, false);

@@ -82,14 +82,20 @@ export class Engine {
   readonly pool: BufferPool;
   /** True when f16 tensors can be used (the device has `shader-f16`). */
   readonly hasF16: boolean;
-  /** True when kernels may use subgroup operations (the device has `subgroups`). */
-  readonly hasSubgroups: boolean;
+  /**
+   * True when kernels use subgroup operations: the device has `subgroups` and
+   * {@linkcode Engine.setSubgroups} has not turned them off.
+   */
+  get hasSubgroups(): boolean {
+    return this.#subgroups;
+  }
   /**
    * Submit automatically after this many dispatches, so one encoder never grows without bound and the
    * GPU starts on a long step while the host is still recording it.
    */
   maxPendingDispatches = 128;
 
+  #subgroups: boolean;
   #pipelines = new Map<string, GPUComputePipeline>();
   #encoder: GPUCommandEncoder | null = null;
   #pending = 0;
@@ -119,11 +125,22 @@ export class Engine {
     this.info = info;
     this.pool = new BufferPool(device);
     this.hasF16 = info.requestedFeatures.includes("shader-f16");
-    this.hasSubgroups = info.requestedFeatures.includes("subgroups");
+    this.#subgroups = info.requestedFeatures.includes("subgroups");
     device.addEventListener("uncapturederror", (ev) => {
       const msg = (ev as GPUUncapturedErrorEvent).error.message;
       this.#errors.push(msg);
     });
+  }
+
+  /**
+   * Turns the kernels' subgroup operations off (false), or back on (true) where the device grants them;
+   * returns the previous setting. Kernels recorded afterwards use the variants that reduce through
+   * workgroup memory only; tests run both variants on one device this way.
+   */
+  setSubgroups(on: boolean): boolean {
+    const was = this.#subgroups;
+    this.#subgroups = on && this.info.requestedFeatures.includes("subgroups");
+    return was;
   }
 
   /** Opens the GPU adapter and creates an engine; throws `NoAdapterError` with the fix when none. */

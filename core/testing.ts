@@ -24,33 +24,25 @@ export function testEngine(): Promise<Engine> {
   return shared;
 }
 
-let sharedNoSubgroups: Promise<Engine> | null = null;
-
 /**
- * A second shared engine opened with `disableSubgroups` (one per test worker, created on first use):
- * kernels run their variants without subgroup operations on it.
- */
-export function testEngineWithoutSubgroups(): Promise<Engine> {
-  if (!sharedNoSubgroups) {
-    sharedNoSubgroups = Engine.create({ disableSubgroups: true });
-    sharedNoSubgroups.then((e) => globalThis.addEventListener("unload", () => e.destroy()), () => {});
-  }
-  return sharedNoSubgroups;
-}
-
-/**
- * Registers a GPU test twice: on the shared engine, which uses subgroup operations where the device
- * grants them ("[subgroups]"), and on {@linkcode testEngineWithoutSubgroups} ("[no subgroups]").
+ * Registers a GPU test twice on the shared engine: with subgroup operations where the device grants
+ * them ("[subgroups]"), and with them turned off by {@linkcode Engine.setSubgroups} ("[no subgroups]").
  */
 export function gpuTestSubgroups(name: string, fn: (e: Engine) => Promise<void> | void): void {
-  for (
-    const [tag, engine] of [["subgroups", testEngine], ["no subgroups", testEngineWithoutSubgroups]] as const
-  ) {
+  for (const [tag, on] of [["subgroups", true], ["no subgroups", false]] as const) {
     Deno.test({
       name: `${name} [${tag}]`,
       sanitizeResources: false,
       sanitizeOps: false,
-      fn: async () => await fn(await engine()),
+      fn: async () => {
+        const e = await testEngine();
+        const was = e.setSubgroups(on);
+        try {
+          await fn(e);
+        } finally {
+          e.setSubgroups(was);
+        }
+      },
     });
   }
 }
