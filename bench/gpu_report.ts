@@ -84,13 +84,13 @@ emit({
   t.dispose();
 }
 
-// Matmul n^3, f32 and f16, with each tiled kernel (64 x 64 and 128 x 128 output tiles).
+// Matmul n^3, f32 and f16, with each storage-buffer kernel (tiled and vec4; 64 x 64 and 128 x 128 tiles).
 const n = args.small ? 256 : 4096;
 for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
   const as = randn(n * n, 1), bs = randn(n * n, 2);
   const a = e.tensor(as, [n, n], dtype), b = e.tensor(bs, [n, n], dtype);
   const want = matmulCpu(as.subarray(0, 4 * n), bs, { M: 4, N: n, K: n });
-  for (const kernel of ["tiled", "tiled128"] as const) {
+  for (const kernel of ["tiled", "tiled128", "vec4", "vec4_128"] as const) {
     const ms = await medianMs(e, () => matmul(a, b, { kernel }));
     const got = (await e.tidy(() => matmul(a, b, { kernel })).read()).subarray(0, 4 * n);
     const tflops = 2 * n ** 3 / ms / 1e9;

@@ -2,10 +2,16 @@
  * Matrix multiplication with autograd: out = op(a) @ op(b) + bias, batched, where op() is an
  * optional transpose read straight from storage (no copies, also in backward).
  *
- * Two kernels compute every matmul (and its gradients):
- * - `tiled`, the portable one used on every GPU and as the fallback: 64x64 (4 x 4 per thread) or,
- *   for large products, 128x128 (8 x 8 per thread) output tiles staged through workgroup memory by
- *   16 x 16 threads, reading storage buffers.
+ * Three kernels compute every matmul (and its gradients):
+ * - `vec4`, the one GPUs use where the shapes allow it (the dims read 4-wide are multiples of 4:
+ *   N, and K or M where the operand is stored with them contiguous): 64x64 or 128x128 output tiles,
+ *   vec4 loads from storage, double-buffered vec4 tiles in workgroup memory (the next tile is loaded
+ *   into registers while the current one is used: one barrier per step), and per thread 4 x 4 blocks
+ *   of contiguous rows and columns, so that each step reads 2 vec4 per block from workgroup memory
+ *   for 64 FMAs.
+ * - `tiled`, the portable one used for every other shape: 64x64 (4 x 4 per thread) or, for large
+ *   products, 128x128 (8 x 8 per thread) output tiles staged through workgroup memory by 16 x 16
+ *   threads, reading storage buffers element by element.
  * - `texture`, for software adapters (Mesa's lavapipe, `isFallbackAdapter`). lavapipe runs 8
  *   invocations as the 8 lanes of a CPU vector; its storage-buffer and workgroup-memory loads go
  *   through a per-lane scalar loop, and loads from read-only storage textures are much cheaper
@@ -37,11 +43,11 @@ export interface MatmulOptions {
   bias?: Tensor;
   /**
    * The kernel to use (default "auto": `texture` on software adapters when the shapes allow it,
-   * else `tiled` with 128 x 128 tiles for large products, 64 x 64 for small ones); "tiled" (64),
-   * "tiled128" or "texture" force one (tests, benchmarks), and "texture" throws when the shapes do
-   * not allow it.
+   * else `vec4` when they allow it, else `tiled`; both with 128 x 128 tiles for large products,
+   * 64 x 64 for small ones); "tiled" / "vec4" (64), "tiled128" / "vec4_128" or "texture" force one
+   * (tests, benchmarks), and "vec4" and "texture" throw when the shapes do not allow them.
    */
-  kernel?: "auto" | "tiled" | "tiled128" | "texture";
+  kernel?: "auto" | "tiled" | "tiled128" | "vec4" | "vec4_128" | "texture";
 }
 
 /** Which kernel computes a matmul (see {@linkcode MatmulOptions.kernel}). */
@@ -216,8 +222,13 @@ function gemm(g: Gemm): void {
   if (g.kernel === "texture" && !fits) {
     throw new Error(`matmul: shapes ${describe(g)} do not fit the texture kernel`);
   }
-  if (useTexture && fits) runTexture(e, g);
-  else runTiled(e, g);
+  if (useTexture && fits) return runTexture(e, g);
+  const vec4 = g.kernel === "vec4" || g.kernel === "vec4_128" || g.kernel === "auto";
+  if (vec4 && vec4Fits(g)) return runVec4(e, g);
+  if (g.kernel === "vec4" || g.kernel === "vec4_128") {
+    throw new Error(`matmul: shapes ${describe(g)} do not fit the vec4 kernel`);
+  }
+  runTiled(e, g);
 }
 
 /** Merges batches into matrix dims where storage allows: fewer, larger products. */
@@ -336,8 +347,8 @@ fn store(z: u32, m: u32, n: u32, v: f32) {
 
 /** The tiled kernel's tile: 128 when the product is large enough to fill a GPU with such tiles. */
 function tileFor(g: Gemm): 64 | 128 {
-  if (g.kernel === "tiled") return 64;
-  if (g.kernel === "tiled128") return 128;
+  if (g.kernel === "tiled" || g.kernel === "vec4") return 64;
+  if (g.kernel === "tiled128" || g.kernel === "vec4_128") return 128;
   return g.batch * Math.ceil(g.M / 128) * Math.ceil(g.N / 128) >= 128 ? 128 : 64;
 }
 
@@ -350,6 +361,153 @@ function runTiled(e: Engine, g: Gemm): void {
   for (let z = 0; z < g.batch; z += MAX_GROUPS) {
     e.run({
       label: `matmul_tiled${tile}`,
+      key,
+      code,
+      bindings: [g.a.t, g.b.t, g.bias ?? g.a.t, g.out],
+      params: gemmParams(g, z),
+      workgroups: [Math.ceil(g.N / tile), Math.ceil(g.M / tile), Math.min(MAX_GROUPS, g.batch - z)],
+    });
+  }
+}
+
+// ---------------------------------------------------------------- vec4 kernel (GPUs, shapes in 4s)
+
+/**
+ * Whether the vec4 kernel takes a product: every dim read 4 elements at a time is a multiple of 4
+ * (N for b without transB and for the output; K for an operand stored with K contiguous; M for `a`
+ * with transA), so each vec4 lies inside one row and inside the matrix or wholly past its edge.
+ */
+function vec4Fits(g: Gemm): boolean {
+  return g.N % 4 === 0 && (g.a.trans ? g.M % 4 === 0 : g.K % 4 === 0) && (!g.b.trans || g.K % 4 === 0);
+}
+
+/**
+ * WGSL of the vec4 kernel: TILE x TILE output tiles (64 or 128), BK = 1024 / TILE deep steps, 16 x 16
+ * threads. Thread (x, y) owns rows 64 g + 4 y + i and columns 64 h + 4 x + j (g, h < TILE / 64,
+ * i, j < 4): per block, 4 vec4 accumulators (one per row, 4 columns each). Workgroup memory holds two
+ * buffers of each operand's tile as [BK k][TILE / 4] vec4 along M or N; each step, every thread loads
+ * one vec4 of each operand for the next step into registers, computes from the current buffer with
+ * the k loop unrolled, stores its registers into the other buffer, and meets the others at one
+ * barrier. An operand stored with K contiguous (a, b with transB) is loaded 4 k at a time and written
+ * transposed into the tile; one stored with M or N contiguous is copied as is. Rows and columns past
+ * the matrix are clamped (computed, never stored); k past K loads zeros.
+ */
+export function vec4Code(dtype: DType, transA: boolean, transB: boolean, tile: 64 | 128): string {
+  const T = dtype;
+  const BK = 1024 / tile, TQ = tile / 4, G = tile / 64;
+  const groups = [...Array(G).keys()], four = [0, 1, 2, 3];
+  const acc = (g: number, i: number, h: number) => `c${g}${i}_${h}`;
+  const blocks = (f: (g: number, i: number, h: number) => string) =>
+    groups.flatMap((g) => four.flatMap((i) => groups.map((h) => f(g, i, h))));
+  /** Loads of one operand ("A" or "B"): whether it is stored with K contiguous, and its M or N. */
+  const operand = (X: "A" | "B", kMajor: boolean, dim: string, origin: string) => {
+    const x = X.toLowerCase();
+    // K contiguous: thread t loads k 4 (t % (BK / 4)) .. + 3 of tile row t / (BK / 4).
+    // M or N contiguous: thread t loads vec4 t % TQ of k row t / TQ.
+    return kMajor
+      ? `fn load${X}(base: u32, ${origin}: u32, k0: u32, t: u32) -> vec4f {
+  let r = min(${origin} + t / ${BK / 4}u, p.${dim} - 1u);
+  let k = k0 + (t % ${BK / 4}u) * 4u;
+  return select(vec4f(0.0), vec4f(${x}[base + r * (p.K / 4u) + k / 4u]), k < p.K);
+}
+fn store${X}(buf: u32, t: u32, v: vec4f) {
+  let r = t / ${BK / 4}u;
+  let k = buf * ${BK}u + (t % ${BK / 4}u) * 4u;
+  ${four.map((c) => `${X}s[(k + ${c}u) * ${TQ}u + r / 4u][r % 4u] = v[${c}];`).join("\n  ")}
+}`
+      : `fn load${X}(base: u32, ${origin}: u32, k0: u32, t: u32) -> vec4f {
+  let k = k0 + t / ${TQ}u;
+  let q = min(${origin} / 4u + t % ${TQ}u, p.${dim} / 4u - 1u);
+  return select(vec4f(0.0), vec4f(${x}[base + min(k, p.K - 1u) * (p.${dim} / 4u) + q]), k < p.K);
+}
+fn store${X}(buf: u32, t: u32, v: vec4f) {
+  ${X}s[(buf * ${BK}u + t / ${TQ}u) * ${TQ}u + t % ${TQ}u] = v;
+}`;
+  };
+  const step = (k: number) => {
+    const row = `(buf * ${BK}u + ${k}u) * ${TQ}u`;
+    return "{ " + [
+      ...groups.map((g) => `let a${g} = As[${row} + ${16 * g}u + lid.y];`),
+      ...groups.map((h) => `let b${h} = Bs[${row} + ${16 * h}u + lid.x];`),
+      ...blocks((g, i, h) => `${acc(g, i, h)} = fma(vec4f(a${g}[${i}]), b${h}, ${acc(g, i, h)});`),
+    ].join(" ") + " }";
+  };
+  return `${T === "f16" ? "enable f16;" : ""}
+alias V = vec4<${T}>;
+@group(0) @binding(0) var<storage, read> a: array<V>;      // [batch, M, K] or [batch, K, M] (transA), 4 per element
+@group(0) @binding(1) var<storage, read> b: array<V>;      // [batch, K, N] or [batch, N, K] (transB)
+@group(0) @binding(2) var<storage, read> bias: array<V>;   // [N] (read only when p.hasBias)
+@group(0) @binding(3) var<storage, read_write> c: array<V>; // [batch, M, N]
+${PARAMS_STRUCT}
+@group(0) @binding(4) var<uniform> p: P;
+
+// Two buffers of each tile: [2][${BK} k][${TQ}] vec4 along M (As) or N (Bs).
+var<workgroup> As: array<vec4f, ${2 * BK * TQ}>;
+var<workgroup> Bs: array<vec4f, ${2 * BK * TQ}>;
+
+${operand("A", !transA, "M", "m0")}
+${operand("B", transB, "N", "n0")}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let z = wid.z + p.zBase;
+  let m0 = wid.y * ${tile}u;
+  let n0 = wid.x * ${tile}u;
+  let t = lid.y * 16u + lid.x;
+  ${blocks((g, i, h) => `var ${acc(g, i, h)} = vec4f(0.0);`).join(" ")}
+  // Steps run over the nsum products and, in each, over K in steps of ${BK}.
+  let kSteps = (p.K + ${BK - 1}u) / ${BK}u;
+  let steps = p.nsum * kSteps;
+  var ra = loadA(z * p.nsum * (p.strideA / 4u), m0, 0u, t);
+  var rb = loadB(z * p.nsum * (p.strideB / 4u), n0, 0u, t);
+  storeA(0u, t, ra);
+  storeB(0u, t, rb);
+  workgroupBarrier();
+  for (var st = 0u; st < steps; st++) {
+    let buf = st & 1u;
+    let next = st + 1u;
+    if (next < steps) {
+      let s = z * p.nsum + next / kSteps;
+      let k0 = (next % kSteps) * ${BK}u;
+      ra = loadA(s * (p.strideA / 4u), m0, k0, t);
+      rb = loadB(s * (p.strideB / 4u), n0, k0, t);
+    }
+    ${[...Array(BK).keys()].map(step).join("\n    ")}
+    if (next < steps) {
+      storeA(1u - buf, t, ra);
+      storeB(1u - buf, t, rb);
+    }
+    workgroupBarrier();
+  }
+  ${
+    groups.flatMap((g) =>
+      four.flatMap((i) =>
+        groups.map((h) =>
+          `store(z, m0 + ${64 * g + i}u + 4u * lid.y, n0 + ${64 * h}u + 4u * lid.x, ${acc(g, i, h)});`
+        )
+      )
+    ).join("\n  ")
+  }
+}
+
+fn store(z: u32, m: u32, n: u32, v: vec4f) {
+  if (m < p.M && n < p.N) {
+    var out = v;
+    if (p.hasBias != 0u) { out += vec4f(bias[n / 4u]); }
+    c[(z * p.M + m) * (p.N / 4u) + n / 4u] = V(out);
+  }
+}`;
+}
+
+function runVec4(e: Engine, g: Gemm): void {
+  const tile = tileFor(g);
+  const { dtype } = g.out, transA = g.a.trans, transB = g.b.trans;
+  // The WGSL depends on these only, so a cached call neither builds nor hashes it.
+  const key = `matmul_vec4:${dtype}:${transA}:${transB}:${tile}`;
+  const code = () => vec4Code(dtype, transA, transB, tile);
+  for (let z = 0; z < g.batch; z += MAX_GROUPS) {
+    e.run({
+      label: `matmul_vec4_${tile}`,
       key,
       code,
       bindings: [g.a.t, g.b.t, g.bias ?? g.a.t, g.out],

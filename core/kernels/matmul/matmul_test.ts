@@ -138,6 +138,32 @@ gpuTest("matmul: 128 x 128 tiles with partial edge tiles, K not a multiple of th
   await check(e, 9, 131, 21, { lead: [2], transB: true, kernel: "tiled128" }); // dB sums over the batch
 });
 
+gpuTest("matmul: vec4 kernel, 64 and 128 tiles, every layout, edge tiles and several K steps", async (e) => {
+  for (const kernel of ["vec4", "vec4_128"] as const) {
+    for (const dtype of dtypes(e)) {
+      for (const [transA, transB] of COMBOS) {
+        // M not a multiple of 4 where a is read along K; K spans steps of both depths plus a part.
+        const M = transA ? 36 : 37;
+        await check(e, M, 20, 44, { lead: [3], transA, transB, dtype, kernel });
+      }
+    }
+    // A batched b, and a shared b whose dB sums over the batch: the sum runs over the step loop.
+    await check(e, 12, 8, 4, { lead: [2], transB: true, shared: false, kernel });
+    await check(e, 8, 12, 20, { lead: [3], transA: true, kernel });
+  }
+  // Several tiles each way with partial edge tiles.
+  await check(e, 133, 136, 24, { transB: true, kernel: "vec4_128" });
+  await check(e, 68, 132, 8, { transA: true, kernel: "vec4" });
+});
+
+gpuTest("matmul: the vec4 kernel refuses shapes it cannot read 4-wide, auto then takes tiled", async (e) => {
+  const a = e.zeros([5, 6]), b = e.zeros([6, 7]);
+  assert.throws(() => matmul(a, b, { kernel: "vec4" }), /vec4 kernel/);
+  assert.throws(() => matmul(e.zeros([6, 5]), e.zeros([6, 8]), { transA: true, kernel: "vec4" }), /vec4/);
+  assert.throws(() => matmul(e.zeros([4, 6]), e.zeros([8, 6]), { transB: true, kernel: "vec4_128" }), /vec4/);
+  await check(e, 5, 7, 6, { kernel: "auto" });
+});
+
 gpuTest("matmul: a frozen weight gets no gradient, the activation gradient still flows", async (e) => {
   await check(e, 5, 8, 12, { lead: [2], transB: true, trainB: false });
   await check(e, 5, 8, 12, { bias: false, trainA: false });
