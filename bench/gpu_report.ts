@@ -12,7 +12,7 @@ import { Engine } from "../core/engine.ts";
 import { randn } from "../core/random.ts";
 import { backward } from "../core/autograd.ts";
 import { maxAbsDiff } from "../core/testing.ts";
-import { matmul } from "../core/kernels/matmul/matmul.ts";
+import { matmul, type MatmulOptions } from "../core/kernels/matmul/matmul.ts";
 import { matmulCpu } from "../core/kernels/matmul/matmul_cpu.ts";
 import { attention } from "../core/kernels/attention/attention.ts";
 import { medianMs } from "./timing.ts";
@@ -84,21 +84,33 @@ emit({
   t.dispose();
 }
 
-// Matmul n^3, f32 and f16, with each storage-buffer kernel (tiled and vec4; 64 x 64 and 128 x 128 tiles).
+// Matmul n^3, f32 and f16, with each storage-buffer kernel (tiled and vec4; 64 x 64 and 128 x 128 tiles),
+// b as stored and transposed (x @ W^T, the layers' product), and f16 with packed f16 products.
 const n = args.small ? 256 : 4096;
 for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
   const as = randn(n * n, 1), bs = randn(n * n, 2);
   const a = e.tensor(as, [n, n], dtype), b = e.tensor(bs, [n, n], dtype);
-  const want = matmulCpu(as.subarray(0, 4 * n), bs, { M: 4, N: n, K: n });
-  for (const kernel of ["tiled", "tiled128", "vec4", "vec4_128"] as const) {
-    const ms = await medianMs(e, () => matmul(a, b, { kernel }));
-    const got = (await e.tidy(() => matmul(a, b, { kernel })).read()).subarray(0, 4 * n);
+  const cases: MatmulOptions[] = [
+    ...(["tiled", "tiled128", "vec4", "vec4_128"] as const).map((kernel) => ({ kernel })),
+    { kernel: "tiled128", transB: true },
+    { kernel: "vec4_128", transB: true },
+    ...(dtype === "f16"
+      ? [false, true].map((transB) => ({ kernel: "vec4_128" as const, transB, packedF16: true }))
+      : []),
+  ];
+  for (const opts of cases) {
+    // b^T's first 4 rows times b, so one CPU reference serves both layouts (b is square).
+    const want = matmulCpu(as.subarray(0, 4 * n), bs, { M: 4, N: n, K: n, transB: opts.transB });
+    const ms = await medianMs(e, () => matmul(a, b, opts));
+    const got = (await e.tidy(() => matmul(a, b, opts)).read()).subarray(0, 4 * n);
     const tflops = 2 * n ** 3 / ms / 1e9;
     emit({
       what: "matmul",
       shape: [n, n, n],
       dtype,
-      kernel,
+      kernel: opts.kernel,
+      transB: opts.transB ?? false,
+      packedF16: opts.packedF16 ?? false,
       median_ms: ms,
       tflops,
       fraction_of_peak: peak ? tflops / peak[dtype] : null,

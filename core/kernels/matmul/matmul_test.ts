@@ -51,6 +51,8 @@ interface Case {
   bias?: boolean;
   dtype?: DType;
   kernel?: MatmulKernel;
+  /** MatmulOptions.packedF16 (default false). */
+  packedF16?: boolean;
   /** Which inputs are trainable (default both). */
   trainA?: boolean;
   trainB?: boolean;
@@ -59,7 +61,7 @@ interface Case {
 /** Forward and backward of one case against the CPU reference on the same (f16-rounded) values. */
 async function check(e: Engine, M: number, N: number, K: number, c: Case = {}): Promise<void> {
   const { lead = [], transA = false, transB = false, shared = true, dtype = "f32", kernel = "auto" } = c;
-  const { bias: withBias = true, trainA = true, trainB = true } = c;
+  const { bias: withBias = true, trainA = true, trainB = true, packedF16 = false } = c;
   const batch = lead.reduce((x, y) => x * y, 1);
   const host = (x: Float32Array) => dtype === "f16" ? roundToF16(x) : x;
   const as = host(randn(batch * M * K, 1)), bs = host(randn((shared ? 1 : batch) * K * N, 2));
@@ -72,11 +74,16 @@ async function check(e: Engine, M: number, N: number, K: number, c: Case = {}): 
   const d: MatmulDims = { batch, M, N, K, transA, transB, broadcastB: shared };
   const label = `${dtype} ${kernel} [${lead}] M ${M} N ${N} K ${K} transA ${transA} transB ${transB}` +
     ` shared ${shared} bias ${withBias}`;
-  // f16: one rounding of each f32-accumulated output, up to an ulp apart from the f64 reference.
-  const tol = dtype === "f16" ? { atol: 2e-3, rtol: 2e-3 } : { atol: 1e-4, rtol: 1e-4 };
+  // f16: one rounding of each f32-accumulated output, up to an ulp apart from the f64 reference; with
+  // packed f16 products, also the f16 rounding of each step's partial sums (see the bound below).
+  const tol = dtype === "f32"
+    ? { atol: 1e-4, rtol: 1e-4 }
+    : packedF16
+    ? { atol: 0.05, rtol: 0.01 }
+    : { atol: 2e-3, rtol: 2e-3 };
 
   const out = e.tidy(() => {
-    const y = matmul(a, b, { transA, transB, bias: withBias ? bias : undefined, kernel });
+    const y = matmul(a, b, { transA, transB, bias: withBias ? bias : undefined, kernel, packedF16 });
     assert.deepEqual(y.shape, [...lead, M, N]);
     backward(y, e.tensor(gs, y.shape, dtype));
     return y;
@@ -155,6 +162,44 @@ gpuTest("matmul: vec4 kernel, 64 and 128 tiles, every layout, edge tiles and sev
   await check(e, 133, 136, 24, { transB: true, kernel: "vec4_128" });
   await check(e, 68, 132, 8, { transA: true, kernel: "vec4" });
 });
+
+gpuTest(
+  "matmul: packed f16 products stay within f16 summation's error bound, and are really f16",
+  async (e) => {
+    if (!e.hasF16) return;
+    const [M, N, K] = [16, 20, 256];
+    const as = roundToF16(randn(M * K, 5)), bs = roundToF16(randn(K * N, 6));
+    const a = e.tensor(as, [M, K], "f16"), b = e.tensor(bs, [K, N], "f16");
+    const want = matmulCpu(as, bs, { M, N, K });
+    const u = 2 ** -11; // f16's unit roundoff
+    for (const [kernel, BK] of [["vec4", 16], ["vec4_128", 8]] as const) {
+      const err = async (packedF16: boolean) => {
+        const got = await e.tidy(() => matmul(a, b, { kernel, packedF16 })).read();
+        let over = 0;
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let abs = 0;
+            for (let k = 0; k < K; k++) abs += Math.abs(as[m * K + k] * bs[k * N + n]);
+            // Each step's BK products summed in f16 (error <= BK u sum |a b|), then the output's rounding.
+            const i = m * N + n, d = Math.abs(got[i] - want[i]);
+            if (d > BK * u * abs + u * Math.abs(want[i]) + 1e-6) over++;
+          }
+        }
+        return { got, over };
+      };
+      const packed = await err(true), exact = await err(false);
+      assert.equal(packed.over, 0, `${kernel}: ${packed.over} outputs past the bound`);
+      assert.equal(exact.over, 0);
+      // The f16 partial sums round differently from f32 sums in a good share of the outputs.
+      const differ = packed.got.filter((x, i) => x !== exact.got[i]).length;
+      assert.ok(differ > M * N / 4, `${kernel}: only ${differ} of ${M * N} outputs differ from f32 sums`);
+    }
+    await check(e, 36, 20, 44, { lead: [2], transB: true, dtype: "f16", kernel: "vec4", packedF16: true });
+    await check(e, 36, 20, 44, { transA: true, dtype: "f16", kernel: "vec4_128", packedF16: true });
+    a.dispose();
+    b.dispose();
+  },
+);
 
 gpuTest("matmul: the vec4 kernel refuses shapes it cannot read 4-wide, auto then takes tiled", async (e) => {
   const a = e.zeros([5, 6]), b = e.zeros([6, 7]);
