@@ -121,6 +121,34 @@ for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
   b.dispose();
 }
 
+// A product with few output tiles (LoRA's x @ A^T: N = 128, K = 4096): K split into parts or not.
+{
+  const [M, N, K] = args.small ? [64, 16, 512] : [2048, 128, 4096];
+  for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
+    const as = randn(M * K, 1), bs = randn(N * K, 2);
+    const a = e.tensor(as, [M, K], dtype), b = e.tensor(bs, [N, K], dtype);
+    const want = matmulCpu(as.subarray(0, 4 * K), bs, { M: 4, N, K, transB: true });
+    for (const splitK of [1, undefined]) {
+      const opts: MatmulOptions = { transB: true, splitK };
+      const ms = await medianMs(e, () => matmul(a, b, opts));
+      const got = (await e.tidy(() => matmul(a, b, opts)).read()).subarray(0, 4 * N);
+      const tflops = 2 * M * N * K / ms / 1e9;
+      emit({
+        what: "matmul_few_tiles",
+        shape: [M, N, K],
+        dtype,
+        splitK: splitK ?? "auto",
+        median_ms: ms,
+        tflops,
+        fraction_of_peak: peak ? tflops / peak[dtype] : null,
+        max_abs_err: maxAbsDiff(got, want),
+      });
+    }
+    a.dispose();
+    b.dispose();
+  }
+}
+
 // Attention forward + backward, causal.
 {
   const [B, NH, T, HS] = args.small ? [1, 4, 128, 64] : [1, 32, 2048, 128];

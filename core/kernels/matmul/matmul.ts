@@ -28,7 +28,7 @@
 import { record } from "../../autograd.ts";
 import { sumTo } from "../reduce/reduce.ts";
 import { type DType, isFloat } from "../../dtype.ts";
-import type { Engine } from "../../engine.ts";
+import { type Engine, grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 import { SplitTensor } from "../../split_tensor.ts";
 import { concat, slice } from "../rows/rows.ts";
@@ -55,6 +55,12 @@ export interface MatmulOptions {
    * operands, K 44: max abs error 0.026 against 0.002). Other kernels and f32 ignore it.
    */
   packedF16?: boolean;
+  /**
+   * The vec4 kernel splits K into this many parts, each summed by its own workgroups into f32 partial
+   * sums that a second kernel adds up (default: chosen on GPUs when the output tiles are too few to
+   * fill one, see `splitParts`). Other kernels ignore it.
+   */
+  splitK?: number;
 }
 
 /** Which kernel computes a matmul (see {@linkcode MatmulOptions.kernel}). */
@@ -80,7 +86,7 @@ export const TEX_WIDTH = 4096;
  * ```
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
-  const { transA = false, transB = false, bias, kernel = "auto", packedF16 = false } = opts;
+  const { transA = false, transB = false, bias, kernel = "auto", packedF16 = false, splitK } = opts;
   const e = a.engine;
   const ra = a.shape.length, rb = b.shape.length;
   if (ra < 2 || rb < 2) throw new Error(`matmul: ${a} @ ${b}: operands need at least 2 dims`);
@@ -104,11 +110,24 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   // dst [m, n] = op(x) [m, k] @ op(y) [k, n] for each matrix of the batch (with `sum`, summed over it).
   const product = (dst: Tensor, x: Operand, y: Operand, m: number, n: number, k: number, sum = false) => {
     const [nb, ns] = sum ? [1, batch] : [batch, 1];
-    gemm({ a: x, b: y, out: dst, bias: null, M: m, N: n, K: k, batch: nb, nsum: ns, kernel, packedF16 });
+    gemm({
+      a: x,
+      b: y,
+      out: dst,
+      bias: null,
+      M: m,
+      N: n,
+      K: k,
+      batch: nb,
+      nsum: ns,
+      kernel,
+      packedF16,
+      splitK,
+    });
   };
   const A: Operand = { t: a, trans: transA, stride: M * K };
   const B: Operand = { t: b, trans: transB, stride: shared ? 0 : K * N };
-  gemm({ a: A, b: B, out, bias: bias ?? null, M, N, K, batch, nsum: 1, kernel, packedF16 });
+  gemm({ a: A, b: B, out, bias: bias ?? null, M, N, K, batch, nsum: 1, kernel, packedF16, splitK });
 
   const inputs = bias ? [a, b, bias] : [a, b];
   return record(out, inputs, (g, needs) => {
@@ -215,6 +234,8 @@ interface Gemm {
   kernel: MatmulKernel;
   /** See {@linkcode MatmulOptions.packedF16}. */
   packedF16: boolean;
+  /** See {@linkcode MatmulOptions.splitK}. */
+  splitK?: number;
 }
 
 /** Max workgroups per grid dimension (WebGPU's minimum limit, which every adapter grants). */
@@ -260,8 +281,8 @@ function describe(g: Gemm): string {
 }
 
 /** The 8 u32 parameters both kernels read. */
-function gemmParams(g: Gemm, zBase: number): number[] {
-  return [g.M, g.N, g.K, g.a.stride, g.b.stride, g.nsum, zBase, g.bias ? 1 : 0];
+function gemmParams(g: Gemm, zBase: number, parts = 1, kChunk = g.K): number[] {
+  return [g.M, g.N, g.K, g.a.stride, g.b.stride, g.nsum, zBase, g.bias ? 1 : 0, parts, kChunk];
 }
 
 const PARAMS_STRUCT = `struct P {
@@ -270,6 +291,8 @@ const PARAMS_STRUCT = `struct P {
   nsum: u32,                  // products summed into each output matrix
   zBase: u32,                 // output matrix of workgroup z = 0
   hasBias: u32,
+  parts: u32,                 // vec4 kernel: workgroups z * parts .. + parts - 1 split output z's K
+  kChunk: u32,                // into ranges of kChunk (the last one shorter)
 }`;
 
 // ---------------------------------------------------------------- tiled kernel (every adapter)
@@ -408,6 +431,7 @@ export function vec4Code(
   transB: boolean,
   tile: 64 | 128,
   packedF16 = false,
+  split = false,
 ): string {
   const T = dtype;
   const BK = 1024 / tile, TQ = tile / 4, G = tile / 64;
@@ -424,7 +448,7 @@ export function vec4Code(
       ? `fn load${X}(base: u32, ${origin}: u32, k0: u32, t: u32) -> W {
   let r = min(${origin} + t / ${BK / 4}u, p.${dim} - 1u);
   let k = k0 + (t % ${BK / 4}u) * 4u;
-  return select(W(0.0), W(${x}[base + r * (p.K / 4u) + k / 4u]), k < p.K);
+  return select(W(0.0), W(${x}[base + r * (p.K / 4u) + k / 4u]), k < kHi);
 }
 fn store${X}(buf: u32, t: u32, v: W) {
   let r = t / ${BK / 4}u;
@@ -434,7 +458,7 @@ fn store${X}(buf: u32, t: u32, v: W) {
       : `fn load${X}(base: u32, ${origin}: u32, k0: u32, t: u32) -> W {
   let k = k0 + t / ${TQ}u;
   let q = min(${origin} / 4u + t % ${TQ}u, p.${dim} / 4u - 1u);
-  return select(W(0.0), W(${x}[base + min(k, p.K - 1u) * (p.${dim} / 4u) + q]), k < p.K);
+  return select(W(0.0), W(${x}[base + min(k, p.K - 1u) * (p.${dim} / 4u) + q]), k < kHi);
 }
 fn store${X}(buf: u32, t: u32, v: W) {
   ${X}s[(buf * ${BK}u + t / ${TQ}u) * ${TQ}u + t % ${TQ}u] = v;
@@ -465,10 +489,17 @@ alias V = vec4<${T}>;  // storage
 alias W = ${packed ? "V" : "vec4f"};  // tiles and products
 @group(0) @binding(0) var<storage, read> a: array<V>;      // [batch, M, K] or [batch, K, M] (transA), 4 per element
 @group(0) @binding(1) var<storage, read> b: array<V>;      // [batch, K, N] or [batch, N, K] (transB)
-@group(0) @binding(2) var<storage, read> bias: array<V>;   // [N] (read only when p.hasBias)
+${
+    split // the bias is added by the kernel that sums the parts
+      ? `@group(0) @binding(2) var<storage, read_write> c: array<vec4f>; // [batch, parts, M, N] f32 partial sums
+${PARAMS_STRUCT}
+@group(0) @binding(3) var<uniform> p: P;`
+      : `@group(0) @binding(2) var<storage, read> bias: array<V>;   // [N] (read only when p.hasBias)
 @group(0) @binding(3) var<storage, read_write> c: array<V>; // [batch, M, N]
 ${PARAMS_STRUCT}
-@group(0) @binding(4) var<uniform> p: P;
+@group(0) @binding(4) var<uniform> p: P;`
+  }
+var<private> kHi: u32;  // end of this workgroup's K range
 
 // Two buffers of each tile: [2][${BK} k][${TQ}] vec4 along M (As) or N (Bs).
 var<workgroup> As: array<W, ${2 * BK * TQ}>;
@@ -479,16 +510,18 @@ ${operand("B", transB, "N", "n0")}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let z = wid.z + p.zBase;
+  let z = wid.z / p.parts + p.zBase;
+  let kLo = (wid.z % p.parts) * p.kChunk;  // this workgroup's K range: kLo .. kHi - 1
+  kHi = min(p.K, kLo + p.kChunk);
   let m0 = wid.y * ${tile}u;
   let n0 = wid.x * ${tile}u;
   let t = lid.y * 16u + lid.x;
   ${blocks((g, i, h) => `var ${acc(g, i, h)} = vec4f(0.0);`).join(" ")}
-  // Steps run over the nsum products and, in each, over K in steps of ${BK}.
-  let kSteps = (p.K + ${BK - 1}u) / ${BK}u;
+  // Steps run over the nsum products and, in each, over the K range in steps of ${BK}.
+  let kSteps = (kHi - min(kLo, kHi) + ${BK - 1}u) / ${BK}u;
   let steps = p.nsum * kSteps;
-  var ra = loadA(z * p.nsum * (p.strideA / 4u), m0, 0u, t);
-  var rb = loadB(z * p.nsum * (p.strideB / 4u), n0, 0u, t);
+  var ra = loadA(z * p.nsum * (p.strideA / 4u), m0, kLo, t);
+  var rb = loadB(z * p.nsum * (p.strideB / 4u), n0, kLo, t);
   storeA(0u, t, ra);
   storeB(0u, t, rb);
   workgroupBarrier();
@@ -497,7 +530,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     let next = st + 1u;
     if (next < steps) {
       let s = z * p.nsum + next / kSteps;
-      let k0 = (next % kSteps) * ${BK}u;
+      let k0 = kLo + (next % kSteps) * ${BK}u;
       ra = loadA(s * (p.strideA / 4u), m0, k0, t);
       rb = loadB(s * (p.strideB / 4u), n0, k0, t);
     }
@@ -512,32 +545,84 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     groups.flatMap((g) =>
       four.flatMap((i) =>
         groups.map((h) =>
-          `store(z, m0 + ${64 * g + i}u + 4u * lid.y, n0 + ${64 * h}u + 4u * lid.x, ${acc(g, i, h)});`
+          `store(${split ? "wid.z" : "z"}, m0 + ${64 * g + i}u + 4u * lid.y, n0 + ${64 * h}u + 4u * lid.x, ${
+            acc(g, i, h)
+          });`
         )
       )
     ).join("\n  ")
   }
 }
 
-fn store(z: u32, m: u32, n: u32, v: vec4f) {
+${
+    split
+      ? `fn store(zp: u32, m: u32, n: u32, v: vec4f) {
+  if (m < p.M && n < p.N) { c[(zp * p.M + m) * (p.N / 4u) + n / 4u] = v; }
+}`
+      : `fn store(z: u32, m: u32, n: u32, v: vec4f) {
   if (m < p.M && n < p.N) {
     var out = v;
     if (p.hasBias != 0u) { out += vec4f(bias[n / 4u]); }
     c[(z * p.M + m) * (p.N / 4u) + n / 4u] = V(out);
   }
-}`;
+}`
+  }`;
+}
+
+/**
+ * How many parts the vec4 kernel splits K into: `g.splitK` when given, else, with the "auto" kernel on a
+ * GPU, enough parts for ~256 workgroups when the output tiles alone give fewer than 128 (e.g. N = 128
+ * products, as in LoRA) and K is long (each part at least 256 deep, at most 16 parts); else 1.
+ */
+function splitParts(e: Engine, g: Gemm, tile: number): number {
+  const tiles = g.batch * Math.ceil(g.M / tile) * Math.ceil(g.N / tile);
+  let parts = g.splitK ??
+    (g.kernel === "auto" && !e.info.isFallbackAdapter && tiles < 128
+      ? Math.min(Math.ceil(256 / tiles), Math.floor(g.K / 256), 16)
+      : 1);
+  parts = Math.max(1, Math.min(parts, Math.ceil(g.K / 4)));
+  return g.batch * parts <= MAX_GROUPS ? parts : 1;
 }
 
 function runVec4(e: Engine, g: Gemm): void {
   const tile = tileFor(g);
   const { dtype } = g.out, transA = g.a.trans, transB = g.b.trans;
-  // The WGSL depends on these only, so a cached call neither builds nor hashes it.
   const packed = g.packedF16 && dtype === "f16";
-  const key = `matmul_vec4:${dtype}:${transA}:${transB}:${tile}:${packed}`;
-  const code = () => vec4Code(dtype, transA, transB, tile, packed);
+  let parts = splitParts(e, g, tile);
+  // Each part's K range is whole steps (BK deep); no part is empty.
+  const BK = 1024 / tile, kChunk = Math.ceil(g.K / parts / BK) * BK;
+  parts = Math.max(1, Math.ceil(g.K / kChunk));
+  const split = parts > 1;
+  // The WGSL depends on these only, so a cached call neither builds nor hashes it.
+  const key = `matmul_vec4:${dtype}:${transA}:${transB}:${tile}:${packed}:${split}`;
+  const code = () => vec4Code(dtype, transA, transB, tile, packed, split);
+  const label = `matmul_vec4_${tile}${split ? "_splitk" : ""}`;
+  if (split) {
+    // [batch, parts, M, N] f32 partial sums, then summed (+ bias) into the output.
+    const partial = e.empty([g.batch * parts * g.M * g.N], "f32");
+    e.run({
+      label,
+      key,
+      code,
+      bindings: [g.a.t, g.b.t, partial],
+      params: gemmParams(g, 0, parts, kChunk),
+      workgroups: [Math.ceil(g.N / tile), Math.ceil(g.M / tile), g.batch * parts],
+    });
+    const n4 = g.batch * g.M * g.N / 4;
+    e.run({
+      label: "matmul_splitk_sum",
+      key: `matmul_splitk_sum:${dtype}`,
+      code: () => splitSumCode(dtype),
+      bindings: [partial, g.bias ?? g.a.t, g.out],
+      params: [n4, g.M * g.N / 4, g.N / 4, parts, g.bias ? 1 : 0],
+      workgroups: grid1d(n4, 256),
+    });
+    partial.dispose();
+    return;
+  }
   for (let z = 0; z < g.batch; z += MAX_GROUPS) {
     e.run({
-      label: `matmul_vec4_${tile}`,
+      label,
       key,
       code,
       bindings: [g.a.t, g.b.t, g.bias ?? g.a.t, g.out],
@@ -545,6 +630,28 @@ function runVec4(e: Engine, g: Gemm): void {
       workgroups: [Math.ceil(g.N / tile), Math.ceil(g.M / tile), Math.min(MAX_GROUPS, g.batch - z)],
     });
   }
+}
+
+/** WGSL that sums the split-K partial sums of each output (4 at a time) and adds the bias. */
+function splitSumCode(dtype: DType): string {
+  return `${dtype === "f16" ? "enable f16;" : ""}
+alias V = vec4<${dtype}>;
+@group(0) @binding(0) var<storage, read> partial: array<vec4f>;  // [batch, parts, M, N]
+@group(0) @binding(1) var<storage, read> bias: array<V>;         // [N] (read only when p.hasBias)
+@group(0) @binding(2) var<storage, read_write> c: array<V>;      // [batch, M, N]
+struct P { n4: u32, mn4: u32, N4: u32, parts: u32, hasBias: u32 }  // counts of vec4s
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.n4) { return; }
+  let z = i / p.mn4;
+  let at = i % p.mn4;
+  var sum = vec4f(0.0);
+  for (var s = 0u; s < p.parts; s++) { sum += partial[(z * p.parts + s) * p.mn4 + at]; }
+  if (p.hasBias != 0u) { sum += vec4f(bias[at % p.N4]); }
+  c[i] = V(sum);
+}`;
 }
 
 // ---------------------------------------------------------------- texture kernel (software adapters)

@@ -53,6 +53,8 @@ interface Case {
   kernel?: MatmulKernel;
   /** MatmulOptions.packedF16 (default false). */
   packedF16?: boolean;
+  /** MatmulOptions.splitK (default: the kernel's choice). */
+  splitK?: number;
   /** Which inputs are trainable (default both). */
   trainA?: boolean;
   trainB?: boolean;
@@ -61,7 +63,7 @@ interface Case {
 /** Forward and backward of one case against the CPU reference on the same (f16-rounded) values. */
 async function check(e: Engine, M: number, N: number, K: number, c: Case = {}): Promise<void> {
   const { lead = [], transA = false, transB = false, shared = true, dtype = "f32", kernel = "auto" } = c;
-  const { bias: withBias = true, trainA = true, trainB = true, packedF16 = false } = c;
+  const { bias: withBias = true, trainA = true, trainB = true, packedF16 = false, splitK } = c;
   const batch = lead.reduce((x, y) => x * y, 1);
   const host = (x: Float32Array) => dtype === "f16" ? roundToF16(x) : x;
   const as = host(randn(batch * M * K, 1)), bs = host(randn((shared ? 1 : batch) * K * N, 2));
@@ -73,7 +75,7 @@ async function check(e: Engine, M: number, N: number, K: number, c: Case = {}): 
   b.requiresGrad = trainB;
   const d: MatmulDims = { batch, M, N, K, transA, transB, broadcastB: shared };
   const label = `${dtype} ${kernel} [${lead}] M ${M} N ${N} K ${K} transA ${transA} transB ${transB}` +
-    ` shared ${shared} bias ${withBias}`;
+    ` shared ${shared} bias ${withBias} splitK ${splitK}`;
   // f16: one rounding of each f32-accumulated output, up to an ulp apart from the f64 reference; with
   // packed f16 products, also the f16 rounding of each step's partial sums (see the bound below).
   const tol = dtype === "f32"
@@ -83,7 +85,7 @@ async function check(e: Engine, M: number, N: number, K: number, c: Case = {}): 
     : { atol: 2e-3, rtol: 2e-3 };
 
   const out = e.tidy(() => {
-    const y = matmul(a, b, { transA, transB, bias: withBias ? bias : undefined, kernel, packedF16 });
+    const y = matmul(a, b, { transA, transB, bias: withBias ? bias : undefined, kernel, packedF16, splitK });
     assert.deepEqual(y.shape, [...lead, M, N]);
     backward(y, e.tensor(gs, y.shape, dtype));
     return y;
@@ -161,6 +163,18 @@ gpuTest("matmul: vec4 kernel, 64 and 128 tiles, every layout, edge tiles and sev
   // Several tiles each way with partial edge tiles.
   await check(e, 133, 136, 24, { transB: true, kernel: "vec4_128" });
   await check(e, 68, 132, 8, { transA: true, kernel: "vec4" });
+});
+
+gpuTest("matmul: vec4 kernel with K split into parts (partial sums added by a second kernel)", async (e) => {
+  for (const dtype of dtypes(e)) {
+    for (const [transA, transB] of COMBOS) {
+      // 3 parts of 16 (64 tiles) or 24 (128 tiles) k; the last part is shorter.
+      await check(e, 20, 12, 44, { lead: [2], transA, transB, dtype, kernel: "vec4", splitK: 3 });
+    }
+  }
+  // dB of a shared b sums over the batch inside each part; more parts than steps is capped.
+  await check(e, 8, 12, 60, { lead: [3], kernel: "vec4_128", splitK: 2, dtype: "f32" });
+  await check(e, 8, 12, 8, { lead: [2], transB: true, kernel: "vec4", splitK: 5 });
 });
 
 gpuTest(
