@@ -98,6 +98,8 @@ export class Engine {
   #subgroups: boolean;
   #pipelines = new Map<string, GPUComputePipeline>();
   #encoder: GPUCommandEncoder | null = null;
+  /** The open compute pass of the current encoder, if any. */
+  #pass: GPUComputePassEncoder | null = null;
   #pending = 0;
   #transient: GPUBuffer[] = [];
   /** Uniform params of the current encoder's dispatches: one buffer, filled at submit from `#paramWords`. */
@@ -370,9 +372,18 @@ export class Engine {
 
   // ---------------------------------------------------------------- execution
 
-  /** The command encoder that ops record into (created on demand). */
+  /**
+   * The command encoder that ops record into (created on demand). Taking it ends the compute pass that
+   * consecutive dispatches share, so copies and clears recorded on it land between dispatches in order.
+   */
   get encoder(): GPUCommandEncoder {
+    this.#endPass();
     return this.#encoder ??= this.device.createCommandEncoder();
+  }
+
+  #endPass(): void {
+    this.#pass?.end();
+    this.#pass = null;
   }
 
   /** Records one compute dispatch. */
@@ -420,11 +431,15 @@ export class Engine {
       layout: pipeline.getBindGroupLayout(0),
       entries,
     });
-    const pass = this.encoder.beginComputePass(this.#profiler?.pass(call.label) ?? { label: call.label });
+    // Consecutive dispatches share one compute pass (each dispatch still sees the writes of the ones
+    // before it); a profiled dispatch gets its own pass, whose timestamps measure it alone.
+    const pass = this.#profiler
+      ? this.encoder.beginComputePass(this.#profiler.pass(call.label))
+      : this.#pass ??= this.encoder.beginComputePass({ label: "kernels" });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(call.workgroups[0], call.workgroups[1] ?? 1, call.workgroups[2] ?? 1);
-    pass.end();
+    if (this.#profiler) pass.end();
     this.#dispatches++;
     if (++this.#pending >= this.maxPendingDispatches) this.flush();
   }
@@ -472,6 +487,7 @@ export class Engine {
   /** Submits everything recorded so far (does not wait). */
   flush(): void {
     if (!this.#encoder) return;
+    this.#endPass();
     this.#profiler?.resolve(this.#encoder);
     const paramBuffer = this.#paramBuffer;
     if (paramBuffer) {

@@ -235,3 +235,31 @@ gpuTest("run: pipelines cached by key compile once and keys are not confused", a
   a.dispose();
   b.dispose();
 });
+
+gpuTest("run: dispatches share a compute pass; copies and clears between them land in order", async (e) => {
+  const add = (t: Tensor, v: number) =>
+    e.run({
+      label: "add_u32",
+      key: "test_add_u32",
+      code: `@group(0) @binding(0) var<storage, read_write> x: array<u32>;
+struct P { v: u32 }
+@group(0) @binding(1) var<uniform> p: P;
+@compute @workgroup_size(4)
+fn main(@builtin(global_invocation_id) gid: vec3u) { if (gid.x < arrayLength(&x)) { x[gid.x] += p.v; } }`,
+      bindings: [t],
+      params: [v],
+      workgroups: [1],
+    });
+  const x = e.zeros([4], "u32"), y = e.zeros([4], "u32");
+  add(x, 1);
+  add(x, 2); // sees the first one's write: 3
+  e.copy(x, y); // between two passes: y = 3
+  add(x, 4); // 7
+  add(y, 10); // 13: after the copy
+  e.encoder.clearBuffer(x.buffer); // 0
+  add(x, 5); // 5
+  assert.deepEqual([...await x.read()], [5, 5, 5, 5]);
+  assert.deepEqual([...await y.read()], [13, 13, 13, 13]);
+  x.dispose();
+  y.dispose();
+});
