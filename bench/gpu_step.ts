@@ -1,5 +1,5 @@
 /**
- * `deno run -A bench/gpu_step.ts <case> [--json] [--steps N] [--small]`: the throughput and peak memory
+ * `deno run -A bench/gpu_step.ts <case> [--json] [--steps N] [--small] [--profile]`: the throughput and peak memory
  * of training steps of LLaMA models with the 7B's layer shapes (width 4096, SwiGLU 11008, 32 heads of
  * 128, vocabulary 32000) on a real GPU, with random weights (no download). Cases:
  *
@@ -18,12 +18,15 @@
  * tokens/s, the buffer pool's peak bytes, and `planned_gib`, what `--plan`'s formulas
  * (trainers/plan.ts) give for the same step. bench/gpu_step_ref.py times the same steps in PyTorch on
  * the same GPU.
- * `--small` shrinks the shapes to check the script on a software adapter.
+ * `--profile` then runs one more step with timestamp queries and adds `profile`, the GPU time per kernel
+ * label (the 20 largest, `{label, calls, ms}`) and `profiled_ms`, their total over all labels (the adapter
+ * needs `timestamp-query`). `--small` shrinks the shapes to check the script on a software adapter.
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { Engine } from "../core/engine.ts";
+import type { KernelTime } from "../core/profiler.ts";
 import { randInt, randn } from "../core/random.ts";
 import { backward, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
@@ -43,6 +46,7 @@ const { values: args, positionals } = parseArgs({
     json: { type: "boolean", default: false },
     small: { type: "boolean", default: false },
     steps: { type: "string", default: "3" },
+    profile: { type: "boolean", default: false },
   },
 });
 
@@ -146,6 +150,13 @@ const trained = opt ? params.reduce((s, p) => s + p.size, 0) : 0;
 const loraParams = lora ? [...lora.params().values()].reduce((s, p) => s + p.size, 0) : 0;
 const planned = (nParams + loraParams) * bytes + trained * (bytes + 8 + (bytes === 2 ? 4 : 0)) +
   llmActivationBytes(cfg, { B, T, bytes, lora: loraCfg, checkpointLayers: frozenBase });
+// One more step, timed per kernel.
+let profile: KernelTime[] | null = null;
+if (args.profile) {
+  e.startProfiling();
+  await step();
+  profile = await e.stopProfiling();
+}
 const rec = {
   what: "train_step",
   case: name,
@@ -164,6 +175,12 @@ const rec = {
   peak_gib: e.pool.peakBytesInUse / 2 ** 30,
   planned_gib: planned / 2 ** 30,
   loss: lastLoss,
+  ...(profile
+    ? {
+      profiled_ms: profile.reduce((s, k) => s + k.ms, 0),
+      profile: profile.slice(0, 20).map(({ label, calls, ms }) => ({ label, calls, ms })),
+    }
+    : {}),
 };
 console.log(
   args.json

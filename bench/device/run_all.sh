@@ -21,7 +21,7 @@ for part in "${parts[@]}"; do
     steps)
       for c in 1b_full_f32 1b_full_f16 7b_stage1_f16 7b_lora_f16; do
         steps=3; case $c in 7b_*) steps=1;; esac
-        timeout 200 deno run -A --cached-only bench/gpu_step.ts "$c" --steps $steps --json >> "$out/gpu_step.jsonl" 2>> "$out/gpu_step.err"
+        timeout 200 deno run -A --cached-only bench/gpu_step.ts "$c" --steps $steps --profile --json >> "$out/gpu_step.jsonl" 2>> "$out/gpu_step.err"
         echo "gpu_step $c rc=$?"
         [ -n "${NO_REF:-}" ] || timeout 90 python3 bench/gpu_step_ref.py "$c" >> "$out/gpu_step.jsonl" 2>> "$out/gpu_step.err"
         echo "gpu_step_ref $c rc=$?"

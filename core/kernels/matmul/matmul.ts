@@ -424,6 +424,11 @@ function vec4Fits(g: Gemm): boolean {
  * barrier. An operand stored with K contiguous (a, b with transB) is loaded 4 k at a time and written
  * transposed into the tile; one stored with M or N contiguous is copied as is. Rows and columns past
  * the matrix are clamped (computed, never stored); k past K loads zeros.
+ *
+ * Tiles and products are f32, except with `packedF16` (f16 storage): f16 tiles and a step's products
+ * summed in f16 registers before they join the f32 accumulators. With `split`, workgroup z computes
+ * the K range (z % p.parts) * p.kChunk .. + p.kChunk of output matrix z / p.parts and writes its f32
+ * partial sums, without the bias, to `c` [batch, parts, M, N]; {@linkcode splitSumCode} adds them up.
  */
 export function vec4Code(
   dtype: DType,
