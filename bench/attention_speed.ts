@@ -1,14 +1,15 @@
 /**
- * Attention speed on this machine's adapter: forward + backward (causal, through autograd) of both
- * implementations, `fused` (one thread per row) and `matmul` (score blocks through the matmul
- * kernels), beside PyTorch CPU on the same shapes in the same run (bench/attention_ref.py), each
- * output checked against the CPU reference.
+ * Attention speed on this machine's adapter: forward + backward (causal, through autograd) of the three
+ * implementations, `fused` (one thread per row), `matmul` (score blocks through the matmul kernels)
+ * and `flash` (FlashAttention-2 style blocks of rows per workgroup), beside PyTorch CPU on the same
+ * shapes in the same run (bench/attention_ref.py), each output checked against the CPU reference.
  *
  *     deno run -A bench/attention_speed.ts [--json] [--no-ref] [--shapes '[[B, NH, T, HS], ...]']
  *
  * Default shapes: short sequences in large batches (the ASVR depth head's T = 8, the embedded study's
  * text), a T that is not a multiple of 4, and longer ones (T 256, 1024). With `--json`, one object per
- * shape: {op, shape, dtype, fused_ms, matmul_ms, auto, fused_err, matmul_err, ref_ms, ref_impl}.
+ * shape: {op, shape, dtype, fused_ms, matmul_ms, flash_ms, auto, fused_err, matmul_err, flash_err, ref_ms,
+ * ref_impl}.
  * @module
  */
 
@@ -52,7 +53,7 @@ for (const [B, NH, T, HS] of shapes) {
   for (const t of [q, k, v]) t.requiresGrad = true;
   const want = attentionCpu(host[0], host[1], host[2], { B, NH, NKV: NH, T, HS }).out;
   const ms: Record<string, number> = {}, err: Record<string, number> = {};
-  for (const kernel of ["fused", "matmul"] as const) {
+  for (const kernel of ["fused", "matmul", "flash"] as const) {
     ms[kernel] = await medianMs(e, () => {
       const o = attention(q, k, v, { kernel });
       backward(o, e.full(o.shape, 1));
@@ -66,21 +67,24 @@ for (const [B, NH, T, HS] of shapes) {
     dtype: "f32",
     fused_ms: ms.fused,
     matmul_ms: ms.matmul,
+    flash_ms: ms.flash,
     auto: attentionKernel(e, { B, NH, NKV: NH, T, HS }, "f32"),
     fused_err: err.fused,
     matmul_err: err.matmul,
+    flash_err: err.flash,
     ref_ms: refMs,
     ref_impl: r?.impl ?? null,
   };
   if (args.json) console.log(JSON.stringify(rec));
   else {
     const vs = refMs === null ? "" : `  torch-cpu ${refMs.toFixed(1).padStart(7)} ms`;
+    const col = (name: string) => `${name} ${ms[name].toFixed(1).padStart(7)} ms`;
     console.log(
-      `${key.padEnd(14)} fused ${ms.fused.toFixed(1).padStart(7)} ms  matmul ${
-        ms.matmul.toFixed(1).padStart(7)
-      } ms  ` +
-        `fused/matmul ${(ms.fused / ms.matmul).toFixed(2)}  auto ${rec.auto.padEnd(6)}  ` +
-        `err ${Math.max(err.fused, err.matmul).toExponential(1)}${vs}`,
+      `${key.padEnd(14)} ${col("fused")}  ${col("matmul")}  ${col("flash")}  ` +
+        `fused/matmul ${(ms.fused / ms.matmul).toFixed(2)}  flash/best ${
+          (ms.flash / Math.min(ms.fused, ms.matmul)).toFixed(2)
+        }  auto ${rec.auto.padEnd(6)}  ` +
+        `err ${Math.max(err.fused, err.matmul).toExponential(1)} flash ${err.flash.toExponential(1)}${vs}`,
     );
   }
   for (const t of [q, k, v]) t.dispose();

@@ -12,7 +12,8 @@
  * parameters.
  *
  * {@linkcode attention} runs these kernels or the matmul path of attention_matmul.ts, which is faster
- * where its score blocks fit (see {@linkcode attentionKernel}).
+ * where its score blocks fit (see {@linkcode attentionKernel}), or, when asked, the FlashAttention-2
+ * style kernels of attention_flash.ts.
  * @module
  */
 
@@ -21,6 +22,7 @@ import type { DType } from "../../dtype.ts";
 import { type Engine, grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
+import { flashAttentionBackward, flashAttentionForward } from "./attention_flash.ts";
 import { maskParams, maskWgsl } from "./attention_mask.ts";
 import {
   type AttentionGrads,
@@ -39,18 +41,20 @@ export interface AttentionOptions {
   /** Sliding window (Mistral): query i attends to keys j with i - j < window. Default: no window. */
   window?: number;
   /**
-   * Which implementation runs (default "auto": see {@linkcode attentionKernel}); "fused" or "matmul"
-   * force one (tests, benchmarks), and "matmul" throws when one kv group's scores do not fit a buffer.
+   * Which implementation runs (default "auto": see {@linkcode attentionKernel}); "fused", "matmul" or
+   * "flash" force one (tests, benchmarks), and "matmul" throws when one kv group's scores do not fit a
+   * buffer.
    */
   kernel?: AttentionKernel;
 }
 
 /**
- * The two implementations: `fused`, this file's kernels (one thread per row, memory O(T)), and
- * `matmul`, attention_matmul.ts (score blocks through the matmul kernels, a bounded transient
- * workspace).
+ * The implementations: `fused`, this file's kernels (one thread per row, memory O(T)), `matmul`,
+ * attention_matmul.ts (score blocks through the matmul kernels, a bounded transient workspace), and
+ * `flash`, attention_flash.ts (FlashAttention-2 style: a workgroup per block of rows, register-blocked
+ * score tiles in workgroup memory, memory O(T)).
  */
-export type AttentionKernel = "auto" | "fused" | "matmul";
+export type AttentionKernel = "auto" | "fused" | "matmul" | "flash";
 
 /**
  * The implementation a call uses: the forced one, else `matmul` whenever one kv group's scores fit its
@@ -58,18 +62,21 @@ export type AttentionKernel = "auto" | "fused" | "matmul";
  * matmul, the texture kernel, needs multiples of 4 (the tiled one is 10-20x slower), and its f16 products
  * with a transposed first operand (dv, dk) run 8-80x slower than f32's. Forward + backward, f32, on
  * lavapipe (bench/attention_speed.ts): the matmul path takes 0.23-0.92x the fused kernels' time at T 8 to
- * 1024 with T a multiple of 4, and 1.7x at T 97; f16 at T 128: 7.9x.
+ * 1024 with T a multiple of 4, and 1.7x at T 97; f16 at T 128: 7.9x. `flash` runs only when forced, for
+ * now: "auto" never picks it until GPU timings decide.
  */
 export function attentionKernel(
   e: Engine,
   d: AttentionDims,
   dtype: DType,
   opts: AttentionOptions = {},
-): "fused" | "matmul" {
+): "fused" | "matmul" | "flash" {
   const fits = groupsPerChunk(d, dtype, scoreBudget(e)) > 0;
   switch (opts.kernel ?? "auto") {
     case "fused":
       return "fused";
+    case "flash":
+      return "flash";
     case "matmul":
       if (!fits) {
         const rows = (d.NH / d.NKV) * d.T;
@@ -436,8 +443,13 @@ export function attentionForward(
   const out = e.empty(q.shape, q.dtype);
   const lse = e.empty([d.B, d.NH, d.T], "f32");
   if (d.T * d.B * d.NH === 0) return { out, lse };
-  if (attentionKernel(e, d, q.dtype, opts) === "matmul") {
+  const kernel = attentionKernel(e, d, q.dtype, opts);
+  if (kernel === "matmul") {
     matmulAttentionForward(q, k, v, d, opts, out, lse);
+    return { out, lse };
+  }
+  if (kernel === "flash") {
+    flashAttentionForward(q, k, v, d, opts, out, lse);
     return { out, lse };
   }
   const spec = specOf(e, q.dtype, d);
@@ -523,8 +535,11 @@ export function attentionBackward(
       params: [rows],
       workgroups: grid1d(rows, 64),
     });
-    if (attentionKernel(e, d, q.dtype, opts) === "matmul") {
+    const kernel = attentionKernel(e, d, q.dtype, opts);
+    if (kernel === "matmul") {
       matmulAttentionBackward(q, k, v, dout, lse, D, d, opts, { dq, dk, dv });
+    } else if (kernel === "flash") {
+      flashAttentionBackward(q, k, v, dout, lse, D, d, opts, { dq, dk, dv });
     } else fusedBackward(q, k, v, dout, lse, D, d, opts, { dq, dk, dv });
   }
   D.dispose();
