@@ -156,7 +156,7 @@ for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
     const size = B * NH * T * HS;
     const [q, k, v] = [3, 4, 5].map((s) => e.tensor(randn(size, s, 0.5), [B, NH, T, HS], dtype));
     for (const t of [q, k, v]) t.requiresGrad = true;
-    for (const kernel of ["fused", "matmul"] as const) {
+    for (const kernel of ["fused", "matmul", "flash"] as const) {
       const ms = await medianMs(e, () => {
         const o = attention(q, k, v, { kernel });
         backward(o, e.full(o.shape, 1, dtype));

@@ -1,5 +1,5 @@
 /**
- * `deno run -A bench/gpu_step.ts <case> [--json] [--steps N] [--small] [--profile]`: the throughput and peak memory
+ * `deno run -A bench/gpu_step.ts <case> [--json] [--steps N] [--small] [--profile] [--attention K]`: the throughput and peak memory
  * of training steps of LLaMA models with the 7B's layer shapes (width 4096, SwiGLU 11008, 32 heads of
  * 128, vocabulary 32000) on a real GPU, with random weights (no download). Cases:
  *
@@ -20,13 +20,15 @@
  * the same GPU.
  * `--profile` then runs one more step with timestamp queries and adds `profile`, the GPU time per kernel
  * label (the 20 largest, `{label, calls, ms}`) and `profiled_ms`, their total over all labels (the adapter
- * needs `timestamp-query`). `--small` shrinks the shapes to check the script on a software adapter.
+ * needs `timestamp-query`). `--attention auto|flash|matmul|fused` sets the attention kernels (recorded as
+ * `attention`). `--small` shrinks the shapes to check the script on a software adapter.
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { Engine } from "../core/engine.ts";
 import type { KernelTime } from "../core/profiler.ts";
+import { type AttentionKernel, setAttentionKernel } from "../core/kernels/attention/attention.ts";
 import { randInt, randn } from "../core/random.ts";
 import { backward, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
@@ -47,6 +49,7 @@ const { values: args, positionals } = parseArgs({
     small: { type: "boolean", default: false },
     steps: { type: "string", default: "3" },
     profile: { type: "boolean", default: false },
+    attention: { type: "string", default: "auto" },
   },
 });
 
@@ -93,6 +96,7 @@ const [B, T] = [1, args.small ? 128 : 2048];
 const steps = Number(args.steps);
 
 const e = await Engine.create();
+setAttentionKernel(e, args.attention as AttentionKernel);
 const t0 = performance.now();
 const llm = Decoder.create(e, cfg, { seed: 1, dtype: c.dtype, init: "gpu" });
 await e.sync();
@@ -167,6 +171,7 @@ const rec = {
   trained_params: trained,
   dtype: c.dtype,
   mode: c.mode,
+  attention: args.attention,
   batch: [B, T],
   build_s: buildS,
   first_step_ms: warm,

@@ -1,6 +1,6 @@
 /**
  * `deno task train [run.ts] [--set key=value ...] [--plan [--world-size N]] [--resume DIR] [--overwrite] [--out DIR]
- * [--import MODULE ...] [--profile] [--term-timeout S] [--check-images all|N|none] [--no-scan]`
+ * [--import MODULE ...] [--profile] [--attention K] [--term-timeout S] [--check-images all|N|none] [--no-scan]`
  *
  * - With a run file (`export default defineRun({...})`, e.g. examples/asvr_vicuna7b.ts): trains its
  *   stages into `<out>/<name>` (default `runs/<name>`), with progress, metrics, curves and checkpoints.
@@ -29,6 +29,7 @@
  *   The run folder records the run file and these modules (`imports.json`), so eval, export and
  *   resume import them again.
  * - `--profile` prints the GPU time per kernel label at the end (timestamp queries).
+ * - `--attention K` sets the attention implementation of every layer (see {@linkcode setAttentionKernel}).
  * - With no run file: `examples/asvr_tiny.ts`, the embedded default (a tiny ASVR study on generated data).
  * - Under an MPI launcher (`mpirun -np N deno task train run.ts`): data-parallel training on N ranks
  *   (trainers/data_parallel.ts); rank 0 checks the data, writes the run folder and prints; every rank
@@ -44,6 +45,7 @@ import { parseArgs } from "node:util";
 import { basename, dirname, join, resolve } from "node:path";
 import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
+import { type AttentionKernel, setAttentionKernel } from "../core/kernels/attention/attention.ts";
 import { formatKernelTimes } from "../core/profiler.ts";
 import { formatPlan, formatWorld, planFits, planRun, planWorld } from "../trainers/plan.ts";
 import { formatMissing, missingInputs } from "../trainers/preflight.ts";
@@ -71,7 +73,8 @@ import { DataParallel } from "../trainers/data_parallel.ts";
 
 const USAGE =
   `usage: deno task train [run.ts] [--set key=value ...] [--plan [--world-size N]] [--resume DIR] [--overwrite] [--out DIR]
-                       [--import M ...] [--profile] [--term-timeout S] [--check-images all|N|none] [--no-scan]
+                       [--import M ...] [--profile] [--attention K] [--term-timeout S] [--check-images all|N|none]
+                       [--no-scan]
   run.ts         a run file (export default defineRun({...})), e.g. examples/asvr_vicuna7b.ts;
                  default examples/asvr_tiny.ts, the embedded tiny study
   --set k=v      override a config key (repeatable): train.stages[0].lr=2e-5, head.kind=none
@@ -85,6 +88,9 @@ const USAGE =
   --out DIR      the run folder (default: <train.out>/<name>)
   --import M     import module M first (repeatable): one that registers a kind, e.g. a custom head
   --profile      print the GPU time per kernel at the end (needs the adapter's timestamp-query)
+  --attention K  the attention implementation of every layer: auto (default: score blocks through the
+                 matmul kernels on GPUs), flash (FlashAttention-2 style kernels), matmul or fused; time
+                 them on your GPU with bench/attention_speed.ts
   --term-timeout S
                  after SIGTERM, seconds to finish the step and save before quitting without saving
                  (default ${DEFAULT_TERM_TIMEOUT_SECONDS}: under the 30 s Kubernetes and Slurm wait before SIGKILL; 0: no limit)
@@ -100,6 +106,7 @@ Another signal ${BURST_SECONDS} s or more after the first quits at once without 
 the first are one burst (under deno task, one Ctrl-C reaches the process twice).`;
 
 const GB = 1e9;
+const ATTENTION_KERNELS: readonly AttentionKernel[] = ["auto", "flash", "matmul", "fused"];
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -113,6 +120,7 @@ const { values, positionals } = parseArgs({
     out: { type: "string" },
     import: { type: "string", multiple: true, default: [] },
     profile: { type: "boolean", default: false },
+    attention: { type: "string", default: "auto" },
     "check-images": { type: "string" },
     "no-scan": { type: "boolean", default: false },
     "gpu-memory-gb": { type: "string" },
@@ -170,6 +178,10 @@ async function runFile(file: string | null): Promise<number> {
   const termTimeout = Number(values["term-timeout"] ?? DEFAULT_TERM_TIMEOUT_SECONDS);
   if (!(termTimeout >= 0)) {
     throw new Error(`--term-timeout: a number of seconds >= 0 (0: no limit), got ${values["term-timeout"]}`);
+  }
+  const attention = values.attention as AttentionKernel;
+  if (!ATTENTION_KERNELS.includes(attention)) {
+    throw new Error(`--attention: one of ${ATTENTION_KERNELS.join(", ")}, got ${values.attention}`);
   }
   if (values.overwrite && values.resume) {
     throw new Error(`--overwrite starts a run afresh and --resume ${values.resume} continues one: give one`);
@@ -240,6 +252,8 @@ async function runFile(file: string | null): Promise<number> {
   }
   const stops = new StopSignals({ termTimeout, note: `resume with --resume ${runDir}` }).listen();
   const t0 = performance.now();
+  setAttentionKernel(e, attention);
+  if (attention !== "auto") log(`attention: ${attention}`);
   if (values.profile) e.startProfiling();
   const parallel = mpi && mpi.size > 1
     ? new DataParallel(mpi, { bucketBytes: cfg.train.distributed.bucketMiB * 2 ** 20 })

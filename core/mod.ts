@@ -63,7 +63,12 @@ export { layerNorm } from "./kernels/layernorm/layernorm.ts";
 export { rmsNorm } from "./kernels/rmsnorm/rmsnorm.ts";
 export { crossEntropy, type CrossEntropyOptions } from "./kernels/cross_entropy/cross_entropy.ts";
 export { IGNORE_INDEX } from "./labels.ts";
-export { attention, type AttentionKernel, type AttentionOptions } from "./kernels/attention/attention.ts";
+export {
+  attention,
+  type AttentionKernel,
+  type AttentionOptions,
+  setAttentionKernel,
+} from "./kernels/attention/attention.ts";
 export { rope, type RopeOptions } from "./kernels/rope/rope.ts";
 export { embedding } from "./kernels/embedding/embedding.ts";
 export { concat, gatherRows, scatterRows, slice } from "./kernels/rows/rows.ts";

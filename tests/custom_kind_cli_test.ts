@@ -57,9 +57,17 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
     assert.ok(f.names().includes("visual_head.fc2.weight"), f.names().join(", "));
     f.close();
 
-    // Resume with the run's own config: one more step of stage 2.
-    r = await runCli("train.ts", ["--resume", runDir, "--set", "train.stages[1].maxSteps=2"]);
+    // Resume with the run's own config: one more step of stage 2, with the flash attention kernels.
+    r = await runCli("train.ts", [
+      "--resume",
+      runDir,
+      "--set",
+      "train.stages[1].maxSteps=2",
+      "--attention",
+      "flash",
+    ]);
     assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /attention: flash/);
     assert.deepEqual((await readMetrics(runDir)).map((s) => s.step), [1, 2, 3]);
 
     // Moved away from its run file: the error names the module and the fix; --import covers it.

@@ -62,8 +62,8 @@ export type AttentionKernel = "auto" | "fused" | "matmul" | "flash";
  * matmul, the texture kernel, needs multiples of 4 (the tiled one is 10-20x slower), and its f16 products
  * with a transposed first operand (dv, dk) run 8-80x slower than f32's. Forward + backward, f32, on
  * lavapipe (bench/attention_speed.ts): the matmul path takes 0.23-0.92x the fused kernels' time at T 8 to
- * 1024 with T a multiple of 4, and 1.7x at T 97; f16 at T 128: 7.9x. `flash` runs only when forced, for
- * now: "auto" never picks it until GPU timings decide.
+ * 1024 with T a multiple of 4, and 1.7x at T 97; f16 at T 128: 7.9x. `flash` runs only when forced, or
+ * set for the engine by {@linkcode setAttentionKernel}: "auto" never picks it until GPU timings decide.
  */
 export function attentionKernel(
   e: Engine,
@@ -72,7 +72,10 @@ export function attentionKernel(
   opts: AttentionOptions = {},
 ): "fused" | "matmul" | "flash" {
   const fits = groupsPerChunk(d, dtype, scoreBudget(e)) > 0;
-  switch (opts.kernel ?? "auto") {
+  const kernel = opts.kernel ?? "auto";
+  const preferred = engineKernels.get(e);
+  if (kernel === "auto" && preferred && (preferred !== "matmul" || fits)) return preferred;
+  switch (kernel) {
     case "fused":
       return "fused";
     case "flash":
@@ -89,6 +92,32 @@ export function attentionKernel(
       if (!fits) return "fused";
       if (!e.info.isFallbackAdapter) return "matmul";
       return dtype === "f32" && d.T % 4 === 0 && d.HS % 4 === 0 ? "matmul" : "fused";
+  }
+}
+
+/** The engines' attention implementations set by {@linkcode setAttentionKernel}. */
+const engineKernels = new WeakMap<Engine, "fused" | "matmul" | "flash">();
+
+/**
+ * Sets the implementation that attention calls without a `kernel` of their own use on engine `e`, e.g.
+ * "flash" where a GPU's timings favour it (`deno task train --attention flash`); "auto" restores the
+ * built-in choice of {@linkcode attentionKernel}. Calls whose scores do not fit the matmul path's
+ * workspace keep the built-in choice when "matmul" is set.
+ */
+export function setAttentionKernel(e: Engine, kernel: AttentionKernel): void {
+  switch (kernel) {
+    case "auto":
+      engineKernels.delete(e);
+      return;
+    case "fused":
+    case "matmul":
+    case "flash":
+      engineKernels.set(e, kernel);
+      return;
+    default:
+      throw new Error(
+        `attention: unknown kernel ${JSON.stringify(kernel)}; use one of auto, fused, matmul, flash`,
+      );
   }
 }
 

@@ -4,7 +4,14 @@ import { roundToF16 } from "../../dtype.ts";
 import { Engine } from "../../engine.ts";
 import { sizeClass } from "../../pool.ts";
 import { assertClose, finiteDiff, gpuTest, maxAbsDiff, randn } from "../../testing.ts";
-import { attention, attentionForward, attentionKernel, type AttentionOptions } from "./attention.ts";
+import {
+  attention,
+  attentionForward,
+  type AttentionKernel,
+  attentionKernel,
+  type AttentionOptions,
+  setAttentionKernel,
+} from "./attention.ts";
 import { groupsPerChunk, matmulAttentionWorkspace, scoreBudget } from "./attention_matmul.ts";
 import { attends, attentionBackwardCpu, attentionCpu, type AttentionDims } from "./attention_cpu.ts";
 
@@ -210,6 +217,30 @@ gpuTest(
     });
   },
 );
+
+gpuTest("attention: setAttentionKernel sets what calls without a kernel use, per engine", async (e) => {
+  const d = { B: 1, NH: 2, NKV: 1, T: 64, HS: 8 };
+  const builtIn = attentionKernel(e, d, "f32");
+  try {
+    setAttentionKernel(e, "flash");
+    assert.equal(attentionKernel(e, d, "f32"), "flash");
+    assert.equal(attentionKernel(e, d, "f32", { kernel: "auto" }), "flash");
+    assert.equal(attentionKernel(e, d, "f32", { kernel: "fused" }), "fused", "a call's own kernel wins");
+    await withBindingLimit(16 * 1024, async (s) => {
+      assert.equal(attentionKernel(s, d, "f32"), "fused", "another engine keeps its own choice");
+      setAttentionKernel(s, "matmul"); // the scores do not fit here: the built-in choice stays
+      assert.equal(attentionKernel(s, d, "f32"), "fused");
+    });
+    setAttentionKernel(e, "auto");
+    assert.equal(attentionKernel(e, d, "f32"), builtIn);
+    assert.throws(
+      () => setAttentionKernel(e, "fast" as AttentionKernel),
+      /unknown kernel "fast"; use one of/,
+    );
+  } finally {
+    setAttentionKernel(e, "auto");
+  }
+});
 
 gpuTest("attention gpu: lse, and frozen k gets no gradient while q and v do", async (e) => {
   const d = { B: 1, NH: 2, NKV: 1, T: 9, HS: 8 };
