@@ -23,7 +23,7 @@ import { type Engine, grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import { flashAttentionBackward, flashAttentionForward } from "./attention_flash.ts";
-import { maskParams, maskWgsl } from "./attention_mask.ts";
+import { BLOCK_PARAMS_WGSL, blockParams, rowIoWgsl } from "./attention_blocks.ts";
 import {
   type AttentionGrads,
   groupsPerChunk,
@@ -142,11 +142,6 @@ function dimsOf(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Attent
   return { B, NH, NKV, T, HS };
 }
 
-/** The uniform block of the tiled kernels: the layout of `struct P` in {@linkcode header}. */
-function params(d: AttentionDims, nb: number, ngroups: number, opts: AttentionOptions): number[] {
-  return [d.T, d.NH, d.NH / d.NKV, nb, ngroups, ...maskParams(d, opts)];
-}
-
 /** What a pipeline is specialized on. */
 interface Spec {
   /** Storage type. */
@@ -177,47 +172,13 @@ function specOf(e: Engine, dtype: string, d: AttentionDims): Spec {
 
 /** WGSL shared by the tiled kernels: types, sizes, parameters, the masking rule, row loads and stores. */
 function header(s: Spec, load: string[], store: string[]): string {
-  // chunk c of row `row` of a [rows, HS] buffer: elements 4c..4c+3, zero past HS
-  const ld = (buf: string) =>
-    s.HS % 4 === 0
-      ? `fn ld_${buf}(row: u32, c: u32) -> vec4f {
-  let i = row * HS + 4u * c;
-  return vec4f(f32(${buf}[i]), f32(${buf}[i + 1u]), f32(${buf}[i + 2u]), f32(${buf}[i + 3u]));
-}`
-      : `fn ld_${buf}(row: u32, c: u32) -> vec4f {
-  var x = vec4f(0.0);
-  for (var e = 0u; e < 4u && 4u * c + e < HS; e++) { x[e] = f32(${buf}[row * HS + 4u * c + e]); }
-  return x;
-}`;
-  const st = (buf: string) =>
-    s.HS % 4 === 0
-      ? `fn st_${buf}(row: u32, c: u32, x: vec4f) {
-  let i = row * HS + 4u * c;
-  ${buf}[i] = E(x.x); ${buf}[i + 1u] = E(x.y); ${buf}[i + 2u] = E(x.z); ${buf}[i + 3u] = E(x.w);
-}`
-      : `fn st_${buf}(row: u32, c: u32, x: vec4f) {
-  for (var e = 0u; e < 4u && 4u * c + e < HS; e++) { ${buf}[row * HS + 4u * c + e] = E(x[e]); }
-}`;
   return `${s.dtype === "f16" ? "enable f16;" : ""}
 alias E = ${s.dtype};         // storage type; math is f32
 const HS = ${s.HS}u;          // head size
 const HV = ${Math.ceil(s.HS / 4)}u;  // vec4 chunks per row (zero-padded past HS)
 const WG = ${s.rows}u;        // own rows per workgroup, one per thread
 const TILE = ${s.tile}u;      // rows of the other side per shared tile
-struct P {
-  T: u32,
-  NH: u32,
-  G: u32,        // query heads per kv head (NH / NKV)
-  nb: u32,       // workgroups along T
-  ngroups: u32,  // workgroups in all
-  causal: u32,
-  window: u32,   // 0: none
-  scale: f32,
-}
-// Query i attends to key j iff jlo(i) <= j <= jhi(i), or equivalently ilo(j) <= i <= ihi(j).
-${maskWgsl("p.T")}
-fn ilo(j: u32) -> u32 { if (p.causal != 0u) { return j; } return 0u; }
-fn ihi(j: u32) -> u32 { if (p.window > 0u) { return min(p.T - 1u, j + p.window - 1u); } return p.T - 1u; }
+${BLOCK_PARAMS_WGSL}
 // Whether query i attends to keys j..j+3, and whether queries i..i+3 attend to key j (rows past T: no).
 fn keys4(i: u32, j: u32) -> vec4<bool> {
   let x = vec4u(j) + vec4u(0u, 1u, 2u, 3u);
@@ -232,8 +193,7 @@ fn groupRange(t0: u32, lo: u32, hi: u32) -> vec2u {
   if (hi < t0 || lo >= t0 + TILE) { return vec2u(0u, 0u); }
   return vec2u(select(0u, (lo - t0) & ~3u, lo > t0), min(TILE, hi - t0 + 1u));
 }
-${load.map(ld).join("\n")}
-${store.map(st).join("\n")}
+${rowIoWgsl(s.HS, load, store)}
 `;
 }
 
@@ -487,7 +447,7 @@ export function attentionForward(
     label: "attention_fwd",
     code: forwardCode(spec),
     bindings: [q, k, v, out, lse],
-    params: params(d, nb, ngroups, opts),
+    params: blockParams(d, nb, ngroups, opts),
     workgroups: grid1d(ngroups, 1),
   });
   return { out, lse };
@@ -514,7 +474,7 @@ function fusedBackward(
       label: "attention_bwd_dq",
       code: dqCode(spec),
       bindings: [q, k, v, dout, lse, D, dq],
-      params: params(d, nb, ngroups, opts),
+      params: blockParams(d, nb, ngroups, opts),
       workgroups: grid1d(ngroups, 1),
     });
   }
@@ -524,7 +484,7 @@ function fusedBackward(
       label: "attention_bwd_dkdv",
       code: dkdvCode(spec),
       bindings: [q, k, v, dout, lse, D, dk, dv],
-      params: params(d, nb, ngroups, opts),
+      params: blockParams(d, nb, ngroups, opts),
       workgroups: grid1d(ngroups, 1),
     });
   }

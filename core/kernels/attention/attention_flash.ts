@@ -41,7 +41,7 @@ import type { Tensor } from "../../tensor.ts";
 import type { AttentionOptions } from "./attention.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import type { AttentionGrads } from "./attention_matmul.ts";
-import { maskParams, maskWgsl } from "./attention_mask.ts";
+import { BLOCK_PARAMS_WGSL, blockParams, rowIoWgsl } from "./attention_blocks.ts";
 
 /** The three kernels: forward, dq, and dk with dv. */
 export type FlashKernel = "fwd" | "dq" | "dkdv";
@@ -91,34 +91,8 @@ export function flashTiles(e: Engine, kind: FlashKernel, d: AttentionDims): Flas
   return { own: fit[0], other: fit[1], lanes };
 }
 
-/** The uniform block `struct P` of the kernels. */
-function params(d: AttentionDims, nb: number, ngroups: number, opts: AttentionOptions): number[] {
-  return [d.T, d.NH, d.NH / d.NKV, nb, ngroups, ...maskParams(d, opts)];
-}
-
 /** WGSL shared by the kernels: sizes, the parameter block, the masking rule, row loads and stores. */
 function header(dtype: string, HS: number, t: FlashTiles, load: string[], store: string[]): string {
-  // chunk c (elements 4c..4c+3, zero past HS) of row `row` of a [rows, HS] buffer
-  const ld = (buf: string) =>
-    HS % 4 === 0
-      ? `fn ld_${buf}(row: u32, c: u32) -> vec4f {
-  let i = row * HS + 4u * c;
-  return vec4f(f32(${buf}[i]), f32(${buf}[i + 1u]), f32(${buf}[i + 2u]), f32(${buf}[i + 3u]));
-}`
-      : `fn ld_${buf}(row: u32, c: u32) -> vec4f {
-  var x = vec4f(0.0);
-  for (var e = 0u; e < 4u && 4u * c + e < HS; e++) { x[e] = f32(${buf}[row * HS + 4u * c + e]); }
-  return x;
-}`;
-  const st = (buf: string) =>
-    HS % 4 === 0
-      ? `fn st_${buf}(row: u32, c: u32, x: vec4f) {
-  let i = row * HS + 4u * c;
-  ${buf}[i] = E(x.x); ${buf}[i + 1u] = E(x.y); ${buf}[i + 2u] = E(x.z); ${buf}[i + 3u] = E(x.w);
-}`
-      : `fn st_${buf}(row: u32, c: u32, x: vec4f) {
-  for (var e = 0u; e < 4u && 4u * c + e < HS; e++) { ${buf}[row * HS + 4u * c + e] = E(x[e]); }
-}`;
   return `${dtype === "f16" ? "enable f16;" : ""}
 alias E = ${dtype};   // storage type; math is f32
 const HS = ${HS}u;    // head size
@@ -131,24 +105,10 @@ const RG = BR / 4u;   // row groups, of 4 own rows each
 const NT = RG * TX;   // threads
 const KN = BC / TX;   // tile rows per lane: tx, tx + TX, ...
 const NV = ${Math.ceil(HS / 4 / t.lanes)}u;    // output chunks per lane: tx, tx + TX, ... (clamped to HV - 1)
-struct P {
-  T: u32,
-  NH: u32,
-  G: u32,        // query heads per kv head (NH / NKV)
-  nb: u32,       // blocks along T
-  ngroups: u32,  // workgroups in all
-  causal: u32,
-  window: u32,   // 0: none
-  scale: f32,
-}
-// Query i attends to key j iff jlo(i) <= j <= jhi(i), or equivalently ilo(j) <= i <= ihi(j).
-${maskWgsl("p.T")}
-fn ilo(j: u32) -> u32 { if (p.causal != 0u) { return j; } return 0u; }
-fn ihi(j: u32) -> u32 { if (p.window > 0u) { return min(p.T - 1u, j + p.window - 1u); } return p.T - 1u; }
+${BLOCK_PARAMS_WGSL}
 // Whether query i attends to key j (rows past T: never).
 fn att(i: u32, j: u32) -> bool { return i < p.T && j < p.T && j >= jlo(i) && j <= jhi(i); }
-${load.map(ld).join("\n")}
-${store.map(st).join("\n")}
+${rowIoWgsl(HS, load, store)}
 `;
 }
 
@@ -443,7 +403,7 @@ ${MAIN}
 /** The parameters and grid of a kernel whose workgroups own blocks of `t.own` rows of `nheads` heads. */
 function blocks(t: FlashTiles, d: AttentionDims, nheads: number, opts: AttentionOptions) {
   const nb = Math.ceil(d.T / t.own), ngroups = nb * d.B * nheads;
-  return { params: params(d, nb, ngroups, opts), workgroups: grid1d(ngroups, 1) };
+  return { params: blockParams(d, nb, ngroups, opts), workgroups: grid1d(ngroups, 1) };
 }
 
 /**

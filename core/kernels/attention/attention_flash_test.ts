@@ -1,23 +1,11 @@
 import assert from "node:assert/strict";
 import { backward } from "../../autograd.ts";
-import { roundToF16 } from "../../dtype.ts";
 import { Engine } from "../../engine.ts";
-import { assertClose, gpuTest, gpuTestSubgroups, maxAbsDiff, randn } from "../../testing.ts";
+import { assertClose, gpuTest, gpuTestSubgroups, maxAbsDiff } from "../../testing.ts";
 import { attention, attentionBackward, attentionForward, type AttentionOptions } from "./attention.ts";
+import { attentionInputs } from "./testdata/inputs.ts";
 import { attentionBackwardCpu, attentionCpu, type AttentionDims } from "./attention_cpu.ts";
 import { flashTiles } from "./attention_flash.ts";
-
-/** Inputs q, k, v, dout of shape d, rounded to f16 when asked (the CPU reference then sees the same values). */
-function inputs(d: AttentionDims, seed: number, f16: boolean) {
-  const nq = d.B * d.NH * d.T * d.HS, nk = d.B * d.NKV * d.T * d.HS;
-  const r = (a: Float32Array) => f16 ? roundToF16(a) : a;
-  return {
-    q: r(randn(nq, seed)),
-    k: r(randn(nk, seed + 1)),
-    v: r(randn(nk, seed + 2)),
-    g: r(randn(nq, seed + 3)),
-  };
-}
 
 const F32 = { atol: 2e-5, rtol: 1e-4 };
 // f16 storage: inputs are exact f16 values; outputs and gradients are rounded to f16 (relative 2^-11)
@@ -35,7 +23,7 @@ async function check(
   dtype: "f32" | "f16" = "f32",
 ): Promise<void> {
   const tol = dtype === "f16" ? F16 : F32;
-  const x = inputs(d, 7 * d.T + d.HS, dtype === "f16");
+  const x = attentionInputs(d, 7 * d.T + d.HS, dtype === "f16");
   const qShape = [d.B, d.NH, d.T, d.HS], kShape = [d.B, d.NKV, d.T, d.HS];
   const o = { ...opts, kernel: "flash" } as const;
   const got = await e.tidy(async () => {
@@ -94,7 +82,7 @@ gpuTestSubgroups(
 
 gpuTest("attention flash: through autograd, the same as the kernels and the CPU", async (e) => {
   const d = { B: 2, NH: 4, NKV: 2, T: 37, HS: 32 };
-  const x = inputs(d, 3, false);
+  const x = attentionInputs(d, 3, false);
   const qShape = [d.B, d.NH, d.T, d.HS], kShape = [d.B, d.NKV, d.T, d.HS];
   const q = e.param(x.q, qShape), k = e.param(x.k, kShape), v = e.param(x.v, kShape);
   const out = await e.tidy(async () => {

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { backward } from "../../autograd.ts";
-import { roundToF16 } from "../../dtype.ts";
 import { Engine } from "../../engine.ts";
 import { sizeClass } from "../../pool.ts";
 import { assertClose, finiteDiff, gpuTest, maxAbsDiff, randn } from "../../testing.ts";
@@ -12,6 +11,7 @@ import {
   type AttentionOptions,
   setAttentionKernel,
 } from "./attention.ts";
+import { attentionInputs } from "./testdata/inputs.ts";
 import { groupsPerChunk, matmulAttentionWorkspace, scoreBudget } from "./attention_matmul.ts";
 import { attends, attentionBackwardCpu, attentionCpu, type AttentionDims } from "./attention_cpu.ts";
 
@@ -69,18 +69,6 @@ Deno.test("attention cpu: masking rule", () => {
   assert.ok(attends(0, 9, { causal: false, window: 2 }) && !attends(9, 0, { causal: false, window: 2 }));
 });
 
-/** Inputs q, k, v, dout of shape d, rounded to f16 when asked (the CPU reference then sees the same values). */
-function inputs(d: AttentionDims, seed: number, f16: boolean) {
-  const nq = d.B * d.NH * d.T * d.HS, nk = d.B * d.NKV * d.T * d.HS;
-  const r = (a: Float32Array) => f16 ? roundToF16(a) : a;
-  return {
-    q: r(randn(nq, seed)),
-    k: r(randn(nk, seed + 1)),
-    v: r(randn(nk, seed + 2)),
-    g: r(randn(nq, seed + 3)),
-  };
-}
-
 /**
  * Runs attention forward + backward on the GPU through autograd and compares out, dq, dk, dv with the
  * CPU reference.
@@ -92,7 +80,7 @@ async function checkAgainstCpu(
   dtype: "f32" | "f16",
   tol: { atol: number; rtol: number },
 ): Promise<void> {
-  const x = inputs(d, 10 * d.T + d.HS, dtype === "f16");
+  const x = attentionInputs(d, 10 * d.T + d.HS, dtype === "f16");
   const qShape = [d.B, d.NH, d.T, d.HS], kShape = [d.B, d.NKV, d.T, d.HS];
   const q = e.param(x.q, qShape, { dtype }),
     k = e.param(x.k, kShape, { dtype }),
@@ -162,7 +150,7 @@ gpuTest("attention gpu: which implementation runs", (e) => {
 });
 
 /** Runs `fn` on a device whose storage bindings hold `bytes` bytes, then destroys it. */
-async function withBindingLimit(bytes: number, fn: (s: Engine) => Promise<void>): Promise<void> {
+async function withBindingLimit(bytes: number, fn: (s: Engine) => Promise<void> | void): Promise<void> {
   const s = await Engine.create({ limitOverrides: { maxStorageBufferBindingSize: bytes } });
   try {
     await fn(s);
@@ -181,7 +169,7 @@ gpuTest("attention gpu matmul: scores in chunks under a small binding limit, wor
     }
     // Peak memory of forward + backward beyond the inputs: the outputs, lse and D, and the workspace,
     // well under the whole call's two score buffers.
-    const x = inputs(d, 3, false);
+    const x = attentionInputs(d, 3, false);
     const qShape = [d.B, d.NH, d.T, d.HS], kShape = [d.B, d.NKV, d.T, d.HS];
     const q = s.param(x.q, qShape), k = s.param(x.k, kShape), v = s.param(x.v, kShape);
     const g = s.tensor(x.g, qShape);
@@ -226,7 +214,7 @@ gpuTest("attention: setAttentionKernel sets what calls without a kernel use, per
     assert.equal(attentionKernel(e, d, "f32"), "flash");
     assert.equal(attentionKernel(e, d, "f32", { kernel: "auto" }), "flash");
     assert.equal(attentionKernel(e, d, "f32", { kernel: "fused" }), "fused", "a call's own kernel wins");
-    await withBindingLimit(16 * 1024, async (s) => {
+    await withBindingLimit(16 * 1024, (s) => {
       assert.equal(attentionKernel(s, d, "f32"), "fused", "another engine keeps its own choice");
       setAttentionKernel(s, "matmul"); // the scores do not fit here: the built-in choice stays
       assert.equal(attentionKernel(s, d, "f32"), "fused");
@@ -244,7 +232,7 @@ gpuTest("attention: setAttentionKernel sets what calls without a kernel use, per
 
 gpuTest("attention gpu: lse, and frozen k gets no gradient while q and v do", async (e) => {
   const d = { B: 1, NH: 2, NKV: 1, T: 9, HS: 8 };
-  const x = inputs(d, 5, false);
+  const x = attentionInputs(d, 5, false);
   const q = e.param(x.q, [1, 2, 9, 8]), v = e.param(x.v, [1, 1, 9, 8]);
   const k = e.tensor(x.k, [1, 1, 9, 8]);
   const lse = await e.tidy(async () => {
@@ -277,7 +265,7 @@ gpuTest("attention gpu: without gradients nothing but the output stays allocated
 
 gpuTest("attention gpu fused: T=1024 forward + backward allocates O(T), not T x T", async (e) => {
   const d = { B: 1, NH: 4, NKV: 2, T: 1024, HS: 16 };
-  const x = inputs(d, 77, false);
+  const x = attentionInputs(d, 77, false);
   const q = e.param(x.q, [1, 4, 1024, 16]),
     k = e.param(x.k, [1, 2, 1024, 16]),
     v = e.param(x.v, [1, 2, 1024, 16]);

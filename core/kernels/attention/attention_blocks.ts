@@ -1,0 +1,67 @@
+/**
+ * What the kernels that own blocks of rows share (the fused kernels of attention.ts and the flash
+ * kernels of attention_flash.ts): their uniform block `struct P` and its values, the masking rule from
+ * both sides, and the WGSL that loads and stores a row of a [rows, HS] buffer 4 elements at a time.
+ * @module
+ */
+
+import type { AttentionOptions } from "./attention.ts";
+import type { AttentionDims } from "./attention_cpu.ts";
+import { maskParams, maskWgsl } from "./attention_mask.ts";
+
+/**
+ * The values of {@linkcode BLOCK_PARAMS_WGSL}'s `struct P` for a call whose workgroups own `nb` blocks of
+ * rows along T per head, `ngroups` workgroups in all.
+ */
+export function blockParams(d: AttentionDims, nb: number, ngroups: number, opts: AttentionOptions): number[] {
+  return [d.T, d.NH, d.NH / d.NKV, nb, ngroups, ...maskParams(d, opts)];
+}
+
+/**
+ * WGSL: `struct P` (see {@linkcode blockParams}) and the masking rule, as the keys a query attends to
+ * (jlo, jhi) and as the queries that attend to a key (ilo, ihi). Declare `p` (a `var<uniform>` of
+ * type P) after it.
+ */
+export const BLOCK_PARAMS_WGSL = `struct P {
+  T: u32,
+  NH: u32,
+  G: u32,        // query heads per kv head (NH / NKV)
+  nb: u32,       // blocks of rows along T
+  ngroups: u32,  // workgroups in all
+  causal: u32,
+  window: u32,   // 0: none
+  scale: f32,
+}
+// Query i attends to key j iff jlo(i) <= j <= jhi(i), or equivalently ilo(j) <= i <= ihi(j).
+${maskWgsl("p.T")}
+fn ilo(j: u32) -> u32 { if (p.causal != 0u) { return j; } return 0u; }
+fn ihi(j: u32) -> u32 { if (p.window > 0u) { return min(p.T - 1u, j + p.window - 1u); } return p.T - 1u; }`;
+
+/**
+ * WGSL: `ld_<buf>(row, c)`, chunk c of row `row` (elements 4c..4c+3 as f32, zero past HS) of each
+ * buffer in `load`, and `st_<buf>(row, c, x)` for each buffer in `store` (elements past HS are not
+ * written). The buffers are `array<E>` of [rows, HS]; the kernel declares `E` and `HS`.
+ */
+export function rowIoWgsl(HS: number, load: string[], store: string[]): string {
+  const ld = (buf: string) =>
+    HS % 4 === 0
+      ? `fn ld_${buf}(row: u32, c: u32) -> vec4f {
+  let i = row * HS + 4u * c;
+  return vec4f(f32(${buf}[i]), f32(${buf}[i + 1u]), f32(${buf}[i + 2u]), f32(${buf}[i + 3u]));
+}`
+      : `fn ld_${buf}(row: u32, c: u32) -> vec4f {
+  var x = vec4f(0.0);
+  for (var e = 0u; e < 4u && 4u * c + e < HS; e++) { x[e] = f32(${buf}[row * HS + 4u * c + e]); }
+  return x;
+}`;
+  const st = (buf: string) =>
+    HS % 4 === 0
+      ? `fn st_${buf}(row: u32, c: u32, x: vec4f) {
+  let i = row * HS + 4u * c;
+  ${buf}[i] = E(x.x); ${buf}[i + 1u] = E(x.y); ${buf}[i + 2u] = E(x.z); ${buf}[i + 3u] = E(x.w);
+}`
+      : `fn st_${buf}(row: u32, c: u32, x: vec4f) {
+  for (var e = 0u; e < 4u && 4u * c + e < HS; e++) { ${buf}[row * HS + 4u * c + e] = E(x[e]); }
+}`;
+  return [...load.map(ld), ...store.map(st)].join("\n");
+}
