@@ -57,13 +57,17 @@ export interface AttentionOptions {
 export type AttentionKernel = "auto" | "fused" | "matmul" | "flash";
 
 /**
- * The implementation a call uses: the forced one, else `matmul` whenever one kv group's scores fit its
- * workspace, except on software adapters for f16 or when T or HS is not a multiple of 4. There the fast
- * matmul, the texture kernel, needs multiples of 4 (the tiled one is 10-20x slower), and its f16 products
- * with a transposed first operand (dv, dk) run 8-80x slower than f32's. Forward + backward, f32, on
- * lavapipe (bench/attention_speed.ts): the matmul path takes 0.23-0.92x the fused kernels' time at T 8 to
- * 1024 with T a multiple of 4, and 1.7x at T 97; f16 at T 128: 7.9x. `flash` runs only when forced, or
- * set for the engine by {@linkcode setAttentionKernel}: "auto" never picks it until GPU timings decide.
+ * The implementation a call uses: the forced one, or the engine's (see {@linkcode setAttentionKernel}),
+ * else by measurement:
+ * - on GPUs, `matmul` whenever one kv group's scores fit its workspace, else `fused` (`flash` is not
+ *   measured on a GPU yet);
+ * - on software adapters, `matmul` for f32 with T and HS multiples of 4 and scores that fit, else
+ *   `flash`. There the fast matmul, the texture kernel, needs multiples of 4 (the tiled one is 10-20x
+ *   slower), and its f16 products with a transposed first operand (dv, dk) are slow at some shapes.
+ *   Forward + backward on lavapipe, 2 cores (bench/attention_speed.ts, B NH T HS from 512 4 8 32 to
+ *   1 8 1024 128, two runs; bench/results/2026-12-05_lavapipe_attention.jsonl): `flash` takes 0.37-0.92x
+ *   the time of `fused` at every shape in f32 and f16; `matmul` takes 0.23-0.77x the time of `flash` for
+ *   f32 with T a multiple of 4, except at T 8 in a batch of 512 and at T 256 (1.2-1.6x), and 2.5-3x at T 97.
  */
 export function attentionKernel(
   e: Engine,
@@ -89,9 +93,8 @@ export function attentionKernel(
       }
       return "matmul";
     case "auto":
-      if (!fits) return "fused";
-      if (!e.info.isFallbackAdapter) return "matmul";
-      return dtype === "f32" && d.T % 4 === 0 && d.HS % 4 === 0 ? "matmul" : "fused";
+      if (!e.info.isFallbackAdapter) return fits ? "matmul" : "fused";
+      return fits && dtype === "f32" && d.T % 4 === 0 && d.HS % 4 === 0 ? "matmul" : "flash";
   }
 }
 

@@ -143,10 +143,10 @@ gpuTest("attention gpu: which implementation runs", (e) => {
   assert.equal(attentionKernel(e, d, "f32"), "matmul");
   // On a software adapter the matmul path needs T and HS divisible by 4 to be the faster one.
   const odd = { ...d, T: 33 };
-  assert.equal(attentionKernel(e, odd, "f32"), e.info.isFallbackAdapter ? "fused" : "matmul");
+  assert.equal(attentionKernel(e, odd, "f32"), e.info.isFallbackAdapter ? "flash" : "matmul");
   assert.equal(attentionKernel(e, odd, "f32", { kernel: "matmul" }), "matmul");
   // ... and f32: its f16 products with a transposed first operand are slow there.
-  assert.equal(attentionKernel(e, d, "f16"), e.info.isFallbackAdapter ? "fused" : "matmul");
+  assert.equal(attentionKernel(e, d, "f16"), e.info.isFallbackAdapter ? "flash" : "matmul");
 });
 
 /** Runs `fn` on a device whose storage bindings hold `bytes` bytes, then destroys it. */
@@ -191,7 +191,7 @@ gpuTest("attention gpu matmul: scores in chunks under a small binding limit, wor
 });
 
 gpuTest(
-  "attention gpu matmul: refused when one group's scores exceed a binding; auto runs fused",
+  "attention gpu matmul: refused when one group's scores exceed a binding; auto runs fused (flash on CPUs)",
   async () => {
     const d = { B: 1, NH: 2, NKV: 1, T: 64, HS: 8 }; // one group: 2 x 64 x 64 f32 = 32 KiB
     await withBindingLimit(16 * 1024, async (s) => {
@@ -200,7 +200,7 @@ gpuTest(
         () => attentionKernel(s, d, "f32", { kernel: "matmul" }),
         /do not fit a buffer; use kernel "fused"/,
       );
-      assert.equal(attentionKernel(s, d, "f32"), "fused");
+      assert.equal(attentionKernel(s, d, "f32"), s.info.isFallbackAdapter ? "flash" : "fused");
       await checkAgainstCpu(s, d, {}, "f32", F32);
     });
   },
@@ -215,9 +215,10 @@ gpuTest("attention: setAttentionKernel sets what calls without a kernel use, per
     assert.equal(attentionKernel(e, d, "f32", { kernel: "auto" }), "flash");
     assert.equal(attentionKernel(e, d, "f32", { kernel: "fused" }), "fused", "a call's own kernel wins");
     await withBindingLimit(16 * 1024, (s) => {
-      assert.equal(attentionKernel(s, d, "f32"), "fused", "another engine keeps its own choice");
+      const own = s.info.isFallbackAdapter ? "flash" : "fused";
+      assert.equal(attentionKernel(s, d, "f32"), own, "another engine keeps its own choice");
       setAttentionKernel(s, "matmul"); // the scores do not fit here: the built-in choice stays
-      assert.equal(attentionKernel(s, d, "f32"), "fused");
+      assert.equal(attentionKernel(s, d, "f32"), own);
     });
     setAttentionKernel(e, "auto");
     assert.equal(attentionKernel(e, d, "f32"), builtIn);
@@ -290,9 +291,9 @@ gpuTest("attention gpu fused: T=1024 forward + backward allocates O(T), not T x 
   for (const t of [q, k, v, g]) t.dispose();
 });
 
-gpuTest("attention gpu: a window that is not a positive integer is refused by both implementations", (e) => {
+gpuTest("attention gpu: a window that is not a positive integer is refused by every implementation", (e) => {
   const q = e.tensor(randn(2 * 8 * 4, 1), [1, 2, 8, 4]);
-  for (const kernel of ["fused", "matmul"] as const) {
+  for (const kernel of ["fused", "matmul", "flash"] as const) {
     for (const window of [0, 2.5]) {
       assert.throws(() => attention(q, q, q, { window, kernel }), /window must be an integer >= 1, got/);
     }
