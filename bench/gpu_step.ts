@@ -1,5 +1,5 @@
 /**
- * `deno run -A bench/gpu_step.ts <case> [--json] [--steps N] [--small] [--profile] [--attention K]`: the throughput and peak memory
+ * `deno run -A bench/gpu_step.ts <case> [--json] [--steps N] [--small] [--profile] [--attention K] [--packed-f16]`: the throughput and peak memory
  * of training steps of LLaMA models with the 7B's layer shapes (width 4096, SwiGLU 11008, 32 heads of
  * 128, vocabulary 32000) on a real GPU, with random weights (no download). Cases:
  *
@@ -21,7 +21,7 @@
  * `--profile` then runs one more step with timestamp queries and adds `profile`, the GPU time per kernel
  * label (the 20 largest, `{label, calls, ms}`) and `profiled_ms`, their total over all labels (the adapter
  * needs `timestamp-query`). `--attention auto|flash|matmul|fused` sets the attention kernels (recorded as
- * `attention`). `--small` shrinks the shapes to check the script on a software adapter.
+ * `attention`), `--packed-f16` sums f16 products in packed f16 per step (recorded as `packed_f16`). `--small` shrinks the shapes to check the script on a software adapter.
  * @module
  */
 
@@ -29,6 +29,7 @@ import { parseArgs } from "node:util";
 import { Engine } from "../core/engine.ts";
 import type { KernelTime } from "../core/profiler.ts";
 import { type AttentionKernel, setAttentionKernel } from "../core/kernels/attention/attention.ts";
+import { setPackedF16 } from "../core/kernels/matmul/matmul.ts";
 import { randInt, randn } from "../core/random.ts";
 import { backward, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
@@ -50,6 +51,7 @@ const { values: args, positionals } = parseArgs({
     steps: { type: "string", default: "3" },
     profile: { type: "boolean", default: false },
     attention: { type: "string", default: "auto" },
+    "packed-f16": { type: "boolean", default: false },
   },
 });
 
@@ -97,6 +99,7 @@ const steps = Number(args.steps);
 
 const e = await Engine.create();
 setAttentionKernel(e, args.attention as AttentionKernel);
+setPackedF16(e, args["packed-f16"]);
 const t0 = performance.now();
 const llm = Decoder.create(e, cfg, { seed: 1, dtype: c.dtype, init: "gpu" });
 await e.sync();
@@ -172,6 +175,7 @@ const rec = {
   dtype: c.dtype,
   mode: c.mode,
   attention: args.attention,
+  packed_f16: args["packed-f16"],
   batch: [B, T],
   build_s: buildS,
   first_step_ms: warm,

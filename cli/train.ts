@@ -1,6 +1,7 @@
 /**
  * `deno task train [run.ts] [--set key=value ...] [--plan [--world-size N]] [--resume DIR] [--overwrite] [--out DIR]
- * [--import MODULE ...] [--profile] [--attention K] [--term-timeout S] [--check-images all|N|none] [--no-scan]`
+ * [--import MODULE ...] [--profile] [--attention K] [--packed-f16] [--term-timeout S] [--check-images all|N|none]
+ * [--no-scan]`
  *
  * - With a run file (`export default defineRun({...})`, e.g. examples/asvr_vicuna7b.ts): trains its
  *   stages into `<out>/<name>` (default `runs/<name>`), with progress, metrics, curves and checkpoints.
@@ -30,6 +31,7 @@
  *   resume import them again.
  * - `--profile` prints the GPU time per kernel label at the end (timestamp queries).
  * - `--attention K` sets the attention implementation of every layer (see {@linkcode setAttentionKernel}).
+ * - `--packed-f16` makes f16 matmuls sum their products in packed f16 per step (see {@linkcode setPackedF16}).
  * - With no run file: `examples/asvr_tiny.ts`, the embedded default (a tiny ASVR study on generated data).
  * - Under an MPI launcher (`mpirun -np N deno task train run.ts`): data-parallel training on N ranks
  *   (trainers/data_parallel.ts); rank 0 checks the data, writes the run folder and prints; every rank
@@ -46,6 +48,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
 import { type AttentionKernel, setAttentionKernel } from "../core/kernels/attention/attention.ts";
+import { setPackedF16 } from "../core/kernels/matmul/matmul.ts";
 import { formatKernelTimes } from "../core/profiler.ts";
 import { formatPlan, formatWorld, planFits, planRun, planWorld } from "../trainers/plan.ts";
 import { formatMissing, missingInputs } from "../trainers/preflight.ts";
@@ -73,8 +76,8 @@ import { DataParallel } from "../trainers/data_parallel.ts";
 
 const USAGE =
   `usage: deno task train [run.ts] [--set key=value ...] [--plan [--world-size N]] [--resume DIR] [--overwrite] [--out DIR]
-                       [--import M ...] [--profile] [--attention K] [--term-timeout S] [--check-images all|N|none]
-                       [--no-scan]
+                       [--import M ...] [--profile] [--attention K] [--packed-f16] [--term-timeout S]
+                       [--check-images all|N|none] [--no-scan]
   run.ts         a run file (export default defineRun({...})), e.g. examples/asvr_vicuna7b.ts;
                  default examples/asvr_tiny.ts, the embedded tiny study
   --set k=v      override a config key (repeatable): train.stages[0].lr=2e-5, head.kind=none
@@ -91,6 +94,8 @@ const USAGE =
   --attention K  the attention implementation of every layer: auto (default: score blocks through the
                  matmul kernels on GPUs), flash (FlashAttention-2 style kernels), matmul or fused; time
                  them on your GPU with bench/attention_speed.ts
+  --packed-f16   f16 matmuls sum each 8-16 products in packed f16 before adding them up in f32 (faster
+                 on GPUs with packed f16 math, about 10x the rounding error; see MatmulOptions.packedF16)
   --term-timeout S
                  after SIGTERM, seconds to finish the step and save before quitting without saving
                  (default ${DEFAULT_TERM_TIMEOUT_SECONDS}: under the 30 s Kubernetes and Slurm wait before SIGKILL; 0: no limit)
@@ -121,6 +126,7 @@ const { values, positionals } = parseArgs({
     import: { type: "string", multiple: true, default: [] },
     profile: { type: "boolean", default: false },
     attention: { type: "string", default: "auto" },
+    "packed-f16": { type: "boolean", default: false },
     "check-images": { type: "string" },
     "no-scan": { type: "boolean", default: false },
     "gpu-memory-gb": { type: "string" },
@@ -254,6 +260,10 @@ async function runFile(file: string | null): Promise<number> {
   const t0 = performance.now();
   setAttentionKernel(e, attention);
   if (attention !== "auto") log(`attention: ${attention}`);
+  if (values["packed-f16"]) {
+    setPackedF16(e, true);
+    log("matmul: f16 products summed in packed f16 per step (--packed-f16)");
+  }
   if (values.profile) e.startProfiling();
   const parallel = mpi && mpi.size > 1
     ? new DataParallel(mpi, { bucketBytes: cfg.train.distributed.bucketMiB * 2 ** 20 })

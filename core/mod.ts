@@ -44,7 +44,7 @@ export { randInt, randn, rng } from "./random.ts";
 export { backward, checkpoint, detach, reshape, zeroGrad } from "./autograd.ts";
 
 // differentiable ops
-export { matmul, type MatmulOptions } from "./kernels/matmul/matmul.ts";
+export { matmul, type MatmulOptions, setPackedF16 } from "./kernels/matmul/matmul.ts";
 export {
   add,
   addScalar,

@@ -57,7 +57,8 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
     assert.ok(f.names().includes("visual_head.fc2.weight"), f.names().join(", "));
     f.close();
 
-    // Resume with the run's own config: one more step of stage 2, with the flash attention kernels.
+    // Resume with the run's own config: one more step of stage 2, with the flash attention kernels and
+    // packed f16 products (the tiny run is f32: accepted, no effect).
     r = await runCli("train.ts", [
       "--resume",
       runDir,
@@ -65,9 +66,11 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
       "train.stages[1].maxSteps=2",
       "--attention",
       "flash",
+      "--packed-f16",
     ]);
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /attention: flash/);
+    assert.match(r.out, /matmul: f16 products summed in packed f16/);
     assert.deepEqual((await readMetrics(runDir)).map((s) => s.step), [1, 2, 3]);
 
     // Moved away from its run file: the error names the module and the fix; --import covers it.

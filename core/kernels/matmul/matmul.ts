@@ -52,7 +52,8 @@ export interface MatmulOptions {
    * f16 operands on the vec4 kernel: each step's 8 or 16 products are summed with packed f16 FMAs
    * before they join the f32 accumulators (default false: every product is summed in f32). Fewer
    * instructions per product on GPUs with packed f16 math, at about 10x the rounding error (unit-normal
-   * operands, K 44: max abs error 0.026 against 0.002). Other kernels and f32 ignore it.
+   * operands, K 44: max abs error 0.026 against 0.002). Other kernels and f32 ignore it. Calls that do
+   * not say follow the engine ({@linkcode setPackedF16}).
    */
   packedF16?: boolean;
   /**
@@ -86,8 +87,9 @@ export const TEX_WIDTH = 4096;
  * ```
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
-  const { transA = false, transB = false, bias, kernel = "auto", packedF16 = false, splitK } = opts;
+  const { transA = false, transB = false, bias, kernel = "auto", splitK } = opts;
   const e = a.engine;
+  const packedF16 = opts.packedF16 ?? enginePackedF16.has(e);
   const ra = a.shape.length, rb = b.shape.length;
   if (ra < 2 || rb < 2) throw new Error(`matmul: ${a} @ ${b}: operands need at least 2 dims`);
   if (a.dtype !== b.dtype || !isFloat(a.dtype)) {
@@ -150,6 +152,19 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   });
 }
 
+/** The engines whose f16 matmuls sum in packed f16 by default (see {@linkcode setPackedF16}). */
+const enginePackedF16 = new WeakSet<Engine>();
+
+/**
+ * Makes f16 matmuls on engine `e` sum each step's products with packed f16 FMAs (see
+ * {@linkcode MatmulOptions.packedF16}) unless a call says otherwise, or stops it; for a whole run,
+ * `deno task train --packed-f16`.
+ */
+export function setPackedF16(e: Engine, on: boolean): void {
+  if (on) enginePackedF16.add(e);
+  else enginePackedF16.delete(e);
+}
+
 /** Sizes of a {@linkcode matmulInto}: `batch` products of op(a) [M, K] and op(b) [K, N]. */
 export interface ProductDims {
   batch: number;
@@ -165,7 +180,7 @@ export interface ProductDims {
 /**
  * out[z] = op(a[z]) @ op(b[z]) for z < batch into an existing `out`, without autograd: a, b and out
  * are read as consecutive matrices whatever their shapes (their sizes must match). For kernels built
- * out of products, such as attention's matmul path.
+ * out of products, such as attention's matmul path. f16 products follow the engine's {@linkcode setPackedF16}.
  */
 export function matmulInto(out: Tensor, a: Tensor, b: Tensor, d: ProductDims): void {
   const { batch, M, N, K, transA = false, transB = false } = d;
@@ -186,7 +201,7 @@ export function matmulInto(out: Tensor, a: Tensor, b: Tensor, d: ProductDims): v
     batch,
     nsum: 1,
     kernel: "auto",
-    packedF16: false,
+    packedF16: enginePackedF16.has(out.engine),
   });
 }
 

@@ -3,7 +3,7 @@ import { backward } from "../../autograd.ts";
 import { type DType, roundToF16 } from "../../dtype.ts";
 import type { Engine } from "../../engine.ts";
 import { assertClose, finiteDiff, gpuTest, probe, randn } from "../../testing.ts";
-import { matmul, matmulInto, type MatmulKernel } from "./matmul.ts";
+import { matmul, matmulInto, type MatmulKernel, setPackedF16 } from "./matmul.ts";
 import { matmulBackwardCpu, matmulCpu, type MatmulDims } from "./matmul_cpu.ts";
 
 const COMBOS = [[false, false], [true, false], [false, true], [true, true]] as const;
@@ -214,6 +214,27 @@ gpuTest(
     b.dispose();
   },
 );
+
+gpuTest("matmul: setPackedF16 makes f16 products packed by default; a call's own option wins", async (e) => {
+  if (!e.hasF16) return;
+  const [M, N, K] = [8, 12, 64];
+  const a = e.tensor(randn(M * K, 7), [M, K], "f16"), b = e.tensor(randn(K * N, 8), [K, N], "f16");
+  const run = async (opts: { packedF16?: boolean } = {}) =>
+    await e.tidy(() => matmul(a, b, { kernel: "vec4", ...opts })).read();
+  const [exact, packed] = [await run({ packedF16: false }), await run({ packedF16: true })];
+  assert.notDeepEqual(packed, exact);
+  try {
+    assert.deepEqual(await run(), exact);
+    setPackedF16(e, true);
+    assert.deepEqual(await run(), packed);
+    assert.deepEqual(await run({ packedF16: false }), exact);
+  } finally {
+    setPackedF16(e, false);
+  }
+  assert.deepEqual(await run(), exact);
+  a.dispose();
+  b.dispose();
+});
 
 gpuTest("matmul: the vec4 kernel refuses shapes it cannot read 4-wide, auto then takes tiled", async (e) => {
   const a = e.zeros([5, 6]), b = e.zeros([6, 7]);
