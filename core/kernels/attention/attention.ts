@@ -254,10 +254,10 @@ const LOAD_KV_TILE = `
 
 function forwardCode(s: Spec): string {
   return `${header(s, ["q", "k", "v"], ["o"])}
-@group(0) @binding(0) var<storage, read> q: array<E>;           // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<E>;           // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<E>;           // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read_write> o: array<E>;     // [B, NH, T, HS]
+@group(0) @binding(0) var<storage, read> q: array<R>;           // [B, NH, T, HS]
+@group(0) @binding(1) var<storage, read> k: array<R>;           // [B, NKV, T, HS]
+@group(0) @binding(2) var<storage, read> v: array<R>;           // [B, NKV, T, HS]
+@group(0) @binding(3) var<storage, read_write> o: array<R>;     // [B, NH, T, HS]
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>; // [B, NH, T]
 @group(0) @binding(5) var<uniform> p: P;
 var<workgroup> kt: array<vec4f, TILE * HV>;  // [TILE, HV] keys
@@ -311,13 +311,13 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 function dqCode(s: Spec): string {
   return `${header(s, ["q", "k", "v", "g"], ["dq"])}
-@group(0) @binding(0) var<storage, read> q: array<E>;          // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<E>;          // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<E>;          // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read> g: array<E>;          // [B, NH, T, HS] d out
+@group(0) @binding(0) var<storage, read> q: array<R>;          // [B, NH, T, HS]
+@group(0) @binding(1) var<storage, read> k: array<R>;          // [B, NKV, T, HS]
+@group(0) @binding(2) var<storage, read> v: array<R>;          // [B, NKV, T, HS]
+@group(0) @binding(3) var<storage, read> g: array<R>;          // [B, NH, T, HS] d out
 @group(0) @binding(4) var<storage, read> lse: array<f32>;      // [B, NH, T]
 @group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T] rowsum(g * out)
-@group(0) @binding(6) var<storage, read_write> dq: array<E>;   // [B, NH, T, HS]
+@group(0) @binding(6) var<storage, read_write> dq: array<R>;   // [B, NH, T, HS]
 @group(0) @binding(7) var<uniform> p: P;
 var<workgroup> kt: array<vec4f, TILE * HV>;
 var<workgroup> vt: array<vec4f, TILE * HV>;
@@ -351,14 +351,14 @@ ${QUERY_BLOCK}
 
 function dkdvCode(s: Spec): string {
   return `${header(s, ["q", "k", "v", "g"], ["dk", "dv"])}
-@group(0) @binding(0) var<storage, read> q: array<E>;          // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<E>;          // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<E>;          // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read> g: array<E>;          // [B, NH, T, HS] d out
+@group(0) @binding(0) var<storage, read> q: array<R>;          // [B, NH, T, HS]
+@group(0) @binding(1) var<storage, read> k: array<R>;          // [B, NKV, T, HS]
+@group(0) @binding(2) var<storage, read> v: array<R>;          // [B, NKV, T, HS]
+@group(0) @binding(3) var<storage, read> g: array<R>;          // [B, NH, T, HS] d out
 @group(0) @binding(4) var<storage, read> lse: array<f32>;      // [B, NH, T]
 @group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T]
-@group(0) @binding(6) var<storage, read_write> dk: array<E>;   // [B, NKV, T, HS]
-@group(0) @binding(7) var<storage, read_write> dv: array<E>;   // [B, NKV, T, HS]
+@group(0) @binding(6) var<storage, read_write> dk: array<R>;   // [B, NKV, T, HS]
+@group(0) @binding(7) var<storage, read_write> dv: array<R>;   // [B, NKV, T, HS]
 @group(0) @binding(8) var<uniform> p: P;
 var<workgroup> qt: array<vec4f, TILE * HV>;  // [TILE, HV] queries
 var<workgroup> gt: array<vec4f, TILE * HV>;  // [TILE, HV] their d out

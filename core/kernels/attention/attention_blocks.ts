@@ -40,28 +40,27 @@ fn ihi(j: u32) -> u32 { if (p.window > 0u) { return min(p.T - 1u, j + p.window -
 /**
  * WGSL: `ld_<buf>(row, c)`, chunk c of row `row` (elements 4c..4c+3 as f32, zero past HS) of each
  * buffer in `load`, and `st_<buf>(row, c, x)` for each buffer in `store` (elements past HS are not
- * written). The buffers are `array<E>` of [rows, HS]; the kernel declares `E` and `HS`.
+ * written); and `R`, the element type the kernel declares those [rows, HS] buffers with
+ * (`array<R>`): `vec4<E>` when HS is a multiple of 4 (one load or store per chunk), else `E`. The kernel
+ * declares `E` (the storage type), `HS` and `HV` (chunks per row).
  */
 export function rowIoWgsl(HS: number, load: string[], store: string[]): string {
+  if (HS % 4 === 0) {
+    return [
+      "alias R = vec4<E>;",
+      ...load.map((buf) => `fn ld_${buf}(row: u32, c: u32) -> vec4f { return vec4f(${buf}[row * HV + c]); }`),
+      ...store.map((buf) => `fn st_${buf}(row: u32, c: u32, x: vec4f) { ${buf}[row * HV + c] = R(x); }`),
+    ].join("\n");
+  }
   const ld = (buf: string) =>
-    HS % 4 === 0
-      ? `fn ld_${buf}(row: u32, c: u32) -> vec4f {
-  let i = row * HS + 4u * c;
-  return vec4f(f32(${buf}[i]), f32(${buf}[i + 1u]), f32(${buf}[i + 2u]), f32(${buf}[i + 3u]));
-}`
-      : `fn ld_${buf}(row: u32, c: u32) -> vec4f {
+    `fn ld_${buf}(row: u32, c: u32) -> vec4f {
   var x = vec4f(0.0);
   for (var e = 0u; e < 4u && 4u * c + e < HS; e++) { x[e] = f32(${buf}[row * HS + 4u * c + e]); }
   return x;
 }`;
   const st = (buf: string) =>
-    HS % 4 === 0
-      ? `fn st_${buf}(row: u32, c: u32, x: vec4f) {
-  let i = row * HS + 4u * c;
-  ${buf}[i] = E(x.x); ${buf}[i + 1u] = E(x.y); ${buf}[i + 2u] = E(x.z); ${buf}[i + 3u] = E(x.w);
-}`
-      : `fn st_${buf}(row: u32, c: u32, x: vec4f) {
+    `fn st_${buf}(row: u32, c: u32, x: vec4f) {
   for (var e = 0u; e < 4u && 4u * c + e < HS; e++) { ${buf}[row * HS + 4u * c + e] = E(x[e]); }
 }`;
-  return [...load.map(ld), ...store.map(st)].join("\n");
+  return ["alias R = E;", ...load.map(ld), ...store.map(st)].join("\n");
 }

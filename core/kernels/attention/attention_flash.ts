@@ -245,10 +245,10 @@ function loadTile(pairs: [string, string][], base: string): string {
 /** WGSL of the forward: one workgroup per block of BR query rows of a head. */
 function forwardCode(dtype: string, HS: number, t: FlashTiles, subgroups: boolean): string {
   return `${header(dtype, HS, t, ["q", "k", "v"], ["o"])}
-@group(0) @binding(0) var<storage, read> q: array<E>;           // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<E>;           // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<E>;           // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read_write> o: array<E>;     // [B, NH, T, HS]
+@group(0) @binding(0) var<storage, read> q: array<R>;           // [B, NH, T, HS]
+@group(0) @binding(1) var<storage, read> k: array<R>;           // [B, NKV, T, HS]
+@group(0) @binding(2) var<storage, read> v: array<R>;           // [B, NKV, T, HS]
+@group(0) @binding(3) var<storage, read_write> o: array<R>;     // [B, NH, T, HS]
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>; // [B, NH, T]
 @group(0) @binding(5) var<uniform> p: P;
 var<workgroup> qs: array<vec4f, BR * HP>;  // [BR, HP] own queries, times scale
@@ -299,13 +299,13 @@ ${QUERY_BLOCK}
 /** WGSL of dq: one workgroup per block of BR query rows of a head. */
 function dqCode(dtype: string, HS: number, t: FlashTiles): string {
   return `${header(dtype, HS, t, ["q", "k", "v", "g"], ["dq"])}
-@group(0) @binding(0) var<storage, read> q: array<E>;          // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<E>;          // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<E>;          // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read> g: array<E>;          // [B, NH, T, HS] d out
+@group(0) @binding(0) var<storage, read> q: array<R>;          // [B, NH, T, HS]
+@group(0) @binding(1) var<storage, read> k: array<R>;          // [B, NKV, T, HS]
+@group(0) @binding(2) var<storage, read> v: array<R>;          // [B, NKV, T, HS]
+@group(0) @binding(3) var<storage, read> g: array<R>;          // [B, NH, T, HS] d out
 @group(0) @binding(4) var<storage, read> lse: array<f32>;      // [B, NH, T]
 @group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T] rowsum(g * out)
-@group(0) @binding(6) var<storage, read_write> dq: array<E>;   // [B, NH, T, HS]
+@group(0) @binding(6) var<storage, read_write> dq: array<R>;   // [B, NH, T, HS]
 @group(0) @binding(7) var<uniform> p: P;
 var<workgroup> qs: array<vec4f, BR * HP>;   // [BR, HP] own queries, times scale
 var<workgroup> gs: array<vec4f, BR * HP>;   // [BR, HP] their d out
@@ -341,14 +341,14 @@ ${QUERY_BLOCK}
 /** WGSL of dk and dv: one workgroup per block of BR key rows of a kv head. */
 function dkdvCode(dtype: string, HS: number, t: FlashTiles): string {
   return `${header(dtype, HS, t, ["q", "k", "v", "g"], ["dk", "dv"])}
-@group(0) @binding(0) var<storage, read> q: array<E>;          // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<E>;          // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<E>;          // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read> g: array<E>;          // [B, NH, T, HS] d out
+@group(0) @binding(0) var<storage, read> q: array<R>;          // [B, NH, T, HS]
+@group(0) @binding(1) var<storage, read> k: array<R>;          // [B, NKV, T, HS]
+@group(0) @binding(2) var<storage, read> v: array<R>;          // [B, NKV, T, HS]
+@group(0) @binding(3) var<storage, read> g: array<R>;          // [B, NH, T, HS] d out
 @group(0) @binding(4) var<storage, read> lse: array<f32>;      // [B, NH, T]
 @group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T] rowsum(g * out)
-@group(0) @binding(6) var<storage, read_write> dk: array<E>;   // [B, NKV, T, HS]
-@group(0) @binding(7) var<storage, read_write> dv: array<E>;   // [B, NKV, T, HS]
+@group(0) @binding(6) var<storage, read_write> dk: array<R>;   // [B, NKV, T, HS]
+@group(0) @binding(7) var<storage, read_write> dv: array<R>;   // [B, NKV, T, HS]
 @group(0) @binding(8) var<uniform> p: P;
 var<workgroup> ks: array<vec4f, BR * HP>;   // [BR, HP] own keys, times scale
 var<workgroup> vs: array<vec4f, BR * HP>;   // [BR, HP] their values
