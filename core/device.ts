@@ -16,6 +16,8 @@ export interface DeviceInfo {
   architecture: string;
   /** True for a software (CPU) adapter such as Mesa's lavapipe. */
   isFallbackAdapter: boolean;
+  /** The smallest subgroup size the adapter may run (4, WebGPU's minimum, where it does not say). */
+  subgroupMinSize: number;
   /** Features the adapter offers. */
   adapterFeatures: string[];
   /** Features the engine requested and was granted. */
@@ -123,6 +125,7 @@ export async function openDevice(
       vendor: ai.vendor,
       architecture: ai.architecture,
       isFallbackAdapter: (ai as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+      subgroupMinSize: (ai as unknown as { subgroupMinSize?: number }).subgroupMinSize ?? 4,
       adapterFeatures: [...adapter.features].sort(),
       requestedFeatures: [...requestedFeatures],
       limits,

@@ -4,8 +4,8 @@
  * and loops over tiles of BC rows of the other side, loaded into workgroup memory in turn. Score
  * blocks never leave the workgroup: no T x T buffer, no float atomics.
  *
- * Threads: BR / 4 row groups of TX lanes (TX = 4, or 8 in the backward kernels above HS 64 to halve
- * their accumulators; thread t: row group ty = t / TX, lane tx = t % TX). Row group ty owns the 4
+ * Threads: BR / 4 row groups of TX lanes (TX = 4, or 8 above HS 64 to halve the accumulators per
+ * thread and double the threads; thread t: row group ty = t / TX, lane tx = t % TX). Row group ty owns the 4
  * rows 4ty..4ty+3 of the block. Of a score block S [BR, BC] a thread computes the 4 x BC/TX scores
  * of its 4 rows with the tile rows tx, tx+TX, ... (a vec4 per tile row, over the 4 own rows: the
  * register block); of the output block [BR, HS] it accumulates, in registers, the vec4 chunks tx,
@@ -15,10 +15,10 @@
  * at an odd stride HP, so that the lanes reading different rows hit different banks.
  *
  * Forward: S = scale Q K^T, online softmax with a running max m and sum l per row, O = O a + P V.
- * The 4 lanes of a row group share its row max: reduced each tile by subgroup shuffles (lanes
- * t ^ 1, t ^ 2: valid at any subgroup size, as WebGPU's smallest is 4) when the engine uses subgroups,
- * else through workgroup memory. Each lane sums exp(s - m) over its own scores; the 4 partial sums are
- * added once, after the last tile. Saves lse = m + log l per row for backward.
+ * The TX lanes of a row group share its row max: reduced each tile by subgroup shuffles (lanes
+ * t ^ 1, t ^ 2, and t ^ 4 for 8 lanes, which the forward takes only where the adapter's smallest
+ * subgroup holds 8) when the engine uses subgroups, else through workgroup memory. Each lane sums
+ * exp(s - m) over its own scores; the TX partial sums are added once, after the last tile. Saves lse = m + log l per row for backward.
  *
  * Backward (FlashAttention-2, recomputing P = exp(S - lse)): with D = rowsum(dout * out) (computed by
  * attention.ts), dS = P (dP - D) with dP = dout V^T. The dq kernel owns query rows and loops over key
@@ -52,7 +52,7 @@ export interface FlashTiles {
   own: number;
   /** Rows of the other side per tile (BC). */
   other: number;
-  /** Threads per 4 own rows (TX): 4, or 8 in the backward kernels above HS 64 (fewer registers). */
+  /** Threads per 4 own rows (TX): 4, or 8 above HS 64 (fewer registers per thread, more threads). */
   lanes: number;
 }
 
@@ -60,11 +60,11 @@ export interface FlashTiles {
 const TILES: [number, number][] = [[64, 16], [32, 16], [16, 16], [16, 8], [8, 8], [8, 4], [4, 4]];
 
 /** Bytes of workgroup memory a kernel declares (see the `var<workgroup>` of its WGSL). */
-function tileBytes(kind: FlashKernel, HS: number, own: number, other: number): number {
+function tileBytes(kind: FlashKernel, HS: number, own: number, other: number, lanes: number): number {
   const row = 16 * (Math.ceil(HS / 4) | 1); // one row of vec4f, stride HP
   switch (kind) {
-    case "fwd": // qs [BR], ks, vs [BC], ps [BC, BR/4] vec4, red [BR] vec4
-      return row * (own + 2 * other) + 4 * own * other + 16 * own; // (4 lanes)
+    case "fwd": // qs [BR], ks, vs [BC], ps [BC, BR/4] vec4, red [NT = BR/4 * lanes] vec4
+      return row * (own + 2 * other) + 4 * own * other + 4 * own * lanes;
     case "dq": // qs, gs [BR], ks, vs [BC], dss [BC, BR/4] vec4
       return row * (2 * own + 2 * other) + 4 * own * other;
     case "dkdv": // ks, vs [BR], qs, gs [BC], ps, dss [BC, BR/4] vec4, lt, dt [BC]
@@ -75,20 +75,22 @@ function tileBytes(kind: FlashKernel, HS: number, own: number, other: number): n
 /**
  * The tiles of kernel `kind` for a call: the first [BR, BC] of [64, 16], [32, 16], [16, 16], [16, 8],
  * [8, 8], [8, 4], [4, 4] whose workgroup memory fits the device and whose sides are no larger than T
- * rounded up to a power of two (at least 4); 8 lanes per row group for dq and dk/dv above HS 64 where
- * BC >= 8, else 4.
+ * rounded up to a power of two (at least 4); 8 lanes per row group above HS 64 where BC >= 8, else 4.
+ * The forward reduces its row maxima over the lanes with subgroup shuffles where the engine uses
+ * subgroups, so it takes 8 lanes only where every subgroup holds at least 8 invocations.
  */
 export function flashTiles(e: Engine, kind: FlashKernel, d: AttentionDims): FlashTiles {
   const limit = e.limit("maxComputeWorkgroupStorageSize");
   const cap = Math.max(4, 2 ** Math.ceil(Math.log2(Math.max(1, d.T))));
+  const shuffles8 = kind !== "fwd" || !e.hasSubgroups || e.info.subgroupMinSize >= 8;
+  const wide = d.HS > 64 && shuffles8 ? 8 : 4;
   const fit = TILES.find(([own, other]) =>
-    own <= cap && other <= cap && tileBytes(kind, d.HS, own, other) <= limit
+    own <= cap && other <= cap && tileBytes(kind, d.HS, own, other, wide) <= limit
   );
   if (!fit) {
     throw new Error(`flash attention: HS ${d.HS} tiles do not fit ${limit} bytes of workgroup memory`);
   }
-  const lanes = kind !== "fwd" && d.HS > 64 && fit[1] >= 8 ? 8 : 4;
-  return { own: fit[0], other: fit[1], lanes };
+  return { own: fit[0], other: fit[1], lanes: fit[1] >= 8 ? wide : 4 };
 }
 
 /** WGSL shared by the kernels: sizes, the parameter block, the masking rule, row loads and stores. */
@@ -182,33 +184,36 @@ function storeRows(
 }
 
 /**
- * Row max and sum over the 4 lanes of a row group (the forward's TX), by subgroup shuffles or through
- * workgroup memory. Called from uniform control flow.
+ * Row max and sum over the `lanes` (4 or 8: the forward's TX) lanes of a row group, by subgroup shuffles
+ * (lanes t ^ 1, t ^ 2, t ^ 4; {@linkcode flashTiles} takes 8 lanes only where subgroups hold 8) or
+ * through workgroup memory. Called from uniform control flow.
  */
-function laneReduceWgsl(subgroups: boolean): string {
+function laneReduceWgsl(subgroups: boolean, lanes: number): string {
+  const masks = lanes === 8 ? [1, 2, 4] : [1, 2];
+  const others = [...Array(lanes).keys()].slice(1);
   if (subgroups) {
-    return `fn laneMax(t: u32, x: vec4f) -> vec4f {
-  let y = max(x, subgroupShuffleXor(x, 1u));
-  return max(y, subgroupShuffleXor(y, 2u));
-}
-fn laneSum(t: u32, x: vec4f) -> vec4f {
-  let y = x + subgroupShuffleXor(x, 1u);
-  return y + subgroupShuffleXor(y, 2u);
-}`;
+    const steps = (op: (a: string, b: string) => string) =>
+      masks.map((m) => `y = ${op("y", `subgroupShuffleXor(y, ${m}u)`)};`).join(" ");
+    return `fn laneMax(t: u32, x: vec4f) -> vec4f { var y = x; ${
+      steps((a, b) => `max(${a}, ${b})`)
+    } return y; }
+fn laneSum(t: u32, x: vec4f) -> vec4f { var y = x; ${steps((a, b) => `${a} + ${b}`)} return y; }`;
   }
   // Every call writes red after a barrier that follows the previous call's reads (the caller's).
-  return `var<workgroup> red: array<vec4f, NT>;  // [RG, 4] one vec4 per lane
+  const over = (op: (a: string, b: string) => string) =>
+    others.reduce((acc, i) => op(acc, `red[g + ${i}u]`), "red[g]");
+  return `var<workgroup> red: array<vec4f, NT>;  // [RG, TX] one vec4 per lane
 fn laneMax(t: u32, x: vec4f) -> vec4f {
   red[t] = x;
   workgroupBarrier();
-  let g = t & ~3u;
-  return max(max(red[g], red[g + 1u]), max(red[g + 2u], red[g + 3u]));
+  let g = t & ~(TX - 1u);
+  return ${over((a, b) => `max(${a}, ${b})`)};
 }
 fn laneSum(t: u32, x: vec4f) -> vec4f {
   red[t] = x;
   workgroupBarrier();
-  let g = t & ~3u;
-  return (red[g] + red[g + 1u]) + (red[g + 2u] + red[g + 3u]);
+  let g = t & ~(TX - 1u);
+  return ${over((a, b) => `${a} + ${b}`)};
 }`;
 }
 
@@ -255,7 +260,7 @@ var<workgroup> qs: array<vec4f, BR * HP>;  // [BR, HP] own queries, times scale
 var<workgroup> ks: array<vec4f, BC * HP>;  // [BC, HP] the tile's keys
 var<workgroup> vs: array<vec4f, BC * HP>;  // [BC, HP] and values
 var<workgroup> ps: array<vec4f, BC * RG>;  // [BC, RG] P^T: exp(s - m) of rows 4g..4g+3 per vec4
-${laneReduceWgsl(subgroups)}
+${laneReduceWgsl(subgroups, t.lanes)}
 
 ${QUERY_BLOCK}
   var s: array<vec4f, KN>;          // scores of rows i..i+3 with tile rows tx + TX n

@@ -104,7 +104,9 @@ gpuTest("attention flash: tiles shrink to fit 16 KiB of workgroup memory and sta
   const s = await Engine.create({ limitOverrides: { maxComputeWorkgroupStorageSize: 16384 } });
   try {
     const d = { B: 1, NH: 2, NKV: 1, T: 21, HS: 128 };
-    assert.deepEqual(flashTiles(s, "fwd", d), { own: 8, other: 8, lanes: 4 });
+    // 8 lanes in the forward too where subgroups hold 8 (lavapipe: 8) or the engine does not use them.
+    const fwdLanes = !s.hasSubgroups || s.info.subgroupMinSize >= 8 ? 8 : 4;
+    assert.deepEqual(flashTiles(s, "fwd", d), { own: 8, other: 8, lanes: fwdLanes });
     assert.deepEqual(flashTiles(s, "dq", d), { own: 8, other: 4, lanes: 4 });
     assert.deepEqual(flashTiles(s, "dkdv", d), { own: 8, other: 4, lanes: 4 });
     // Short sequences get small blocks; long ones the largest that fit.
