@@ -21,7 +21,7 @@ export function describeEngine(e: Engine): string[] {
     `backend:   ${backend}`,
     `features:  ${i.adapterFeatures.join(", ")}`,
     `requested: ${i.requestedFeatures.join(", ") || "(none)"}; f16 tensors ${e.hasF16 ? "on" : "off"}; ` +
-    `subgroups in kernels ${e.hasSubgroups ? "on" : "off"}`,
+    `subgroups in kernels ${e.hasSubgroups ? "on" : "off"} (smallest subgroup ${i.subgroupMinSize})`,
     `limits requested at the adapter's maximum:`,
     `  maxStorageBufferBindingSize  ${mib(i.limits.maxStorageBufferBindingSize)}`,
     `  maxBufferSize                ${mib(i.limits.maxBufferSize)}`,
