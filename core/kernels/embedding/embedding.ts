@@ -1,7 +1,7 @@
 /**
  * Embedding lookup (a gather of rows) and its backward, a scatter-add of rows done without float
  * atomics: a counting sort groups the positions by id on the GPU, then each (row, column) of the
- * weight gradient sums its own positions.
+ * weight gradient sums its own positions in ascending order (the same result on every run).
  *
  * Shapes: weight [V, C] (f32 or f16), ids i32 [N] (any shape, flattened), out [N, C] of weight's dtype.
  * Ids outside [0, V) are never used to index: the forward writes a zero row for them and the
@@ -97,7 +97,8 @@ fn main(@builtin(local_invocation_id) lid: vec3u) {
 
 /**
  * Counting sort, step 3: each position takes a slot in its id's range of \`order\`. Counting the
- * counts back down to zero hands out the slots, so the order inside one id's range is arbitrary.
+ * counts back down to zero hands out the slots, so the order inside one id's range is arbitrary
+ * (step 4 puts it right).
  */
 const SCATTER_CODE = `
 @group(0) @binding(0) var<storage, read> ids: array<i32>;                 // [N]
@@ -116,12 +117,37 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   order[slot] = n;
 }`;
 
-/** Step 4: dweight[v, c] = sum of dout[order[k], c] for k in offsets[v] .. offsets[v + 1]. */
+/**
+ * Counting sort, step 4: each id's positions in ascending order, so that step 5 sums them in the same
+ * order on every run. A position's place in its id's range of \`sorted\` is the number of smaller
+ * positions in that range (work: the sum over ids of their count squared, spread over the positions).
+ */
+const RANK_CODE = `
+@group(0) @binding(0) var<storage, read> ids: array<i32>;           // [N]
+@group(0) @binding(1) var<storage, read> offsets: array<u32>;       // [V + 1]
+@group(0) @binding(2) var<storage, read> order: array<u32>;         // [N], any order within an id
+@group(0) @binding(3) var<storage, read_write> sorted: array<u32>;  // [N], ascending within an id
+struct P { v: u32, off: u32 }
+@group(0) @binding(4) var<uniform> p: P;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let k = gid.x + gid.y * nwg.x * ${WG}u;
+  if (k >= offsets[p.v]) { return; }  // slots of in-range ids only
+  let n = order[k];
+  let id = u32(ids[n] - i32(p.off));
+  let lo = offsets[id];
+  let hi = offsets[id + 1u];
+  var rank = 0u;
+  for (var j = lo; j < hi; j++) { rank += select(0u, 1u, order[j] < n); }
+  sorted[lo + rank] = n;
+}`;
+
+/** Step 5: dweight[v, c] = sum of dout[sorted[k], c] for k in offsets[v] .. offsets[v + 1], in order. */
 function sumRowsCode(dtype: DType): string {
   return `${header(dtype)}
 @group(0) @binding(0) var<storage, read> dout: array<${dtype}>;         // [N, C]
 @group(0) @binding(1) var<storage, read> offsets: array<u32>;          // [V + 1]
-@group(0) @binding(2) var<storage, read> order: array<u32>;            // [N]
+@group(0) @binding(2) var<storage, read> sorted: array<u32>;           // [N], ascending within an id
 @group(0) @binding(3) var<storage, read_write> dweight: array<${dtype}>; // [V, C]
 struct P { n: u32, c: u32 }  // n = V * C
 @group(0) @binding(4) var<uniform> p: P;
@@ -134,7 +160,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let end = offsets[v + 1u];
   var acc = 0.0;
   for (var k = offsets[v]; k < end; k++) {
-    acc += f32(dout[order[k] * p.c + c]);
+    acc += f32(dout[sorted[k] * p.c + c]);
   }
   dweight[i] = ${dtype}(acc);
 }`;
@@ -171,9 +197,9 @@ export function embeddingForward(weight: Tensor, ids: Tensor, rowOffset = 0): Te
  * The scatter-add of rows: dout [..., C], ids i32 [...] -> dweight [V, C] with dweight[v] = sum of the
  * rows of dout whose id is v; rows of unused ids are zero and out-of-range ids are skipped. No float
  * atomics: a counting sort of the positions by id (histogram, scan, scatter), then a sum per element
- * of dweight over its id's positions. Cost O(V * C + N * C); the summation order within one id is not
- * fixed, so repeated ids may round differently from run to run. With `rowOffset`, dweight holds the
- * rows of ids rowOffset .. rowOffset + V - 1.
+ * of dweight over its id's positions in ascending order, so the result is the same on every run. Cost
+ * O(V * C + N * C), plus the square of each id's count to order its positions. With `rowOffset`,
+ * dweight holds the rows of ids rowOffset .. rowOffset + V - 1.
  */
 export function embeddingBackward(dout: Tensor, ids: Tensor, V: number, rowOffset = 0): Tensor {
   checkIds(ids, "embedding backward");
@@ -184,6 +210,7 @@ export function embeddingBackward(dout: Tensor, ids: Tensor, V: number, rowOffse
   const counts = e.zeros([V], "u32");
   const offsets = e.empty([V + 1], "u32");
   const order = e.empty([N], "u32");
+  const sorted = e.empty([N], "u32");
   const dweight = e.empty([V, C], dout.dtype);
   if (N > 0) {
     e.run({
@@ -209,12 +236,19 @@ export function embeddingBackward(dout: Tensor, ids: Tensor, V: number, rowOffse
       params: [N, V, rowOffset],
       workgroups: grid1d(N, WG),
     });
+    e.run({
+      label: "embedding_rank",
+      code: RANK_CODE,
+      bindings: [ids, offsets, order, sorted],
+      params: [V, rowOffset],
+      workgroups: grid1d(N, WG),
+    });
   }
   if (V * C > 0) {
     e.run({
       label: "embedding_sum_rows",
       code: sumRowsCode(dout.dtype),
-      bindings: [dout, offsets, order, dweight],
+      bindings: [dout, offsets, sorted, dweight],
       params: [V * C, C],
       workgroups: grid1d(V * C, WG),
     });
@@ -223,6 +257,7 @@ export function embeddingBackward(dout: Tensor, ids: Tensor, V: number, rowOffse
   counts.dispose();
   offsets.dispose();
   order.dispose();
+  sorted.dispose();
   return dweight;
 }
 

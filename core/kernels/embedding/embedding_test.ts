@@ -45,6 +45,24 @@ gpuTest("embedding: one id repeated at every position (hot row)", async (e) => {
   await check(e, 1000, 7, new Int32Array(129).fill(999), [129], "f32");
 });
 
+gpuTest("embedding backward: each id's rows summed in position order, the same bits every run", async (e) => {
+  // 5000 positions (20 workgroups) over 7 ids: hundreds of repeats each, scattered by many threads.
+  const V = 7, C = 3, N = 5000;
+  const ids = randInt(N, V, 11), dout = randn(N * C, 12);
+  // f32 sums in ascending position order, as the kernel adds them.
+  const want = new Float32Array(V * C);
+  for (let n = 0; n < N; n++) {
+    for (let c = 0; c < C; c++) want[ids[n] * C + c] = Math.fround(want[ids[n] * C + c] + dout[n * C + c]);
+  }
+  const g = e.tensor(dout, [N, C]), t = e.tensor(ids, [N], "i32");
+  for (let run = 0; run < 3; run++) {
+    const got = await e.tidy(() => embeddingBackward(g, t, V)).read();
+    assert.deepEqual([...got], [...want], `run ${run}`);
+  }
+  g.dispose();
+  t.dispose();
+});
+
 gpuTest("embedding: f16 weights, f32 accumulation", async (e) => {
   if (!e.hasF16) return;
   await check(e, 1000, 33, randInt(129, 30, 6), [3, 43], "f16");
