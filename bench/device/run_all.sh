@@ -16,7 +16,7 @@ for part in "${parts[@]}"; do
         'const a = await navigator.gpu.requestAdapter(); console.log("probe adapter:", a?.info?.description ?? "none")' \
         2>&1 | tail -25;;
     report)
-      timeout 170 deno run -A --cached-only bench/gpu_report.ts --json > "$out/gpu_report.jsonl" 2> "$out/gpu_report.err"
+      timeout 240 deno run -A --cached-only bench/gpu_report.ts --json > "$out/gpu_report.jsonl" 2> "$out/gpu_report.err"
       echo "gpu_report rc=$?"; cat "$out/gpu_report.jsonl";;
     steps)
       for c in 1b_full_f32 1b_full_f16 7b_stage1_f16 7b_lora_f16; do
