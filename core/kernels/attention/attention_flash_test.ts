@@ -57,7 +57,8 @@ const CASES: [AttentionDims, AttentionOptions][] = [
   [{ B: 1, NH: 1, NKV: 1, T: 1, HS: 8 }, {}],
   [{ B: 2, NH: 4, NKV: 2, T: 5, HS: 3 }, {}],
   [{ B: 1, NH: 4, NKV: 2, T: 37, HS: 32 }, {}],
-  [{ B: 1, NH: 4, NKV: 1, T: 97, HS: 32 }, { causal: false }],
+  // T 95: the last tile of 4, 8 or 16 rows ends one row past T (clamped rows that must stay masked).
+  [{ B: 1, NH: 4, NKV: 1, T: 95, HS: 32 }, { causal: false }],
   [{ B: 1, NH: 2, NKV: 2, T: 70, HS: 36 }, { window: 9 }],
   [{ B: 1, NH: 4, NKV: 1, T: 40, HS: 3 }, { causal: false, window: 5, scale: 0.3 }],
   [{ B: 1, NH: 2, NKV: 1, T: 130, HS: 64 }, {}],
