@@ -16,6 +16,7 @@ import { matmul, type MatmulOptions } from "../core/kernels/matmul/matmul.ts";
 import { matmulCpu } from "../core/kernels/matmul/matmul_cpu.ts";
 import { attention } from "../core/kernels/attention/attention.ts";
 import { medianMs } from "./timing.ts";
+import type { Tensor } from "../core/tensor.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -84,6 +85,23 @@ emit({
   t.dispose();
 }
 
+/**
+ * Times a @ b (a [M, K]) and checks the first rows of its result against `want` (the CPU product of
+ * a's first `want.length / N` rows).
+ */
+async function timeMatmul(a: Tensor, b: Tensor, opts: MatmulOptions, want: ArrayLike<number>) {
+  const M = a.shape[0], K = a.shape[1], N = want.length / 4;
+  const ms = await medianMs(e, () => matmul(a, b, opts));
+  const got = (await e.tidy(() => matmul(a, b, opts)).read()).subarray(0, want.length);
+  const tflops = 2 * M * N * K / ms / 1e9;
+  return {
+    median_ms: ms,
+    tflops,
+    fraction_of_peak: peak ? tflops / peak[a.dtype as "f32" | "f16"] : null,
+    max_abs_err: maxAbsDiff(got, want),
+  };
+}
+
 // Matmul n^3, f32 and f16, with each storage-buffer kernel (tiled and vec4; 64 x 64 and 128 x 128 tiles),
 // b as stored and transposed (x @ W^T, the layers' product), and f16 with packed f16 products.
 const n = args.small ? 256 : 4096;
@@ -101,9 +119,6 @@ for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
   for (const opts of cases) {
     // b^T's first 4 rows times b, so one CPU reference serves both layouts (b is square).
     const want = matmulCpu(as.subarray(0, 4 * n), bs, { M: 4, N: n, K: n, transB: opts.transB });
-    const ms = await medianMs(e, () => matmul(a, b, opts));
-    const got = (await e.tidy(() => matmul(a, b, opts)).read()).subarray(0, 4 * n);
-    const tflops = 2 * n ** 3 / ms / 1e9;
     emit({
       what: "matmul",
       shape: [n, n, n],
@@ -111,10 +126,7 @@ for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
       kernel: opts.kernel,
       transB: opts.transB ?? false,
       packedF16: opts.packedF16 ?? false,
-      median_ms: ms,
-      tflops,
-      fraction_of_peak: peak ? tflops / peak[dtype] : null,
-      max_abs_err: maxAbsDiff(got, want),
+      ...await timeMatmul(a, b, opts, want),
     });
   }
   a.dispose();
@@ -130,18 +142,12 @@ for (const dtype of e.hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
     const want = matmulCpu(as.subarray(0, 4 * K), bs, { M: 4, N, K, transB: true });
     for (const splitK of [1, undefined]) {
       const opts: MatmulOptions = { transB: true, splitK };
-      const ms = await medianMs(e, () => matmul(a, b, opts));
-      const got = (await e.tidy(() => matmul(a, b, opts)).read()).subarray(0, 4 * N);
-      const tflops = 2 * M * N * K / ms / 1e9;
       emit({
         what: "matmul_few_tiles",
         shape: [M, N, K],
         dtype,
         splitK: splitK ?? "auto",
-        median_ms: ms,
-        tflops,
-        fraction_of_peak: peak ? tflops / peak[dtype] : null,
-        max_abs_err: maxAbsDiff(got, want),
+        ...await timeMatmul(a, b, opts, want),
       });
     }
     a.dispose();

@@ -23,7 +23,7 @@ import { type Engine, grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import { flashAttentionBackward, flashAttentionForward } from "./attention_flash.ts";
-import { BLOCK_PARAMS_WGSL, blockParams, rowIoWgsl } from "./attention_blocks.ts";
+import { BLOCK_PARAMS_WGSL, blockGrid, rowIoWgsl } from "./attention_blocks.ts";
 import {
   type AttentionGrads,
   groupsPerChunk,
@@ -445,13 +445,11 @@ export function attentionForward(
     return { out, lse };
   }
   const spec = specOf(e, q.dtype, d);
-  const nb = Math.ceil(d.T / spec.rows), ngroups = nb * d.B * d.NH;
   e.run({
     label: "attention_fwd",
     code: forwardCode(spec),
     bindings: [q, k, v, out, lse],
-    params: blockParams(d, nb, ngroups, opts),
-    workgroups: grid1d(ngroups, 1),
+    ...blockGrid(d, spec.rows, d.NH, opts),
   });
   return { out, lse };
 }
@@ -470,25 +468,20 @@ function fusedBackward(
 ): void {
   const e = q.engine;
   const spec = specOf(e, q.dtype, d);
-  const nb = Math.ceil(d.T / spec.rows);
   if (dq) {
-    const ngroups = nb * d.B * d.NH;
     e.run({
       label: "attention_bwd_dq",
       code: dqCode(spec),
       bindings: [q, k, v, dout, lse, D, dq],
-      params: blockParams(d, nb, ngroups, opts),
-      workgroups: grid1d(ngroups, 1),
+      ...blockGrid(d, spec.rows, d.NH, opts),
     });
   }
   if (dk && dv) {
-    const ngroups = nb * d.B * d.NKV;
     e.run({
       label: "attention_bwd_dkdv",
       code: dkdvCode(spec),
       bindings: [q, k, v, dout, lse, D, dk, dv],
-      params: blockParams(d, nb, ngroups, opts),
-      workgroups: grid1d(ngroups, 1),
+      ...blockGrid(d, spec.rows, d.NKV, opts),
     });
   }
 }

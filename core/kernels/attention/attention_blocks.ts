@@ -5,20 +5,30 @@
  * @module
  */
 
+import { grid1d } from "../../engine.ts";
 import type { AttentionOptions } from "./attention.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import { maskParams, maskWgsl } from "./attention_mask.ts";
 
 /**
- * The values of {@linkcode BLOCK_PARAMS_WGSL}'s `struct P` for a call whose workgroups own `nb` blocks of
- * rows along T per head, `ngroups` workgroups in all.
+ * The uniform values ({@linkcode BLOCK_PARAMS_WGSL}'s `struct P`) and the grid of a kernel whose
+ * workgroups each own a block of `rows` rows along T of one of `nheads` heads per batch element.
  */
-export function blockParams(d: AttentionDims, nb: number, ngroups: number, opts: AttentionOptions): number[] {
-  return [d.T, d.NH, d.NH / d.NKV, nb, ngroups, ...maskParams(d, opts)];
+export function blockGrid(
+  d: AttentionDims,
+  rows: number,
+  nheads: number,
+  opts: AttentionOptions,
+): { params: number[]; workgroups: [number, number] } {
+  const nb = Math.ceil(d.T / rows), ngroups = nb * d.B * nheads;
+  return {
+    params: [d.T, d.NH, d.NH / d.NKV, nb, ngroups, ...maskParams(d, opts)],
+    workgroups: grid1d(ngroups, 1),
+  };
 }
 
 /**
- * WGSL: `struct P` (see {@linkcode blockParams}) and the masking rule, as the keys a query attends to
+ * WGSL: `struct P` (see {@linkcode blockGrid}) and the masking rule, as the keys a query attends to
  * (jlo, jhi) and as the queries that attend to a key (ilo, ihi). Declare `p` (a `var<uniform>` of
  * type P) after it.
  */

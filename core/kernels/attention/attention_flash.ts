@@ -36,12 +36,12 @@
  */
 
 import type { DType } from "../../dtype.ts";
-import { type Engine, grid1d } from "../../engine.ts";
+import type { Engine } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 import type { AttentionOptions } from "./attention.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import type { AttentionGrads } from "./attention_matmul.ts";
-import { BLOCK_PARAMS_WGSL, blockParams, rowIoWgsl } from "./attention_blocks.ts";
+import { BLOCK_PARAMS_WGSL, blockGrid, rowIoWgsl } from "./attention_blocks.ts";
 
 /** The three kernels: forward, dq, and dk with dv. */
 export type FlashKernel = "fwd" | "dq" | "dkdv";
@@ -301,15 +301,18 @@ ${QUERY_BLOCK}
 }`;
 }
 
-/** WGSL of dq: one workgroup per block of BR query rows of a head. */
-function dqCode(dtype: string, HS: number, t: FlashTiles): string {
-  return `${header(dtype, HS, t, ["q", "k", "v", "g"], ["dq"])}
-@group(0) @binding(0) var<storage, read> q: array<R>;          // [B, NH, T, HS]
+/** WGSL: the bindings 0-5 both backward kernels read. */
+const BACKWARD_INPUTS = `@group(0) @binding(0) var<storage, read> q: array<R>;          // [B, NH, T, HS]
 @group(0) @binding(1) var<storage, read> k: array<R>;          // [B, NKV, T, HS]
 @group(0) @binding(2) var<storage, read> v: array<R>;          // [B, NKV, T, HS]
 @group(0) @binding(3) var<storage, read> g: array<R>;          // [B, NH, T, HS] d out
 @group(0) @binding(4) var<storage, read> lse: array<f32>;      // [B, NH, T]
-@group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T] rowsum(g * out)
+@group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T] rowsum(g * out)`;
+
+/** WGSL of dq: one workgroup per block of BR query rows of a head. */
+function dqCode(dtype: string, HS: number, t: FlashTiles): string {
+  return `${header(dtype, HS, t, ["q", "k", "v", "g"], ["dq"])}
+${BACKWARD_INPUTS}
 @group(0) @binding(6) var<storage, read_write> dq: array<R>;   // [B, NH, T, HS]
 @group(0) @binding(7) var<uniform> p: P;
 var<workgroup> qs: array<vec4f, BR * HP>;   // [BR, HP] own queries, times scale
@@ -346,12 +349,7 @@ ${QUERY_BLOCK}
 /** WGSL of dk and dv: one workgroup per block of BR key rows of a kv head. */
 function dkdvCode(dtype: string, HS: number, t: FlashTiles): string {
   return `${header(dtype, HS, t, ["q", "k", "v", "g"], ["dk", "dv"])}
-@group(0) @binding(0) var<storage, read> q: array<R>;          // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<R>;          // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<R>;          // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read> g: array<R>;          // [B, NH, T, HS] d out
-@group(0) @binding(4) var<storage, read> lse: array<f32>;      // [B, NH, T]
-@group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T] rowsum(g * out)
+${BACKWARD_INPUTS}
 @group(0) @binding(6) var<storage, read_write> dk: array<R>;   // [B, NKV, T, HS]
 @group(0) @binding(7) var<storage, read_write> dv: array<R>;   // [B, NKV, T, HS]
 @group(0) @binding(8) var<uniform> p: P;
@@ -405,12 +403,6 @@ ${MAIN}
 }`;
 }
 
-/** The parameters and grid of a kernel whose workgroups own blocks of `t.own` rows of `nheads` heads. */
-function blocks(t: FlashTiles, d: AttentionDims, nheads: number, opts: AttentionOptions) {
-  const nb = Math.ceil(d.T / t.own), ngroups = nb * d.B * nheads;
-  return { params: blockParams(d, nb, ngroups, opts), workgroups: grid1d(ngroups, 1) };
-}
-
 /**
  * Forward into `out` [B, NH, T, HS] and `lse` [B, NH, T] (f32, the logsumexp of each row's scaled
  * scores) from q [B, NH, T, HS], k and v [B, NKV, T, HS] (sizes checked by the caller).
@@ -431,7 +423,7 @@ export function flashAttentionForward(
     key: `attention_flash_fwd ${dtype} ${d.HS} ${t.own}x${t.other}x${t.lanes}${sg ? " sg" : ""}`,
     code: () => forwardCode(dtype, d.HS, t, sg),
     bindings: [q, k, v, out, lse],
-    ...blocks(t, d, d.NH, opts),
+    ...blockGrid(d, t.own, d.NH, opts),
   });
 }
 
@@ -459,7 +451,7 @@ export function flashAttentionBackward(
       key: `attention_flash_dq ${dtype} ${d.HS} ${t.own}x${t.other}x${t.lanes}`,
       code: () => dqCode(dtype, d.HS, t),
       bindings: [q, k, v, dout, lse, D, dq],
-      ...blocks(t, d, d.NH, opts),
+      ...blockGrid(d, t.own, d.NH, opts),
     });
   }
   if (dk && dv) {
@@ -469,7 +461,7 @@ export function flashAttentionBackward(
       key: `attention_flash_dkdv ${dtype} ${d.HS} ${t.own}x${t.other}x${t.lanes}`,
       code: () => dkdvCode(dtype, d.HS, t),
       bindings: [q, k, v, dout, lse, D, dk, dv],
-      ...blocks(t, d, d.NKV, opts),
+      ...blockGrid(d, t.own, d.NKV, opts),
     });
   }
 }

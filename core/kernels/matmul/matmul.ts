@@ -28,7 +28,7 @@
 import { record } from "../../autograd.ts";
 import { sumTo } from "../reduce/reduce.ts";
 import { type DType, isFloat } from "../../dtype.ts";
-import { type Engine, grid1d } from "../../engine.ts";
+import { type Engine, grid1d, type KernelCall } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
 import { SplitTensor } from "../../split_tensor.ts";
 import { concat, slice } from "../rows/rows.ts";
@@ -406,14 +406,26 @@ function runTiled(e: Engine, g: Gemm): void {
   // The WGSL depends on these only, so a cached call neither builds nor hashes it.
   const key = `matmul_tiled:${dtype}:${transA}:${transB}:${tile}`;
   const code = () => tiledCode(dtype, transA, transB, tile);
+  const bindings = [g.a.t, g.b.t, g.bias ?? g.a.t, g.out];
+  runBatched(e, g, { label: `matmul_tiled${tile}`, key, code, bindings }, tile, tile);
+}
+
+/**
+ * Runs a product's kernel on `tileN` x `tileM` output tiles, one workgroup each, per batch element:
+ * one dispatch per MAX_GROUPS batch elements (each told its first element by gemmParams).
+ */
+function runBatched(
+  e: Engine,
+  g: Gemm,
+  call: Omit<KernelCall, "params" | "workgroups">,
+  tileN: number,
+  tileM: number,
+): void {
   for (let z = 0; z < g.batch; z += MAX_GROUPS) {
     e.run({
-      label: `matmul_tiled${tile}`,
-      key,
-      code,
-      bindings: [g.a.t, g.b.t, g.bias ?? g.a.t, g.out],
+      ...call,
       params: gemmParams(g, z),
-      workgroups: [Math.ceil(g.N / tile), Math.ceil(g.M / tile), Math.min(MAX_GROUPS, g.batch - z)],
+      workgroups: [Math.ceil(g.N / tileN), Math.ceil(g.M / tileM), Math.min(MAX_GROUPS, g.batch - z)],
     });
   }
 }
@@ -640,16 +652,7 @@ function runVec4(e: Engine, g: Gemm): void {
     partial.dispose();
     return;
   }
-  for (let z = 0; z < g.batch; z += MAX_GROUPS) {
-    e.run({
-      label,
-      key,
-      code,
-      bindings: [g.a.t, g.b.t, g.bias ?? g.a.t, g.out],
-      params: gemmParams(g, z),
-      workgroups: [Math.ceil(g.N / tile), Math.ceil(g.M / tile), Math.min(MAX_GROUPS, g.batch - z)],
-    });
-  }
+  runBatched(e, g, { label, key, code, bindings: [g.a.t, g.b.t, g.bias ?? g.a.t, g.out] }, tile, tile);
 }
 
 /** WGSL that sums the split-K partial sums of each output (4 at a time) and adds the bias. */
@@ -822,19 +825,7 @@ function runTexture(e: Engine, g: Gemm): void {
   const key = `matmul_texture:${dtype}:${transA}:${transB}:${TM}:${TN}`;
   const code = () => textureCode(dtype, transA, transB, TM, TN);
   const ta = upload(e, g.a.t, 0).createView(), tb = upload(e, g.b.t, 1).createView();
-  for (let z = 0; z < g.batch; z += MAX_GROUPS) {
-    e.run({
-      label: "matmul_texture",
-      key,
-      code,
-      // Without a bias, a dummy buffer fills its binding (a itself is read through its texture).
-      bindings: [ta, tb, g.bias ?? g.a.t, g.out],
-      params: gemmParams(g, z),
-      workgroups: [
-        Math.ceil(g.N / (8 * TN)),
-        Math.ceil(g.M / (TEX_WG_Y * TM)),
-        Math.min(MAX_GROUPS, g.batch - z),
-      ],
-    });
-  }
+  // Without a bias, a dummy buffer fills its binding (a itself is read through its texture).
+  const bindings = [ta, tb, g.bias ?? g.a.t, g.out];
+  runBatched(e, g, { label: "matmul_texture", key, code, bindings }, 8 * TN, TEX_WG_Y * TM);
 }
