@@ -110,7 +110,7 @@ function report(model: string, shape: number[], tokens: number, ms: number): voi
   const ms = await medianMs(e, () => {
     const loss = llm.lossFromLabels(llm.logits(llm.forward(llm.embed(ids))), labels);
     backward(loss);
-  }, 3);
+  }, { trials: 3 });
   report("llama", [B_LM, T, BENCH_LLAMA.hiddenSize], B_LM * T, ms);
   llm.dispose();
   ids.dispose();
@@ -123,7 +123,7 @@ function report(model: string, shape: number[], tokens: number, ms: number): voi
   const ms = await medianMs(e, () => {
     const f = vit.forward(pixels, { layer: -1 });
     backward(mean(mul(f, f)));
-  }, 3);
+  }, { trials: 3 });
   report("vit", [B_VIT, N, BENCH_VIT.hiddenSize], B_VIT * N, ms);
   for (const t of [pixels, ...vit.params().values()]) t.dispose();
 }

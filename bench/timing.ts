@@ -1,32 +1,10 @@
 /**
- * Wall-clock timing of GPU work: encode `reps` runs, wait once, divide; the median of several trials.
- * One wait costs ~11 ms in Deno, so `reps` should make a trial last well over that.
+ * The benchmarks' timing: GPU work's median time per call (core/timing.ts), their result records and
+ * the PyTorch CPU reference's timings.
  * @module
  */
 
-import type { Engine } from "../core/engine.ts";
-
-/**
- * Median milliseconds per call of `fn` (run inside a tidy scope so intermediates are freed): a warm-up
- * (compiles pipelines, fills the pool), then 5 trials of enough calls to last ~0.3 s each.
- */
-export async function medianMs(e: Engine, fn: () => unknown, trials = 5): Promise<number> {
-  e.tidy(fn);
-  await e.sync();
-  let t0 = performance.now();
-  e.tidy(fn);
-  await e.sync();
-  const reps = Math.max(2, Math.ceil(300 / (performance.now() - t0)));
-  const times: number[] = [];
-  for (let t = 0; t < trials; t++) {
-    t0 = performance.now();
-    for (let r = 0; r < reps; r++) e.tidy(fn);
-    await e.sync();
-    times.push((performance.now() - t0) / reps);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
-}
+export { medianMs } from "../core/timing.ts";
 
 /** One result line of `deno task bench -- --json`. */
 export interface BenchRecord {

@@ -69,6 +69,15 @@ export {
   type AttentionOptions,
   setAttentionKernel,
 } from "./kernels/attention/attention.ts";
+export {
+  type AttentionTuning,
+  formatTuning,
+  tuneAttention,
+  type TuneAttentionOptions,
+  type TunedKernel,
+} from "./kernels/attention/attention_tune.ts";
+export type { AttentionDims } from "./kernels/attention/attention_cpu.ts";
+export { medianMs, type MedianMsOptions } from "./timing.ts";
 export { rope, type RopeOptions } from "./kernels/rope/rope.ts";
 export { embedding } from "./kernels/embedding/embedding.ts";
 export { concat, gatherRows, scatterRows, slice } from "./kernels/rows/rows.ts";

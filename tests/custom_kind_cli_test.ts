@@ -73,6 +73,23 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
     assert.match(r.out, /matmul: f16 products summed in packed f16/);
     assert.deepEqual((await readMetrics(runDir)).map((s) => s.step), [1, 2, 3]);
 
+    // One more with the attention implementations timed at the run's shapes first.
+    r = await runCli("train.ts", [
+      "--resume",
+      runDir,
+      "--set",
+      "train.stages[1].maxSteps=3",
+      "--attention",
+      "tune",
+    ]);
+    assert.equal(r.code, 0, r.out);
+    const tuned = [
+      ...r.out.matchAll(/attention measured at B\d+ NH\d+\/\d+ T(\d+) HS\d+ f32: (.*) -> (\w+)/g),
+    ];
+    assert.deepEqual(tuned.map((m) => Number(m[1])), [128, 32], r.out); // data.maxLength and a quarter of it
+    for (const m of tuned) assert.match(m[2], new RegExp(`${m[3]} [\\d.]+ ms`));
+    assert.deepEqual((await readMetrics(runDir)).map((s) => s.step), [1, 2, 3, 4]);
+
     // Moved away from its run file: the error names the module and the fix; --import covers it.
     await Deno.rename(runFile, join(dir, "elsewhere.ts"));
     r = await runCli("eval.ts", [runDir, questions, "--max-new-tokens", "1", "--out", join(dir, "ev2.json")]);

@@ -23,6 +23,7 @@ import { dirname, join } from "node:path";
 import type { Engine } from "../core/engine.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
+import { formatTuning, tuneAttention } from "../core/kernels/attention/attention_tune.ts";
 import { copyTokenizerFiles } from "../models/export.ts";
 import { type AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
 import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
@@ -76,6 +77,12 @@ export interface TrainOptions {
   print?: (line: string) => void;
   /** The ranks of a data-parallel run (absent, or one rank: a single process). */
   parallel?: DataParallel;
+  /**
+   * Before the first step, time the attention implementations at the run's shapes (the first stage's
+   * `batchSize` rows of `data.maxLength` and of a quarter of it, with the LLM's heads) and make the
+   * fastest the choice of its layers' attention (see `tuneAttention`); prints the times. Default false.
+   */
+  tuneAttention?: boolean;
 }
 
 /** What {@linkcode train} returns. */
@@ -169,6 +176,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     checkpoint = dir;
     print(`resumed from ${dir}: stage ${pos.stage + 1}, step ${pos.step}`);
   }
+  if (opts.tuneAttention) await tuneRunAttention(e, cfg, model, pos.stage, print);
   const metrics = lead
     ? await MetricsWriter.open(opts.runDir, opts.resume ? { resumeStep: pos.step } : {})
     : MetricsWriter.discarding(opts.runDir);
@@ -248,6 +256,29 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     await model.dispose();
   }
   return { runDir: opts.runDir, history, skippedRows, skippedSteps, stopped, checkpoint, eval: finalEval };
+}
+
+/**
+ * Times the attention implementations at the shapes of stage `stage` (its batch of `data.maxLength` rows,
+ * and of a quarter of that length) on `e` and makes the fastest its choice; prints one line per shape.
+ */
+async function tuneRunAttention(
+  e: Engine,
+  cfg: RunConfig,
+  model: AsvrModel,
+  stage: number,
+  print: (line: string) => void,
+): Promise<void> {
+  const { numHeads: NH, numKvHeads: NKV, headDim: HS, slidingWindow } = model.llm.cfg;
+  const B = cfg.train.stages[Math.min(stage, cfg.train.stages.length - 1)].batchSize;
+  const T = cfg.data.maxLength, short = Math.round(T / 4);
+  for (const t of short >= 16 ? [T, short] : [T]) {
+    const r = await tuneAttention(e, { B, NH, NKV, T: t, HS }, cfg.train.dtype, {
+      causal: true,
+      ...(slidingWindow !== null ? { window: slidingWindow } : {}),
+    });
+    print(`attention measured at ${formatTuning(r)}`);
+  }
 }
 
 /**

@@ -58,7 +58,8 @@ export type AttentionKernel = "auto" | "fused" | "matmul" | "flash";
 
 /**
  * The implementation a call uses: the forced one, or the engine's (see {@linkcode setAttentionKernel}),
- * else by measurement:
+ * else the one measured fastest on this engine at the nearest T of the same class of call (see
+ * tuneAttention in attention_tune.ts, `deno task train --attention tune`), else by measurement here:
  * - on GPUs, `matmul` whenever one kv group's scores fit its workspace, else `fused` (`flash` is not
  *   measured on a GPU yet);
  * - on software adapters, `matmul` for f32 with T and HS multiples of 4 and scores that fit, else
@@ -79,6 +80,8 @@ export function attentionKernel(
   const kernel = opts.kernel ?? "auto";
   const preferred = engineKernels.get(e);
   if (kernel === "auto" && preferred && (preferred !== "matmul" || fits)) return preferred;
+  const tuned = kernel === "auto" ? tunedKernel(e, d, dtype, opts) : undefined;
+  if (tuned && (tuned !== "matmul" || fits)) return tuned;
   switch (kernel) {
     case "fused":
       return "fused";
@@ -101,16 +104,60 @@ export function attentionKernel(
 /** The engines' attention implementations set by {@linkcode setAttentionKernel}. */
 const engineKernels = new WeakMap<Engine, "fused" | "matmul" | "flash">();
 
+/** A measured choice: the fastest implementation at sequence length T. */
+type Tuned = { T: number; kernel: "fused" | "matmul" | "flash" };
+
+/** The engines' measured choices ({@linkcode setTunedKernel}): by {@linkcode tuneClass}, the Ts measured. */
+const engineTunings = new WeakMap<Engine, Map<string, Tuned[]>>();
+
+/** What a measured choice applies to besides T: dtype, heads, head size and the mask's kind. */
+function tuneClass(d: AttentionDims, dtype: DType, opts: AttentionOptions): string {
+  return `${dtype} ${d.NH}/${d.NKV} ${d.HS} ${opts.causal ?? true} ${(opts.window ?? 0) > 0}`;
+}
+
+/**
+ * Records `kernel` as the fastest measured at dims `d` (see tuneAttention in attention_tune.ts): the
+ * choice of "auto" calls on `e` with the same dtype, heads, head size and kind of mask whose T is
+ * nearest `d.T` (by ratio) of those measured, until {@linkcode setAttentionKernel} resets `e`.
+ */
+export function setTunedKernel(
+  e: Engine,
+  d: AttentionDims,
+  dtype: DType,
+  opts: AttentionOptions,
+  kernel: "fused" | "matmul" | "flash",
+): void {
+  const tunings = engineTunings.get(e) ?? new Map<string, Tuned[]>();
+  engineTunings.set(e, tunings);
+  const key = tuneClass(d, dtype, opts);
+  const list = (tunings.get(key) ?? []).filter((t) => t.T !== d.T);
+  tunings.set(key, [...list, { T: d.T, kernel }]);
+}
+
+/** The measured choice for a call (see {@linkcode setTunedKernel}), if any. */
+function tunedKernel(
+  e: Engine,
+  d: AttentionDims,
+  dtype: DType,
+  opts: AttentionOptions,
+): "fused" | "matmul" | "flash" | undefined {
+  const list = engineTunings.get(e)?.get(tuneClass(d, dtype, opts));
+  if (!list) return undefined;
+  const far = (T: number) => Math.abs(Math.log(T / d.T));
+  return list.reduce((a, b) => far(b.T) < far(a.T) ? b : a).kernel;
+}
+
 /**
  * Sets the implementation that attention calls without a `kernel` of their own use on engine `e`, e.g.
  * "flash" where a GPU's timings favour it (`deno task train --attention flash`); "auto" restores the
- * built-in choice of {@linkcode attentionKernel}. Calls whose scores do not fit the matmul path's
+ * built-in choice of {@linkcode attentionKernel} (and forgets the choices measured on `e`). Calls whose scores do not fit the matmul path's
  * workspace keep the built-in choice when "matmul" is set.
  */
 export function setAttentionKernel(e: Engine, kernel: AttentionKernel): void {
   switch (kernel) {
     case "auto":
       engineKernels.delete(e);
+      engineTunings.delete(e);
       return;
     case "fused":
     case "matmul":
