@@ -1,5 +1,6 @@
 /**
- * `deno run -A bench/gpu_step.ts <case> [--json] [--steps N] [--small] [--profile] [--attention K] [--packed-f16]`: the throughput and peak memory
+ * `deno run -A bench/gpu_step.ts <case> [--json] [--steps N] [--small] [--profile] [--attention K] [--packed-f16] [--tune]`:
+ * the throughput and peak memory
  * of training steps of LLaMA models with the 7B's layer shapes (width 4096, SwiGLU 11008, 32 heads of
  * 128, vocabulary 32000) on a real GPU, with random weights (no download). Cases:
  *
@@ -21,7 +22,10 @@
  * `--profile` then runs one more step with timestamp queries and adds `profile`, the GPU time per kernel
  * label (the 20 largest, `{label, calls, ms}`) and `profiled_ms`, their total over all labels (the adapter
  * needs `timestamp-query`). `--attention auto|flash|matmul|fused` sets the attention kernels (recorded as
- * `attention`), `--packed-f16` sums f16 products in packed f16 per step (recorded as `packed_f16`). `--small` shrinks the shapes to check the script on a software adapter.
+ * `attention`), `--packed-f16` sums f16 products in packed f16 per step (recorded as `packed_f16`).
+ * `--tune` measures the kernel choices first, as `deno task train --tune` does (attention at B x T before the
+ * warm-up step, the matmul kernels of its products after it), and records their lines as `tuned` and the
+ * time they took as `tune_s`. `--small` shrinks the shapes to check the script on a software adapter.
  * @module
  */
 
@@ -29,7 +33,9 @@ import { parseArgs } from "node:util";
 import { Engine } from "../core/engine.ts";
 import type { KernelTime } from "../core/profiler.ts";
 import { type AttentionKernel, setAttentionKernel } from "../core/kernels/attention/attention.ts";
-import { setPackedF16 } from "../core/kernels/matmul/matmul.ts";
+import { recordMatmulShapes, setPackedF16, takeRecordedShapes } from "../core/kernels/matmul/matmul.ts";
+import { formatTuning, tuneAttention } from "../core/kernels/attention/attention_tune.ts";
+import { formatMatmulTuning, tuneMatmul } from "../core/kernels/matmul/matmul_tune.ts";
 import { randInt, randn } from "../core/random.ts";
 import { backward, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
@@ -52,6 +58,7 @@ const { values: args, positionals } = parseArgs({
     profile: { type: "boolean", default: false },
     attention: { type: "string", default: "auto" },
     "packed-f16": { type: "boolean", default: false },
+    tune: { type: "boolean", default: false },
   },
 });
 
@@ -144,7 +151,21 @@ async function step(): Promise<number> {
   return performance.now() - s0;
 }
 
+const tuned: string[] = [];
+const tune0 = performance.now();
+if (args.tune) {
+  const { numHeads: NH, numKvHeads: NKV, headDim: HS } = cfg;
+  tuned.push(
+    `attention ${formatTuning(await tuneAttention(e, { B, NH, NKV, T, HS }, c.dtype, { causal: true }))}`,
+  );
+  recordMatmulShapes(e, true);
+}
 const warm = await step();
+if (args.tune) {
+  for (const s of takeRecordedShapes(e)) tuned.push(formatMatmulTuning(await tuneMatmul(e, s)));
+  recordMatmulShapes(e, false);
+}
+const tuneS = (performance.now() - tune0 - warm) / 1000;
 e.pool.resetPeak();
 const times: number[] = [];
 for (let i = 0; i < steps; i++) times.push(await step());
@@ -176,6 +197,7 @@ const rec = {
   mode: c.mode,
   attention: args.attention,
   packed_f16: args["packed-f16"],
+  ...(args.tune ? { tune_s: tuneS, tuned } : {}),
   batch: [B, T],
   build_s: buildS,
   first_step_ms: warm,

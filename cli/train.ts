@@ -1,6 +1,6 @@
 /**
  * `deno task train [run.ts] [--set key=value ...] [--plan [--world-size N]] [--resume DIR] [--overwrite] [--out DIR]
- * [--import MODULE ...] [--profile] [--attention K] [--packed-f16] [--term-timeout S] [--check-images all|N|none]
+ * [--import MODULE ...] [--profile] [--attention K] [--tune] [--packed-f16] [--term-timeout S] [--check-images all|N|none]
  * [--no-scan]`
  *
  * - With a run file (`export default defineRun({...})`, e.g. examples/asvr_vicuna7b.ts): trains its
@@ -30,8 +30,9 @@
  *   The run folder records the run file and these modules (`imports.json`), so eval, export and
  *   resume import them again.
  * - `--profile` prints the GPU time per kernel label at the end (timestamp queries).
- * - `--attention K` sets the attention implementation of every layer (see {@linkcode setAttentionKernel});
- *   `--attention tune` times them at the run's shape first and uses the fastest (`TrainOptions.tuneAttention`).
+ * - `--attention K` sets the attention implementation of every layer (see {@linkcode setAttentionKernel}).
+ * - `--tune` measures the attention implementations and matmul kernels at the run's shapes on this GPU
+ *   and uses the fastest where no flag forces one (`TrainOptions.tune`).
  * - `--packed-f16` makes f16 matmuls sum their products in packed f16 per step (see {@linkcode setPackedF16}).
  * - With no run file: `examples/asvr_tiny.ts`, the embedded default (a tiny ASVR study on generated data).
  * - Under an MPI launcher (`mpirun -np N deno task train run.ts`): data-parallel training on N ranks
@@ -77,7 +78,7 @@ import { DataParallel } from "../trainers/data_parallel.ts";
 
 const USAGE =
   `usage: deno task train [run.ts] [--set key=value ...] [--plan [--world-size N]] [--resume DIR] [--overwrite] [--out DIR]
-                       [--import M ...] [--profile] [--attention K] [--packed-f16] [--term-timeout S]
+                       [--import M ...] [--profile] [--attention K] [--tune] [--packed-f16] [--term-timeout S]
                        [--check-images all|N|none] [--no-scan]
   run.ts         a run file (export default defineRun({...})), e.g. examples/asvr_vicuna7b.ts;
                  default examples/asvr_tiny.ts, the embedded tiny study
@@ -93,8 +94,10 @@ const USAGE =
   --import M     import module M first (repeatable): one that registers a kind, e.g. a custom head
   --profile      print the GPU time per kernel at the end (needs the adapter's timestamp-query)
   --attention K  the attention implementation of every layer: auto (default: score blocks through the
-                 matmul kernels on GPUs), tune (time each at the run's shape first, a few seconds, and
-                 use the fastest), flash (FlashAttention-2 style kernels), matmul or fused
+                 matmul kernels on GPUs), flash (FlashAttention-2 style kernels), matmul or fused
+  --tune         measure kernel choices on this GPU and use the fastest: the attention implementations
+                 at the run's shapes before the first step, the matmul kernels of each product after
+                 each stage's first step (seconds; prints the times)
   --packed-f16   f16 matmuls sum each 8-16 products in packed f16 before adding them up in f32 (faster
                  on GPUs with packed f16 math, about 10x the rounding error; see MatmulOptions.packedF16)
   --term-timeout S
@@ -112,7 +115,7 @@ Another signal ${BURST_SECONDS} s or more after the first quits at once without 
 the first are one burst (under deno task, one Ctrl-C reaches the process twice).`;
 
 const GB = 1e9;
-const ATTENTION_CHOICES: readonly (AttentionKernel | "tune")[] = ["auto", "tune", "flash", "matmul", "fused"];
+const ATTENTION_KERNELS: readonly AttentionKernel[] = ["auto", "flash", "matmul", "fused"];
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -127,6 +130,7 @@ const { values, positionals } = parseArgs({
     import: { type: "string", multiple: true, default: [] },
     profile: { type: "boolean", default: false },
     attention: { type: "string", default: "auto" },
+    tune: { type: "boolean", default: false },
     "packed-f16": { type: "boolean", default: false },
     "check-images": { type: "string" },
     "no-scan": { type: "boolean", default: false },
@@ -186,9 +190,9 @@ async function runFile(file: string | null): Promise<number> {
   if (!(termTimeout >= 0)) {
     throw new Error(`--term-timeout: a number of seconds >= 0 (0: no limit), got ${values["term-timeout"]}`);
   }
-  const attention = values.attention as AttentionKernel | "tune";
-  if (!ATTENTION_CHOICES.includes(attention)) {
-    throw new Error(`--attention: one of ${ATTENTION_CHOICES.join(", ")}, got ${values.attention}`);
+  const attention = values.attention as AttentionKernel;
+  if (!ATTENTION_KERNELS.includes(attention)) {
+    throw new Error(`--attention: one of ${ATTENTION_KERNELS.join(", ")}, got ${values.attention}`);
   }
   if (values.overwrite && values.resume) {
     throw new Error(`--overwrite starts a run afresh and --resume ${values.resume} continues one: give one`);
@@ -259,8 +263,8 @@ async function runFile(file: string | null): Promise<number> {
   }
   const stops = new StopSignals({ termTimeout, note: `resume with --resume ${runDir}` }).listen();
   const t0 = performance.now();
-  setAttentionKernel(e, attention === "tune" ? "auto" : attention);
-  if (attention !== "auto" && attention !== "tune") log(`attention: ${attention}`);
+  setAttentionKernel(e, attention);
+  if (attention !== "auto") log(`attention: ${attention}`);
   if (values["packed-f16"]) {
     setPackedF16(e, true);
     log("matmul: f16 products summed in packed f16 per step (--packed-f16)");
@@ -274,7 +278,7 @@ async function runFile(file: string | null): Promise<number> {
     resume,
     signal: stops.signal,
     parallel,
-    tuneAttention: attention === "tune",
+    tune: values.tune,
   });
   if (values.profile) log(`GPU time per kernel:\n${formatKernelTimes(await e.stopProfiling())}`);
   if (r.stopped) log(`stopped; continue with --resume ${runDir}`);

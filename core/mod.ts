@@ -44,7 +44,19 @@ export { randInt, randn, rng } from "./random.ts";
 export { backward, checkpoint, detach, reshape, zeroGrad } from "./autograd.ts";
 
 // differentiable ops
-export { matmul, type MatmulOptions, setPackedF16 } from "./kernels/matmul/matmul.ts";
+export {
+  forgetTunedMatmuls,
+  matmul,
+  type MatmulChoice,
+  type MatmulKernel,
+  type MatmulOptions,
+  type ProductDims,
+  type ProductShape,
+  recordMatmulShapes,
+  setPackedF16,
+  takeRecordedShapes,
+} from "./kernels/matmul/matmul.ts";
+export { formatMatmulTuning, type MatmulTuning, tuneMatmul } from "./kernels/matmul/matmul_tune.ts";
 export {
   add,
   addScalar,
@@ -73,11 +85,10 @@ export {
   type AttentionTuning,
   formatTuning,
   tuneAttention,
-  type TuneAttentionOptions,
   type TunedKernel,
 } from "./kernels/attention/attention_tune.ts";
 export type { AttentionDims } from "./kernels/attention/attention_cpu.ts";
-export { medianMs, type MedianMsOptions } from "./timing.ts";
+export { fastestOf, type FastestOfOptions, medianMs, type MedianMsOptions } from "./timing.ts";
 export { rope, type RopeOptions } from "./kernels/rope/rope.ts";
 export { embedding } from "./kernels/embedding/embedding.ts";
 export { concat, gatherRows, scatterRows, slice } from "./kernels/rows/rows.ts";

@@ -36,3 +36,43 @@ export async function medianMs(e: Engine, fn: () => unknown, opts: MedianMsOptio
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)];
 }
+
+/** Options of {@linkcode fastestOf}. */
+export interface FastestOfOptions extends MedianMsOptions {
+  /**
+   * A choice whose first timed call takes more than this many times the first timed call of the fastest
+   * choice before it is timed by that call only (default 1.5): slow choices cost little time.
+   */
+  dropAbove?: number;
+}
+
+/**
+ * Times each choice (its {@linkcode medianMs}) and returns the milliseconds per call by name and the
+ * fastest's name; null when none ran. A choice that throws when first called is left out (e.g. a kernel
+ * that cannot take the shape); choices slow at their first timed call are timed by it alone (see
+ * `dropAbove`).
+ */
+export async function fastestOf(
+  e: Engine,
+  choices: { name: string; run: () => void }[],
+  opts: FastestOfOptions = {},
+): Promise<{ ms: Record<string, number>; best: string | null }> {
+  const { dropAbove = 1.5, ...median } = opts;
+  const ms: Record<string, number> = {};
+  let best: { name: string; first: number } | null = null;
+  for (const { name, run } of choices) {
+    try {
+      e.tidy(run); // compiles its pipelines
+    } catch {
+      continue;
+    }
+    await e.sync();
+    const t0 = performance.now();
+    e.tidy(run);
+    await e.sync();
+    const first = performance.now() - t0;
+    ms[name] = best && first > dropAbove * best.first ? first : await medianMs(e, run, median);
+    if (!best || ms[name] < ms[best.name]) best = { name, first };
+  }
+  return { ms, best: best?.name ?? null };
+}

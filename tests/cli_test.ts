@@ -26,7 +26,7 @@ Deno.test("train: a wrong --set key or type, and missing weights, are errors nam
   assert.match(r.out, /trainer: unknown field; the fields are .*train/);
   r = await runCli("train.ts", [RECIPE, "--attention", "fastest"]);
   assert.equal(r.code, 1);
-  assert.match(r.out, /--attention: one of auto, tune, flash, matmul, fused, got fastest/);
+  assert.match(r.out, /--attention: one of auto, flash, matmul, fused, got fastest/);
   r = await runCli("train.ts", [RECIPE, "--set", "llm.path=/nonexistent/vicuna-7b-v1.5"]);
   assert.equal(r.code, 1);
   assert.match(r.out, /llm\.path = \/nonexistent\/vicuna-7b-v1\.5\n\s+download lmsys\/vicuna-7b-v1\.5/);

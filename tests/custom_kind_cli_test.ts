@@ -73,21 +73,19 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
     assert.match(r.out, /matmul: f16 products summed in packed f16/);
     assert.deepEqual((await readMetrics(runDir)).map((s) => s.step), [1, 2, 3]);
 
-    // One more with the attention implementations timed at the run's shapes first.
-    r = await runCli("train.ts", [
-      "--resume",
-      runDir,
-      "--set",
-      "train.stages[1].maxSteps=3",
-      "--attention",
-      "tune",
-    ]);
+    // One more, measuring the kernel choices: attention at the run's shapes first, then the matmul
+    // kernels of the products the first step ran.
+    r = await runCli("train.ts", ["--resume", runDir, "--set", "train.stages[1].maxSteps=3", "--tune"]);
     assert.equal(r.code, 0, r.out);
     const tuned = [
       ...r.out.matchAll(/attention measured at B\d+ NH\d+\/\d+ T(\d+) HS\d+ f32: (.*) -> (\w+)/g),
     ];
     assert.deepEqual(tuned.map((m) => Number(m[1])), [128, 32], r.out); // data.maxLength and a quarter of it
     for (const m of tuned) assert.match(m[2], new RegExp(`${m[3]} [\\d.]+ ms`));
+    const products = [...r.out.matchAll(/^matmul (\S.*) f32: (.*) -> (\S+)$/gm)];
+    assert.ok(products.length >= 3, r.out); // at least a layer's forward, its input's and weight's gradients
+    for (const m of products) assert.match(m[2], new RegExp(`(^|, )${m[3]} [\\d.]+ ms`));
+    assert.match(r.out, new RegExp(`matmul kernels measured for ${products.length} products in [\\d.]+ s`));
     assert.deepEqual((await readMetrics(runDir)).map((s) => s.step), [1, 2, 3, 4]);
 
     // Moved away from its run file: the error names the module and the fix; --import covers it.

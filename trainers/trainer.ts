@@ -24,6 +24,8 @@ import type { Engine } from "../core/engine.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { formatTuning, tuneAttention } from "../core/kernels/attention/attention_tune.ts";
+import { isTunedMatmul, recordMatmulShapes, takeRecordedShapes } from "../core/kernels/matmul/matmul.ts";
+import { formatMatmulTuning, tuneMatmul } from "../core/kernels/matmul/matmul_tune.ts";
 import { copyTokenizerFiles } from "../models/export.ts";
 import { type AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
 import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
@@ -78,11 +80,13 @@ export interface TrainOptions {
   /** The ranks of a data-parallel run (absent, or one rank: a single process). */
   parallel?: DataParallel;
   /**
-   * Before the first step, time the attention implementations at the run's shapes (the first stage's
-   * `batchSize` rows of `data.maxLength` and of a quarter of it, with the LLM's heads) and make the
-   * fastest the choice of its layers' attention (see `tuneAttention`); prints the times. Default false.
+   * Measure kernel choices on this GPU and use the fastest (default false): before the first step, the
+   * attention implementations at the run's shapes (the first stage's `batchSize` rows of
+   * `data.maxLength` and of a quarter of it, with the LLM's heads; see `tuneAttention`); after each
+   * stage's first step, the matmul kernels of every product that step ran (see `tuneMatmul`). Prints
+   * the times; takes seconds.
    */
-  tuneAttention?: boolean;
+  tune?: boolean;
 }
 
 /** What {@linkcode train} returns. */
@@ -176,7 +180,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     checkpoint = dir;
     print(`resumed from ${dir}: stage ${pos.stage + 1}, step ${pos.step}`);
   }
-  if (opts.tuneAttention) await tuneRunAttention(e, cfg, model, pos.stage, print);
+  if (opts.tune) await tuneRunAttention(e, cfg, model, pos.stage, print);
   const metrics = lead
     ? await MetricsWriter.open(opts.runDir, opts.resume ? { resumeStep: pos.step } : {})
     : MetricsWriter.discarding(opts.runDir);
@@ -222,6 +226,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
           history,
           evaluate: runEval,
           parallel: dp,
+          tune: opts.tune ?? false,
         });
         resumed = null;
         checkpoint = r.checkpoint ?? checkpoint;
@@ -282,6 +287,22 @@ async function tuneRunAttention(
 }
 
 /**
+ * Times the matmul kernels of each product recorded since {@linkcode recordMatmulShapes} was switched on
+ * (one step's) not measured yet, makes the fastest the choice of products like it, and stops recording.
+ */
+async function tuneStepMatmuls(e: Engine, print: (line: string) => void): Promise<void> {
+  const shapes = takeRecordedShapes(e).filter((s) => !isTunedMatmul(e, s));
+  recordMatmulShapes(e, false);
+  const t0 = performance.now();
+  for (const s of shapes) print(formatMatmulTuning(await tuneMatmul(e, s)));
+  print(
+    `matmul kernels measured for ${shapes.length} products in ${
+      ((performance.now() - t0) / 1000).toFixed(1)
+    } s`,
+  );
+}
+
+/**
  * Before a resume writes its config over the run's `config.json`: when they differ, says what changed
  * and keeps the run's config beside it as `config.<n>.json` (the first free n), so nothing is lost.
  */
@@ -334,6 +355,8 @@ interface StageContext {
   evaluate: ((step: number, stage: StageConfig) => Promise<EvalReport>) | null;
   /** The ranks of a data-parallel run (null: one process). */
   parallel: DataParallel | null;
+  /** Measure the matmul kernels of the products of the stage's first step after it (see `tuneMatmul`). */
+  tune: boolean;
 }
 
 /** What {@linkcode runStage} did. */
@@ -434,6 +457,7 @@ async function runStage(
     } else if (owners) await dp!.writeEach(null, writeShard);
     await dp?.comm.barrier(); // the checkpoint is whole before any rank goes on (or stops)
   };
+  recordMatmulShapes(e, ctx.tune);
   while (pos.stageStep < total) {
     const lr = lrAt(pos.stageStep, sched);
     const onMicroBatch = (done: number, count: number) => log.microBatch(pos.stageStep + 1, done, count);
@@ -444,6 +468,7 @@ async function runStage(
     steps++;
     if (result.skipped) skippedSteps++;
     log.step({ step: pos.step, stageStep: pos.stageStep, lr, result, gpuBytes: e.pool.bytesInUse });
+    if (ctx.tune && steps === 1) await tuneStepMatmuls(e, ctx.print);
     const last = pos.stageStep === total;
     if (ctx.evaluate && cfg.train.evalEvery > 0 && pos.step % cfg.train.evalEvery === 0 && !last) {
       const report = await ctx.evaluate(pos.step, stage);
@@ -458,10 +483,12 @@ async function runStage(
       if (rank === 0) await writeCurves(ctx.runDir, ctx.records, { runName: cfg.name });
     }
     if (stop && !last) {
+      recordMatmulShapes(e, false);
       opt.dispose();
       return { checkpoint, stopped: true, steps, skippedSteps, total };
     }
   }
+  recordMatmulShapes(e, false);
   opt.dispose();
   const stopped = (ctx.stopAfter !== undefined && pos.step >= ctx.stopAfter) || ctx.signal?.aborted === true;
   return { checkpoint, stopped, steps, skippedSteps, total };

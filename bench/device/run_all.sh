@@ -20,10 +20,11 @@ for part in "${parts[@]}"; do
       echo "gpu_report rc=$?"; cat "$out/gpu_report.jsonl";;
     steps)
       for c in 1b_full_f32 1b_full_f16 7b_stage1_f16 7b_lora_f16; do
-        # The 7B stage-1 step again with the flash attention kernels, and with packed f16 products.
+        # The 7B stage-1 step again with the kernel choices measured first (attention implementations and
+        # each product's matmul kernel, recorded as "tuned"), and with packed f16 products.
         if [ "$c" = 7b_stage1_f16 ]; then
-          for variant in "--attention flash" "--packed-f16"; do
-            timeout 120 deno run -A --cached-only bench/gpu_step.ts "$c" --steps 1 --profile $variant --json >> "$out/gpu_step.jsonl" 2>> "$out/gpu_step.err"
+          for variant in "--tune" "--packed-f16"; do
+            timeout 180 deno run -A --cached-only bench/gpu_step.ts "$c" --steps 1 --profile $variant --json >> "$out/gpu_step.jsonl" 2>> "$out/gpu_step.err"
             echo "gpu_step $c $variant rc=$?"
           done
         fi

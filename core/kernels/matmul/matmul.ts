@@ -167,9 +167,13 @@ export function setPackedF16(e: Engine, on: boolean): void {
 
 /** Sizes of a {@linkcode matmulInto}: `batch` products of op(a) [M, K] and op(b) [K, N]. */
 export interface ProductDims {
+  /** Products. */
   batch: number;
+  /** Rows of op(a) and of the output. */
   M: number;
+  /** Columns of op(b) and of the output. */
   N: number;
+  /** Columns of op(a), rows of op(b). */
   K: number;
   /** `a`'s matrices are stored [K, M]. */
   transA?: boolean;
@@ -180,9 +184,16 @@ export interface ProductDims {
 /**
  * out[z] = op(a[z]) @ op(b[z]) for z < batch into an existing `out`, without autograd: a, b and out
  * are read as consecutive matrices whatever their shapes (their sizes must match). For kernels built
- * out of products, such as attention's matmul path. f16 products follow the engine's {@linkcode setPackedF16}.
+ * out of products, such as attention's matmul path. f16 products follow the engine's {@linkcode setPackedF16}
+ * unless `opts` say otherwise.
  */
-export function matmulInto(out: Tensor, a: Tensor, b: Tensor, d: ProductDims): void {
+export function matmulInto(
+  out: Tensor,
+  a: Tensor,
+  b: Tensor,
+  d: ProductDims,
+  opts: Pick<MatmulOptions, "kernel" | "splitK" | "packedF16"> = {},
+): void {
   const { batch, M, N, K, transA = false, transB = false } = d;
   const fits = a.size === batch * M * K && b.size === batch * K * N && out.size === batch * M * N;
   if (!fits || a.dtype !== b.dtype || a.dtype !== out.dtype || !isFloat(a.dtype)) {
@@ -200,8 +211,9 @@ export function matmulInto(out: Tensor, a: Tensor, b: Tensor, d: ProductDims): v
     K,
     batch,
     nsum: 1,
-    kernel: "auto",
-    packedF16: enginePackedF16.has(out.engine),
+    kernel: opts.kernel ?? "auto",
+    packedF16: opts.packedF16 ?? enginePackedF16.has(out.engine),
+    splitK: opts.splitK,
   });
 }
 
@@ -263,6 +275,7 @@ function gemm(g: Gemm): void {
   if (g.batch * g.M * g.N === 0) return;
   if (g.M > MAX_ROWS) throw new Error(`matmul: ${describe(g)}: more rows than one dispatch grid covers`);
   const e = g.out.engine;
+  if (g.kernel === "auto") g = tunedGemm(e, g);
   const useTexture = g.kernel === "texture" || (g.kernel === "auto" && e.info.isFallbackAdapter);
   const fits = textureFits(e, g);
   if (g.kernel === "texture" && !fits) {
@@ -275,6 +288,108 @@ function gemm(g: Gemm): void {
     throw new Error(`matmul: shapes ${describe(g)} do not fit the vec4 kernel`);
   }
   runTiled(e, g);
+}
+
+// ---------------------------------------------------------------- measured choices (matmul_tune.ts)
+
+/**
+ * A product as the kernel choice sees it, after batches are merged into rows where storage allows:
+ * `batch` products of op(a) [M, K] and op(b) [K, N], stored one after another.
+ */
+export interface ProductShape extends Required<ProductDims> {
+  /** Operands' and output's dtype. */
+  dtype: DType;
+  /** f16 products summed in packed f16 (see {@linkcode MatmulOptions.packedF16}). */
+  packedF16: boolean;
+}
+
+/** A kernel choice: the kernel and, for the vec4 kernels, the parts K is split into (1: none). */
+export interface MatmulChoice {
+  /** The kernel. */
+  kernel: Exclude<MatmulKernel, "auto">;
+  /** Parts of K (see {@linkcode MatmulOptions.splitK}; 1: not split). */
+  splitK: number;
+}
+
+/** What a choice applies to besides M: everything else of a {@linkcode ProductShape}. */
+function productClass(s: ProductShape): string {
+  return `${s.dtype} ${s.packedF16} ${s.transA} ${s.transB} ${s.batch} ${s.N} ${s.K}`;
+}
+
+/** The shape of a product, or null where it is not plain consecutive matrices (a sum over a batch). */
+function shapeOf(g: Gemm): ProductShape | null {
+  const plain = g.nsum === 1 && (g.batch === 1 || (g.a.stride === g.M * g.K && g.b.stride === g.K * g.N));
+  if (!plain) return null;
+  const { M, N, K, batch, packedF16 } = g;
+  return { dtype: g.out.dtype, packedF16, M, N, K, batch, transA: g.a.trans, transB: g.b.trans };
+}
+
+/** Engines recording the shapes of their "auto" products (see {@linkcode recordMatmulShapes}), by shape. */
+const engineRecordings = new WeakMap<Engine, Map<string, ProductShape>>();
+
+/** The engines' measured choices ({@linkcode setTunedMatmul}): by {@linkcode productClass}, the Ms measured. */
+const engineMatmulTunings = new WeakMap<Engine, Map<string, { M: number; choice: MatmulChoice }[]>>();
+
+/**
+ * Starts (or stops) recording the shapes of the products that matmul calls with the "auto" kernel run
+ * on `e`; {@linkcode takeRecordedShapes} returns them. For measuring kernel choices at a model's own
+ * shapes (tuneMatmul in matmul_tune.ts).
+ */
+export function recordMatmulShapes(e: Engine, on: boolean): void {
+  if (!on) engineRecordings.delete(e);
+  else if (!engineRecordings.has(e)) engineRecordings.set(e, new Map());
+}
+
+/** The distinct product shapes recorded on `e` since the last call (see {@linkcode recordMatmulShapes}). */
+export function takeRecordedShapes(e: Engine): ProductShape[] {
+  const recorded = engineRecordings.get(e);
+  if (!recorded) return [];
+  const shapes = [...recorded.values()];
+  recorded.clear();
+  return shapes;
+}
+
+/**
+ * Records `choice` as the fastest measured for products like `s`: the choice of "auto" calls on `e`
+ * whose shape differs from `s` at most in M, at the M nearest theirs (by ratio) of those measured,
+ * where the choice takes the call's shape; until {@linkcode forgetTunedMatmuls}.
+ */
+export function setTunedMatmul(e: Engine, s: ProductShape, choice: MatmulChoice): void {
+  const tunings = engineMatmulTunings.get(e) ?? new Map<string, { M: number; choice: MatmulChoice }[]>();
+  engineMatmulTunings.set(e, tunings);
+  const key = productClass(s);
+  tunings.set(key, [...(tunings.get(key) ?? []).filter((t) => t.M !== s.M), {
+    M: s.M,
+    choice: { ...choice },
+  }]);
+}
+
+/** Whether products like `s` have a measured choice at this very M. */
+export function isTunedMatmul(e: Engine, s: ProductShape): boolean {
+  return engineMatmulTunings.get(e)?.get(productClass(s))?.some((t) => t.M === s.M) ?? false;
+}
+
+/** Forgets the choices measured on `e`: "auto" chooses by its rules again. */
+export function forgetTunedMatmuls(e: Engine): void {
+  engineMatmulTunings.delete(e);
+}
+
+/** An "auto" product: recorded when recording, and given its measured choice when it has one that fits. */
+function tunedGemm(e: Engine, g: Gemm): Gemm {
+  if (!engineRecordings.has(e) && !engineMatmulTunings.has(e)) return g;
+  const s = shapeOf(g);
+  if (!s) return g;
+  engineRecordings.get(e)?.set(`${productClass(s)} ${s.M}`, s);
+  const list = engineMatmulTunings.get(e)?.get(productClass(s));
+  if (!list) return g;
+  const far = (M: number) => Math.abs(Math.log(M / s.M));
+  const { choice } = list.reduce((a, b) => far(b.M) < far(a.M) ? b : a);
+  const fits = choice.kernel === "texture"
+    ? textureFits(e, g)
+    : choice.kernel.startsWith("vec4")
+    ? vec4Fits(g)
+    : true;
+  return fits ? { ...g, kernel: choice.kernel, splitK: g.splitK ?? choice.splitK } : g;
 }
 
 /** Merges batches into matrix dims where storage allows: fewer, larger products. */
