@@ -132,7 +132,7 @@ gpuTest(
       assertClose(split.merged, whole.merged, { atol: 2e-5, label: "merged" });
       assertClose(split.merged, split.adapted, { atol: 2e-5, label: "merged vs adapted, split" });
     } finally {
-      small.destroy();
+      await small.close();
     }
   },
 );

@@ -194,5 +194,5 @@ if (mpi.rank === 0) {
   if (args.out) await Deno.writeTextFile(args.out, lines.join("\n") + "\n");
 }
 
-e.destroy();
+await e.close();
 await mpi.finalize();

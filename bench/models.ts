@@ -127,4 +127,4 @@ function report(model: string, shape: number[], tokens: number, ms: number): voi
   report("vit", [B_VIT, N, BENCH_VIT.hiddenSize], B_VIT * N, ms);
   for (const t of [pixels, ...vit.params().values()]) t.dispose();
 }
-e.destroy();
+await e.close();

@@ -133,7 +133,7 @@ async function main(): Promise<void> {
   );
   await writeTextAtomic(join(values.out, "ablation.json"), JSON.stringify({ runs, rows }, null, 1) + "\n");
   console.log(`\n${md}\nwritten: ${join(values.out, "ablation.md")}, ablation.svg, ablation.json`);
-  e.destroy();
+  await e.close();
 }
 
 /**

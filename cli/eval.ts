@@ -97,5 +97,5 @@ async function main(target: string, questionsFile: string): Promise<void> {
   console.log(formatReport(report.summary));
   console.log(`results: ${out}`);
   await model.dispose();
-  e.destroy();
+  await e.close();
 }

@@ -85,5 +85,5 @@ async function main(target: string): Promise<void> {
       (tokenizer.length ? "" : `; no tokenizer files found in ${run.tokenizerDir}`),
   );
   await model.dispose();
-  e.destroy();
+  await e.close();
 }

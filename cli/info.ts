@@ -70,7 +70,7 @@ if (import.meta.main) {
     const e = await Engine.create();
     const lines = launch ? [launch.line, ...describeEngine(e)] : describeEngine(e);
     console.log(lines.map((l) => prefix + l).join("\n"));
-    e.destroy();
+    await e.close();
   } catch (err) {
     if (err instanceof NoAdapterError) {
       if (launch) console.error(prefix + launch.line);

@@ -265,7 +265,7 @@ async function fitFeatures(values: FitValues): Promise<void> {
     sampleLimit,
     onProgress: printFitProgress(performance.now()),
   });
-  e.destroy();
+  await e.close();
   await saveCodebooks(
     Codebooks.create(data, { depths, codebookSize: K, dim: Dc, shared: false, layer, encoder }),
     values.out,
@@ -523,7 +523,7 @@ async function fitRun(file: string, values: FitValues): Promise<void> {
     sampleLimit: limit,
     onProgress: printFitProgress(performance.now()),
   });
-  e.destroy();
+  await e.close();
   await saveCodebooks(
     Codebooks.create(data, {
       depths: t.depths,

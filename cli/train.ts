@@ -206,7 +206,7 @@ async function runFile(file: string | null): Promise<number> {
       const l = e.info.limits;
       limits = { maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxBufferSize: l.maxBufferSize };
       console.log(`adapter: ${e.info.description}${e.info.isFallbackAdapter ? " (software)" : ""}`);
-      e.destroy();
+      await e.close();
     } catch (err) {
       if (!(err instanceof NoAdapterError)) throw err;
       console.log("adapter: none found (limits unknown)");
@@ -290,7 +290,7 @@ async function runFile(file: string | null): Promise<number> {
         : "") +
       `; run folder ${runDir}, checkpoint ${r.checkpoint ?? "none"}`,
   );
-  e.destroy();
+  await e.close();
   stops.close();
   return stops.exitCode ?? 0;
 }

@@ -44,7 +44,7 @@ Deno.test({
       assert.equal(e.setSubgroups(true), false);
       assert.equal(e.hasSubgroups, false, "cannot be turned on without the feature");
     } finally {
-      e.destroy();
+      await e.close();
     }
   },
 });
@@ -72,7 +72,7 @@ Deno.test({
       assert.equal(noF16.hasF16, false);
       assert.equal(noF16.hasSubgroups, on.hasSubgroups);
     } finally {
-      noF16.destroy();
+      await noF16.close();
     }
   },
 });

@@ -627,7 +627,20 @@ export class Engine {
     }
   }
 
-  /** Frees pooled buffers not in use and destroys the device. */
+  /**
+   * Waits for the work submitted so far, then frees pooled buffers and destroys the device: the way to
+   * end an engine (destroying a device whose work is still running can crash the process at exit).
+   */
+  async close(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.destroy();
+  }
+
+  /**
+   * Frees pooled buffers not in use and destroys the device at once, without waiting for submitted work
+   * (for unload handlers, which cannot wait; elsewhere use {@linkcode Engine.close}).
+   */
   destroy(): void {
     this.flush();
     this.pool.trim();

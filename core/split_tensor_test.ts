@@ -25,7 +25,7 @@ async function onSmallDevice(fn: (s: Engine) => Promise<void>): Promise<void> {
   try {
     await fn(s);
   } finally {
-    s.destroy();
+    await s.close();
   }
 }
 

@@ -41,6 +41,7 @@ export function gpuTestSubgroups(name: string, fn: (e: Engine) => Promise<void> 
           await fn(e);
         } finally {
           e.setSubgroups(was);
+          await settle(e);
         }
       },
     });
@@ -53,8 +54,24 @@ export function gpuTest(name: string, fn: (e: Engine) => Promise<void> | void): 
     name,
     sanitizeResources: false,
     sanitizeOps: false,
-    fn: async () => await fn(await testEngine()),
+    fn: async () => {
+      const e = await testEngine();
+      try {
+        await fn(e);
+      } finally {
+        await settle(e);
+      }
+    },
   });
+}
+
+/**
+ * Submits what a test left pending and waits for the GPU to finish it (without checking errors), so no
+ * work runs past its test, nor while the worker unloads and destroys the device.
+ */
+async function settle(e: Engine): Promise<void> {
+  e.flush();
+  await e.device.queue.onSubmittedWorkDone();
 }
 
 /** Largest |a - b| over two arrays. */

@@ -227,7 +227,7 @@ export async function buildTinyParts(
       pixel: join(dir, "pixel.safetensors"),
     }, { ...S.codebooks, encoderId: `asvr_tiny-encoder-${enc.hash}` });
   });
-  (own as Engine | null)?.destroy();
+  await (own as Engine | null)?.close();
   log(`parts ready in ${root}`);
   return {
     data: {

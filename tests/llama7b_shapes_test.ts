@@ -126,7 +126,7 @@ gpuTest(
         got.f32 = await run(small, books, "f32");
         if (small.hasF16) got.f16 = await run(small, books, "f16");
       } finally {
-        small.destroy();
+        await small.close();
       }
       const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
       // f32 split finer is the same computation (summation order aside); f16 rounds weights and activations.

@@ -173,7 +173,7 @@ gpuTest("rqEncode binds one book at a time when the codebooks pass the binding l
       atol: 1e-6,
     });
   } finally {
-    small.destroy();
+    await small.close();
   }
 });
 

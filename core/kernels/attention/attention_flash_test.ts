@@ -115,6 +115,6 @@ gpuTest("attention flash: tiles shrink to fit 16 KiB of workgroup memory and sta
     assert.deepEqual(flashTiles(s, "fwd", { ...d, T: 300, HS: 8 }), { own: 64, other: 16, lanes: 4 });
     await check(s, d, { causal: false, window: 11 });
   } finally {
-    s.destroy();
+    await s.close();
   }
 });

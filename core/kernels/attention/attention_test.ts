@@ -155,7 +155,7 @@ async function withBindingLimit(bytes: number, fn: (s: Engine) => Promise<void> 
   try {
     await fn(s);
   } finally {
-    s.destroy();
+    await s.close();
   }
 }
 
