@@ -58,7 +58,7 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
     f.close();
 
     // Resume with the run's own config: one more step of stage 2, with the flash attention kernels and
-    // packed f16 products (the tiny run is f32: accepted, no effect).
+    // packed f16 products (the tiny run is f32: accepted, no effect); --tune then leaves attention alone.
     r = await runCli("train.ts", [
       "--resume",
       runDir,
@@ -67,9 +67,12 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
       "--attention",
       "flash",
       "--packed-f16",
+      "--tune",
     ]);
     assert.equal(r.code, 0, r.out);
-    assert.match(r.out, /attention: flash/);
+    assert.match(r.out, /attention: flash\n/);
+    assert.match(r.out, /attention: flash is set, so its choice is not measured/); // --tune measures the rest
+    assert.doesNotMatch(r.out, /attention measured at/);
     assert.match(r.out, /matmul: f16 products summed in packed f16/);
     assert.deepEqual((await readMetrics(runDir)).map((s) => s.step), [1, 2, 3]);
 

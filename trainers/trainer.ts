@@ -23,6 +23,7 @@ import { dirname, join } from "node:path";
 import type { Engine } from "../core/engine.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
+import { engineAttentionKernel } from "../core/kernels/attention/attention.ts";
 import { formatTuning, tuneAttention } from "../core/kernels/attention/attention_tune.ts";
 import { isTunedMatmul, recordMatmulShapes, takeRecordedShapes } from "../core/kernels/matmul/matmul.ts";
 import { formatMatmulTuning, tuneMatmul } from "../core/kernels/matmul/matmul_tune.ts";
@@ -266,6 +267,7 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
 /**
  * Times the attention implementations at the shapes of stage `stage` (its batch of `data.maxLength` rows,
  * and of a quarter of that length) on `e` and makes the fastest its choice; prints one line per shape.
+ * Measures nothing where an implementation is set on `e` (`setAttentionKernel`, `--attention`).
  */
 async function tuneRunAttention(
   e: Engine,
@@ -274,6 +276,8 @@ async function tuneRunAttention(
   stage: number,
   print: (line: string) => void,
 ): Promise<void> {
+  const forced = engineAttentionKernel(e);
+  if (forced !== "auto") return print(`attention: ${forced} is set, so its choice is not measured`);
   const { numHeads: NH, numKvHeads: NKV, headDim: HS, slidingWindow } = model.llm.cfg;
   const B = cfg.train.stages[Math.min(stage, cfg.train.stages.length - 1)].batchSize;
   const T = cfg.data.maxLength, short = Math.round(T / 4);

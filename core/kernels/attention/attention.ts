@@ -171,6 +171,11 @@ export function setAttentionKernel(e: Engine, kernel: AttentionKernel): void {
   }
 }
 
+/** The implementation set on `e` by {@linkcode setAttentionKernel} ("auto" when none is). */
+export function engineAttentionKernel(e: Engine): AttentionKernel {
+  return engineKernels.get(e) ?? "auto";
+}
+
 /** Largest supported head size. */
 export const MAX_HEAD_SIZE = 128;
 

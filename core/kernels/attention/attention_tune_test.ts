@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { gpuTest } from "../../testing.ts";
-import { attentionKernel, setAttentionKernel, setTunedKernel } from "./attention.ts";
+import { attentionKernel, engineAttentionKernel, setAttentionKernel, setTunedKernel } from "./attention.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import { formatTuning, tuneAttention } from "./attention_tune.ts";
 
@@ -31,10 +31,14 @@ gpuTest("tuneAttention: times each implementation and makes the fastest auto's c
       formatTuning(t),
       /^B1 NH4\/2 T32 HS16 f32: flash [\d.]+ ms, matmul [\d.]+ ms, fused [\d.]+ ms -> \w+$/,
     );
-    // A forced kernel and setAttentionKernel come first; "auto" forgets the tuning.
+    // A forced kernel and setAttentionKernel come first.
     assert.equal(attentionKernel(e, d, "f32", { kernel: "fused" }), "fused");
-    setAttentionKernel(e, t.best === "flash" ? "fused" : "flash");
-    assert.notEqual(attentionKernel(e, d, "f32"), t.best);
+    const forced = t.best === "flash" ? "fused" : "flash";
+    setAttentionKernel(e, forced);
+    assert.equal(engineAttentionKernel(e), forced);
+    assert.equal(attentionKernel(e, d, "f32"), forced);
+    setAttentionKernel(e, "auto");
+    assert.equal(engineAttentionKernel(e), "auto");
   } finally {
     setAttentionKernel(e, "auto");
   }
@@ -54,6 +58,8 @@ gpuTest("setTunedKernel: the nearest T by ratio; matmul only where its scores fi
     const huge = { ...d, NH: 64, NKV: 1, T: 1 << 16 };
     setTunedKernel(e, huge, "f32", {}, "matmul");
     assert.notEqual(attentionKernel(e, huge, "f32"), "matmul");
+    setAttentionKernel(e, "auto"); // forgets the measured choices: the built-in one for these f32 shapes
+    assert.equal(attentionKernel(e, { ...d, T: 200 }, "f32"), "matmul");
   } finally {
     setAttentionKernel(e, "auto");
   }
