@@ -83,7 +83,8 @@ export interface TrainOptions {
   /**
    * Measure kernel choices on this GPU and use the fastest (default false): before the first step, the
    * attention implementations at the run's shapes (the first stage's `batchSize` rows of
-   * `data.maxLength` and of a quarter of it, with the LLM's heads; see `tuneAttention`); after each
+   * `data.maxLength` and of a quarter of it, each also less one, with the LLM's heads; see
+   * `tuneAttention`); after each
    * stage's first step, the matmul kernels of every product that step ran (see `tuneMatmul`). Prints
    * the times; takes seconds.
    */
@@ -266,7 +267,8 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
 
 /**
  * Times the attention implementations at the shapes of stage `stage` (its batch of `data.maxLength` rows,
- * and of a quarter of that length) on `e` and makes the fastest its choice; prints one line per shape.
+ * and of a quarter of that length, and of each length less one) on `e` and makes the fastest its
+ * choice; prints one line per shape.
  * Measures nothing where an implementation is set on `e` (`setAttentionKernel`, `--attention`).
  */
 async function tuneRunAttention(
@@ -280,8 +282,9 @@ async function tuneRunAttention(
   if (forced !== "auto") return print(`attention: ${forced} is set, so its choice is not measured`);
   const { numHeads: NH, numKvHeads: NKV, headDim: HS, slidingWindow } = model.llm.cfg;
   const B = cfg.train.stages[Math.min(stage, cfg.train.stages.length - 1)].batchSize;
+  // Each length, and one less: the choice differs where T is not a multiple of 4 (see setTunedKernel).
   const T = cfg.data.maxLength, short = Math.round(T / 4);
-  for (const t of short >= 16 ? [T, short] : [T]) {
+  for (const t of (short >= 16 ? [T, short] : [T]).flatMap((t) => [t, t - 1])) {
     const r = await tuneAttention(e, { B, NH, NKV, T: t, HS }, cfg.train.dtype, {
       causal: true,
       ...(slidingWindow !== null ? { window: slidingWindow } : {}),

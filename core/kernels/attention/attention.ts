@@ -110,15 +110,20 @@ type Tuned = { T: number; kernel: "fused" | "matmul" | "flash" };
 /** The engines' measured choices ({@linkcode setTunedKernel}): by {@linkcode tuneClass}, the Ts measured. */
 const engineTunings = new WeakMap<Engine, Map<string, Tuned[]>>();
 
-/** What a measured choice applies to besides T: dtype, heads, head size and the mask's kind. */
+/**
+ * What a measured choice applies to besides T: dtype, heads, head size, the mask's kind and whether T is
+ * a multiple of 4 (the matmul path's fast kernels read rows of T 4 at a time: its speed changes with it).
+ */
 function tuneClass(d: AttentionDims, dtype: DType, opts: AttentionOptions): string {
-  return `${dtype} ${d.NH}/${d.NKV} ${d.HS} ${opts.causal ?? true} ${(opts.window ?? 0) > 0}`;
+  return `${dtype} ${d.NH}/${d.NKV} ${d.HS} ${opts.causal ?? true} ${(opts.window ?? 0) > 0} ${
+    d.T % 4 === 0
+  }`;
 }
 
 /**
  * Records `kernel` as the fastest measured at dims `d` (see tuneAttention in attention_tune.ts): the
- * choice of "auto" calls on `e` with the same dtype, heads, head size and kind of mask whose T is
- * nearest `d.T` (by ratio) of those measured, until {@linkcode setAttentionKernel} resets `e`.
+ * choice of "auto" calls on `e` with the same dtype, heads, head size, kind of mask and divisibility of T
+ * by 4 whose T is nearest `d.T` (by ratio) of those measured, until {@linkcode setAttentionKernel} resets `e`.
  */
 export function setTunedKernel(
   e: Engine,

@@ -52,6 +52,11 @@ gpuTest("setTunedKernel: the nearest T by ratio; matmul only where its scores fi
     assert.equal(attentionKernel(e, { ...d, T: 200 }, "f32"), "flash"); // 200/64 < 1024/200
     assert.equal(attentionKernel(e, { ...d, T: 400 }, "f32"), "fused");
     assert.equal(attentionKernel(e, { ...d, T: 16 }, "f32"), "flash");
+    // T not a multiple of 4 is another class: the built-in choice (never fused at these shapes) until measured.
+    setTunedKernel(e, { ...d, T: 400 }, "f32", {}, "fused");
+    assert.notEqual(attentionKernel(e, { ...d, T: 401 }, "f32"), "fused");
+    setTunedKernel(e, { ...d, T: 399 }, "f32", {}, "fused");
+    assert.equal(attentionKernel(e, { ...d, T: 401 }, "f32"), "fused");
     setTunedKernel(e, { ...d, T: 1024 }, "f32", {}, "matmul"); // replaces T 1024's entry
     assert.equal(attentionKernel(e, { ...d, T: 1024 }, "f32"), "matmul");
     // Scores of one kv group far over any buffer: the matmul path cannot take it.
