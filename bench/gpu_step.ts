@@ -1,8 +1,7 @@
 /**
  * `deno run -A bench/gpu_step.ts <case> [--json] [--steps N] [--small] [--profile] [--attention K] [--packed-f16] [--tune]`:
- * the throughput and peak memory
- * of training steps of LLaMA models with the 7B's layer shapes (width 4096, SwiGLU 11008, 32 heads of
- * 128, vocabulary 32000) on a real GPU, with random weights (no download). Cases:
+ * the throughput and peak memory of training steps of LLaMA models with the 7B's layer shapes (width 4096,
+ * SwiGLU 11008, 32 heads of 128, vocabulary 32000) on a real GPU, with random weights (no download). Cases:
  *
  * - `1b_full_f32`, `1b_full_f16`: 4 layers (1.07 B parameters), every parameter trained with AdamW
  *   (f16: f16 weights and activations, f32 master weights and moments).

@@ -59,7 +59,7 @@ export type AttentionKernel = "auto" | "fused" | "matmul" | "flash";
 /**
  * The implementation a call uses: the forced one, or the engine's (see {@linkcode setAttentionKernel}),
  * else the one measured fastest on this engine at the nearest T of the same class of call (see
- * tuneAttention in attention_tune.ts, `deno task train --attention tune`), else by measurement here:
+ * tuneAttention in attention_tune.ts, `deno task train --tune`), else by measurement here:
  * - on GPUs, `matmul` whenever one kv group's scores fit its workspace, else `fused` (`flash` is not
  *   measured on a GPU yet);
  * - on software adapters, `matmul` for f32 with T and HS multiples of 4 and scores that fit, else
@@ -155,8 +155,8 @@ function tunedKernel(
 /**
  * Sets the implementation that attention calls without a `kernel` of their own use on engine `e`, e.g.
  * "flash" where a GPU's timings favour it (`deno task train --attention flash`); "auto" restores the
- * built-in choice of {@linkcode attentionKernel} (and forgets the choices measured on `e`). Calls whose scores do not fit the matmul path's
- * workspace keep the built-in choice when "matmul" is set.
+ * built-in choice of {@linkcode attentionKernel} and forgets the choices measured on `e`. Calls whose
+ * scores do not fit the matmul path's workspace keep the built-in choice when "matmul" is set.
  */
 export function setAttentionKernel(e: Engine, kernel: AttentionKernel): void {
   switch (kernel) {

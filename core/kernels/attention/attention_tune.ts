@@ -1,7 +1,7 @@
 /**
  * Picking the attention implementation by measuring it on the engine's own GPU: {@linkcode tuneAttention}
  * times forward + backward of each implementation at a call's shape and makes the fastest the choice
- * of "auto" calls like it (`deno task train --attention tune` does this at the run's shape).
+ * of "auto" calls like it (`deno task train --tune` does this at the run's shapes).
  * @module
  */
 
@@ -30,11 +30,12 @@ export interface AttentionTuning {
 
 /**
  * Times forward + backward (dq, dk, dv) of each implementation at dims `d` with random inputs of
- * `dtype` and the mask of `opts`, and records the fastest as the choice of "auto" calls on `e` with the
- * same dtype, heads, head size and kind of mask, at the T nearest `d.T` of those tuned (until
- * `setAttentionKernel(e, "auto")`). Flash goes first; an implementation more than `tune.dropAbove`
- * (default 3) times slower than the best before it is timed once only (see `fastestOf`). Holds about 4 q-sized tensors (plus the matmul path's
- * workspace) while it runs.
+ * `dtype` and the mask of `opts`, and records the fastest as the choice of "auto" calls on `e` like it
+ * (the same dtype, heads, head size, kind of mask and divisibility of T by 4), at the T nearest `d.T`
+ * of those tuned (see `setTunedKernel`; until `setAttentionKernel(e, "auto")`). Flash goes first; an
+ * implementation more than `tune.dropAbove` (default 3) times slower than the best before it is timed
+ * once only (see `fastestOf`). Holds about 4 q-sized tensors (plus the matmul path's workspace) while
+ * it runs.
  */
 export async function tuneAttention(
   e: Engine,

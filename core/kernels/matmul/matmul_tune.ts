@@ -80,6 +80,7 @@ export async function tuneMatmul(
   }
   throw new Error(`tuneMatmul: no kernel takes ${JSON.stringify(s)}`);
 }
+
 /**
  * One line of a tuning's result, e.g.
  * `matmul 2048x4096 @ 4096x4096^T f16: vec4_128 3.10 ms, vec4 3.52 ms, vec4/2 3.90 ms -> vec4_128`.
