@@ -88,7 +88,7 @@ export {
   type TunedKernel,
 } from "./kernels/attention/attention_tune.ts";
 export type { AttentionDims } from "./kernels/attention/attention_cpu.ts";
-export { fastestOf, type FastestOfOptions, medianMs, type MedianMsOptions } from "./timing.ts";
+export { fastestOf, type FastestOfOptions, medianMs, type MedianMsOptions, TUNED_REACH } from "./timing.ts";
 export { rope, type RopeOptions } from "./kernels/rope/rope.ts";
 export { embedding } from "./kernels/embedding/embedding.ts";
 export { concat, gatherRows, scatterRows, slice } from "./kernels/rows/rows.ts";

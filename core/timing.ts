@@ -76,3 +76,9 @@ export async function fastestOf(
   }
   return { ms, best: best?.name ?? null };
 }
+
+/**
+ * A choice measured at one size (a sequence length, a product's rows) applies to calls up to this factor
+ * away from it either way; further away, the built-in rules choose.
+ */
+export const TUNED_REACH = 4;

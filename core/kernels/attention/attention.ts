@@ -21,6 +21,7 @@ import { record } from "../../autograd.ts";
 import type { DType } from "../../dtype.ts";
 import { type Engine, grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
+import { TUNED_REACH } from "../../timing.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import { flashAttentionBackward, flashAttentionForward } from "./attention_flash.ts";
 import { BLOCK_PARAMS_WGSL, blockGrid, rowIoWgsl } from "./attention_blocks.ts";
@@ -123,7 +124,8 @@ function tuneClass(d: AttentionDims, dtype: DType, opts: AttentionOptions): stri
 /**
  * Records `kernel` as the fastest measured at dims `d` (see tuneAttention in attention_tune.ts): the
  * choice of "auto" calls on `e` with the same dtype, heads, head size, kind of mask and divisibility of T
- * by 4 whose T is nearest `d.T` (by ratio) of those measured, until {@linkcode setAttentionKernel} resets `e`.
+ * by 4 whose T is nearest `d.T` (by ratio) of those measured and within {@linkcode TUNED_REACH} times
+ * it, until {@linkcode setAttentionKernel} resets `e`.
  */
 export function setTunedKernel(
   e: Engine,
@@ -149,7 +151,8 @@ function tunedKernel(
   const list = engineTunings.get(e)?.get(tuneClass(d, dtype, opts));
   if (!list) return undefined;
   const far = (T: number) => Math.abs(Math.log(T / d.T));
-  return list.reduce((a, b) => far(b.T) < far(a.T) ? b : a).kernel;
+  const nearest = list.reduce((a, b) => far(b.T) < far(a.T) ? b : a);
+  return far(nearest.T) <= Math.log(TUNED_REACH) ? nearest.kernel : undefined;
 }
 
 /**

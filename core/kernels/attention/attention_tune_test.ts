@@ -13,7 +13,7 @@ gpuTest("tuneAttention: times each implementation and makes the fastest auto's c
     assert.equal(t.ms[t.best], Math.min(...Object.values(t.ms)));
     assert.equal(attentionKernel(e, d, "f32"), t.best);
     // The nearest T tuned applies; another head size, dtype or mask keeps the built-in choice.
-    assert.equal(attentionKernel(e, { ...d, T: 300, B: 4 }, "f32"), t.best);
+    assert.equal(attentionKernel(e, { ...d, T: 100, B: 4 }, "f32"), t.best);
     const builtIn = (dd: AttentionDims, dtype: "f32" | "f16", opts = {}) => {
       setAttentionKernel(e, "auto");
       const k = attentionKernel(e, dd, dtype, opts);
@@ -44,14 +44,18 @@ gpuTest("tuneAttention: times each implementation and makes the fastest auto's c
   }
 });
 
-gpuTest("setTunedKernel: the nearest T by ratio; matmul only where its scores fit", (e) => {
+gpuTest("setTunedKernel: the nearest T by ratio, within reach; matmul only where its scores fit", (e) => {
   const d: AttentionDims = { B: 2, NH: 8, NKV: 8, T: 64, HS: 32 };
   try {
     setTunedKernel(e, d, "f32", {}, "flash");
     setTunedKernel(e, { ...d, T: 1024 }, "f32", {}, "fused");
     assert.equal(attentionKernel(e, { ...d, T: 200 }, "f32"), "flash"); // 200/64 < 1024/200
     assert.equal(attentionKernel(e, { ...d, T: 400 }, "f32"), "fused");
-    assert.equal(attentionKernel(e, { ...d, T: 16 }, "f32"), "flash");
+    assert.equal(attentionKernel(e, { ...d, T: 16 }, "f32"), "flash"); // 4x away: still in reach
+    // Further than TUNED_REACH from every T measured: the built-in choice (never fused here).
+    setTunedKernel(e, { ...d, T: 32 }, "f32", {}, "fused");
+    assert.equal(attentionKernel(e, { ...d, T: 8 }, "f32"), "fused");
+    assert.notEqual(attentionKernel(e, { ...d, T: 4 }, "f32"), "fused");
     // T not a multiple of 4 is another class: the built-in choice (never fused at these shapes) until measured.
     setTunedKernel(e, { ...d, T: 400 }, "f32", {}, "fused");
     assert.notEqual(attentionKernel(e, { ...d, T: 401 }, "f32"), "fused");

@@ -30,6 +30,7 @@ import { sumTo } from "../reduce/reduce.ts";
 import { type DType, isFloat } from "../../dtype.ts";
 import { type Engine, grid1d, type KernelCall } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
+import { TUNED_REACH } from "../../timing.ts";
 import { SplitTensor } from "../../split_tensor.ts";
 import { concat, slice } from "../rows/rows.ts";
 
@@ -351,8 +352,9 @@ export function takeRecordedShapes(e: Engine): ProductShape[] {
 
 /**
  * Records `choice` as the fastest measured for products like `s`: the choice of "auto" calls on `e`
- * whose shape differs from `s` at most in M, at the M nearest theirs (by ratio) of those measured,
- * where the choice takes the call's shape; until {@linkcode forgetTunedMatmuls}.
+ * whose shape differs from `s` at most in M, at the M nearest theirs (by ratio) of those measured and
+ * within {@linkcode TUNED_REACH} times it, where the choice takes the call's shape; until
+ * {@linkcode forgetTunedMatmuls}.
  */
 export function setTunedMatmul(e: Engine, s: ProductShape, choice: MatmulChoice): void {
   const tunings = engineMatmulTunings.get(e) ?? new Map<string, { M: number; choice: MatmulChoice }[]>();
@@ -383,7 +385,9 @@ function tunedGemm(e: Engine, g: Gemm): Gemm {
   const list = engineMatmulTunings.get(e)?.get(productClass(s));
   if (!list) return g;
   const far = (M: number) => Math.abs(Math.log(M / s.M));
-  const { choice } = list.reduce((a, b) => far(b.M) < far(a.M) ? b : a);
+  const nearest = list.reduce((a, b) => far(b.M) < far(a.M) ? b : a);
+  if (far(nearest.M) > Math.log(TUNED_REACH)) return g;
+  const { choice } = nearest;
   const fits = choice.kernel === "texture"
     ? textureFits(e, g)
     : choice.kernel.startsWith("vec4")

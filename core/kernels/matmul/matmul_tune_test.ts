@@ -99,6 +99,12 @@ gpuTest(
         assert.equal(auto.length, 1);
         assert.notEqual(auto[0], "matmul_tiled64");
         other.dispose();
+        // Rows more than TUNED_REACH times fewer than any measured: the adapter's own choice too.
+        const few = e.tensor(randn(8 * K, 8), [8, K]);
+        const fewLabels = await matmulLabels(e, () => matmul(few, bt, { transB: true }));
+        assert.equal(fewLabels.length, 1);
+        assert.notEqual(fewLabels[0], "matmul_tiled64");
+        few.dispose();
       }
       await run();
       // A measured choice that cannot take the call's shape (vec4 needs K % 4 == 0) is passed over.
