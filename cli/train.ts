@@ -96,9 +96,9 @@ const USAGE =
   --attention K  the attention implementation of every layer: auto (default: score blocks through the
                  matmul kernels on GPUs), flash (FlashAttention-2 style kernels), matmul or fused
   --tune         measure kernel choices on this GPU and use the fastest: the attention implementations
-                 at the run's shapes before the first step, the matmul kernels of each product after
-                 each stage's first step (seconds; prints the times; runs may then choose
-                 differently and differ in their last bits)
+                 at each stage's shapes before its first step, the matmul kernels of each product of
+                 that step after it (seconds; prints the times; runs may then choose differently and
+                 differ in their last bits)
   --packed-f16   f16 matmuls sum each 8-16 products in packed f16 before adding them up in f32 (faster
                  on GPUs with packed f16 math, about 10x the rounding error; see MatmulOptions.packedF16)
   --term-timeout S

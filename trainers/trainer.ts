@@ -81,10 +81,9 @@ export interface TrainOptions {
   /** The ranks of a data-parallel run (absent, or one rank: a single process). */
   parallel?: DataParallel;
   /**
-   * Measure kernel choices on this GPU and use the fastest (default false): before the first step, the
-   * attention implementations at the run's shapes (the first stage's `batchSize` rows of
-   * `data.maxLength` and of a quarter of it, each also less one, with the LLM's heads; see
-   * `tuneAttention`); after each
+   * Measure kernel choices on this GPU and use the fastest (default false): before each stage's first
+   * step, the attention implementations at its shapes (`batchSize` rows of `data.maxLength` and of a
+   * quarter of it, each also less one, with the LLM's heads; see `tuneAttention`); after each
    * stage's first step, the matmul kernels of every product that step ran (see `tuneMatmul`). Prints
    * the times; takes seconds.
    */
@@ -182,7 +181,6 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
     checkpoint = dir;
     print(`resumed from ${dir}: stage ${pos.stage + 1}, step ${pos.step}`);
   }
-  if (opts.tune) await tuneRunAttention(e, cfg, model, pos.stage, print);
   const metrics = lead
     ? await MetricsWriter.open(opts.runDir, opts.resume ? { resumeStep: pos.step } : {})
     : MetricsWriter.discarding(opts.runDir);
@@ -266,22 +264,21 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
 }
 
 /**
- * Times the attention implementations at the shapes of stage `stage` (its batch of `data.maxLength` rows,
+ * Times the attention implementations at a stage's shapes (its batch of `B` rows of `data.maxLength`,
  * and of a quarter of that length, and of each length less one) on `e` and makes the fastest its
  * choice; prints one line per shape.
  * Measures nothing where an implementation is set on `e` (`setAttentionKernel`, `--attention`).
  */
-async function tuneRunAttention(
+async function tuneStageAttention(
   e: Engine,
   cfg: RunConfig,
   model: AsvrModel,
-  stage: number,
+  B: number,
   print: (line: string) => void,
 ): Promise<void> {
   const forced = engineAttentionKernel(e);
   if (forced !== "auto") return print(`attention: ${forced} is set, so its choice is not measured`);
   const { numHeads: NH, numKvHeads: NKV, headDim: HS, slidingWindow } = model.llm.cfg;
-  const B = cfg.train.stages[Math.min(stage, cfg.train.stages.length - 1)].batchSize;
   // Each length, and one less: the choice differs where T is not a multiple of 4 (see setTunedKernel).
   const T = cfg.data.maxLength, short = Math.round(T / 4);
   for (const t of (short >= 16 ? [T, short] : [T]).flatMap((t) => [t, t - 1])) {
@@ -362,7 +359,10 @@ interface StageContext {
   evaluate: ((step: number, stage: StageConfig) => Promise<EvalReport>) | null;
   /** The ranks of a data-parallel run (null: one process). */
   parallel: DataParallel | null;
-  /** Measure the matmul kernels of the products of the stage's first step after it (see `tuneMatmul`). */
+  /**
+   * Measure the attention implementations before the stage's first step and the matmul kernels of the
+   * products of that step after it (see `tuneAttention`, `tuneMatmul`).
+   */
   tune: boolean;
 }
 
@@ -464,6 +464,7 @@ async function runStage(
     } else if (owners) await dp!.writeEach(null, writeShard);
     await dp?.comm.barrier(); // the checkpoint is whole before any rank goes on (or stops)
   };
+  if (ctx.tune) await tuneStageAttention(e, cfg, model, stage.batchSize, ctx.print);
   recordMatmulShapes(e, ctx.tune);
   while (pos.stageStep < total) {
     const lr = lrAt(pos.stageStep, sched);
