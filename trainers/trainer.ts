@@ -464,7 +464,7 @@ async function runStage(
     } else if (owners) await dp!.writeEach(null, writeShard);
     await dp?.comm.barrier(); // the checkpoint is whole before any rank goes on (or stops)
   };
-  if (ctx.tune) await tuneStageAttention(e, cfg, model, stage.batchSize, ctx.print);
+  if (ctx.tune && pos.stageStep < total) await tuneStageAttention(e, cfg, model, stage.batchSize, ctx.print);
   recordMatmulShapes(e, ctx.tune);
   while (pos.stageStep < total) {
     const lr = lrAt(pos.stageStep, sched);
