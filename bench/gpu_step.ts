@@ -32,9 +32,9 @@ import { parseArgs } from "node:util";
 import { Engine } from "../core/engine.ts";
 import type { KernelTime } from "../core/profiler.ts";
 import { type AttentionKernel, setAttentionKernel } from "../core/kernels/attention/attention.ts";
-import { recordMatmulShapes, setPackedF16, takeRecordedShapes } from "../core/kernels/matmul/matmul.ts";
+import { recordMatmulShapes, setPackedF16 } from "../core/kernels/matmul/matmul.ts";
 import { formatTuning, tuneAttention } from "../core/kernels/attention/attention_tune.ts";
-import { formatMatmulTuning, tuneMatmul } from "../core/kernels/matmul/matmul_tune.ts";
+import { formatMatmulTuning, tuneRecordedMatmuls } from "../core/kernels/matmul/matmul_tune.ts";
 import { randInt, randn } from "../core/random.ts";
 import { backward, zeroGrad } from "../core/autograd.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
@@ -160,10 +160,7 @@ if (args.tune) {
   recordMatmulShapes(e, true);
 }
 const warm = await step();
-if (args.tune) {
-  for (const s of takeRecordedShapes(e)) tuned.push(formatMatmulTuning(await tuneMatmul(e, s)));
-  recordMatmulShapes(e, false);
-}
+if (args.tune) await tuneRecordedMatmuls(e, (t) => tuned.push(formatMatmulTuning(t)));
 const tuneS = (performance.now() - tune0 - warm) / 1000;
 e.pool.resetPeak();
 const times: number[] = [];

@@ -56,7 +56,12 @@ export {
   setPackedF16,
   takeRecordedShapes,
 } from "./kernels/matmul/matmul.ts";
-export { formatMatmulTuning, type MatmulTuning, tuneMatmul } from "./kernels/matmul/matmul_tune.ts";
+export {
+  formatMatmulTuning,
+  type MatmulTuning,
+  tuneMatmul,
+  tuneRecordedMatmuls,
+} from "./kernels/matmul/matmul_tune.ts";
 export {
   add,
   addScalar,
@@ -77,16 +82,12 @@ export { crossEntropy, type CrossEntropyOptions } from "./kernels/cross_entropy/
 export { IGNORE_INDEX } from "./labels.ts";
 export {
   attention,
+  type AttentionImpl,
   type AttentionKernel,
   type AttentionOptions,
   setAttentionKernel,
 } from "./kernels/attention/attention.ts";
-export {
-  type AttentionTuning,
-  formatTuning,
-  tuneAttention,
-  type TunedKernel,
-} from "./kernels/attention/attention_tune.ts";
+export { type AttentionTuning, formatTuning, tuneAttention } from "./kernels/attention/attention_tune.ts";
 export type { AttentionDims } from "./kernels/attention/attention_cpu.ts";
 export { fastestOf, type FastestOfOptions, medianMs, type MedianMsOptions, TUNED_REACH } from "./timing.ts";
 export { rope, type RopeOptions } from "./kernels/rope/rope.ts";

@@ -82,3 +82,32 @@ export async function fastestOf(
  * away from it either way; further away, the built-in rules choose.
  */
 export const TUNED_REACH = 4;
+
+/**
+ * Choices measured at sizes, by class of call (what else a choice depends on, as a string): a call
+ * gets the choice measured at the size nearest its own (by ratio) in its class, within
+ * {@linkcode TUNED_REACH} times it.
+ */
+export class MeasuredChoices<V> {
+  #byClass = new Map<string, { size: number; choice: V }[]>();
+
+  /** Records `choice` for `cls` at `size`, replacing one recorded at that size. */
+  set(cls: string, size: number, choice: V): void {
+    const list = (this.#byClass.get(cls) ?? []).filter((m) => m.size !== size);
+    this.#byClass.set(cls, [...list, { size, choice }]);
+  }
+
+  /** Whether a choice is recorded for `cls` at exactly `size`. */
+  has(cls: string, size: number): boolean {
+    return this.#byClass.get(cls)?.some((m) => m.size === size) ?? false;
+  }
+
+  /** The choice for a call of class `cls` and size `size`, if one was measured within reach. */
+  nearest(cls: string, size: number): V | undefined {
+    const list = this.#byClass.get(cls);
+    if (!list) return undefined;
+    const far = (s: number) => Math.abs(Math.log(s / size));
+    const best = list.reduce((a, b) => far(b.size) < far(a.size) ? b : a);
+    return far(best.size) <= Math.log(TUNED_REACH) ? best.choice : undefined;
+  }
+}

@@ -25,8 +25,8 @@ import type { Tensor } from "../core/tensor.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
 import { engineAttentionKernel } from "../core/kernels/attention/attention.ts";
 import { formatTuning, tuneAttention } from "../core/kernels/attention/attention_tune.ts";
-import { isTunedMatmul, recordMatmulShapes, takeRecordedShapes } from "../core/kernels/matmul/matmul.ts";
-import { formatMatmulTuning, tuneMatmul } from "../core/kernels/matmul/matmul_tune.ts";
+import { recordMatmulShapes } from "../core/kernels/matmul/matmul.ts";
+import { formatMatmulTuning, tuneRecordedMatmuls } from "../core/kernels/matmul/matmul_tune.ts";
 import { copyTokenizerFiles } from "../models/export.ts";
 import { type AsvrBatch, AsvrModel } from "../models/asvr_model.ts";
 import { TextTokenizer } from "../tokenizers/text_tokenizer.ts";
@@ -291,19 +291,15 @@ async function tuneStageAttention(
 }
 
 /**
- * Times the matmul kernels of each product recorded since {@linkcode recordMatmulShapes} was switched on
- * (one step's) not measured yet, makes the fastest the choice of products like it, and stops recording.
+ * Times the matmul kernels of each product the step just taken ran (recorded since
+ * {@linkcode recordMatmulShapes} was switched on) and not measured yet, makes the fastest the choice of
+ * products like it, and stops recording; prints a line per product and the time it all took.
  */
 async function tuneStepMatmuls(e: Engine, print: (line: string) => void): Promise<void> {
-  const shapes = takeRecordedShapes(e).filter((s) => !isTunedMatmul(e, s));
-  recordMatmulShapes(e, false);
   const t0 = performance.now();
-  for (const s of shapes) print(formatMatmulTuning(await tuneMatmul(e, s)));
-  print(
-    `matmul kernels measured for ${shapes.length} products in ${
-      ((performance.now() - t0) / 1000).toFixed(1)
-    } s`,
-  );
+  const done = await tuneRecordedMatmuls(e, (t) => print(formatMatmulTuning(t)));
+  const s = ((performance.now() - t0) / 1000).toFixed(1);
+  print(`matmul kernels measured for ${done.length} products in ${s} s`);
 }
 
 /**

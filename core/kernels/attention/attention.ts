@@ -21,10 +21,17 @@ import { record } from "../../autograd.ts";
 import type { DType } from "../../dtype.ts";
 import { type Engine, grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
-import { TUNED_REACH } from "../../timing.ts";
+import { MeasuredChoices } from "../../timing.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import { flashAttentionBackward, flashAttentionForward } from "./attention_flash.ts";
-import { BLOCK_PARAMS_WGSL, blockGrid, rowIoWgsl } from "./attention_blocks.ts";
+import {
+  BLOCK_PARAMS_WGSL,
+  blockGrid,
+  DKDV_BINDINGS_WGSL,
+  DQ_BINDINGS_WGSL,
+  FORWARD_BINDINGS_WGSL,
+  rowIoWgsl,
+} from "./attention_blocks.ts";
 import {
   type AttentionGrads,
   groupsPerChunk,
@@ -57,6 +64,9 @@ export interface AttentionOptions {
  */
 export type AttentionKernel = "auto" | "fused" | "matmul" | "flash";
 
+/** An implementation itself: what "auto" resolves to. */
+export type AttentionImpl = Exclude<AttentionKernel, "auto">;
+
 /**
  * The implementation a call uses: the forced one, or the engine's (see {@linkcode setAttentionKernel}),
  * else the one measured fastest on this engine at the nearest T of the same class of call (see
@@ -76,12 +86,12 @@ export function attentionKernel(
   d: AttentionDims,
   dtype: DType,
   opts: AttentionOptions = {},
-): "fused" | "matmul" | "flash" {
+): AttentionImpl {
   const fits = groupsPerChunk(d, dtype, scoreBudget(e)) > 0;
   const kernel = opts.kernel ?? "auto";
   const preferred = engineKernels.get(e);
   if (kernel === "auto" && preferred && (preferred !== "matmul" || fits)) return preferred;
-  const tuned = kernel === "auto" ? tunedKernel(e, d, dtype, opts) : undefined;
+  const tuned = kernel === "auto" ? engineTunings.get(e)?.nearest(tuneClass(d, dtype, opts), d.T) : undefined;
   if (tuned && (tuned !== "matmul" || fits)) return tuned;
   switch (kernel) {
     case "fused":
@@ -103,13 +113,10 @@ export function attentionKernel(
 }
 
 /** The engines' attention implementations set by {@linkcode setAttentionKernel}. */
-const engineKernels = new WeakMap<Engine, "fused" | "matmul" | "flash">();
+const engineKernels = new WeakMap<Engine, AttentionImpl>();
 
-/** A measured choice: the fastest implementation at sequence length T. */
-type Tuned = { T: number; kernel: "fused" | "matmul" | "flash" };
-
-/** The engines' measured choices ({@linkcode setTunedKernel}): by {@linkcode tuneClass}, the Ts measured. */
-const engineTunings = new WeakMap<Engine, Map<string, Tuned[]>>();
+/** The engines' measured choices ({@linkcode setTunedKernel}): by {@linkcode tuneClass}, at the Ts measured. */
+const engineTunings = new WeakMap<Engine, MeasuredChoices<AttentionImpl>>();
 
 /**
  * What a measured choice applies to besides T: dtype, heads, head size, the mask's kind and whether T is
@@ -124,35 +131,19 @@ function tuneClass(d: AttentionDims, dtype: DType, opts: AttentionOptions): stri
 /**
  * Records `kernel` as the fastest measured at dims `d` (see tuneAttention in attention_tune.ts): the
  * choice of "auto" calls on `e` with the same dtype, heads, head size, kind of mask and divisibility of T
- * by 4 whose T is nearest `d.T` (by ratio) of those measured and within {@linkcode TUNED_REACH} times
- * it, until {@linkcode setAttentionKernel} resets `e`.
+ * by 4 whose T is nearest `d.T` (by ratio) of those measured, within reach (see MeasuredChoices in
+ * core/timing.ts), until {@linkcode setAttentionKernel} resets `e`.
  */
 export function setTunedKernel(
   e: Engine,
   d: AttentionDims,
   dtype: DType,
   opts: AttentionOptions,
-  kernel: "fused" | "matmul" | "flash",
+  kernel: AttentionImpl,
 ): void {
-  const tunings = engineTunings.get(e) ?? new Map<string, Tuned[]>();
+  const tunings = engineTunings.get(e) ?? new MeasuredChoices<AttentionImpl>();
   engineTunings.set(e, tunings);
-  const key = tuneClass(d, dtype, opts);
-  const list = (tunings.get(key) ?? []).filter((t) => t.T !== d.T);
-  tunings.set(key, [...list, { T: d.T, kernel }]);
-}
-
-/** The measured choice for a call (see {@linkcode setTunedKernel}), if any. */
-function tunedKernel(
-  e: Engine,
-  d: AttentionDims,
-  dtype: DType,
-  opts: AttentionOptions,
-): "fused" | "matmul" | "flash" | undefined {
-  const list = engineTunings.get(e)?.get(tuneClass(d, dtype, opts));
-  if (!list) return undefined;
-  const far = (T: number) => Math.abs(Math.log(T / d.T));
-  const nearest = list.reduce((a, b) => far(b.T) < far(a.T) ? b : a);
-  return far(nearest.T) <= Math.log(TUNED_REACH) ? nearest.kernel : undefined;
+  tunings.set(tuneClass(d, dtype, opts), d.T, kernel);
 }
 
 /**
@@ -314,12 +305,7 @@ const LOAD_KV_TILE = `
 
 function forwardCode(s: Spec): string {
   return `${header(s, ["q", "k", "v"], ["o"])}
-@group(0) @binding(0) var<storage, read> q: array<R>;           // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<R>;           // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<R>;           // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read_write> o: array<R>;     // [B, NH, T, HS]
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>; // [B, NH, T]
-@group(0) @binding(5) var<uniform> p: P;
+${FORWARD_BINDINGS_WGSL}
 var<workgroup> kt: array<vec4f, TILE * HV>;  // [TILE, HV] keys
 var<workgroup> vt: array<vec4f, TILE * HV>;  // [TILE, HV] values
 var<private> qr: array<vec4f, HV>;   // own query row, times scale
@@ -371,14 +357,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 function dqCode(s: Spec): string {
   return `${header(s, ["q", "k", "v", "g"], ["dq"])}
-@group(0) @binding(0) var<storage, read> q: array<R>;          // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<R>;          // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<R>;          // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read> g: array<R>;          // [B, NH, T, HS] d out
-@group(0) @binding(4) var<storage, read> lse: array<f32>;      // [B, NH, T]
-@group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T] rowsum(g * out)
-@group(0) @binding(6) var<storage, read_write> dq: array<R>;   // [B, NH, T, HS]
-@group(0) @binding(7) var<uniform> p: P;
+${DQ_BINDINGS_WGSL}
 var<workgroup> kt: array<vec4f, TILE * HV>;
 var<workgroup> vt: array<vec4f, TILE * HV>;
 var<private> qr: array<vec4f, HV>;   // own query row, times scale
@@ -411,15 +390,7 @@ ${QUERY_BLOCK}
 
 function dkdvCode(s: Spec): string {
   return `${header(s, ["q", "k", "v", "g"], ["dk", "dv"])}
-@group(0) @binding(0) var<storage, read> q: array<R>;          // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<R>;          // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<R>;          // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read> g: array<R>;          // [B, NH, T, HS] d out
-@group(0) @binding(4) var<storage, read> lse: array<f32>;      // [B, NH, T]
-@group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T]
-@group(0) @binding(6) var<storage, read_write> dk: array<R>;   // [B, NKV, T, HS]
-@group(0) @binding(7) var<storage, read_write> dv: array<R>;   // [B, NKV, T, HS]
-@group(0) @binding(8) var<uniform> p: P;
+${DKDV_BINDINGS_WGSL}
 var<workgroup> qt: array<vec4f, TILE * HV>;  // [TILE, HV] queries
 var<workgroup> gt: array<vec4f, TILE * HV>;  // [TILE, HV] their d out
 var<workgroup> lt: array<f32, TILE>;         // their lse

@@ -1,7 +1,8 @@
 /**
  * What the kernels that own blocks of rows share (the fused kernels of attention.ts and the flash
  * kernels of attention_flash.ts): their uniform block `struct P` and its values, the masking rule from
- * both sides, and the WGSL that loads and stores a row of a [rows, HS] buffer 4 elements at a time.
+ * both sides, their bindings, and the WGSL that loads and stores a row of a [rows, HS] buffer 4
+ * elements at a time.
  * @module
  */
 
@@ -74,3 +75,31 @@ export function rowIoWgsl(HS: number, load: string[], store: string[]): string {
 }`;
   return ["alias R = E;", ...load.map(ld), ...store.map(st)].join("\n");
 }
+
+/** WGSL: bindings 0-2, the inputs every kernel reads (element type `R` of {@linkcode rowIoWgsl}). */
+const QKV_BINDINGS = `@group(0) @binding(0) var<storage, read> q: array<R>;           // [B, NH, T, HS]
+@group(0) @binding(1) var<storage, read> k: array<R>;           // [B, NKV, T, HS]
+@group(0) @binding(2) var<storage, read> v: array<R>;           // [B, NKV, T, HS]`;
+
+/** WGSL: the forward kernels' bindings (q, k, v, o, lse, then `p`), as their calls bind them. */
+export const FORWARD_BINDINGS_WGSL = `${QKV_BINDINGS}
+@group(0) @binding(3) var<storage, read_write> o: array<R>;     // [B, NH, T, HS]
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>; // [B, NH, T]
+@group(0) @binding(5) var<uniform> p: P;`;
+
+/** WGSL: bindings 0-5, what both backward kernels read. */
+const BACKWARD_INPUTS = `${QKV_BINDINGS}
+@group(0) @binding(3) var<storage, read> g: array<R>;           // [B, NH, T, HS] d out
+@group(0) @binding(4) var<storage, read> lse: array<f32>;       // [B, NH, T]
+@group(0) @binding(5) var<storage, read> D: array<f32>;         // [B, NH, T] rowsum(g * out)`;
+
+/** WGSL: the dq kernels' bindings (q, k, v, g, lse, D, dq, then `p`). */
+export const DQ_BINDINGS_WGSL = `${BACKWARD_INPUTS}
+@group(0) @binding(6) var<storage, read_write> dq: array<R>;    // [B, NH, T, HS]
+@group(0) @binding(7) var<uniform> p: P;`;
+
+/** WGSL: the dk/dv kernels' bindings (q, k, v, g, lse, D, dk, dv, then `p`). */
+export const DKDV_BINDINGS_WGSL = `${BACKWARD_INPUTS}
+@group(0) @binding(6) var<storage, read_write> dk: array<R>;    // [B, NKV, T, HS]
+@group(0) @binding(7) var<storage, read_write> dv: array<R>;    // [B, NKV, T, HS]
+@group(0) @binding(8) var<uniform> p: P;`;

@@ -5,8 +5,8 @@
  * blocks never leave the workgroup: no T x T buffer, no float atomics.
  *
  * Threads: BR / 4 row groups of TX lanes (TX = 4, or 8 above HS 64 to halve the accumulators per
- * thread and double the threads; thread t: row group ty = t / TX, lane tx = t % TX). Row group ty owns the 4
- * rows 4ty..4ty+3 of the block. Of a score block S [BR, BC] a thread computes the 4 x BC/TX scores
+ * thread and double the threads; thread t: row group ty = t / TX, lane tx = t % TX). Row group ty owns
+ * the 4 rows 4ty..4ty+3 of the block. Of a score block S [BR, BC] a thread computes the 4 x BC/TX scores
  * of its 4 rows with the tile rows tx, tx+TX, ... (a vec4 per tile row, over the 4 own rows: the
  * register block); of the output block [BR, HS] it accumulates, in registers, the vec4 chunks tx,
  * tx+TX, ... (elements 4c..4c+3) of its 4 rows. Between the two products the probabilities (or their
@@ -18,7 +18,8 @@
  * The TX lanes of a row group share its row max: reduced each tile by subgroup shuffles (lanes
  * t ^ 1, t ^ 2, and t ^ 4 for 8 lanes, which the forward takes only where the adapter's smallest
  * subgroup holds 8) when the engine uses subgroups, else through workgroup memory. Each lane sums
- * exp(s - m) over its own scores; the TX partial sums are added once, after the last tile. Saves lse = m + log l per row for backward.
+ * exp(s - m) over its own scores; the TX partial sums are added once, after the last tile. Saves
+ * lse = m + log l per row for backward.
  *
  * Backward (FlashAttention-2, recomputing P = exp(S - lse)): with D = rowsum(dout * out) (computed by
  * attention.ts), dS = P (dP - D) with dP = dout V^T. The dq kernel owns query rows and loops over key
@@ -41,7 +42,14 @@ import type { Tensor } from "../../tensor.ts";
 import type { AttentionOptions } from "./attention.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import type { AttentionGrads } from "./attention_matmul.ts";
-import { BLOCK_PARAMS_WGSL, blockGrid, rowIoWgsl } from "./attention_blocks.ts";
+import {
+  BLOCK_PARAMS_WGSL,
+  blockGrid,
+  DKDV_BINDINGS_WGSL,
+  DQ_BINDINGS_WGSL,
+  FORWARD_BINDINGS_WGSL,
+  rowIoWgsl,
+} from "./attention_blocks.ts";
 
 /** The three kernels: forward, dq, and dk with dv. */
 export type FlashKernel = "fwd" | "dq" | "dkdv";
@@ -250,12 +258,7 @@ function loadTile(pairs: [string, string][], base: string): string {
 /** WGSL of the forward: one workgroup per block of BR query rows of a head. */
 function forwardCode(dtype: string, HS: number, t: FlashTiles, subgroups: boolean): string {
   return `${header(dtype, HS, t, ["q", "k", "v"], ["o"])}
-@group(0) @binding(0) var<storage, read> q: array<R>;           // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<R>;           // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<R>;           // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read_write> o: array<R>;     // [B, NH, T, HS]
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>; // [B, NH, T]
-@group(0) @binding(5) var<uniform> p: P;
+${FORWARD_BINDINGS_WGSL}
 var<workgroup> qs: array<vec4f, BR * HP>;  // [BR, HP] own queries, times scale
 var<workgroup> ks: array<vec4f, BC * HP>;  // [BC, HP] the tile's keys
 var<workgroup> vs: array<vec4f, BC * HP>;  // [BC, HP] and values
@@ -301,20 +304,10 @@ ${QUERY_BLOCK}
 }`;
 }
 
-/** WGSL: the bindings 0-5 both backward kernels read. */
-const BACKWARD_INPUTS = `@group(0) @binding(0) var<storage, read> q: array<R>;          // [B, NH, T, HS]
-@group(0) @binding(1) var<storage, read> k: array<R>;          // [B, NKV, T, HS]
-@group(0) @binding(2) var<storage, read> v: array<R>;          // [B, NKV, T, HS]
-@group(0) @binding(3) var<storage, read> g: array<R>;          // [B, NH, T, HS] d out
-@group(0) @binding(4) var<storage, read> lse: array<f32>;      // [B, NH, T]
-@group(0) @binding(5) var<storage, read> D: array<f32>;        // [B, NH, T] rowsum(g * out)`;
-
 /** WGSL of dq: one workgroup per block of BR query rows of a head. */
 function dqCode(dtype: string, HS: number, t: FlashTiles): string {
   return `${header(dtype, HS, t, ["q", "k", "v", "g"], ["dq"])}
-${BACKWARD_INPUTS}
-@group(0) @binding(6) var<storage, read_write> dq: array<R>;   // [B, NH, T, HS]
-@group(0) @binding(7) var<uniform> p: P;
+${DQ_BINDINGS_WGSL}
 var<workgroup> qs: array<vec4f, BR * HP>;   // [BR, HP] own queries, times scale
 var<workgroup> gs: array<vec4f, BR * HP>;   // [BR, HP] their d out
 var<workgroup> ks: array<vec4f, BC * HP>;   // [BC, HP] the tile's keys
@@ -349,10 +342,7 @@ ${QUERY_BLOCK}
 /** WGSL of dk and dv: one workgroup per block of BR key rows of a kv head. */
 function dkdvCode(dtype: string, HS: number, t: FlashTiles): string {
   return `${header(dtype, HS, t, ["q", "k", "v", "g"], ["dk", "dv"])}
-${BACKWARD_INPUTS}
-@group(0) @binding(6) var<storage, read_write> dk: array<R>;   // [B, NKV, T, HS]
-@group(0) @binding(7) var<storage, read_write> dv: array<R>;   // [B, NKV, T, HS]
-@group(0) @binding(8) var<uniform> p: P;
+${DKDV_BINDINGS_WGSL}
 var<workgroup> ks: array<vec4f, BR * HP>;   // [BR, HP] own keys, times scale
 var<workgroup> vs: array<vec4f, BR * HP>;   // [BR, HP] their values
 var<workgroup> qs: array<vec4f, BC * HP>;   // [BC, HP] the tile's queries

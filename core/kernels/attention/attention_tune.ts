@@ -9,12 +9,15 @@ import type { DType } from "../../dtype.ts";
 import type { Engine } from "../../engine.ts";
 import { randn } from "../../random.ts";
 import { fastestOf, type FastestOfOptions } from "../../timing.ts";
-import { attentionBackward, attentionForward, type AttentionOptions, setTunedKernel } from "./attention.ts";
+import {
+  attentionBackward,
+  attentionForward,
+  type AttentionImpl,
+  type AttentionOptions,
+  setTunedKernel,
+} from "./attention.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import { groupsPerChunk, scoreBudget } from "./attention_matmul.ts";
-
-/** The implementations a tuning times. */
-export type TunedKernel = "fused" | "matmul" | "flash";
 
 /** What {@linkcode tuneAttention} measured. */
 export interface AttentionTuning {
@@ -23,9 +26,9 @@ export interface AttentionTuning {
   /** The dtype of q, k and v. */
   dtype: DType;
   /** Milliseconds per forward + backward, per implementation timed (`matmul` only where its scores fit). */
-  ms: Partial<Record<TunedKernel, number>>;
+  ms: Partial<Record<AttentionImpl, number>>;
   /** The fastest: now the choice of "auto" calls like the one timed. */
-  best: TunedKernel;
+  best: AttentionImpl;
 }
 
 /**
@@ -51,7 +54,7 @@ export async function tuneAttention(
   const k = e.tensor(randn(size(kShape), 2, 0.5), kShape, dtype);
   const v = e.tensor(randn(size(kShape), 3, 0.5), kShape, dtype);
   const dout = e.tensor(randn(size(qShape), 4, 0.5), qShape, dtype);
-  const kernels: TunedKernel[] = groupsPerChunk(d, dtype, scoreBudget(e)) > 0
+  const kernels: AttentionImpl[] = groupsPerChunk(d, dtype, scoreBudget(e)) > 0
     ? ["flash", "matmul", "fused"]
     : ["flash", "fused"];
   try {

@@ -30,7 +30,7 @@ import { sumTo } from "../reduce/reduce.ts";
 import { type DType, isFloat } from "../../dtype.ts";
 import { type Engine, grid1d, type KernelCall } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
-import { TUNED_REACH } from "../../timing.ts";
+import { MeasuredChoices } from "../../timing.ts";
 import { SplitTensor } from "../../split_tensor.ts";
 import { concat, slice } from "../rows/rows.ts";
 
@@ -328,8 +328,8 @@ function shapeOf(g: Gemm): ProductShape | null {
 /** Engines recording the shapes of their "auto" products (see {@linkcode recordMatmulShapes}), by shape. */
 const engineRecordings = new WeakMap<Engine, Map<string, ProductShape>>();
 
-/** The engines' measured choices ({@linkcode setTunedMatmul}): by {@linkcode productClass}, the Ms measured. */
-const engineMatmulTunings = new WeakMap<Engine, Map<string, { M: number; choice: MatmulChoice }[]>>();
+/** The engines' measured choices ({@linkcode setTunedMatmul}): by {@linkcode productClass}, at the Ms measured. */
+const engineMatmulTunings = new WeakMap<Engine, MeasuredChoices<MatmulChoice>>();
 
 /**
  * Starts (or stops) recording the shapes of the products that matmul calls with the "auto" kernel run
@@ -352,23 +352,19 @@ export function takeRecordedShapes(e: Engine): ProductShape[] {
 
 /**
  * Records `choice` as the fastest measured for products like `s`: the choice of "auto" calls on `e`
- * whose shape differs from `s` at most in M, at the M nearest theirs (by ratio) of those measured and
- * within {@linkcode TUNED_REACH} times it, where the choice takes the call's shape; until
+ * whose shape differs from `s` at most in M, at the M nearest theirs (by ratio) of those measured,
+ * within reach (see MeasuredChoices in core/timing.ts), where the choice takes the call's shape; until
  * {@linkcode forgetTunedMatmuls}.
  */
 export function setTunedMatmul(e: Engine, s: ProductShape, choice: MatmulChoice): void {
-  const tunings = engineMatmulTunings.get(e) ?? new Map<string, { M: number; choice: MatmulChoice }[]>();
+  const tunings = engineMatmulTunings.get(e) ?? new MeasuredChoices<MatmulChoice>();
   engineMatmulTunings.set(e, tunings);
-  const key = productClass(s);
-  tunings.set(key, [...(tunings.get(key) ?? []).filter((t) => t.M !== s.M), {
-    M: s.M,
-    choice: { ...choice },
-  }]);
+  tunings.set(productClass(s), s.M, { ...choice });
 }
 
 /** Whether products like `s` have a measured choice at this very M. */
 export function isTunedMatmul(e: Engine, s: ProductShape): boolean {
-  return engineMatmulTunings.get(e)?.get(productClass(s))?.some((t) => t.M === s.M) ?? false;
+  return engineMatmulTunings.get(e)?.has(productClass(s), s.M) ?? false;
 }
 
 /** Forgets the choices measured on `e`: "auto" chooses by its rules again. */
@@ -382,12 +378,8 @@ function tunedGemm(e: Engine, g: Gemm): Gemm {
   const s = shapeOf(g);
   if (!s) return g;
   engineRecordings.get(e)?.set(`${productClass(s)} ${s.M}`, s);
-  const list = engineMatmulTunings.get(e)?.get(productClass(s));
-  if (!list) return g;
-  const far = (M: number) => Math.abs(Math.log(M / s.M));
-  const nearest = list.reduce((a, b) => far(b.M) < far(a.M) ? b : a);
-  if (far(nearest.M) > Math.log(TUNED_REACH)) return g;
-  const { choice } = nearest;
+  const choice = engineMatmulTunings.get(e)?.nearest(productClass(s), s.M);
+  if (!choice) return g;
   const fits = choice.kernel === "texture"
     ? textureFits(e, g)
     : choice.kernel.startsWith("vec4")

@@ -9,11 +9,14 @@
 import type { Engine } from "../../engine.ts";
 import { fastestOf, type FastestOfOptions } from "../../timing.ts";
 import {
+  isTunedMatmul,
   type MatmulChoice,
   matmulInto,
   type MatmulKernel,
   type ProductShape,
+  recordMatmulShapes,
   setTunedMatmul,
+  takeRecordedShapes,
 } from "./matmul.ts";
 
 /** What {@linkcode tuneMatmul} measured. */
@@ -79,6 +82,26 @@ export async function tuneMatmul(
     for (const t of [a, b, out]) t.dispose();
   }
   throw new Error(`tuneMatmul: no kernel takes ${JSON.stringify(s)}`);
+}
+
+/**
+ * Stops recording on `e` (see `recordMatmulShapes`) and measures each product recorded since it started
+ * that has no choice measured at its very shape yet (see {@linkcode tuneMatmul}); `onEach` hears each
+ * result as it comes.
+ */
+export async function tuneRecordedMatmuls(
+  e: Engine,
+  onEach: (t: MatmulTuning) => void = () => {},
+  opts: FastestOfOptions = {},
+): Promise<MatmulTuning[]> {
+  const shapes = takeRecordedShapes(e).filter((s) => !isTunedMatmul(e, s));
+  recordMatmulShapes(e, false);
+  const done: MatmulTuning[] = [];
+  for (const s of shapes) {
+    done.push(await tuneMatmul(e, s, opts));
+    onEach(done[done.length - 1]);
+  }
+  return done;
 }
 
 /**
