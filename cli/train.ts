@@ -49,7 +49,11 @@ import { parseArgs } from "node:util";
 import { basename, dirname, join, resolve } from "node:path";
 import { Engine } from "../core/engine.ts";
 import { NoAdapterError } from "../core/device.ts";
-import { type AttentionKernel, setAttentionKernel } from "../core/kernels/attention/attention.ts";
+import {
+  ATTENTION_KERNELS,
+  type AttentionKernel,
+  setAttentionKernel,
+} from "../core/kernels/attention/attention.ts";
 import { setPackedF16 } from "../core/kernels/matmul/matmul.ts";
 import { formatKernelTimes } from "../core/profiler.ts";
 import { formatPlan, formatWorld, planFits, planRun, planWorld } from "../trainers/plan.ts";
@@ -116,7 +120,6 @@ Another signal ${BURST_SECONDS} s or more after the first quits at once without 
 the first are one burst (under deno task, one Ctrl-C reaches the process twice).`;
 
 const GB = 1e9;
-const ATTENTION_KERNELS: readonly AttentionKernel[] = ["auto", "flash", "matmul", "fused"];
 
 const { values, positionals } = parseArgs({
   args: Deno.args.filter((a) => a !== "--"),
@@ -192,7 +195,7 @@ async function runFile(file: string | null): Promise<number> {
     throw new Error(`--term-timeout: a number of seconds >= 0 (0: no limit), got ${values["term-timeout"]}`);
   }
   const attention = values.attention as AttentionKernel;
-  if (!ATTENTION_KERNELS.includes(attention)) {
+  if (!(ATTENTION_KERNELS as readonly string[]).includes(attention)) {
     throw new Error(`--attention: one of ${ATTENTION_KERNELS.join(", ")}, got ${values.attention}`);
   }
   if (values.overwrite && values.resume) {

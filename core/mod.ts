@@ -47,6 +47,7 @@ export { backward, checkpoint, detach, reshape, zeroGrad } from "./autograd.ts";
 export {
   forgetTunedMatmuls,
   matmul,
+  MATMUL_KERNELS,
   type MatmulChoice,
   type MatmulKernel,
   type MatmulOptions,
@@ -54,7 +55,9 @@ export {
   type ProductShape,
   recordMatmulShapes,
   setPackedF16,
+  setTunedMatmulChoices,
   takeRecordedShapes,
+  tunedMatmulChoices,
 } from "./kernels/matmul/matmul.ts";
 export {
   formatMatmulTuning,
@@ -82,14 +85,25 @@ export { crossEntropy, type CrossEntropyOptions } from "./kernels/cross_entropy/
 export { IGNORE_INDEX } from "./labels.ts";
 export {
   attention,
+  ATTENTION_KERNELS,
   type AttentionImpl,
   type AttentionKernel,
   type AttentionOptions,
   setAttentionKernel,
+  setTunedAttentionChoices,
+  tunedAttentionChoices,
 } from "./kernels/attention/attention.ts";
 export { type AttentionTuning, formatTuning, tuneAttention } from "./kernels/attention/attention_tune.ts";
 export type { AttentionDims } from "./kernels/attention/attention_cpu.ts";
-export { fastestOf, type FastestOfOptions, medianMs, type MedianMsOptions, TUNED_REACH } from "./timing.ts";
+export {
+  fastestOf,
+  type FastestOfOptions,
+  type MeasuredChoice,
+  MeasuredChoices,
+  medianMs,
+  type MedianMsOptions,
+  TUNED_REACH,
+} from "./timing.ts";
 export { rope, type RopeOptions } from "./kernels/rope/rope.ts";
 export { embedding } from "./kernels/embedding/embedding.ts";
 export { concat, gatherRows, scatterRows, slice } from "./kernels/rows/rows.ts";

@@ -83,6 +83,16 @@ export async function fastestOf(
  */
 export const TUNED_REACH = 4;
 
+/** One measured choice as plain data (see {@linkcode MeasuredChoices.entries}). */
+export interface MeasuredChoice<V> {
+  /** The class of call it applies to. */
+  class: string;
+  /** The size it was measured at. */
+  size: number;
+  /** The fastest there. */
+  choice: V;
+}
+
 /**
  * Choices measured at sizes, by class of call (what else a choice depends on, as a string): a call
  * gets the choice measured at the size nearest its own (by ratio) in its class, within
@@ -95,6 +105,13 @@ export class MeasuredChoices<V> {
   set(cls: string, size: number, choice: V): void {
     const list = (this.#byClass.get(cls) ?? []).filter((m) => m.size !== size);
     this.#byClass.set(cls, [...list, { size, choice }]);
+  }
+
+  /** Every recorded choice, as plain data (JSON-serializable when the choices are). */
+  entries(): MeasuredChoice<V>[] {
+    return [...this.#byClass].flatMap(([cls, list]) =>
+      list.map(({ size, choice }) => ({ class: cls, size, choice }))
+    );
   }
 
   /** Whether a choice is recorded for `cls` at exactly `size`. */

@@ -8,6 +8,8 @@ import { gpuTest } from "../core/testing.ts";
 import { buildHead, parseHeadConfig } from "../heads/mod.ts";
 import { SafetensorsFile } from "../io/safetensors.ts";
 import { readMetrics } from "../trainers/metrics.ts";
+import { loadCheckpoint } from "../trainers/checkpoint.ts";
+import { countKernelChoices, type KernelChoices } from "../trainers/kernel_choices.ts";
 import { writeTinyRun } from "./tiny_run.ts";
 import { TINY } from "../models/testing.ts";
 import { runCli } from "./run_cli.ts";
@@ -74,23 +76,44 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
     assert.match(r.out, /attention: flash is set, so its choice is not measured/); // --tune measures the rest
     assert.doesNotMatch(r.out, /attention measured at/);
     assert.match(r.out, /matmul: f16 products summed in packed f16/);
+    // The matmul kernels of the products the first step ran, measured after it.
+    const products = [...r.out.matchAll(/^matmul (\S.*) f32: (.*) -> (\S+)$/gm)];
+    assert.ok(products.length >= 3, r.out); // at least a layer's forward, its input's and weight's gradients
+    for (const m of products) assert.match(m[2], new RegExp(`(^|, )${m[3]} [\\d.]+ ms`));
+    assert.match(r.out, new RegExp(`matmul kernels measured for ${products.length} products in [\\d.]+ s`));
     assert.deepEqual((await readMetrics(runDir)).map((s) => s.step), [1, 2, 3]);
 
-    // One more, measuring the kernel choices: attention at the run's shapes first, then the matmul
-    // kernels of the products the first step ran.
+    // One more: the choices measured are kept; attention is measured at the run's shapes, and the
+    // products not measured yet.
     r = await runCli("train.ts", ["--resume", runDir, "--set", "train.stages[1].maxSteps=3", "--tune"]);
     assert.equal(r.code, 0, r.out);
+    assert.match(
+      r.out,
+      new RegExp(`kernel choices measured earlier in this run, kept: ${products.length} matmul products`),
+    );
     const tuned = [
       ...r.out.matchAll(/attention measured at B\d+ NH\d+\/\d+ T(\d+) HS\d+ f32: (.*) -> (\w+)/g),
     ];
     // data.maxLength and a quarter of it, each also less one
     assert.deepEqual(tuned.map((m) => Number(m[1])), [128, 127, 32, 31], r.out);
     for (const m of tuned) assert.match(m[2], new RegExp(`${m[3]} [\\d.]+ ms`));
-    const products = [...r.out.matchAll(/^matmul (\S.*) f32: (.*) -> (\S+)$/gm)];
-    assert.ok(products.length >= 3, r.out); // at least a layer's forward, its input's and weight's gradients
-    for (const m of products) assert.match(m[2], new RegExp(`(^|, )${m[3]} [\\d.]+ ms`));
-    assert.match(r.out, new RegExp(`matmul kernels measured for ${products.length} products in [\\d.]+ s`));
+    const more = [...r.out.matchAll(/^matmul (\S.*) f32: (.*) -> (\S+)$/gm)];
+    assert.match(r.out, new RegExp(`matmul kernels measured for ${more.length} products in [\\d.]+ s`));
     assert.deepEqual((await readMetrics(runDir)).map((s) => s.step), [1, 2, 3, 4]);
+    // The checkpoint keeps the choices: the next resume runs the same kernels, measuring no attention again.
+    const kept = (await loadCheckpoint(runDir)).trainerState.kernelChoices as KernelChoices;
+    assert.deepEqual(
+      kept.attention.map((c) => `${c.size} ${c.choice}`).sort(),
+      tuned.map((m) => `${m[1]} ${m[3]}`).sort(),
+    );
+    assert.equal(kept.matmul.length, products.length + more.length);
+    r = await runCli("train.ts", ["--resume", runDir, "--set", "train.stages[1].maxSteps=4", "--tune"]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(
+      r.out,
+      new RegExp(`kernel choices measured earlier in this run, kept: ${countKernelChoices(kept)}`),
+    );
+    assert.doesNotMatch(r.out, /attention measured at/);
 
     // Moved away from its run file: the error names the module and the fix; --import covers it.
     await Deno.rename(runFile, join(dir, "elsewhere.ts"));

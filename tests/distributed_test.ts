@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { SafetensorsFile } from "../io/safetensors.ts";
 import { loadCheckpoint } from "../trainers/checkpoint.ts";
 import { readMetrics } from "../trainers/metrics.ts";
+import type { KernelChoices } from "../trainers/kernel_choices.ts";
 import { findLaunchers, launchCommand, type Launcher } from "../dist/testdata/launchers.ts";
 import { writeTinyRunFile } from "./tiny_run.ts";
 import { runCli } from "./run_cli.ts";
@@ -183,17 +184,26 @@ Deno.test({
       await assertSameWeights(run, single, 1e-5);
     });
 
-    await t.step("SIGTERM to one rank: all stop after the step, save and exit 143", async () => {
-      const run = join(dir, "stopped");
-      const { r } = await signalRankOne([file, "--out", run, ...keep], run, "SIGTERM");
-      const out = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
-      assert.equal(r.code, 143, out);
-      assert.match(out, /stopped; continue with --resume/);
-      const ck = await loadCheckpoint(run);
-      const steps = [...(await losses(run)).keys()];
-      assert.equal(ck.step, steps.at(-1), "the checkpoint is the last step taken");
-      assert.ok(ck.step < 6, `stopped before the end, at step ${ck.step}`);
-    });
+    await t.step(
+      "SIGTERM to one rank: all stop after the step, save and exit 143 (measuring kernels)",
+      async () => {
+        const run = join(dir, "stopped");
+        const { r } = await signalRankOne([file, "--out", run, ...keep, "--tune"], run, "SIGTERM");
+        const out = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
+        assert.equal(r.code, 143, out);
+        assert.match(out, /stopped; continue with --resume/);
+        const ck = await loadCheckpoint(run);
+        const steps = [...(await losses(run)).keys()];
+        assert.equal(ck.step, steps.at(-1), "the checkpoint is the last step taken");
+        assert.ok(ck.step < 6, `stopped before the end, at step ${ck.step}`);
+        // Rank 0 alone measured (each shape once) and the checkpoint keeps its choices.
+        const measured = [...out.matchAll(/attention measured at .* T(\d+) /g)].map((m) => Number(m[1]));
+        assert.ok(measured.length > 0 && new Set(measured).size === measured.length, out);
+        const kept = ck.trainerState.kernelChoices as KernelChoices;
+        assert.deepEqual(kept.attention.map((c) => c.size).sort(), measured.sort());
+        assert.ok(kept.matmul.length > 0, out);
+      },
+    );
 
     await t.step("an error on one rank ends the job, naming the rank and the error", async () => {
       const other = join(dir, "bad");

@@ -153,6 +153,17 @@ export class DataParallel {
     return out;
   }
 
+  /**
+   * Rank 0's `value` on every rank (JSON-serializable; other ranks' `value` is ignored): its JSON's
+   * length, then the JSON, broadcast from rank 0.
+   */
+  async shareFromRoot<T>(value: T): Promise<T> {
+    const json = this.rank === 0 ? new TextEncoder().encode(JSON.stringify(value)) : null;
+    const [length] = await this.#comm.broadcast(new Float64Array([json?.length ?? 0]), 0);
+    const bytes = await this.#comm.broadcast(json ?? new Uint8Array(length), 0);
+    return this.rank === 0 ? value : JSON.parse(new TextDecoder().decode(bytes));
+  }
+
   /** True on every rank when `flag` is true on any rank (a stop, a non-finite gradient). */
   async any(flag: boolean): Promise<boolean> {
     const v = await this.#comm.allReduce(new Float32Array([flag ? 1 : 0]));

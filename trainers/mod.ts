@@ -107,6 +107,13 @@ export {
 } from "./checkpoint.ts";
 export { type Collectives, DataParallel, type DataParallelOptions } from "./data_parallel.ts";
 export {
+  countKernelChoices,
+  type KernelChoices,
+  kernelChoicesOf,
+  setKernelChoices,
+  shareKernelChoices,
+} from "./kernel_choices.ts";
+export {
   type Accumulated,
   accumulateGrads,
   finishStep,

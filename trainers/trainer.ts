@@ -23,7 +23,7 @@ import { dirname, join } from "node:path";
 import type { Engine } from "../core/engine.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { AdamW } from "../core/kernels/adamw/adamw.ts";
-import { engineAttentionKernel } from "../core/kernels/attention/attention.ts";
+import { engineAttentionKernel, isTunedAttention } from "../core/kernels/attention/attention.ts";
 import { formatTuning, tuneAttention } from "../core/kernels/attention/attention_tune.ts";
 import { recordMatmulShapes } from "../core/kernels/matmul/matmul.ts";
 import { formatMatmulTuning, tuneRecordedMatmuls } from "../core/kernels/matmul/matmul_tune.ts";
@@ -57,7 +57,13 @@ import { evaluate } from "./evaluate.ts";
 import { prepareNewRunDir } from "./run_dir.ts";
 import { loadQuestions, type Question } from "../eval/questions.ts";
 import { type EvalReport, formatReport } from "../eval/report.ts";
-import { checkTrainerState } from "./trainer_state.ts";
+import { checkTrainerState, type TrainerState } from "./trainer_state.ts";
+import {
+  countKernelChoices,
+  kernelChoicesOf,
+  setKernelChoices,
+  shareKernelChoices,
+} from "./kernel_choices.ts";
 import { configChanges } from "./config_changes.ts";
 import { pathExists } from "../io/path_exists.ts";
 
@@ -85,7 +91,9 @@ export interface TrainOptions {
    * step, the attention implementations at its shapes (`batchSize` rows of `data.maxLength` and of a
    * quarter of it, each also less one, with the LLM's heads; see `tuneAttention`); after each
    * stage's first step, the matmul kernels of every product that step ran (see `tuneMatmul`). Prints
-   * the times; takes seconds.
+   * the times; takes seconds. With `parallel`, rank 0 measures and the other ranks take its choices.
+   * Checkpoints keep the choices (see kernel_choices.ts): a resumed run runs the kernels it ran before,
+   * with or without `tune`, and measures only shapes it has not.
    */
   tune?: boolean;
 }
@@ -177,6 +185,14 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
       file.close();
     }
     pos = ck.trainerState.position as Position;
+    // The kernels it ran with (checked above): the same numbers as a run not stopped.
+    const kept = (ck.trainerState as unknown as TrainerState).kernelChoices;
+    if (kept) {
+      setKernelChoices(e, kept);
+      if (countKernelChoices(kept)) {
+        print(`kernel choices measured earlier in this run, kept: ${countKernelChoices(kept)}`);
+      }
+    }
     resumed = ck;
     checkpoint = dir;
     print(`resumed from ${dir}: stage ${pos.stage + 1}, step ${pos.step}`);
@@ -266,8 +282,8 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
 /**
  * Times the attention implementations at a stage's shapes (its batch of `B` rows of `data.maxLength`,
  * and of a quarter of that length, and of each length less one) on `e` and makes the fastest its
- * choice; prints one line per shape.
- * Measures nothing where an implementation is set on `e` (`setAttentionKernel`, `--attention`).
+ * choice; prints one line per shape. Skips shapes measured earlier in the run (kept by a resume), and
+ * measures nothing where an implementation is set on `e` (`setAttentionKernel`, `--attention`).
  */
 async function tuneStageAttention(
   e: Engine,
@@ -279,14 +295,13 @@ async function tuneStageAttention(
   const forced = engineAttentionKernel(e);
   if (forced !== "auto") return print(`attention: ${forced} is set, so its choice is not measured`);
   const { numHeads: NH, numKvHeads: NKV, headDim: HS, slidingWindow } = model.llm.cfg;
+  const opts = { causal: true, ...(slidingWindow !== null ? { window: slidingWindow } : {}) };
   // Each length, and one less: the choice differs where T is not a multiple of 4 (see setTunedKernel).
   const T = cfg.data.maxLength, short = Math.round(T / 4);
   for (const t of (short >= 16 ? [T, short] : [T]).flatMap((t) => [t, t - 1])) {
-    const r = await tuneAttention(e, { B, NH, NKV, T: t, HS }, cfg.train.dtype, {
-      causal: true,
-      ...(slidingWindow !== null ? { window: slidingWindow } : {}),
-    });
-    print(`attention measured at ${formatTuning(r)}`);
+    const d = { B, NH, NKV, T: t, HS };
+    if (isTunedAttention(e, d, cfg.train.dtype, opts)) continue; // measured earlier in the run
+    print(`attention measured at ${formatTuning(await tuneAttention(e, d, cfg.train.dtype, opts))}`);
   }
 }
 
@@ -454,14 +469,23 @@ async function runStage(
         params: model.params(),
         optimizer: owners ? { shards: world, step: opt.stepCount } : own,
         addFiles: owners ? (tmp) => dp!.writeEach(tmp, writeShard) : undefined,
-        trainerState: { position: { ...pos, scaler: scaler.state() }, stage: stage.name, config: cfg.name },
+        trainerState: {
+          position: { ...pos, scaler: scaler.state() },
+          stage: stage.name,
+          config: cfg.name,
+          ...(countKernelChoices(kernelChoicesOf(e)) ? { kernelChoices: kernelChoicesOf(e) } : {}),
+        },
         keepLast: cfg.train.keepLast,
       });
     } else if (owners) await dp!.writeEach(null, writeShard);
     await dp?.comm.barrier(); // the checkpoint is whole before any rank goes on (or stops)
   };
-  if (ctx.tune && pos.stageStep < total) await tuneStageAttention(e, cfg, model, stage.batchSize, ctx.print);
-  recordMatmulShapes(e, ctx.tune);
+  // Rank 0 measures; the other ranks take its choices, so every rank runs the same kernels.
+  if (ctx.tune && pos.stageStep < total) {
+    if (rank === 0) await tuneStageAttention(e, cfg, model, stage.batchSize, ctx.print);
+    await shareKernelChoices(e, dp);
+  }
+  recordMatmulShapes(e, ctx.tune && rank === 0);
   while (pos.stageStep < total) {
     const lr = lrAt(pos.stageStep, sched);
     const onMicroBatch = (done: number, count: number) => log.microBatch(pos.stageStep + 1, done, count);
@@ -472,7 +496,10 @@ async function runStage(
     steps++;
     if (result.skipped) skippedSteps++;
     log.step({ step: pos.step, stageStep: pos.stageStep, lr, result, gpuBytes: e.pool.bytesInUse });
-    if (ctx.tune && steps === 1) await tuneStepMatmuls(e, ctx.print);
+    if (ctx.tune && steps === 1) {
+      if (rank === 0) await tuneStepMatmuls(e, ctx.print);
+      await shareKernelChoices(e, dp);
+    }
     const last = pos.stageStep === total;
     if (ctx.evaluate && cfg.train.evalEvery > 0 && pos.step % cfg.train.evalEvery === 0 && !last) {
       const report = await ctx.evaluate(pos.step, stage);

@@ -15,6 +15,7 @@
 
 import { z } from "zod";
 import { parseSchema } from "../schema/parse.ts";
+import { type KernelChoices, kernelChoicesSchema } from "./kernel_choices.ts";
 
 /** Where a run stands, as the trainer saves it (`position` of `trainer_state.json`). */
 export interface TrainerPosition {
@@ -38,6 +39,8 @@ export interface TrainerState {
   position: TrainerPosition;
   /** The name of the current stage. */
   stage: string;
+  /** The kernel choices the run measured (`--tune`), where it measured any. */
+  kernelChoices?: KernelChoices;
 }
 
 const count = z.number().int().min(0);
@@ -53,6 +56,7 @@ const trainerStateSchema = z.looseObject({
     scaler: z.looseObject({ scale: z.number().positive(), goodSteps: count }),
   }),
   stage: z.string(),
+  kernelChoices: kernelChoicesSchema.optional(),
 });
 
 /** What {@linkcode checkTrainerState} needs to know of each stage of the run. */

@@ -21,7 +21,7 @@ import { record } from "../../autograd.ts";
 import type { DType } from "../../dtype.ts";
 import { type Engine, grid1d } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
-import { MeasuredChoices } from "../../timing.ts";
+import { type MeasuredChoice, MeasuredChoices } from "../../timing.ts";
 import type { AttentionDims } from "./attention_cpu.ts";
 import { flashAttentionBackward, flashAttentionForward } from "./attention_flash.ts";
 import {
@@ -62,7 +62,10 @@ export interface AttentionOptions {
  * `flash`, attention_flash.ts (FlashAttention-2 style: a workgroup per block of rows, register-blocked
  * score tiles in workgroup memory, memory O(T)).
  */
-export type AttentionKernel = "auto" | "fused" | "matmul" | "flash";
+export type AttentionKernel = (typeof ATTENTION_KERNELS)[number];
+
+/** Every {@linkcode AttentionKernel}. */
+export const ATTENTION_KERNELS = ["auto", "flash", "matmul", "fused"] as const;
 
 /** An implementation itself: what "auto" resolves to. */
 export type AttentionImpl = Exclude<AttentionKernel, "auto">;
@@ -144,6 +147,26 @@ export function setTunedKernel(
   const tunings = engineTunings.get(e) ?? new MeasuredChoices<AttentionImpl>();
   engineTunings.set(e, tunings);
   tunings.set(tuneClass(d, dtype, opts), d.T, kernel);
+}
+
+/** Whether "auto" calls like one at dims `d` have a choice measured at this very T. */
+export function isTunedAttention(e: Engine, d: AttentionDims, dtype: DType, opts: AttentionOptions): boolean {
+  return engineTunings.get(e)?.has(tuneClass(d, dtype, opts), d.T) ?? false;
+}
+
+/** The choices measured on `e` ({@linkcode setTunedKernel}), as plain data. */
+export function tunedAttentionChoices(e: Engine): MeasuredChoice<AttentionImpl>[] {
+  return engineTunings.get(e)?.entries() ?? [];
+}
+
+/**
+ * Replaces the choices measured on `e` with `choices` (as {@linkcode tunedAttentionChoices} gives them:
+ * from a checkpoint, or from another engine measuring on the same kind of GPU).
+ */
+export function setTunedAttentionChoices(e: Engine, choices: readonly MeasuredChoice<AttentionImpl>[]): void {
+  const tunings = new MeasuredChoices<AttentionImpl>();
+  for (const c of choices) tunings.set(c.class, c.size, c.choice);
+  engineTunings.set(e, tunings);
 }
 
 /**

@@ -30,7 +30,7 @@ import { sumTo } from "../reduce/reduce.ts";
 import { type DType, isFloat } from "../../dtype.ts";
 import { type Engine, grid1d, type KernelCall } from "../../engine.ts";
 import type { Tensor } from "../../tensor.ts";
-import { MeasuredChoices } from "../../timing.ts";
+import { type MeasuredChoice, MeasuredChoices } from "../../timing.ts";
 import { SplitTensor } from "../../split_tensor.ts";
 import { concat, slice } from "../rows/rows.ts";
 
@@ -48,7 +48,7 @@ export interface MatmulOptions {
    * 64 x 64 for small ones); "tiled" / "vec4" (64), "tiled128" / "vec4_128" or "texture" force one
    * (tests, benchmarks), and "vec4" and "texture" throw when the shapes do not allow them.
    */
-  kernel?: "auto" | "tiled" | "tiled128" | "vec4" | "vec4_128" | "texture";
+  kernel?: MatmulKernel;
   /**
    * f16 operands on the vec4 kernel: each step's 8 or 16 products are summed with packed f16 FMAs
    * before they join the f32 accumulators (default false: every product is summed in f32). Fewer
@@ -66,7 +66,10 @@ export interface MatmulOptions {
 }
 
 /** Which kernel computes a matmul (see {@linkcode MatmulOptions.kernel}). */
-export type MatmulKernel = NonNullable<MatmulOptions["kernel"]>;
+export type MatmulKernel = (typeof MATMUL_KERNELS)[number];
+
+/** Every {@linkcode MatmulKernel}. */
+export const MATMUL_KERNELS = ["auto", "tiled", "tiled128", "vec4", "vec4_128", "texture"] as const;
 
 /** Width in texels of the textures that hold `texture`-kernel operands (a power of two). */
 export const TEX_WIDTH = 4096;
@@ -321,7 +324,8 @@ function productClass(s: ProductShape): string {
 function shapeOf(g: Gemm): ProductShape | null {
   const plain = g.nsum === 1 && (g.batch === 1 || (g.a.stride === g.M * g.K && g.b.stride === g.K * g.N));
   if (!plain) return null;
-  const { M, N, K, batch, packedF16 } = g;
+  const { M, N, K, batch } = g;
+  const packedF16 = g.packedF16 && g.out.dtype === "f16"; // f32 products ignore it
   return { dtype: g.out.dtype, packedF16, M, N, K, batch, transA: g.a.trans, transB: g.b.trans };
 }
 
@@ -365,6 +369,21 @@ export function setTunedMatmul(e: Engine, s: ProductShape, choice: MatmulChoice)
 /** Whether products like `s` have a measured choice at this very M. */
 export function isTunedMatmul(e: Engine, s: ProductShape): boolean {
   return engineMatmulTunings.get(e)?.has(productClass(s), s.M) ?? false;
+}
+
+/** The choices measured on `e` ({@linkcode setTunedMatmul}), as plain data. */
+export function tunedMatmulChoices(e: Engine): MeasuredChoice<MatmulChoice>[] {
+  return engineMatmulTunings.get(e)?.entries() ?? [];
+}
+
+/**
+ * Replaces the choices measured on `e` with `choices` (as {@linkcode tunedMatmulChoices} gives them: from
+ * a checkpoint, or from another engine measuring on the same kind of GPU).
+ */
+export function setTunedMatmulChoices(e: Engine, choices: readonly MeasuredChoice<MatmulChoice>[]): void {
+  const tunings = new MeasuredChoices<MatmulChoice>();
+  for (const c of choices) tunings.set(c.class, c.size, { ...c.choice });
+  engineMatmulTunings.set(e, tunings);
 }
 
 /** Forgets the choices measured on `e`: "auto" chooses by its rules again. */
