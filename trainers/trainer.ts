@@ -464,6 +464,7 @@ async function runStage(
       return { file, sha256: await writeOptimizerShard(`${dir}/${file}`, own, model.params()) };
     };
     if (rank === 0) {
+      const kernelChoices = kernelChoicesOf(e); // kept by a resume (see kernel_choices.ts)
       checkpoint = await saveCheckpoint(ctx.runDir, {
         step: pos.step,
         params: model.params(),
@@ -473,7 +474,7 @@ async function runStage(
           position: { ...pos, scaler: scaler.state() },
           stage: stage.name,
           config: cfg.name,
-          ...(countKernelChoices(kernelChoicesOf(e)) ? { kernelChoices: kernelChoicesOf(e) } : {}),
+          ...(countKernelChoices(kernelChoices) ? { kernelChoices } : {}),
         },
         keepLast: cfg.train.keepLast,
       });
