@@ -107,6 +107,7 @@ gpuTest("a custom head kind plans, trains, evaluates, exports and resumes throug
       tuned.map((m) => `${m[1]} ${m[3]}`).sort(),
     );
     assert.equal(kept.matmul.length, products.length + more.length);
+    assert.match(kept.adapter ?? "", /\S/, "the choices name the adapter they were measured on");
     r = await runCli("train.ts", ["--resume", runDir, "--set", "train.stages[1].maxSteps=4", "--tune"]);
     assert.equal(r.code, 0, r.out);
     assert.match(

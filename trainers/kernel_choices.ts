@@ -31,6 +31,8 @@ import type { DataParallel } from "./data_parallel.ts";
 
 /** The choices measured on an engine, as plain data (`kernelChoices` of `trainer_state.json`). */
 export interface KernelChoices {
+  /** The adapter they were measured on (`DeviceInfo.description`); absent in older checkpoints. */
+  adapter?: string;
   /** Attention implementations, by class of call and T (see setTunedKernel). */
   attention: MeasuredChoice<AttentionImpl>[];
   /** Matmul kernels, by class of product and M (see setTunedMatmul). */
@@ -42,6 +44,7 @@ const measured = <V extends z.ZodType>(choice: V) =>
 
 /** The schema of {@linkcode KernelChoices}: a damaged checkpoint's choices are refused, not run. */
 export const kernelChoicesSchema: z.ZodType<KernelChoices> = z.strictObject({
+  adapter: z.string().optional(),
   attention: measured(z.enum(ATTENTION_KERNELS.filter((k) => k !== "auto"))),
   matmul: measured(z.strictObject({
     kernel: z.enum(MATMUL_KERNELS.filter((k) => k !== "auto")),
@@ -51,13 +54,30 @@ export const kernelChoicesSchema: z.ZodType<KernelChoices> = z.strictObject({
 
 /** The choices measured on `e` so far. */
 export function kernelChoicesOf(e: Engine): KernelChoices {
-  return { attention: tunedAttentionChoices(e), matmul: tunedMatmulChoices(e) };
+  return { adapter: e.info.description, attention: tunedAttentionChoices(e), matmul: tunedMatmulChoices(e) };
 }
 
 /** Makes `c` the choices measured on `e`, in place of any it had. */
 export function setKernelChoices(e: Engine, c: KernelChoices): void {
   setTunedAttentionChoices(e, c.attention);
   setTunedMatmulChoices(e, c.matmul);
+}
+
+/**
+ * Restores the choices a checkpoint kept (`kept`) on `e`, where they were measured on the same adapter
+ * (or an older checkpoint does not say where); choices measured on another adapter are left out, since
+ * timings there say nothing of this one (`--tune` measures them again). Returns the line that says
+ * which, or null when `kept` holds no choices.
+ */
+export function restoreKernelChoices(e: Engine, kept: KernelChoices): string | null {
+  const count = countKernelChoices(kept);
+  if (!count) return null;
+  if (kept.adapter !== undefined && kept.adapter !== e.info.description) {
+    return `kernel choices measured earlier in this run on ${kept.adapter} not kept: this adapter is ` +
+      `${e.info.description} (--tune measures them here)`;
+  }
+  setKernelChoices(e, kept);
+  return `kernel choices measured earlier in this run, kept: ${count}`;
 }
 
 /** How many choices `c` holds, in words: `2 attention shapes and 33 matmul products` (empty: none). */

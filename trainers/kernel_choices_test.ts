@@ -15,6 +15,7 @@ import {
   countKernelChoices,
   kernelChoicesOf,
   kernelChoicesSchema,
+  restoreKernelChoices,
   setKernelChoices,
   shareKernelChoices,
 } from "./kernel_choices.ts";
@@ -61,6 +62,26 @@ gpuTest(
       await Promise.all([shareKernelChoices(e, dps[0]), shareKernelChoices(other, dps[1])]);
       assert.deepEqual(kernelChoicesOf(other), kernelChoicesOf(e));
       await shareKernelChoices(e, null); // one process: nothing to do
+
+      // A resume restores them on the adapter they were measured on (or where an older checkpoint
+      // does not say), and leaves out those measured on another.
+      assert.equal(saved.adapter, other.info.description);
+      const restored = (c: typeof saved) => {
+        setKernelChoices(other, { attention: [], matmul: [] });
+        const line = restoreKernelChoices(other, c);
+        return { line, kept: isTunedMatmul(other, product) };
+      };
+      const keptLine =
+        "kernel choices measured earlier in this run, kept: 1 attention shape and 1 matmul product";
+      assert.deepEqual(restored(saved), { line: keptLine, kept: true });
+      const { adapter: _, ...older } = saved;
+      assert.deepEqual(restored(older), { line: keptLine, kept: true });
+      assert.deepEqual(restored({ ...saved, adapter: "Another GPU" }), {
+        line: "kernel choices measured earlier in this run on Another GPU not kept: this adapter is " +
+          `${other.info.description} (--tune measures them here)`,
+        kept: false,
+      });
+      assert.equal(restoreKernelChoices(other, { attention: [], matmul: [] }), null);
 
       // A damaged entry is refused, naming it.
       const bad = structuredClone(saved);

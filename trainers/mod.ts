@@ -110,6 +110,7 @@ export {
   countKernelChoices,
   type KernelChoices,
   kernelChoicesOf,
+  restoreKernelChoices,
   setKernelChoices,
   shareKernelChoices,
 } from "./kernel_choices.ts";

@@ -61,7 +61,7 @@ import { checkTrainerState, type TrainerState } from "./trainer_state.ts";
 import {
   countKernelChoices,
   kernelChoicesOf,
-  setKernelChoices,
+  restoreKernelChoices,
   shareKernelChoices,
 } from "./kernel_choices.ts";
 import { configChanges } from "./config_changes.ts";
@@ -185,14 +185,10 @@ export async function train(e: Engine, cfg: RunConfig, opts: TrainOptions): Prom
       file.close();
     }
     pos = ck.trainerState.position as Position;
-    // The kernels it ran with (checked above): the same numbers as a run not stopped.
+    // The kernels it ran with (checked above): the same numbers as a run not stopped, on the same adapter.
     const kept = (ck.trainerState as unknown as TrainerState).kernelChoices;
-    if (kept) {
-      setKernelChoices(e, kept);
-      if (countKernelChoices(kept)) {
-        print(`kernel choices measured earlier in this run, kept: ${countKernelChoices(kept)}`);
-      }
-    }
+    const line = kept && restoreKernelChoices(e, kept);
+    if (line) print(line);
     resumed = ck;
     checkpoint = dir;
     print(`resumed from ${dir}: stage ${pos.stage + 1}, step ${pos.step}`);
