@@ -1,13 +1,14 @@
 /**
  * The kernel choices a run measured (`--tune`: attention implementations by tuneAttention, matmul
  * kernels by tuneMatmul) as part of the run's state. Each checkpoint's trainer state holds them, so a
- * resumed run runs the kernels it ran before (the same numbers as a run not stopped) and measures only
- * shapes new to it; in a data-parallel run rank 0 measures and {@linkcode shareKernelChoices} gives
- * its choices to the other ranks, so every rank runs the same kernels.
+ * resumed run on the same adapter runs the kernels it ran before (the same numbers as a run not
+ * stopped) and measures only shapes new to it; another adapter measures its own. In a data-parallel
+ * run rank 0 measures and {@linkcode shareKernelChoices} gives its choices to the other ranks, so
+ * every rank runs the same kernels.
  *
  * ```ts ignore
  * await saveCheckpoint(dir, { ..., trainerState: { position, kernelChoices: kernelChoicesOf(e) } });
- * setKernelChoices(e, checkTrainerState(state, file, stages).kernelChoices!); // on resume
+ * restoreKernelChoices(e, checkTrainerState(state, file, stages).kernelChoices!); // on resume
  * ```
  * @module
  */
