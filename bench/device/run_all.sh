@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU measurements, in one command on a lent GPU machine (see bench/results/README.md):
-#   bash .device/run.sh bash bench/device/run_all.sh [report|steps|tests]...
+# The GPU measurements, in one command on a GPU machine (see bench/device/README.md; offline, with
+# .device/ from pack.sh):
+#   bash bench/device/on_device.sh bash bench/device/run_all.sh [probe|report|steps|tests]...
 # Each part has its own timeout and writes under $OUT (or bench/results/device/ when $OUT is unset).
 set -uo pipefail
 out=${OUT:-bench/results/device}
